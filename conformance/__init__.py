@@ -1,0 +1,1 @@
+"""Conformance: the op registry, the device-vs-reference checks and the gate."""

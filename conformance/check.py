@@ -1,0 +1,114 @@
+"""Run one registry case on one device variant and compare it with the reference, in float64 on the host.
+
+The device sees the inputs rounded to the dtype under test; the reference runs in float64 on those same rounded
+inputs, so the measured error is the device's alone. Outputs are poisoned and guarded (Runtime.guard_bytes), so
+an unwritten element or an out-of-bounds write fails on any device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from conformance.registry import Case, OpSpec
+from opencl_impl.runtime import POISON, Runtime
+
+
+@dataclass
+class Result:
+    op: str
+    variant: str
+    knobs: dict
+    dtype: str
+    case: str
+    passed: bool
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    rel_l2: float = 0.0
+    max_ulp: float = 0.0
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cast_case(case: Case, dtype) -> Case:
+    """The case with every float array rounded to dtype (integer arrays, e.g. token ids, untouched)."""
+    def c(a):
+        if isinstance(a, np.ndarray):
+            return a.astype(dtype) if a.dtype.kind == "f" else a
+        if isinstance(a, list):
+            return [c(x) for x in a]
+        return a
+    return Case(case.name, tuple(c(a) for a in case.args), {k: c(v) for k, v in case.kwargs.items()})
+
+
+def _to_device(rt: Runtime, a):
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        return rt.to_device(a)
+    if isinstance(a, list):
+        return [_to_device(rt, x) for x in a]
+    return a
+
+
+def guard_bytes_for(rt: Runtime) -> int:
+    """Guard size: a whole number of the device's sub-buffer alignment, at least 4 KiB."""
+    align = max(rt.device.mem_base_addr_align // 8, 4)
+    return max(4096, align) // align * align
+
+
+def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, dtype) -> Result:
+    from opencl_impl.ops import run_variant
+
+    dtype = np.dtype(dtype)
+    case = cast_case(case, dtype)
+    expected = spec.reference(*cast_case(case, np.float64).args, **cast_case(case, np.float64).kwargs)
+    res = Result(spec.name, variant, dict(knobs), dtype.name, case.summary(), False)
+    old_guard = rt.guard_bytes
+    rt.guard_bytes = guard_bytes_for(rt)
+    rt.guarded.clear()
+    try:
+        args = [_to_device(rt, a) for a in case.args]
+        kwargs = {k: _to_device(rt, v) for k, v in case.kwargs.items()}
+        out = run_variant(spec.name, variant, knobs, *args, **kwargs)
+        rt.queue.finish()
+        got = out.get()
+        problems = rt.check_guards()
+    finally:
+        rt.guard_bytes = old_guard
+        rt.guarded.clear()
+    if got.shape != expected.shape:
+        res.message = f"shape {got.shape} != reference {expected.shape}"
+        return res
+    if spec.output_dtype_follows_input and got.dtype != dtype:
+        res.message = f"dtype {got.dtype} != input dtype {dtype}"
+        return res
+    words = got.view(np.uint32) if got.dtype == np.float32 else got.view(np.uint64) >> np.uint64(32)
+    unwritten = int(np.count_nonzero(words == POISON))
+    if unwritten:
+        problems.append(f"{unwritten} of {got.size} output element(s) never written "
+                        f"(first at flat index {int(np.flatnonzero(words == POISON)[0])})")
+    g, e = got.astype(np.float64), expected.astype(np.float64)
+    err = np.abs(g - e)
+    both_nan = np.isnan(g) & np.isnan(e)
+    err[both_nan] = 0.0
+    err[np.isnan(err)] = np.inf
+    scale = float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0))
+    res.max_abs = float(err.max(initial=0.0))
+    res.max_rel = float(np.max(err / np.maximum(np.abs(e), np.finfo(np.float64).tiny), initial=0.0))
+    norm = np.linalg.norm(np.where(np.isfinite(e), e, 0.0))
+    res.rel_l2 = float(np.linalg.norm(np.where(np.isfinite(err), err, 1e300)) / (norm if norm > 0 else 1.0))
+    spacing = np.spacing(np.abs(e).astype(dtype)).astype(np.float64)
+    res.max_ulp = float(np.max(err / np.maximum(spacing, np.finfo(dtype).smallest_subnormal), initial=0.0))
+    tol = spec.tolerance[dtype.name]
+    bound = tol.rtol * np.abs(e) + tol.atol * scale
+    bad = ~(err <= bound) & ~both_nan
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        idx = np.unravel_index(i, e.shape)
+        problems.append(f"{int(bad.sum())} element(s) outside rtol={tol.rtol:g} atol={tol.atol:g}*max|ref|; "
+                        f"first at {tuple(int(x) for x in idx)}: got {g.flat[i]!r}, reference {e.flat[i]!r}")
+    res.passed = not problems
+    res.message = "; ".join(problems)
+    return res

@@ -1,0 +1,3 @@
+"""Registry rows: linalg ops."""
+
+ROWS = []

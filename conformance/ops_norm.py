@@ -1,0 +1,3 @@
+"""Registry rows: norm ops."""
+
+ROWS = []

@@ -1,0 +1,16 @@
+"""Hypothesis profiles: `ci` (derandomized, fits the CI budget), `dev`, `thorough` (thousands per op).
+
+Select with pytest's `--hypothesis-profile NAME` or `sdcl conformance --profile NAME`.
+"""
+
+from hypothesis import HealthCheck, Phase, settings
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+               print_blob=True)
+
+settings.register_profile("ci", max_examples=12, derandomize=True, database=None, **_COMMON)
+settings.register_profile("dev", max_examples=60, **_COMMON)
+settings.register_profile("thorough", max_examples=2000, phases=tuple(Phase), **_COMMON)
+
+# SD-shape examples (large arrays) run in every profile but ci, where only those under this many FLOPs run.
+CI_SD_FLOP_LIMIT = 2e9

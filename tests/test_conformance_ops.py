@@ -1,0 +1,62 @@
+"""Every variant of every registry op equals the reference, on every device under test.
+
+Templates over conformance.registry.REGISTRY: adding a variant or an op adds no test code.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+
+from conformance.check import run_case
+from conformance.profiles import CI_SD_FLOP_LIMIT
+from conformance.registry import REGISTRY
+
+DTYPES = ("float32", "float64")
+VARIANTS = [(op, v.name) for op, spec in REGISTRY.items() for v in spec.variants]
+
+
+def _skip_reason(rt, spec, variant, dtype):
+    if dtype == "float64" and not rt.info["fp64"]:
+        return f"{rt.info['device']} has no fp64"
+    for need in spec.variant(variant).needs:
+        if not rt.info.get(need):
+            return f"{rt.info['device']} lacks {need}"
+    return None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op,variant", VARIANTS, ids=[f"{o}-{v}" for o, v in VARIANTS])
+def test_fuzzed_shapes(rt, op, variant, dtype):
+    spec = REGISTRY[op]
+    reason = _skip_reason(rt, spec, variant, dtype)
+    if reason:
+        pytest.skip(reason)
+    knobs = spec.variant(variant).knobs
+
+    @given(case=spec.strategy())
+    def check(case):
+        note(case.summary())
+        res = run_case(rt, spec, variant, knobs, case, dtype)
+        assert res.passed, f"{case.summary()}: {res.message} (max_abs {res.max_abs:.3g}, rel_l2 {res.rel_l2:.3g})"
+
+    check()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op,variant", VARIANTS, ids=[f"{o}-{v}" for o, v in VARIANTS])
+def test_sd_shapes(rt, op, variant, dtype):
+    spec = REGISTRY[op]
+    reason = _skip_reason(rt, spec, variant, dtype)
+    if reason:
+        pytest.skip(reason)
+    cases = spec.sd_cases()
+    if settings._current_profile == "ci":
+        cases = [c for c in cases if spec.flops(c) <= CI_SD_FLOP_LIMIT]
+    if not cases:
+        pytest.skip(f"every SD-shape case of {op} is over {CI_SD_FLOP_LIMIT:g} FLOP; run with a dev profile")
+    failures = []
+    for case in cases:
+        res = run_case(rt, spec, variant, spec.variant(variant).knobs, case, dtype)
+        if not res.passed:
+            failures.append(f"{case.summary()}: {res.message}")
+    assert not failures, "\n".join(failures)
