@@ -115,7 +115,8 @@ def device_info(device: "cl.Device") -> dict:
     return {
         "platform": device.platform.name.strip(),
         "device": device.name.strip(),
-        "type": cl.device_type.to_string(device.type),
+        "type": next((n for n, t in (("GPU", cl.device_type.GPU), ("CPU", cl.device_type.CPU),
+                                     ("ACCELERATOR", cl.device_type.ACCELERATOR)) if device.type & t), "OTHER"),
         "version": device.version.strip(),
         "compute_units": device.max_compute_units,
         "max_work_group_size": device.max_work_group_size,

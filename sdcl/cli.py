@@ -1,0 +1,145 @@
+"""The `sdcl` command: devices, generate, conformance (and the perf commands as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _cmd_devices(args) -> int:
+    from opencl_impl.runtime import default_device, device_info, platforms, DeviceError
+    plats = platforms()
+    if not plats:
+        default_device()  # raises the error that says how to install PoCL
+    try:
+        default = default_device().int_ptr
+    except DeviceError:
+        default = None
+    rows = []
+    for i, p in enumerate(plats):
+        for j, d in enumerate(p.get_devices()):
+            info = {"selector": f"{i}:{j}", **device_info(d), "default": d.int_ptr == default}
+            rows.append(info)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        star = "*" if r["default"] else " "
+        print(f"{star} {r['selector']:5} {r['platform']} / {r['device']} ({r['type']}, {r['version']})")
+        print(f"        compute units {r['compute_units']}, max work-group {r['max_work_group_size']}, "
+              f"local mem {r['local_mem_kib']} KiB, global mem {r['global_mem_mib']} MiB "
+              f"(max alloc {r['max_alloc_mib']} MiB), fp64 {'yes' if r['fp64'] else 'no'}, "
+              f"fp16 {'yes' if r['fp16'] else 'no'}")
+    print("(* = default; select with --device SELECTOR or PYOPENCL_CTX=SELECTOR)")
+    return 0
+
+
+def _load_weights(args, config):
+    from reference.pipeline import init_weights
+    if args.checkpoint:
+        from reference.checkpoint import load_checkpoint
+        return load_checkpoint(args.checkpoint, config)
+    return init_weights(config, seed=args.weight_seed)
+
+
+def _backends(args):
+    from reference.pipeline import NUMPY
+    if args.backend == "reference":
+        return NUMPY, NUMPY, NUMPY
+    from opencl_impl.backend import opencl_backend
+    main = args.device
+    pick = lambda sel: opencl_backend(sel if sel is not None else main)
+    return pick(args.text_device), pick(None), pick(args.vae_device)
+
+
+def _cmd_generate(args) -> int:
+    from PIL import Image
+
+    from reference.configs import get_config
+    from reference.pipeline import StableDiffusion
+
+    config = get_config(args.model)
+    weights = _load_weights(args, config)
+    text_b, unet_b, vae_b = _backends(args)
+    pipe = StableDiffusion(config, weights, text_backend=text_b, unet_backend=unet_b, vae_backend=vae_b)
+    size = args.size or config.vae.sample_size
+    image = pipe(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps,
+                 guidance=args.guidance, height=size, width=size, sampler=args.sampler, eta=args.eta,
+                 progress=not args.quiet)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(out)
+    print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, model {config.name}, backend {args.backend}, "
+          f"seed {args.seed}, {args.steps} steps, {args.sampler})")
+    for stage, seconds in pipe.timings.items():
+        print(f"  {stage:15} {seconds * 1e3:10.1f} ms")
+    return 0
+
+
+def _cmd_conformance(args) -> int:
+    from conformance.gate import main as gate_main
+    return gate_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sdcl", description="Stable Diffusion on OpenCL, checked against a NumPy reference")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("devices", help="list OpenCL platforms and devices with the capabilities that matter")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=_cmd_devices)
+
+    g = sub.add_parser("generate", help="text to image")
+    g.add_argument("prompt")
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--model", default="sd21-base", help="sd15, sd21-base, tiny-sd1, tiny-sd2")
+    g.add_argument("--checkpoint", help="a real checkpoint: LDM .safetensors file or diffusers folder")
+    g.add_argument("--weight-seed", type=int, default=0, help="seed of the random weights when no checkpoint")
+    g.add_argument("--backend", choices=("reference", "opencl"), default="reference")
+    g.add_argument("--device", help="OpenCL device selector (PYOPENCL_CTX syntax), for all stages")
+    g.add_argument("--text-device", help="device for the text encoder, if not --device")
+    g.add_argument("--vae-device", help="device for the VAE decoder, if not --device")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, default=20)
+    g.add_argument("--guidance", type=float, default=7.5)
+    g.add_argument("--size", type=int, help="image height and width (default: the model's)")
+    g.add_argument("--sampler", default="ddim", choices=("ddim", "euler", "dpmpp_2m"))
+    g.add_argument("--eta", type=float, default=0.0)
+    g.add_argument("--output", "-o", default="out.png")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(fn=_cmd_generate)
+
+    c = sub.add_parser("conformance", help="the conformance gate: every op, layer and the pipeline vs the reference")
+    c.add_argument("--device", help="device selector (PYOPENCL_CTX syntax); default: PoCL")
+    c.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"))
+    c.add_argument("--report", default="conformance-report", help="folder for report.json, junit.xml, report.md")
+    c.add_argument("--ops", help="comma-separated op names (default: all)")
+    c.add_argument("--skip-models", action="store_true", help="ops only")
+    c.set_defaults(fn=_cmd_conformance)
+    return p
+
+
+def _device_errors() -> tuple:
+    """The OpenCL runtime's own errors (no device, kernel build failure) print as one clear line too."""
+    try:
+        from opencl_impl.runtime import DeviceError, KernelBuildError
+        return (DeviceError, KernelBuildError)
+    except ImportError:
+        return ()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, *_device_errors()) as e:
+        print(f"sdcl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
