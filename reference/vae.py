@@ -30,9 +30,10 @@ import numpy as np
 
 from reference import ops as _reference_ops
 from reference.configs import VAEConfig
+from reference.unet import check_weights  # the shared missing / unexpected / mis-shaped report
 from reference.weights import random_weights
 
-NORM_EPS = 1e-5
+NORM_EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- parameter table
@@ -105,26 +106,13 @@ def init_weights(cfg: VAEConfig, seed: int = 0, dtype=np.float32) -> dict:
     return random_weights(param_shapes(cfg), seed=seed, dtype=dtype)
 
 
-def check_weights(weights: dict, shapes: dict, model: str = "VAE") -> None:
-    """Raise ValueError listing every missing, unexpected and mis-shaped key of `weights` against `shapes`."""
-    missing = sorted(k for k in shapes if k not in weights)
-    unexpected = sorted(k for k in weights if k not in shapes)
-    misshaped = sorted(f"{k}: expected {tuple(shapes[k])}, got {tuple(weights[k].shape)}"
-                       for k in shapes if k in weights and tuple(weights[k].shape) != tuple(shapes[k]))
-    if missing or unexpected or misshaped:
-        parts = [f"{title} ({len(items)}): " + ", ".join(items)
-                 for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-                 if items]
-        raise ValueError(f"{model} weights do not match the config; " + "; ".join(parts))
-
-
 # ------------------------------------------------------------------------------------------------------- model
 
 class VAE:
     """AutoencoderKL on an ops namespace. weights: flat dict keyed by diffusers names (see param_shapes)."""
 
     def __init__(self, cfg: VAEConfig, weights: dict, ops=_reference_ops):
-        check_weights(weights, param_shapes(cfg))
+        check_weights(weights, param_shapes(cfg), "VAE")
         self.cfg = cfg
         self.w = weights
         self.ops = ops

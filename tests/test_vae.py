@@ -8,16 +8,14 @@ asymmetric (bottom / right) downsampling pad.
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from numerics import F32_TOL, F64_TOL, rel_l2, tol
+from numerics import F32_TOL, rel_l2, tol
 from reference import ops as ref_ops
 from reference.configs import SD15, SD21_BASE, TINY_SD1, VAEConfig
 from reference.vae import VAE, check_weights, init_weights, param_shapes
@@ -93,7 +91,8 @@ def test_bad_weights_are_listed():
     msg = str(e.value)
     assert "missing (1): decoder.conv_out.bias" in msg
     assert "unexpected (1): decoder.extra.weight" in msg
-    assert "encoder.mid_block.attentions.0.to_q.weight: expected (32, 32), got (32, 16)" in msg
+    assert "mis-shaped (1): encoder.mid_block.attentions.0.to_q.weight" in msg
+    assert "(32, 32)" in msg and "(32, 16)" in msg
     check_weights(init_weights(TINY), param_shapes(TINY))  # a complete set passes
 
 
@@ -228,25 +227,17 @@ def test_model_code_uses_only_the_ops_namespace():
 
 # ------------------------------------------------------------------------------------------------ full size
 
-def _slow_selected(config) -> bool:
-    return "slow" in (config.getoption("markexpr") or "") or os.environ.get("SDCL_SLOW") == "1"
-
-
 @pytest.mark.slow
-def test_full_size_decode_512_matches_diffusers(request):
+def test_full_size_decode_512_matches_diffusers():
     """SD's VAE decoder, seeded weights, a 64x64 latent -> 512x512 image, float32 on both sides.
 
-    Runs only when selected (`-m slow`, or SDCL_SLOW=1): minutes of CPU and ~3 GiB.
+    Deselected by default (pyproject's addopts has -m 'not slow'); run with -m slow. Minutes of CPU, a few GiB.
 
-    Tolerance: float32 here is not the tiny model's: the convolutions sum K = 9 * 512 = 4608 products, the
-    GroupNorms reduce over up to 512 * 512 * 256 / 32 = 2M elements and the mid attention's softmax over 4096
-    keys, across ~30 conv layers; each layer adds a relative rounding error of order sqrt(K) * 6e-8 ~ 4e-6
-    (the two sides sum in different orders: tap-by-tap BLAS here, oneDNN / im2col in torch), and these add up
-    through the depth. 1e-4 bounds that with a margin while still failing on any formula error, which shows
-    up at 1e-2 or above.
+    Tolerance: the shared F32_TOL (1e-5), not widened. The convolutions sum up to K = 9 * 512 = 4608 products
+    and the GroupNorms reduce over up to 2M elements, in different orders on the two sides (tap-by-tap BLAS here,
+    oneDNN in torch), but rounding errors of random sign grow like sqrt(K) * 6e-8 per layer and every GroupNorm
+    re-normalises, so they do not compound through the ~30 layers: measured 1.4e-6 (seed 0).
     """
-    if not _slow_selected(request.config):
-        pytest.skip("full-size run: select with -m slow or SDCL_SLOW=1")
     cfg = SD15.vae
     w = init_weights(cfg, seed=0)
     model = diffusers_vae(cfg)
@@ -269,4 +260,4 @@ def test_full_size_decode_512_matches_diffusers(request):
     print("\n" + report)
     assert ours.shape == theirs.shape == (1, 3, 512, 512)
     assert np.all(np.isfinite(ours)) and np.std(theirs) > 1e-2
-    assert err <= 1e-4, report
+    assert err <= F32_TOL, report
