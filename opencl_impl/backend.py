@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
+import pyopencl.array as cla
 
 from opencl_impl import ops as cl_ops
-from opencl_impl.runtime import Runtime, device_info, select_device
+from opencl_impl.runtime import Runtime, select_device
 from reference.pipeline import Backend
 
+_RUNTIMES: dict = {}   # device -> Runtime, so stages that name the same device share one context and queue
 
-@lru_cache(maxsize=None)
-def runtime_for(selector: str | None) -> Runtime:
-    """One Runtime per selected device, shared by the stages that name the same device."""
+
+def runtime_for(selector: str | None = None) -> Runtime:
     device = select_device(selector)
-    for rt in _BY_DEVICE:
-        if rt.device.int_ptr == device.int_ptr:
-            return rt
-    rt = Runtime(device)
-    _BY_DEVICE.append(rt)
-    return rt
+    if device.int_ptr not in _RUNTIMES:
+        _RUNTIMES[device.int_ptr] = Runtime(device)
+    return _RUNTIMES[device.int_ptr]
 
 
-_BY_DEVICE: list = []
-
-
-def opencl_backend(selector: str | None = None) -> Backend:
-    rt = runtime_for(selector)
-    info = device_info(rt.device)
-
+def opencl_backend_for(rt: Runtime) -> Backend:
     def to_device(a):
+        if isinstance(a, cla.Array):
+            return a                   # already there (weights uploaded by the caller)
         a = np.asarray(a)
         return rt.to_device(a) if a.dtype.kind == "f" else a  # token ids and timesteps stay on the host
 
-    return Backend(f"opencl:{info['device']}", cl_ops, to_device=to_device,
-                   to_host=lambda a: a.get() if hasattr(a, "get") else np.asarray(a), sync=rt.queue.finish)
+    def to_host(a):
+        return a.get() if isinstance(a, cla.Array) else np.asarray(a)
+
+    return Backend(f"opencl:{rt.info['device']}", cl_ops, to_device=to_device, to_host=to_host, sync=rt.queue.finish)
+
+
+def opencl_backend(selector: str | None = None) -> Backend:
+    return opencl_backend_for(runtime_for(selector))

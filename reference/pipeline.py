@@ -71,14 +71,23 @@ class StableDiffusion:
                  guidance: float = 7.5, height: int = 512, width: int = 512, sampler: str = "ddim",
                  eta: float = 0.0, progress: bool = False, dtype=np.float32) -> np.ndarray:
         """An (H, W, 3) uint8 image; deterministic for a given seed."""
+        latents = self.denoise(prompt, negative_prompt, seed, steps, guidance, height, width, sampler, eta,
+                               progress, dtype)
+        return to_uint8(self.decode(latents))
+
+    def denoise(self, prompt: str, negative_prompt: str = "", seed: int = 0, steps: int = 20,
+                guidance: float = 7.5, height: int = 512, width: int = 512, sampler: str = "ddim",
+                eta: float = 0.0, progress: bool = False, dtype=np.float32) -> np.ndarray:
+        """Text encoding and the sampler loop; the final latents (1, 4, h, w) on the host."""
         from reference.schedulers import make_scheduler
 
         s = self.config.vae_scale
         if height % s or width % s or height <= 0 or width <= 0:
             raise ValueError(f"height and width must be positive multiples of {s}, got {height}x{width}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
         rng = np.random.default_rng(seed)
-        sched = make_scheduler(sampler, self.config.scheduler, eta=eta) if sampler == "ddim" \
-            else make_scheduler(sampler, self.config.scheduler)
+        sched = make_scheduler(sampler, self.config.scheduler, **({"eta": eta} if sampler == "ddim" else {}))
         sched.set_timesteps(steps)
 
         # 1. text
@@ -101,21 +110,20 @@ class StableDiffusion:
             eps = self.unet(ub.ops.concat([x, x], axis=0), np.array([t, t]), context)  # (2, 4, h, w)
             eps_uncond, eps_text = eps[:1], eps[1:]
             guided = eps_uncond + guidance * (eps_text - eps_uncond)  # classifier-free guidance
-            noise = None
-            if sampler == "ddim" and eta > 0:
-                noise = ub.to_device(rng.standard_normal(shape).astype(dtype))
-            latents = sched.step(guided, t, latents, noise=noise) if noise is not None \
-                else sched.step(guided, t, latents)
-        ub.sync()
+            noise = ub.to_device(rng.standard_normal(shape).astype(dtype)) if sampler == "ddim" and eta > 0 else None
+            latents = sched.step(guided, t, latents, noise=noise)
+        latents = ub.to_host(latents)
         self.timings["unet"] = time.perf_counter() - t0
-        self.timings["unet_per_step"] = self.timings["unet"] / max(steps, 1)
+        self.timings["unet_per_step"] = self.timings["unet"] / steps
+        return latents
 
-        # 3. decode
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Host latents (1, 4, h, w) -> (3, H, W) image in [-1, 1] on the host."""
         t0 = time.perf_counter()
-        z = self.vae_backend.to_device(ub.to_host(latents) / self.config.vae.scaling_factor)
-        image = self.vae_backend.to_host(self.vae.decode(z))[0]  # (3, H, W) in [-1, 1]
+        z = self.vae_backend.to_device(latents / self.config.vae.scaling_factor)
+        image = self.vae_backend.to_host(self.vae.decode(z))[0]
         self.timings["vae_decode"] = time.perf_counter() - t0
-        return to_uint8(image)
+        return image
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,171 @@
+"""Model-level conformance: UNet blocks, text encoders, VAE decoder and the tiny pipeline, device vs reference.
+
+The device runs the very model code the reference runs (docs/ARCHITECTURE.md) with the OpenCL ops; the reference
+runs in float64 on the same weights and inputs rounded to the dtype under test, so the error is the device's.
+
+Tolerances (relative L2 of the output):
+- blocks, text encoders and VAE in float32: 1e-5. Each op adds a few float32 ulps (2^-24 = 6e-8) of relative
+  error, and a block chains 10-30 ops whose sums have at most a few thousand terms in these tiny models: the
+  measured errors are ~1e-7..1e-6; 1e-5 is the same bound as the oracle tests of the reference.
+- float64: 1e-10 (a wrong formula cannot hide under it).
+- pipeline: the sampler loop feeds each step's error into the next, and random-weight UNets amplify it, so the
+  latent error is judged at 1e-3 relative L2 and the 8-bit image by PSNR >= 40 dB (an error of 1% of full
+  scale would give 40 dB); measured values are printed in the report.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from conformance.gate import Row
+
+BLOCK_TOL = {"float32": 1e-5, "float64": 1e-10}
+PIPELINE_LATENT_TOL = {"float32": 1e-3, "float64": 1e-9}
+PIPELINE_MIN_PSNR = 40.0
+
+
+def rel_l2(got, ref) -> float:
+    g, r = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    n = np.linalg.norm(r)
+    return float(np.linalg.norm(g - r) / (n if n > 0 else 1.0)) if np.all(np.isfinite(g)) else float("inf")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def _row(name: str, dtype: str, device: str, err: float, tol: float, seconds: float, metric: str = "") -> Row:
+    ok = err <= tol
+    return Row("model", name, "default", dtype, device, cases=1, passed=ok, worst_rel_l2=err,
+               metric=metric or f"rel L2 {err:.2e} (tol {tol:g})", seconds=seconds,
+               failure="" if ok else f"relative L2 error {err:.3e} > {tol:g}")
+
+
+def _models(config, dtype, ops, weights):
+    from reference.text_encoder import TextEncoder
+    from reference.unet import UNet
+    from reference.vae import VAE
+    return (TextEncoder(config.text_encoder, weights["text_encoder"], ops=ops),
+            UNet(config.unet, weights["unet"], ops=ops),
+            VAE(config.vae, weights["vae"], ops=ops))
+
+
+def _unet_block_checks(ref_unet, dev_unet, cfg, to_dev, dtype, rng):
+    """(name, reference fn, device fn, inputs) for every resnet, transformer and sampler of the UNet."""
+    plan = ref_unet.plan
+    n, hw, temb_dim, ctx_len = 2, 8, plan["temb"], 7
+    checks = []
+    temb = rng.standard_normal((n, temb_dim))
+    ctx = rng.standard_normal((n, ctx_len, cfg.cross_attention_dim))
+    size = hw
+
+    def add_resnet(p, cin):
+        checks.append((p + "resnet", lambda u, x, t, c, p=p: u._resnet(p, x, t), (n, cin, size, size)))
+
+    def add_transformer(p, ch, heads):
+        checks.append((p + "transformer", lambda u, x, t, c, p=p, h=heads: u._transformer(p, x, c, h),
+                       (n, ch, size, size)))
+
+    for i, blk in enumerate(plan["down"]):
+        for j, (cin, cout) in enumerate(blk["resnets"]):
+            add_resnet(f"down_blocks.{i}.resnets.{j}.", cin)
+            if blk["heads"] is not None:
+                add_transformer(f"down_blocks.{i}.attentions.{j}.", cout, blk["heads"])
+    add_resnet("mid_block.resnets.0.", plan["mid"]["ch"])
+    add_transformer("mid_block.attentions.0.", plan["mid"]["ch"], plan["mid"]["heads"])
+    for i, blk in enumerate(plan["up"]):
+        for j, (cin, cout) in enumerate(blk["resnets"]):
+            add_resnet(f"up_blocks.{i}.resnets.{j}.", cin)
+            if blk["heads"] is not None:
+                add_transformer(f"up_blocks.{i}.attentions.{j}.", cout, blk["heads"])
+        if blk["sample"]:
+            p = f"up_blocks.{i}.upsamplers.0.conv."
+            checks.append((p[:-1], lambda u, x, t, c, p=p: u._upsample(p, x, (2 * size, 2 * size)),
+                           (n, blk["ch"], size, size)))
+    return [(name, fn, shape, temb, ctx) for name, fn, shape in checks]
+
+
+def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "tiny-sd2")) -> list:
+    """Rows for every model check of the tiny configs, float32 (and float64 where the device has fp64)."""
+    from opencl_impl import ops as cl_ops
+    from reference import ops as ref_ops
+    from reference.configs import get_config
+    from reference.pipeline import init_weights
+
+    rows = []
+    dtypes = ["float32"] + (["float64"] if rt.info["fp64"] else [])
+    for family in families:
+        config = get_config(family)
+        w64 = init_weights(config, seed=1, dtype=np.float64)
+        for dtype in dtypes:
+            dt = np.dtype(dtype)
+            # the reference sees the weights rounded to the dtype under test, computed in float64
+            w_ref = {m: {k: v.astype(dt).astype(np.float64) for k, v in ws.items()} for m, ws in w64.items()}
+            w_dev = {m: {k: rt.to_device(v.astype(dt)) for k, v in ws.items()} for m, ws in w64.items()}
+            te_r, unet_r, vae_r = _models(config, dt, ref_ops, w_ref)
+            te_d, unet_d, vae_d = _models(config, dt, cl_ops, w_dev)
+            rng = np.random.default_rng(7)
+
+            def compare(name, ref_fn, dev_fn, inputs, tol=BLOCK_TOL[dtype]):
+                t0 = time.perf_counter()
+                try:
+                    host = [a.astype(dt) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in inputs]
+                    ref = ref_fn(*[a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+                                   else a for a in host])
+                    got = dev_fn(*[rt.to_device(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+                                   for a in host]).get()
+                    rows.append(_row(f"{family}/{name}", dtype, device, rel_l2(got, ref), tol,
+                                     time.perf_counter() - t0))
+                except Exception as e:  # a crash inside a launcher is a failure of that row, not of the gate
+                    rows.append(Row("model", f"{family}/{name}", "default", dtype, device, passed=False,
+                                    failure=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
+
+            # text encoder: a real tokenized prompt pair
+            from reference.tokenizer import CLIPTokenizer
+            ids = CLIPTokenizer.from_config(config.text_encoder)(["", "a photograph of an astronaut riding a horse"])
+            compare("text_encoder", te_r, te_d, [ids])
+            # UNet blocks, then the whole UNet at a non-square latent
+            for name, fn, shape, temb, ctx in _unet_block_checks(unet_r, unet_d, config.unet, rt.to_device, dt, rng):
+                compare(f"unet/{name}", lambda x, t, c, fn=fn: fn(unet_r, x, t, c),
+                        lambda x, t, c, fn=fn: fn(unet_d, x, t, c), [rng.standard_normal(shape), temb, ctx])
+            ctx = rng.standard_normal((2, 77, config.unet.cross_attention_dim))
+            compare("unet", lambda x, c: unet_r(x, np.array([999, 1]), c), lambda x, c: unet_d(x, np.array([999, 1]), c),
+                    [rng.standard_normal((2, config.unet.in_channels, 6, 10)), ctx])
+            # VAE decoder
+            compare("vae_decoder", vae_r.decode, vae_d.decode,
+                    [rng.standard_normal((1, config.vae.latent_channels, 5, 7))])
+            rows.extend(_pipeline_rows(rt, config, family, dtype, device, w_ref, w_dev))
+    return rows
+
+
+def _pipeline_rows(rt, config, family, dtype, device, w_ref, w_dev) -> list:
+    """The whole tiny pipeline, prompt to image, on the device vs the reference; latent error and image PSNR."""
+    from opencl_impl.backend import opencl_backend_for
+    from reference.pipeline import NUMPY, StableDiffusion, to_uint8
+
+    t0 = time.perf_counter()
+    name = f"{family}/pipeline"
+    kw = dict(prompt="a lighthouse at dusk, oil painting", negative_prompt="blurry", seed=3, steps=4,
+              guidance=7.5, height=2 * config.vae.sample_size, width=config.vae.sample_size, sampler="ddim")
+    try:
+        ref = StableDiffusion(config, w_ref)
+        ref_lat = ref.denoise(**kw, dtype=np.float64)
+        ref_img = to_uint8(ref.decode(ref_lat))
+        be = opencl_backend_for(rt)
+        # weights are already on the device: the backend's to_device passes device arrays through
+        dev = StableDiffusion(config, w_dev, text_backend=be, unet_backend=be, vae_backend=be)
+        dev_lat = dev.denoise(**kw, dtype=np.dtype(dtype))
+        dev_img = to_uint8(dev.decode(dev_lat.astype(dtype)))
+    except Exception as e:
+        return [Row("model", name, "default", dtype, device, passed=False, failure=f"{type(e).__name__}: {e}",
+                    seconds=time.perf_counter() - t0)]
+    err, p = rel_l2(dev_lat, ref_lat), psnr(dev_img, ref_img)
+    tol = PIPELINE_LATENT_TOL[dtype]
+    ok = err <= tol and p >= PIPELINE_MIN_PSNR
+    return [Row("model", name, "default", dtype, device, cases=1, passed=ok, worst_rel_l2=err,
+                metric=f"latent rel L2 {err:.2e} (tol {tol:g}), image PSNR {p:.1f} dB (min {PIPELINE_MIN_PSNR:g})",
+                seconds=time.perf_counter() - t0,
+                failure="" if ok else f"latent rel L2 {err:.3e}, PSNR {p:.1f} dB")]
