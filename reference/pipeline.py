@@ -110,7 +110,7 @@ class StableDiffusion:
             eps = self.unet(ub.ops.concat([x, x], axis=0), np.array([t, t]), context)  # (2, 4, h, w)
             eps_uncond, eps_text = eps[:1], eps[1:]
             guided = eps_uncond + guidance * (eps_text - eps_uncond)  # classifier-free guidance
-            noise = ub.to_device(rng.standard_normal(shape).astype(dtype)) if sampler == "ddim" and eta > 0 else None
+            noise = ub.to_device(rng.standard_normal(shape).astype(dtype)) if sched.needs_noise else None
             latents = sched.step(guided, t, latents, noise=noise)
         latents = ub.to_host(latents)
         self.timings["unet"] = time.perf_counter() - t0

@@ -139,7 +139,7 @@ class EulerDiscreteScheduler:
     @property
     def init_noise_sigma(self) -> float:
         s = float(self.sigmas.max())
-        # diffusers' rule: sqrt(s^2 + 1) for "leading", s for "trailing"/"linspace"
+        # diffusers' rule: sqrt(s^2 + 1) for "leading", s otherwise
         return math.sqrt(s * s + 1) if self.config.timestep_spacing == "leading" else s
 
     def set_timesteps(self, num_inference_steps: int) -> None:
@@ -162,9 +162,8 @@ class EulerDiscreteScheduler:
 
 class DPMSolverPP2MScheduler:
     """DPM-Solver++(2M) (Lu et al. 2022) as diffusers' DPMSolverMultistepScheduler with algorithm_type
-    "dpmsolver++", solver_order 2, solver_type "midpoint": first order on the first step, and on the last step
-    when final_sigmas_type is "zero" (the diffusers default: the last step lands on x0) or when
-    lower_order_final and fewer than 15 steps."""
+    "dpmsolver++", solver_order 2, solver_type "midpoint". final_sigmas_type "zero" (the diffusers default) makes
+    the last step land on the predicted x0; "sigma_min" stops at the lowest training noise level."""
 
     def __init__(self, config: SchedulerConfig, lower_order_final: bool = True, final_sigmas_type: str = "zero"):
         if final_sigmas_type not in ("zero", "sigma_min"):
@@ -195,18 +194,19 @@ class DPMSolverPP2MScheduler:
         s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
         alpha = 1 / math.sqrt(s * s + 1)
         x0 = _predict_x0(self.config.prediction_type, model_output, sample, alpha, s * alpha)
-        first_order = i == 0 or (i == n - 1 and (self.final_sigmas_type == "zero"
-                                                 or (self.lower_order_final and n < 15)))
+        # first order on the first step, and on the last when lower_order_final and < 15 steps (a last step to
+        # sigma 0, final_sigmas_type "zero", lands on x0 below, the first-order limit)
+        first_order = i == 0 or (i == n - 1 and self.lower_order_final and n < 15)
         if not first_order and (self._last is None or self._last[0] != i - 1):
             raise RuntimeError("DPM-Solver++(2M) steps must run in order after set_timesteps")
         prev_x0 = None if first_order else self._last[1]
         self._last = (i, x0)
-        if s_next == 0:  # the limit of the update below as sigma_next -> 0
+        if s_next == 0:  # the update below with sigma_next = 0, alpha_next = 1, e^-h = 0
             return x0
         alpha_next = 1 / math.sqrt(s_next * s_next + 1)
         h = math.log(s / s_next)  # lambda_next - lambda, lambda = log(alpha/sigma) = -log(s)
-        # x_next = (sigma_next/sigma) x - alpha_next (e^-h - 1) D, with D = x0 or the midpoint
-        # extrapolation x0 + (x0 - x0_prev) / (2 r), r = h_prev / h
+        # x_next = (sigma_next/sigma) x - alpha_next (e^-h - 1) D (sigma = s*alpha, the VP noise level), with
+        # D = x0 (first order) or the midpoint extrapolation x0 + (x0 - x0_prev) / (2 r), r = h_prev / h
         if first_order:
             d = x0
         else:
