@@ -133,6 +133,13 @@ def group_norm(x: np.ndarray, num_groups: int, weight: np.ndarray | None = None,
     return y.astype(dt)
 
 
+def group_norm_silu(x: np.ndarray, num_groups: int, weight: np.ndarray | None = None,
+                    bias: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+    """silu(group_norm(x)): the pair every ResNet block runs; one op so a device can fuse it into one pass."""
+    dt, (x, weight, bias) = _inputs("group_norm_silu", x, weight, bias)
+    return silu(group_norm(x, num_groups, weight, bias, eps)).astype(dt)  # float16: rounded once, at the end
+
+
 def layer_norm(x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
                eps: float = 1e-5) -> np.ndarray:
     """Normalize over the last axis with biased variance; then affine."""
@@ -284,6 +291,8 @@ def concat(xs: list, axis: int = 1) -> np.ndarray:
     if not xs:
         raise ValueError("concat: expected at least one array")
     dt, xs = _inputs("concat", *xs)
+    if not -xs[0].ndim <= axis < xs[0].ndim:  # a wrapped axis would silently join along the wrong axis
+        _fail("concat", f"axis {axis} is out of range for {xs[0].ndim}-D arrays", *xs)
     ax = axis % xs[0].ndim
     if any(x.ndim != xs[0].ndim or x.shape[:ax] + x.shape[ax + 1:] != xs[0].shape[:ax] + xs[0].shape[ax + 1:]
            for x in xs):
@@ -306,6 +315,6 @@ def permute(x: np.ndarray, axes: tuple) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(axes)).astype(dt)
 
 
-OPS = ("matmul", "batched_matmul", "linear", "conv2d", "group_norm", "layer_norm", "softmax", "gelu",
+OPS = ("matmul", "batched_matmul", "linear", "conv2d", "group_norm", "group_norm_silu", "layer_norm", "softmax", "gelu",
        "gelu_tanh", "quick_gelu", "silu", "geglu", "attention", "timestep_embedding", "token_embedding",
        "add", "mul", "concat", "upsample_nearest2x", "permute")

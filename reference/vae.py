@@ -126,7 +126,7 @@ class VAE:
 
     def _norm_silu(self, x, key: str):
         o = self.ops
-        return o.silu(o.group_norm(x, self.groups, self.w[f"{key}.weight"], self.w[f"{key}.bias"], eps=NORM_EPS))
+        return o.group_norm_silu(x, self.groups, self.w[f"{key}.weight"], self.w[f"{key}.bias"], eps=NORM_EPS)
 
     def _resnet(self, x, key: str):
         h = self._conv(self._norm_silu(x, f"{key}.norm1"), f"{key}.conv1")

@@ -126,7 +126,7 @@ def _to_torch(arrays):
 # ------------------------------------------------------------------------------------------- torch-side helpers
 
 def t_conv(x, w, b=None, stride=1, padding=0):
-    """torch conv2d; a 4-tuple padding is (top, bottom, left, right) and goes through F.pad (left, right, top, bottom)."""
+    """torch conv2d; a 4-tuple padding (top, bottom, left, right) goes through F.pad's (left, right, top, bottom)."""
     if isinstance(padding, tuple) and len(padding) == 4:
         top, bottom, left, right = padding
         return F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride)
@@ -221,8 +221,17 @@ CASES = [
       lambda x, w, b: F.group_norm(x, 32, w, b, 1e-6), (1, 128, 8, 8), (128,), (128,)),
     C("group_norm/eps_dominates", lambda x: ops.group_norm(x, 2, eps=0.1),  # var ~1e-4 << eps: eps placement shows
       lambda x: F.group_norm(x, 2, eps=0.1), R((2, 4, 5, 5), scale=1e-2)),
-    C("group_norm/large_mean", lambda x, w, b: ops.group_norm(x, 4, w, b),  # one-pass E[x^2]-E[x]^2 fails in fp32
-      lambda x, w, b: F.group_norm(x, 4, w, b), R((2, 8, 6, 6), shift=300.0), (8,), (8,)),
+    # mean 100 >> std 1: a one-pass E[x^2] - E[x]^2 variance cancels in float32; the problem's own conditioning
+    # (~6e-8 * 100) stays under F32_TOL (a mean of 300 does not: torch itself then errs by ~8e-6 from float64)
+    C("group_norm/large_mean", lambda x, w, b: ops.group_norm(x, 4, w, b),
+      lambda x, w, b: F.group_norm(x, 4, w, b), R((2, 8, 6, 6), shift=100.0), (8,), (8,)),
+    # group_norm_silu (the ResNet block's fused pair)
+    C("group_norm_silu/4d_g32", lambda x, w, b: ops.group_norm_silu(x, 32, w, b),
+      lambda x, w, b: F.silu(F.group_norm(x, 32, w, b)), (2, 64, 6, 6), (64,), (64,)),
+    C("group_norm_silu/vae_eps1e-6", lambda x, w, b: ops.group_norm_silu(x, 32, w, b, 1e-6),
+      lambda x, w, b: F.silu(F.group_norm(x, 32, w, b, 1e-6)), (1, 128, 4, 4), (128,), (128,)),
+    C("group_norm_silu/noaffine_3d", lambda x: ops.group_norm_silu(x, 4),
+      lambda x: F.silu(F.group_norm(x, 4)), (2, 12, 9)),
     # layer_norm
     C("layer_norm/affine", lambda x, w, b: ops.layer_norm(x, w, b),
       lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b), (2, 77, 64), (64,), (64,)),
@@ -230,7 +239,7 @@ CASES = [
     C("layer_norm/eps1e-6", lambda x, w, b: ops.layer_norm(x, w, b, 1e-6),
       lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b, 1e-6), (2, 16, 320), (320,), (320,)),
     C("layer_norm/large_mean", lambda x, w, b: ops.layer_norm(x, w, b),
-      lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b), R((4, 48), shift=500.0), (48,), (48,)),
+      lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b), R((4, 48), shift=100.0), (48,), (48,)),
     # softmax
     C("softmax/last", ops.softmax, lambda x: F.softmax(x, -1), (2, 8, 77)),
     C("softmax/axis0", lambda x: ops.softmax(x, 0), lambda x: F.softmax(x, 0), (5, 4, 3)),
@@ -406,6 +415,8 @@ def test_fuzz_conv2d(cfg):
        st.lists(st.integers(1, 5), min_size=0, max_size=2), st.booleans(),
        st.sampled_from([1e-5, 1e-6, 1e-2]), st.integers(0, 2 ** 31))
 def test_fuzz_group_norm(n, groups, per_group, spatial, affine, eps, seed):
+    if per_group * math.prod(spatial) < 2:  # torch refuses a group of one value (its variance is undefined)
+        spatial = spatial + [2]
     rng = np.random.default_rng(seed)
     c = groups * per_group
     arrays = [rng.standard_normal((n, c, *spatial)) * rng.uniform(0.1, 3) + rng.uniform(-5, 5)]
