@@ -54,7 +54,7 @@ def _fold(row: Row, res: Result) -> None:
 
 def check_op(rt, spec: OpSpec, variant: str, dtype: str, profile: str, device: str) -> Row:
     """Fuzz one variant with the Hypothesis profile, then its SD shapes; shrink and record the first failure."""
-    from hypothesis import given, settings
+    from hypothesis import assume, given, settings
 
     from conformance import profiles
 
@@ -73,6 +73,7 @@ def check_op(rt, spec: OpSpec, variant: str, dtype: str, profile: str, device: s
     @settings(settings.get_profile(profile))
     @given(case=spec.strategy())
     def fuzz(case):
+        assume(v.applies is None or v.applies(case.args, case.kwargs))
         res = run_case(rt, spec, variant, v.knobs, case, dtype)
         _fold(row, res)
         if not res.passed:
@@ -89,7 +90,7 @@ def check_op(rt, spec: OpSpec, variant: str, dtype: str, profile: str, device: s
     except Exception as e:  # a launcher that crashes (bad shape handling, build error) is a failure too
         row.passed = False
         row.failure = f"{type(e).__name__}: {e}"
-    cases = spec.sd_cases()
+    cases = [c for c in spec.sd_cases() if v.applies is None or v.applies(c.args, c.kwargs)]
     if profile == "ci":
         cases = [c for c in cases if spec.flops(c) <= profiles.CI_SD_FLOP_LIMIT]
     for case in cases:

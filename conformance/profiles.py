@@ -5,7 +5,7 @@ Select with pytest's `--hypothesis-profile NAME` or `sdcl conformance --profile 
 
 from hypothesis import HealthCheck, Phase, settings
 
-_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
                print_blob=True)
 
 settings.register_profile("ci", max_examples=12, derandomize=True, database=None, **_COMMON)

@@ -45,11 +45,14 @@ class Case:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when every element satisfies |got - ref| <= rtol * |ref| + atol * max|ref| (ref in float64)."""
+    """Pass when every element satisfies |got - ref| <= rtol * |ref| + atol * scale (ref in float64), where
+    scale is max|ref|, or with atol_scale="input" max|first input|: for ops whose rounding error is absolute in
+    |x| rather than in |ref|, e.g. gelu's 1 + erf(x/sqrt 2), which cancels as x -> -inf where ref -> 0."""
 
     rtol: float
     atol: float
     reason: str
+    atol_scale: str = "ref"     # "ref" or "input"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class Variant:
     space: dict = field(default_factory=dict)          # knob -> candidate values, for the tuner
     constraint: Callable | None = None                 # (knobs, device_info) -> bool: may this config build?
     needs: tuple = ()                                  # device features, e.g. ("fp64",): skipped with a reason
+    applies: Callable | None = None                    # (args, kwargs) -> bool: the shapes it handles (None: all)
+    devices: tuple = ()                                # device types it is written for ("CPU", "GPU"; () = any):
+                                                       # untuned selection passes over the others
 
     def configs(self, info: dict | None = None) -> list:
         """Every knob setting in the space that the constraint admits (the default first)."""

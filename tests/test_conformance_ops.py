@@ -5,7 +5,7 @@ Templates over conformance.registry.REGISTRY: adding a variant or an op adds no 
 
 import numpy as np
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import assume, given, note, settings
 
 from conformance.check import run_case
 from conformance.profiles import CI_SD_FLOP_LIMIT
@@ -31,11 +31,13 @@ def test_fuzzed_shapes(rt, op, variant, dtype):
     reason = _skip_reason(rt, spec, variant, dtype)
     if reason:
         pytest.skip(reason)
-    knobs = spec.variant(variant).knobs
+    v = spec.variant(variant)
+    knobs = v.knobs
 
     @given(case=spec.strategy())
     def check(case):
         note(case.summary())
+        assume(v.applies is None or v.applies(case.args, case.kwargs))  # e.g. Winograd: 3x3 stride 1 only
         res = run_case(rt, spec, variant, knobs, case, dtype)
         assert res.passed, f"{case.summary()}: {res.message} (max_abs {res.max_abs:.3g}, rel_l2 {res.rel_l2:.3g})"
 
@@ -49,14 +51,15 @@ def test_sd_shapes(rt, op, variant, dtype):
     reason = _skip_reason(rt, spec, variant, dtype)
     if reason:
         pytest.skip(reason)
-    cases = spec.sd_cases()
+    v = spec.variant(variant)
+    cases = [c for c in spec.sd_cases() if v.applies is None or v.applies(c.args, c.kwargs)]
     if settings._current_profile == "ci":
         cases = [c for c in cases if spec.flops(c) <= CI_SD_FLOP_LIMIT]
     if not cases:
         pytest.skip(f"every SD-shape case of {op} is over {CI_SD_FLOP_LIMIT:g} FLOP; run with a dev profile")
     failures = []
     for case in cases:
-        res = run_case(rt, spec, variant, spec.variant(variant).knobs, case, dtype)
+        res = run_case(rt, spec, variant, v.knobs, case, dtype)
         if not res.passed:
             failures.append(f"{case.summary()}: {res.message}")
     assert not failures, "\n".join(failures)

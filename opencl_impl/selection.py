@@ -1,0 +1,110 @@
+"""Which variant runs: the per-device tuning database and the selection policy.
+
+The database (`tuning/<device>.json` in the repo, `tuning/default.json` for unknown devices) records, per op and
+per shape, the fastest variant and knobs the tuner verified on that device. The policy picks, for a call:
+1. the database's entry for this op and shape, if its variant is allowed;
+2. else the most advanced allowed variant that handles the shape (`Variant.applies`), with the knobs the database
+   holds for that variant on this op (any shape) or the variant's defaults;
+3. else "naive".
+`allowed` restricts the variants per op (the ladder's cumulative rows); None allows every registered variant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+TUNING_DIR = Path(__file__).resolve().parent.parent / "tuning"
+
+
+def shape_key(args, kwargs=None) -> str:
+    """A stable text key of a call's shapes and scalar arguments: 'x2x320x64x64,w320x320x3x3,stride=2'."""
+    def show(a):
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            return "x".join(str(int(s)) for s in a.shape) or "scalar"
+        if isinstance(a, (list, tuple)) and a and hasattr(a[0], "shape"):
+            return "[" + ";".join(show(x) for x in a) + "]"
+        return repr(a)
+    parts = [show(a) for a in args if a is not None]
+    parts += [f"{k}={show(v)}" for k, v in (kwargs or {}).items() if v is not None]
+    return ",".join(parts)
+
+
+def call_key(fn, args, kwargs=None) -> str:
+    """shape_key of a call with its arguments bound to the op's signature (defaults filled in), so that
+    conv2d(x, w, b, padding=1) and conv2d(x, w, b, 1, 1) give the same key."""
+    import inspect
+    bound = inspect.signature(fn).bind(*args, **(kwargs or {}))
+    bound.apply_defaults()
+    return shape_key((), bound.arguments)
+
+
+def device_slug(info: dict) -> str:
+    name = f"{info['platform']}-{info['device']}".lower()
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:80]
+
+
+def db_path(info: dict) -> Path:
+    return TUNING_DIR / f"{device_slug(info)}.json"
+
+
+def load_db(info: dict) -> dict:
+    """The device's database, or the default one for unknown devices, or an empty one."""
+    for path in (db_path(info), TUNING_DIR / "default.json"):
+        if path.exists():
+            return json.loads(path.read_text())
+    return {"device": None, "ops": {}}
+
+
+def save_db(info: dict, db: dict) -> Path:
+    TUNING_DIR.mkdir(exist_ok=True)
+    path = db_path(info)
+    path.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+class Policy:
+    """Callable (op, args, kwargs) -> (variant, knobs); install with `rt.policy = Policy(...)`."""
+
+    def __init__(self, db: dict | None = None, allowed: dict | None = None, info: dict | None = None):
+        from conformance.registry import REGISTRY
+        self.registry = REGISTRY
+        self.db = db or {"ops": {}}
+        self.allowed = allowed
+        self.device_type = (info or {}).get("type")
+        self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
+
+    def _candidates(self, op: str) -> list:
+        spec = self.registry.get(op)
+        names = [v.name for v in spec.variants] if spec else ["naive"]
+        if self.allowed is not None:
+            names = [n for n in self.allowed.get(op, ["naive"]) if n in names or n == "naive"]
+        return names or ["naive"]
+
+    def __call__(self, op: str, args, kwargs=None) -> tuple:
+        spec = self.registry.get(op)
+        key = call_key(spec.reference, args, kwargs) if spec else shape_key(args, kwargs)
+        hit = self.choices.get((op, key))
+        if hit is not None:
+            return hit
+        names = self._candidates(op)
+        entry = self.db.get("ops", {}).get(op, {})
+        tuned = [c for c in entry.get("shapes", {}).get(key, {}).get("candidates", []) if c["variant"] in names]
+        if tuned:  # the fastest verified candidate among the allowed ones, as the tuner timed them
+            best = min(tuned, key=lambda c: c["seconds"])
+            choice = (best["variant"], dict(best["knobs"]))
+        else:
+            choice = ("naive", {})
+            for name in reversed(names):  # the most advanced allowed variant that handles this shape
+                v = spec.variant(name) if spec else None
+                if v is not None and v.devices and self.device_type not in v.devices:
+                    continue
+                if v is None or v.applies is None or v.applies(args, kwargs or {}):
+                    knobs = entry.get("defaults", {}).get(name, v.knobs if v else {})
+                    choice = (name, dict(knobs))
+                    break
+        self.choices[(op, key)] = choice
+        return choice

@@ -1,0 +1,210 @@
+"""`sdcl ladder`: what each optimization buys on a device, as cumulative rows (like the paper's per-technique table).
+
+Row i allows the variants introduced by rows 0..i (the selection policy still picks, per shape, the fastest
+tuned one among them, or the most advanced one that handles the shape). Columns: text encoder (batch 2 x 77
+tokens), one UNet step (batch 2 = classifier-free guidance, latent size/8), VAE decode (one image), peak device
+memory; and torch rows measured in the same run on the same hardware (CPU torch for a CPU device; CUDA fp32 with
+TF32 off, TF32 and fp16 for an NVIDIA GPU when torch sees one).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (row name, {op: [variants introduced]}). Names are the registry's; a row whose variants are not registered
+# yet is measured as the row before it and marked "no new variant registered".
+RUNGS = [
+    ("naive", {}),
+    ("+ reductions", {"group_norm": ["reduce"], "group_norm_silu": ["reduce"], "layer_norm": ["reduce"],
+                      "softmax": ["reduce"]}),
+    ("+ tiled GEMM", {"matmul": ["tiled", "tiled_reg", "cpu_reg"], "batched_matmul": ["tiled", "tiled_reg", "cpu_reg"],
+                      "linear": ["tiled", "tiled_reg", "cpu_reg"], "attention": ["gemm"]}),
+    ("+ im2col", {"conv2d": ["gemm1x1", "im2col"]}),
+    ("+ im2win", {"conv2d": ["im2win"]}),
+    ("+ Winograd", {"conv2d": ["winograd2x2", "winograd4x4"]}),
+    ("+ fused GroupNorm", {"group_norm_silu": ["fused"]}),
+    ("+ fused GELU", {"geglu": ["fused"]}),
+    ("+ partially fused softmax", {"attention": ["softmax_fused"]}),
+    ("+ FlashAttention", {"attention": ["flash"]}),
+    ("+ half storage", {"*": ["half"]}),
+    ("+ streaming", {"*": ["streaming"]}),
+]
+
+
+def allowed_through(i: int) -> dict:
+    """op -> the variants rows 0..i allow, oldest first ("naive" always)."""
+    allowed: dict = {}
+    for _, ops in RUNGS[: i + 1]:
+        for op, names in ops.items():
+            if op != "*":
+                allowed.setdefault(op, ["naive"]).extend(names)
+    return allowed
+
+
+def _registered(i: int) -> bool:
+    from opencl_impl.ops import VARIANTS
+    _, ops = RUNGS[i]
+    if "*" in ops:
+        return ops["*"][0] in MODES
+    return any(name in VARIANTS.get(op, {}) for op, names in ops.items() for name in names)
+
+
+MODES: set = {"streaming"}   # whole-model modes the ladder knows how to run (half storage: not yet)
+
+
+def _time(fn, sync, reps: int) -> float:
+    """Median wall seconds of fn() after one warm-up call (kernel builds, first-touch allocations)."""
+    fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _inputs(config, size: int, rng):
+    from reference.tokenizer import CLIPTokenizer
+    ids = CLIPTokenizer.from_config(config.text_encoder)(["", "a photograph of an astronaut riding a horse"])
+    h = size // config.vae_scale
+    latents = rng.standard_normal((2, config.unet.in_channels, h, h)).astype(np.float32)
+    ctx = rng.standard_normal((2, 77, config.unet.cross_attention_dim)).astype(np.float32)
+    z = rng.standard_normal((1, config.vae.latent_channels, h, h)).astype(np.float32)
+    return ids, latents, ctx, z
+
+
+def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=("text_encoder", "unet", "vae")) -> list:
+    """One ladder row per rung on the device."""
+    from opencl_impl import ops as cl_ops
+    from opencl_impl.selection import Policy, load_db
+    from opencl_impl.streaming import StreamingWeights
+    from perf.measure import tracking
+    from reference.text_encoder import TextEncoder
+    from reference.unet import UNet
+    from reference.vae import VAE
+
+    pool = tracking(rt)
+    db = load_db(rt.info)
+    ids, latents, ctx, z = _inputs(config, size, np.random.default_rng(0))
+    dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
+    rows = []
+    for i, (name, _) in enumerate(RUNGS):
+        row = {"row": name, "registered": _registered(i)}
+        streaming = "streaming" in RUNGS[i][1].get("*", []) or any(
+            "streaming" in ops.get("*", []) for _, ops in RUNGS[:i])
+        rt.policy = Policy(db, allowed_through(i), info=rt.info)
+        if streaming:   # weights stay on the host; each layer's are uploaded when used and freed after
+            del dev
+            gc.collect()
+            pool.free_held()
+            dev = {m: StreamingWeights(rt, ws) for m, ws in weights.items()}
+        pool.reset()
+        models = {"text_encoder": TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops),
+                  "unet": UNet(config.unet, dev["unet"], ops=cl_ops),
+                  "vae": VAE(config.vae, dev["vae"], ops=cl_ops)}
+        d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
+        calls = {"text_encoder": lambda: models["text_encoder"](ids),
+                 "unet": lambda: models["unet"](d_lat, np.array([999, 999]), d_ctx),
+                 "vae": lambda: models["vae"].decode(d_z)}
+        for stage in stages:
+            t = _time(calls[stage], rt.queue.finish, reps)
+            row[f"{stage}_ms"] = t * 1e3
+            log(f"  {name:28} {stage:13} {t * 1e3:11.1f} ms")
+        row["peak_device_mib"] = pool.peak / 2**20  # resident weights + activations + scratch, at the peak
+        row["variants"] = sorted({f"{op}:{v}" for (op, _), (v, _) in rt.policy.choices.items() if v != "naive"})
+        rows.append(row)
+        del d_lat, d_ctx, d_z, models
+        gc.collect()
+    rt.policy = None
+    return rows
+
+
+def measure_torch(config, size: int, reps: int, device: str, log=print, stages=("text_encoder", "unet", "vae")) -> list:
+    """torch rows: eager diffusers/transformers at the same sizes (random weights: timing does not depend on them)."""
+    import torch
+
+    from conformance.oracles import clip_text_model, diffusers_unet, diffusers_vae
+
+    modes = [("torch CPU fp32", torch.float32, False)] if device == "cpu" else \
+        [("torch CUDA fp32 (TF32 off)", torch.float32, False), ("torch CUDA TF32", torch.float32, True),
+         ("torch CUDA fp16", torch.float16, False)]
+    ids, latents, ctx, z = _inputs(config, size, np.random.default_rng(0))
+    models = {"text_encoder": clip_text_model(config.text_encoder), "unet": diffusers_unet(config.unet),
+              "vae": diffusers_vae(config.vae)}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    rows = []
+    for label, dtype, tf32 in modes:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        row = {"row": label, "registered": True}
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            m = {k: v.to(device=device, dtype=dtype) for k, v in models.items()}
+            t_ids = torch.from_numpy(ids).to(device)
+            t_lat = torch.from_numpy(latents).to(device, dtype)
+            t_ctx = torch.from_numpy(ctx).to(device, dtype)
+            t_z = torch.from_numpy(z).to(device, dtype)
+            t_step = torch.tensor([999, 999], device=device)
+            calls = {"text_encoder": lambda: m["text_encoder"](t_ids),
+                     "unet": lambda: m["unet"](t_lat, t_step, t_ctx),
+                     "vae": lambda: m["vae"].decode(t_z)}
+            for stage in stages:
+                t = _time(calls[stage], sync, reps)
+                row[f"{stage}_ms"] = t * 1e3
+                log(f"  {label:28} {stage:13} {t * 1e3:11.1f} ms")
+        if device == "cuda":
+            row["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        rows.append(row)
+        del m
+    return rows
+
+
+def to_markdown(result: dict) -> str:
+    lines = [f"# Ladder: {result['model']} at {result['size']}x{result['size']} on {result['device']}", "",
+             result.get("note", ""), "",
+             "| row | text encoder (ms) | UNet step, batch 2 (ms) | VAE decode (ms) | peak device memory (MiB) | note |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        def f(k):
+            v = r.get(k)
+            return f"{v:,.1f}" if isinstance(v, (int, float)) else "-"
+        note = "" if r.get("registered", True) else "no new variant registered: same as the row above"
+        lines.append(f"| {r['row']} | {f('text_encoder_ms')} | {f('unet_ms')} | {f('vae_ms')} | "
+                     f"{f('peak_device_mib')} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(device: str | None, model: str, size: int, reps: int, out: str, torch_baseline: bool = True,
+        seed: int = 0, log=print) -> dict:
+    from opencl_impl.backend import runtime_for
+    from reference.configs import get_config
+    from reference.pipeline import init_weights
+
+    config = get_config(model)
+    rt = runtime_for(device)
+    log(f"ladder: {model} at {size}x{size} on {rt.info['platform']} / {rt.info['device']}")
+    weights = init_weights(config, seed=seed)
+    rows = measure_opencl(rt, config, weights, size, reps, log)
+    if torch_baseline:
+        import torch
+        tdev = "cuda" if rt.info["type"] == "GPU" and "nvidia" in rt.info["platform"].lower() \
+            and torch.cuda.is_available() else "cpu"
+        rows += measure_torch(config, size, reps, tdev, log)
+    result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": model, "size": size,
+              "reps": reps, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,
+              "note": f"Median of {reps} timed runs after one warm-up; wall time with the queue drained."}
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"ladder-{model}-{size}-{rt.info['type'].lower()}"
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (folder / f"{stem}.md").write_text(to_markdown(result))
+    log(f"wrote {folder / stem}.json and .md")
+    return result

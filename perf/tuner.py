@@ -1,0 +1,99 @@
+"""`sdcl tune`: search each variant's knobs at the real SD shapes, keep the fastest verified one per op and shape.
+
+Every candidate (variant x knob setting the device's limits admit) is first built and checked against the
+reference at that very shape; a candidate that fails to build or gives a wrong answer is discarded and reported,
+never stored. Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up) and the
+fastest goes into the device's database (opencl_impl/selection.py), with every candidate's time beside it.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+import numpy as np
+
+from conformance.check import _to_device, cast_case, reference_output, run_case
+from conformance.registry import REGISTRY
+from opencl_impl.runtime import KernelBuildError, Runtime, device_key
+from opencl_impl.selection import call_key, load_db, save_db
+
+
+def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np.float32, reps: int = 5) -> float:
+    """Median seconds of device time (sum of the profiling events of all kernels one call launches)."""
+    from opencl_impl.ops import run_variant
+
+    c = cast_case(case, dtype)
+    args = [_to_device(rt, a) for a in c.args]
+    kwargs = {k: _to_device(rt, v) for k, v in c.kwargs.items()}
+    run_variant(op, variant, knobs, *args, **kwargs)  # warm-up: builds, first-touch
+    rt.queue.finish()
+    rt.events.clear()
+    rt.profile = True
+    times = []
+    try:
+        for _ in range(reps):
+            run_variant(op, variant, knobs, *args, **kwargs)
+            times.append(sum(rt.kernel_times().values()))
+    finally:
+        rt.profile = False
+    return statistics.median(times)
+
+
+def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int = 0, log=print,
+         case_filter=None) -> dict:
+    """Tune the ops (default: every registry op with more than one variant or a knob space); returns the db."""
+    db = load_db(rt.info)
+    if db.get("device") != device_key(rt.device):
+        db = {"device": device_key(rt.device), "ops": {}}
+    db["device"] = device_key(rt.device)
+    db["tuned"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    rng = random.Random(seed)
+    rejected = []
+    names = ops or [n for n, s in REGISTRY.items() if len(s.variants) > 1 or any(v.space for v in s.variants)]
+    for op in names:
+        spec = REGISTRY[op]
+        entry = db["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
+        wins: dict = {}
+        for case in spec.sd_cases():
+            if case_filter and not case_filter(spec, case):
+                continue
+            key = call_key(spec.reference, case.args, case.kwargs)
+            expected = reference_output(spec, case, np.float32)
+            timed = []
+            for v in spec.variants:
+                if v.applies is not None and not v.applies(case.args, case.kwargs):
+                    continue
+                configs = v.configs(rt.info)
+                if len(configs) > max_configs:  # exhaustive for small spaces, random sample for large ones
+                    configs = configs[:1] + rng.sample(configs[1:], max_configs - 1)
+                for knobs in configs:
+                    try:
+                        res = run_case(rt, spec, v.name, knobs, case, np.float32, expected=expected)
+                    except KernelBuildError as e:
+                        rejected.append((op, v.name, knobs, case.name, f"build failed: {str(e).splitlines()[0]}"))
+                        continue
+                    if not res.passed:
+                        rejected.append((op, v.name, knobs, case.name, f"wrong: {res.message[:200]}"))
+                        continue
+                    t = time_variant(rt, op, v.name, knobs, case, np.float32, reps)
+                    timed.append((t, v.name, knobs, res.rel_l2))
+                    log(f"  {op:18} {case.name:28} {v.name:16} {knobs}  {t * 1e3:9.3f} ms  rel_l2 {res.rel_l2:.1e}")
+            if not timed:
+                continue
+            t, name, knobs, err = min(timed, key=lambda r: r[0])
+            entry["shapes"][key] = {"variant": name, "knobs": knobs, "seconds": t, "rel_l2": err, "case": case.name,
+                                    "candidates": [{"variant": n, "knobs": k, "seconds": s} for s, n, k, _ in timed]}
+            for s, n, k, _ in timed:  # per variant, the knobs that were fastest for it on most shapes
+                best = min((r for r in timed if r[1] == n), key=lambda r: r[0])
+                wins.setdefault(n, []).append(best[2])
+            log(f"  -> {op} {case.name}: {name} {knobs} {t * 1e3:.3f} ms")
+        for n, ks in wins.items():
+            entry["defaults"][n] = max(ks, key=lambda k: sum(k == x for x in ks))
+    path = save_db(rt.info, db)
+    log(f"tuning database: {path}")
+    for op, name, knobs, case, why in rejected:
+        log(f"  rejected {op} {name} {knobs} at {case}: {why}")
+    db["_rejected"] = rejected
+    return db
