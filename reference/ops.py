@@ -182,13 +182,15 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
 def quick_gelu(x: np.ndarray) -> np.ndarray:
     """x * sigmoid(1.702 x), CLIP ViT-L's activation."""
     dt, (x,) = _inputs("quick_gelu", x)
-    return (x / (1.0 + np.exp(-1.702 * x))).astype(dt)
+    with np.errstate(over="ignore"):  # exp overflows to inf for very negative x: x / inf = -0, the right limit
+        return (x / (1.0 + np.exp(-1.702 * x))).astype(dt)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
     """x * sigmoid(x)."""
     dt, (x,) = _inputs("silu", x)
-    return (x / (1.0 + np.exp(-x))).astype(dt)
+    with np.errstate(over="ignore"):  # exp overflows to inf for very negative x: x / inf = -0, the right limit
+        return (x / (1.0 + np.exp(-x))).astype(dt)
 
 
 def geglu(x: np.ndarray) -> np.ndarray:

@@ -223,8 +223,8 @@ class UNet:
         assert not skips
 
         # 6. post-process
-        x = ops.silu(ops.group_norm(x, cfg.norm_num_groups, w["conv_norm_out.weight"], w["conv_norm_out.bias"],
-                                    cfg.norm_eps))
+        x = ops.group_norm_silu(x, cfg.norm_num_groups, w["conv_norm_out.weight"], w["conv_norm_out.bias"],
+                                cfg.norm_eps)
         return ops.conv2d(x, w["conv_out.weight"], w["conv_out.bias"], padding=1)
 
     def _check_inputs(self, sample, ctx) -> int:
@@ -241,11 +241,11 @@ class UNet:
     def _resnet(self, p: str, x, temb):
         """ResnetBlock2D: GN-silu-conv, + time projection, GN-silu-conv, + (1x1-projected) input."""
         ops, w, g, eps = self.ops, self.w, self.cfg.norm_num_groups, self.cfg.norm_eps
-        h = ops.silu(ops.group_norm(x, g, w[p + "norm1.weight"], w[p + "norm1.bias"], eps))
+        h = ops.group_norm_silu(x, g, w[p + "norm1.weight"], w[p + "norm1.bias"], eps)
         h = ops.conv2d(h, w[p + "conv1.weight"], w[p + "conv1.bias"], padding=1)
         t = ops.linear(temb, w[p + "time_emb_proj.weight"], w[p + "time_emb_proj.bias"])
         h = ops.add(h, t.reshape(t.shape[0], t.shape[1], 1, 1))
-        h = ops.silu(ops.group_norm(h, g, w[p + "norm2.weight"], w[p + "norm2.bias"], eps))
+        h = ops.group_norm_silu(h, g, w[p + "norm2.weight"], w[p + "norm2.bias"], eps)
         h = ops.conv2d(h, w[p + "conv2.weight"], w[p + "conv2.bias"], padding=1)
         if p + "conv_shortcut.weight" in w:
             x = ops.conv2d(x, w[p + "conv_shortcut.weight"], w[p + "conv_shortcut.bias"])
