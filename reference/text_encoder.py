@@ -22,6 +22,7 @@ import numpy as np
 
 import reference.ops as reference_ops
 from reference.configs import TextEncoderConfig
+from reference.checkpoint import check_shapes
 from reference.weights import random_weights
 
 PREFIX = "text_model."
@@ -63,21 +64,6 @@ def init_weights(cfg: TextEncoderConfig, seed: int = 0, dtype=np.float32) -> dic
     return random_weights(param_shapes(cfg), seed=seed, dtype=dtype)
 
 
-def check_weights(expected_shapes: dict, weights: dict, what: str) -> None:
-    """Raise ValueError listing every missing, unexpected and mis-shaped key of `weights` (arrays of any backend:
-    only `.shape` is read)."""
-    missing = sorted(k for k in expected_shapes if k not in weights)
-    unexpected = sorted(k for k in weights if k not in expected_shapes)
-    misshaped = sorted(f"{k}: expected {tuple(s)}, got {tuple(getattr(weights[k], 'shape', ()))}"
-                       for k, s in expected_shapes.items()
-                       if k in weights and tuple(getattr(weights[k], "shape", ())) != tuple(s))
-    problems = [f"{label} ({len(keys)}): " + ", ".join(keys)
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-                if keys]
-    if problems:
-        raise ValueError(f"{what} weights do not match the model: " + "; ".join(problems))
-
-
 class TextEncoder:
     """input_ids (B, L) host integer array, L <= max_position_embeddings -> last_hidden_state (B, L, hidden_size).
 
@@ -91,7 +77,7 @@ class TextEncoder:
         if cfg.hidden_size % cfg.num_attention_heads:
             raise ValueError(f"text encoder: hidden_size {cfg.hidden_size} is not divisible by "
                              f"num_attention_heads {cfg.num_attention_heads}")
-        check_weights(param_shapes(cfg), weights, "text encoder")
+        check_shapes(param_shapes(cfg), weights, "text encoder weights")
         self.cfg, self.w, self.ops = cfg, weights, ops
         self.act = getattr(ops, _ACTIVATIONS[cfg.hidden_act])
 

@@ -20,6 +20,7 @@ import numpy as np
 
 import reference.ops as _reference_ops
 from reference.configs import UNetConfig
+from reference.checkpoint import check_shapes
 from reference.weights import random_weights
 
 ATTN_GROUP_NORM_EPS = 1e-6   # Transformer2DModel's GroupNorm
@@ -143,18 +144,6 @@ def init_weights(cfg: UNetConfig, seed: int = 0, dtype=np.float32) -> dict:
     return random_weights(param_shapes(cfg), seed=seed, dtype=dtype)
 
 
-def check_weights(weights: dict, shapes: dict, what: str = "UNet") -> None:
-    """Raise ValueError listing missing, unexpected and mis-shaped keys of `weights` against `shapes`."""
-    missing = sorted(k for k in shapes if k not in weights)
-    unexpected = sorted(k for k in weights if k not in shapes)
-    misshaped = sorted(f"{k}: {tuple(weights[k].shape)} != {tuple(s)}" for k, s in shapes.items()
-                       if k in weights and tuple(weights[k].shape) != tuple(s))
-    problems = [f"{name} ({len(v)}): " + ", ".join(v)
-                for name, v in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if v]
-    if problems:
-        raise ValueError(f"{what} weights do not match the config: " + "; ".join(problems))
-
-
 # ------------------------------------------------------------------------------------------------------ the model
 
 class UNet:
@@ -163,7 +152,7 @@ class UNet:
     def __init__(self, cfg: UNetConfig, weights: dict, ops=_reference_ops):
         self.cfg, self.ops, self.w = cfg, ops, weights
         self.plan = _plan(cfg)
-        check_weights(weights, param_shapes(cfg))
+        check_shapes(param_shapes(cfg), weights, "UNet weights")
         dtypes = {np.dtype(v.dtype) for v in weights.values()}
         if len(dtypes) != 1:
             raise ValueError(f"UNet weights must share one dtype, got {sorted(str(d) for d in dtypes)}")

@@ -30,7 +30,7 @@ import numpy as np
 
 from reference import ops as _reference_ops
 from reference.configs import VAEConfig
-from reference.unet import check_weights  # the shared missing / unexpected / mis-shaped report
+from reference.checkpoint import check_shapes  # the shared missing / unexpected / mis-shaped report
 from reference.weights import random_weights
 
 NORM_EPS = 1e-6
@@ -112,7 +112,7 @@ class VAE:
     """AutoencoderKL on an ops namespace. weights: flat dict keyed by diffusers names (see param_shapes)."""
 
     def __init__(self, cfg: VAEConfig, weights: dict, ops=_reference_ops):
-        check_weights(weights, param_shapes(cfg), "VAE")
+        check_shapes(param_shapes(cfg), weights, "VAE weights")
         self.cfg = cfg
         self.w = weights
         self.ops = ops

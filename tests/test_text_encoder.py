@@ -24,7 +24,8 @@ from transformers import CLIPTextConfig, CLIPTextModel
 import reference.ops as ref_ops
 from numerics import F32_TOL, F64_TOL, rel_l2, tol
 from reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2, TextEncoderConfig
-from reference.text_encoder import PREFIX, TextEncoder, check_weights, init_weights, param_shapes
+from reference.checkpoint import check_shapes
+from reference.text_encoder import PREFIX, TextEncoder, init_weights, param_shapes
 
 FAMILIES = {"sd1": TINY_SD1.text_encoder, "sd2": TINY_SD2.text_encoder}
 DTYPES = [np.float64, np.float32]
@@ -173,7 +174,7 @@ def test_bad_weights_raise_naming_the_key():
     with pytest.raises(ValueError, match=r"unexpected \(1\): " + extra_key.replace(".", r"\.")):
         TextEncoder(cfg, {**good, extra_key: good[key]})
 
-    with pytest.raises(ValueError, match=r"mis-shaped \(1\): " + key.replace(".", r"\.") + r": expected \(32, 64\), "
+    with pytest.raises(ValueError, match=r"wrong shape \(1\): " + key.replace(".", r"\.") + r": expected \(32, 64\), "
                                          r"got \(64, 32\)"):
         TextEncoder(cfg, {**good, key: good[key].T.copy()})
 
@@ -183,7 +184,7 @@ def test_bad_weights_raise_naming_the_key():
 def test_check_weights_lists_every_problem():
     expected = {"a": (2,), "b": (3, 4), "c": (1,)}
     with pytest.raises(ValueError) as e:
-        check_weights(expected, {"a": np.zeros(2), "b": np.zeros((4, 3)), "d": np.zeros(1)}, "thing")
+        check_shapes(expected, {"a": np.zeros(2), "b": np.zeros((4, 3)), "d": np.zeros(1)}, "thing weights")
     msg = str(e.value)
     assert msg.startswith("thing weights")
     assert "missing (1): c" in msg and "unexpected (1): d" in msg and "b: expected (3, 4), got (4, 3)" in msg

@@ -264,13 +264,13 @@ def test_weights_validation_lists_missing_unexpected_and_misshaped_keys():
     msg = str(err.value)
     for part in ("missing (1): mid_block.attentions.0.proj_in.weight",
                  "unexpected (1): mid_block.attentions.0.extra.weight",
-                 "mis-shaped (1): up_blocks.1.resnets.2.conv1.weight: (32, 48, 1, 1) != (32, 64, 3, 3)"):
+                 "wrong shape (1): up_blocks.1.resnets.2.conv1.weight: expected (32, 64, 3, 3), got (32, 48, 1, 1)"):
         assert part in msg
 
 
 def test_sd1_weights_rejected_by_sd2_config():
     # same keys, but 1x1-conv projections (C, C, 1, 1) where SD 2.x has linear (C, C)
-    with pytest.raises(ValueError, match=r"proj_in.weight: \(32, 32, 1, 1\) != \(32, 32\)"):
+    with pytest.raises(ValueError, match=r"proj_in.weight: expected \(32, 32\), got \(32, 32, 1, 1\)"):
         UNet(TINY_SD2.unet, init_weights(TINY_SD1.unet))
 
 

@@ -18,7 +18,8 @@ from diffusers import AutoencoderKL
 from numerics import F32_TOL, rel_l2, tol
 from reference import ops as ref_ops
 from reference.configs import SD15, SD21_BASE, TINY_SD1, VAEConfig
-from reference.vae import VAE, check_weights, init_weights, param_shapes
+from reference.checkpoint import check_shapes
+from reference.vae import VAE, init_weights, param_shapes
 
 TINY = TINY_SD1.vae  # (16, 32) channels, 1 resnet per block, 8 groups
 # A second small shape: 3 blocks (4x upsampling), 2 resnets per block, a channel change inside the mid-level
@@ -91,9 +92,9 @@ def test_bad_weights_are_listed():
     msg = str(e.value)
     assert "missing (1): decoder.conv_out.bias" in msg
     assert "unexpected (1): decoder.extra.weight" in msg
-    assert "mis-shaped (1): encoder.mid_block.attentions.0.to_q.weight" in msg
+    assert "wrong shape (1): encoder.mid_block.attentions.0.to_q.weight" in msg
     assert "(32, 32)" in msg and "(32, 16)" in msg
-    check_weights(init_weights(TINY), param_shapes(TINY))  # a complete set passes
+    check_shapes(param_shapes(TINY), init_weights(TINY), "VAE weights")  # a complete set passes
 
 
 def test_input_shapes_are_checked():
@@ -158,9 +159,9 @@ def test_encode_matches_diffusers(dtype, cfg_name, weights_from):
 # ------------------------------------------------------------------------------------------ the ops contract
 
 class Guarded:
-    """An activation that allows only what docs/ARCHITECTURE.md allows model code: .shape, .reshape of a
+    """An array that allows only what docs/ARCHITECTURE.md allows model code: .shape, .dtype, .reshape of a
     contiguous array, and slicing of the first axis. Anything else (arithmetic, NumPy calls, other indexing,
-    .transpose, .dtype...) raises."""
+    .transpose...) raises."""
 
     __slots__ = ("a",)
 
@@ -170,6 +171,10 @@ class Guarded:
     @property
     def shape(self):
         return self.a.shape
+
+    @property
+    def dtype(self):
+        return self.a.dtype
 
     def reshape(self, *shape):
         assert self.a.flags.c_contiguous, "reshape of a non-contiguous activation"
