@@ -85,6 +85,32 @@ def _cmd_conformance(args) -> int:
     return gate_main(args)
 
 
+def _cmd_perf_run(args) -> int:
+    from perf import cli
+    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    return cli.run(args.db, args.device, args.quick, args.full_size, args.k, extra, args.keep_json)
+
+
+def _cmd_perf_import(args) -> int:
+    from perf import cli
+    return cli.import_file(args.db, args.files, args.commit)
+
+
+def _cmd_perf_check(args) -> int:
+    from perf import cli
+    return cli.check(args.db, args.device, args.threshold, args.alpha, args.metric, args.verbose)
+
+
+def _cmd_perf_peak(args) -> int:
+    from perf import cli
+    return cli.peak(args.device, args.refresh)
+
+
+def _cmd_dashboard(args) -> int:
+    from perf import cli
+    return cli.dashboard(args.db, args.out, args.ladder)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sdcl", description="Stable Diffusion on OpenCL, checked against a NumPy reference")
     sub = p.add_subparsers(dest="command", required=True)
@@ -120,6 +146,44 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ops", help="comma-separated op names (default: all)")
     c.add_argument("--skip-models", action="store_true", help="ops only")
     c.set_defaults(fn=_cmd_conformance)
+
+    # perf: benchmarks beside a torch baseline, their history, regression check and dashboard (docs/PERF.md)
+    from perf.history import default_path as _perf_db
+    pf = sub.add_parser("perf", help="benchmarks: run, import, check for regressions, device peak")
+    psub = pf.add_subparsers(dest="perf_command", required=True)
+    pr = psub.add_parser("run", help="run the benchmark suite (pytest perf) and append the run to the history")
+    pr.add_argument("--device", help="OpenCL device selector (PYOPENCL_CTX syntax); default: PoCL")
+    pr.add_argument("--db", default=_perf_db(), help="history file (default: $SDCL_PERF_DB or perf-history.sqlite)")
+    pr.add_argument("--quick", action="store_true", help="only the CI subset (pytest -m quick)")
+    pr.add_argument("--full-size", action="store_true", help="include the full-size end-to-end runs (-m fullsize)")
+    pr.add_argument("-k", help="pytest -k expression: only the matching benchmarks")
+    pr.add_argument("--keep-json", help="also keep pytest-benchmark's JSON at this path")
+    pr.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
+    pr.set_defaults(fn=_cmd_perf_run)
+    pi = psub.add_parser("import", help="import pytest-benchmark JSON files (--benchmark-json) into the history")
+    pi.add_argument("files", nargs="+")
+    pi.add_argument("--db", default=_perf_db())
+    pi.add_argument("--commit", help="record this commit id instead of the file's commit_info")
+    pi.set_defaults(fn=_cmd_perf_import)
+    pc = psub.add_parser("check", help="compare the newest run with the history; exit 1 on a regression")
+    pc.add_argument("--db", default=_perf_db())
+    pc.add_argument("--device", help="device key, or a substring of one (e.g. portable); default: every device")
+    pc.add_argument("--threshold", type=float, default=0.05, help="smallest slowdown that counts (default 0.05)")
+    pc.add_argument("--alpha", type=float, default=0.01, help="Mann-Whitney significance level (default 0.01)")
+    pc.add_argument("--metric", choices=("kernel", "wall"), default="kernel",
+                    help="kernel: profiling-event rounds where recorded (default); wall: pytest-benchmark's rounds")
+    pc.add_argument("--verbose", "-v", action="store_true", help="a line for every benchmark")
+    pc.set_defaults(fn=_cmd_perf_check)
+    pp = psub.add_parser("peak", help="the device's measured peak FLOP/s and bandwidth (cached per device)")
+    pp.add_argument("--device")
+    pp.add_argument("--refresh", action="store_true", help="measure again")
+    pp.set_defaults(fn=_cmd_perf_peak)
+
+    db = sub.add_parser("dashboard", help="write a static, offline dashboard of the benchmark history")
+    db.add_argument("--db", default=_perf_db())
+    db.add_argument("--out", default="perf-dashboard", help="output folder (index.html and one page per device)")
+    db.add_argument("--ladder", action="append", help="a ladder JSON to show (also read: ladder*.json beside --db)")
+    db.set_defaults(fn=_cmd_dashboard)
     return p
 
 

@@ -1,0 +1,283 @@
+"""A static dashboard of the benchmark history: one HTML page per device plus an index, all self-contained.
+
+Charts are inline SVG drawn by perf/svg.py; the only script is a few lines written here (sortable tables, and a
+`data-rendered` summary of what was drawn). Nothing is fetched, so the site works offline and from file://.
+
+Per device: the latest regressions (the same rule as `sdcl perf check`), the latest run's table (kernel and wall
+medians, GFLOP/s, GB/s, % of the roofline, torch baseline and ratio, peak memory, change against the previous
+run), a roofline chart under the measured peak, the ours / torch ratios, each benchmark's history over commits,
+and the ladder table when a ladder JSON is found (`ladder*.json` beside the history file, or --ladder).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from perf import regress, svg
+from perf.history import History, Result
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
+th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
+tr.regression td{background:#fde2e2}tr.improvement td{background:#e2f5e2}
+.box{padding:8px 12px;border-radius:4px;margin:8px 0}.bad{background:#fde2e2;border:1px solid #e99}
+.good{background:#e8f5e8;border:1px solid #9c9}.muted{color:#777}
+.grid-charts{display:flex;flex-wrap:wrap;gap:8px}
+svg.chart{background:#fff;border:1px solid #ddd}svg .plot{fill:#fcfcfc;stroke:#ccc}
+svg .grid{stroke:#eee}svg .ct{font-size:13px;text-anchor:middle;font-weight:600}
+svg .xt{font-size:10px;text-anchor:middle;fill:#555}svg .yt{font-size:10px;text-anchor:end;fill:#555}
+svg .al{font-size:11px;text-anchor:middle;fill:#333}svg .rl{font-size:10px;fill:#a33}
+svg .line{fill:none;stroke:#36c;stroke-width:1.5}svg .iqr{stroke:#9ab;stroke-width:3;opacity:.6}
+svg .pt{fill:#36c}svg .pt.regression{fill:#d22}svg .pt.improvement{fill:#2a2}
+svg .roof{fill:none;stroke:#a33;stroke-width:2}svg .bar.slower{fill:#e88}svg .bar.faster{fill:#6b6}
+svg .one{stroke:#333;stroke-dasharray:3 3}
+"""
+
+SCRIPT = """
+(function(){
+  // Sortable tables: click a header to sort by that column (numbers by value).
+  document.querySelectorAll('table.sortable th').forEach(function(th, i){
+    th.addEventListener('click', function(){
+      var body = th.closest('table').tBodies[0], rows = Array.from(body.rows), dir = th.dataset.dir === 'a' ? -1 : 1;
+      th.dataset.dir = dir === 1 ? 'a' : 'd';
+      rows.sort(function(a, b){
+        var x = a.cells[i].dataset.v || a.cells[i].textContent, y = b.cells[i].dataset.v || b.cells[i].textContent;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        return dir * (isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny);
+      });
+      rows.forEach(function(r){ body.appendChild(r); });
+    });
+  });
+  // What was drawn, for people and tests: charts by kind with their point counts.
+  var summary = {};
+  document.querySelectorAll('svg.chart').forEach(function(s){
+    var k = s.dataset.kind; summary[k] = summary[k] || {charts: 0, points: 0};
+    summary[k].charts += 1; summary[k].points += s.querySelectorAll('.pt, .bar').length;
+  });
+  document.body.dataset.rendered = JSON.stringify(summary);
+})();
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{body}<script>{SCRIPT}</script></body></html>")
+
+
+def _slug(device: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")[:80] or "device"
+
+
+def _ms(s) -> str:
+    return "" if s is None else f"{s * 1e3:.4g}"
+
+
+def _num(v, fmt="{:.3g}") -> str:
+    return "" if v is None else fmt.format(v)
+
+
+def _cell(text: str, value=None) -> str:
+    v = "" if value is None else f' data-v="{value}"'
+    return f"<td{v}>{text}</td>"
+
+
+def _label(res: Result) -> str:
+    e = res.extra_info
+    if e.get("kind") == "op":
+        return f"{e.get('op')}/{e.get('variant')} {e.get('case', '')}"
+    return res.short_name
+
+
+def _bytes(n) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.4g} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
+def device_page(history: History, device: str, ladders: list, threshold: float, alpha: float) -> tuple:
+    """(html, summary dict) for one device."""
+    runs = history.runs(device)
+    latest = runs[-1]
+    results = history.results(latest.id)
+    findings = {f.name: f for f in regress.check(history, device, threshold, alpha)}
+    peak = latest.peak or next((r.peak for r in reversed(runs) if r.peak), None)
+    parts = [f"<p><a href='index.html'>all devices</a></p><h1>{escape(device)}</h1>",
+             f"<p>{len(runs)} run(s); latest {escape(latest.label)} on {escape(latest.date)}"
+             + (f"; measured peak {peak['gflops']:.4g} GFLOP/s (FMA kernel), {peak['gbps']:.4g} GB/s (copy kernel)"
+                if peak else "; no measured peak recorded") + "</p>"]
+
+    env = latest.environment
+    load, cpus = max((env.get("loadavg_start") or [0])[:1] + (env.get("loadavg_end") or [0])[:1]), env.get("cpu_count")
+    if cpus and load > cpus:
+        parts.append(f"<div class='box bad' id='load'>The machine was loaded during the latest run (1-minute load "
+                     f"average up to {load:.1f} on {cpus} CPUs): host-side timings, the torch CPU baseline and a CPU "
+                     "device's kernel times are noisier than usual.</div>")
+
+    # 1. the latest regressions
+    bad = [f for f in findings.values() if f.verdict == "regression"]
+    good = [f for f in findings.values() if f.verdict == "improvement"]
+    if bad:
+        parts.append("<div class='box bad' id='regressions'><b>Regressions in the latest run</b><ul>"
+                     + "".join(f"<li>{escape(f.line())}</li>" for f in bad) + "</ul></div>")
+    else:
+        parts.append("<div class='box good' id='regressions'><b>No regression in the latest run</b> "
+                     f"(rule: median slower by &gt; max({threshold:.0%}, run-to-run noise) and Mann-Whitney "
+                     f"p &lt; {alpha}).</div>")
+    if good:
+        parts.append("<div class='box good'><b>Improvements</b><ul>"
+                     + "".join(f"<li>{escape(f.line())}</li>" for f in good) + "</ul></div>")
+
+    # 2. the latest run
+    rows = []
+    for name, r in results.items():
+        e, f = r.extra_info, findings.get(name)
+        cls = f.verdict if f and f.verdict in ("regression", "improvement") else ""
+        change = "" if not f or f.verdict == "new" else f"{f.change:+.1%}"
+        rows.append(f"<tr class='{cls}'><td title='{escape(name)}'>{escape(_label(r))}</td>"
+                    + _cell(escape(str(e.get("kind", ""))))
+                    + _cell(_ms(e.get("kernel_median_s")), e.get("kernel_median_s"))
+                    + _cell(_ms(r.median), r.median)
+                    + _cell(_num(e.get("gflops")), e.get("gflops")) + _cell(_num(e.get("gbps")), e.get("gbps"))
+                    + _cell(_num(e.get("pct_roofline"), "{:.1f}%"), e.get("pct_roofline"))
+                    + _cell(_ms(e.get("torch_median_s")), e.get("torch_median_s"))
+                    + _cell(_num(e.get("ratio_vs_torch"), "{:.3g}x"), e.get("ratio_vs_torch"))
+                    + _cell(_bytes(e.get("peak_alloc_bytes")), e.get("peak_alloc_bytes"))
+                    + _cell(change, None if not f or f.verdict == "new" else f.change)
+                    + _cell("" if not f or f.verdict == "new" else f"{f.p:.2g}") + "</tr>")
+    parts.append("<h2>Latest run</h2><table class='sortable' id='latest'><thead><tr><th>benchmark</th><th>kind</th>"
+                 "<th>kernel ms</th><th>wall ms</th><th>GFLOP/s</th><th>GB/s</th><th>% roofline</th>"
+                 "<th>torch ms</th><th>ours/torch</th><th>peak mem</th><th>change</th><th>p</th></tr></thead>"
+                 f"<tbody>{''.join(rows)}</tbody></table>")
+
+    # 3. roofline and 4. ratios against torch
+    pts = [(_label(r), r.extra_info.get("intensity"), r.extra_info.get("gflops")) for r in results.values()
+           if r.extra_info.get("intensity") and r.extra_info.get("gflops")]
+    parts.append("<h2>Roofline</h2>")
+    if peak and pts:
+        parts.append(svg.roofline_chart(f"Roofline, {latest.label}: kernel time, float32", pts,
+                                        peak["gflops"], peak["gbps"]))
+    else:
+        parts.append("<p class='muted'>No op benchmark with FLOP and byte counts, or no measured peak.</p>")
+    ratios = [(_label(r), r.extra_info.get("ratio_vs_torch")) for r in results.values()
+              if r.extra_info.get("ratio_vs_torch")]
+    parts.append("<h2>Against torch</h2>")
+    if ratios:
+        tdev = next((r.extra_info.get("torch_device") for r in results.values() if r.extra_info.get("torch_device")),
+                    "?")
+        parts.append(svg.ratio_chart(f"ours / torch ({tdev}), same shapes, same session", ratios))
+    else:
+        why = {r.extra_info.get("torch_missing_reason") for r in results.values()} - {None}
+        parts.append("<p class='muted'>No torch baseline in the latest run"
+                     + (": " + escape("; ".join(sorted(why))) if why else "") + ".</p>")
+
+    # 5. history per benchmark
+    parts.append("<h2>History</h2><div class='grid-charts'>")
+    for name, r in results.items():
+        series = history.series(device, name)
+        labels = [run.label for run, _ in series]
+        metric = "kernel" if all(res.extra_info.get("kernel_rounds_s") for _, res in series) else "wall"
+        samples = [np.asarray(res.samples(metric)[1]) for _, res in series]
+        values = [float(np.median(s)) * 1e3 for s in samples]
+        band = [(float(np.percentile(s, 25)) * 1e3, float(np.percentile(s, 75)) * 1e3) for s in samples]
+        flags = [""]
+        for i in range(1, len(series)):
+            v = regress.judge([res for _, res in series[:i]], series[i][1], threshold, alpha, metric)["verdict"]
+            flags.append(v if v in ("regression", "improvement") else "")
+        parts.append(svg.history_chart(f"{_label(r)}"[:70], labels, values, flags, f"{metric} ms", band))
+    parts.append("</div>")
+
+    # 6. ladder: the files of this device (their "device" is "platform / device", a prefix of the key), or of none
+    for path, data in ladders:
+        owner = data.get("device") if isinstance(data, dict) else None
+        if owner and not device.lower().startswith(str(owner).lower()):
+            continue
+        parts.append(f"<h2>Ladder: {escape(path.name)}</h2>" + ladder_html(data))
+
+    env = {"environment": latest.environment, "machine": latest.machine}
+    parts.append("<h2>Environment of the latest run</h2><details><summary>show</summary><pre>"
+                 f"{escape(json.dumps(env, indent=2))}</pre></details>")
+    summary = {"device": device, "runs": len(runs), "latest": latest.label, "date": latest.date,
+               "regressions": len(bad), "benchmarks": len(results)}
+    return _page(f"sdcl perf: {device}", "".join(parts)), summary
+
+
+def ladder_html(data) -> str:
+    """A ladder JSON as tables: a list of objects is one table; an object shows its scalar fields, then each list
+    of objects it holds as a table; anything else as formatted JSON."""
+    def table(rows: list) -> str:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        head = "".join(f"<th>{escape(str(k))}</th>" for k in keys)
+        body = "".join("<tr>" + "".join(f"<td>{escape(_short(r.get(k)))}</td>" for k in keys) + "</tr>" for r in rows)
+        return f"<table class='sortable ladder'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        return table(data)
+    if isinstance(data, dict):
+        out = []
+        scalars = {k: v for k, v in data.items() if not isinstance(v, (list, dict))}
+        if scalars:
+            out.append("<p>" + "; ".join(f"{escape(str(k))}: {escape(_short(v))}" for k, v in scalars.items())
+                       + "</p>")
+        for k, v in data.items():
+            if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
+                out.append(f"<h3>{escape(str(k))}</h3>" + table(v))
+            elif isinstance(v, (list, dict)):
+                out.append(f"<h3>{escape(str(k))}</h3><pre>{escape(json.dumps(v, indent=2))}</pre>")
+        return "".join(out)
+    return f"<pre>{escape(json.dumps(data, indent=2))}</pre>"
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v) if not isinstance(v, (list, dict)) else json.dumps(v)
+
+
+def find_ladders(db_path: Path, extra: list | None = None) -> list:
+    """[(path, parsed JSON)] of ladder*.json beside the history file and of the files given."""
+    paths = sorted(db_path.resolve().parent.glob("ladder*.json")) + [Path(p) for p in extra or []]
+    out = []
+    for p in dict.fromkeys(paths):
+        out.append((p, json.loads(Path(p).read_text())))
+    return out
+
+
+def build(db: str | Path, out: str | Path, ladder: list | None = None, threshold: float = regress.THRESHOLD,
+          alpha: float = regress.ALPHA) -> list:
+    """Write the site into `out`; returns the written files (index.html first)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not Path(db).exists():
+        raise FileNotFoundError(f"no history file {db}")
+    ladders = find_ladders(Path(db), ladder)
+    written, summaries = [], []
+    with History(db) as h:
+        devices = h.devices()
+        for device in devices:
+            html, summary = device_page(h, device, ladders, threshold, alpha)
+            path = out / f"device-{_slug(device)}.html"
+            path.write_text(html)
+            written.append(path)
+            summaries.append((path.name, summary))
+    rows = "".join(
+        f"<tr class='{'regression' if s['regressions'] else ''}'><td><a href='{escape(name)}'>{escape(s['device'])}"
+        f"</a></td><td>{s['runs']}</td><td>{escape(s['latest'])}</td><td>{escape(s['date'])}</td>"
+        f"<td>{s['benchmarks']}</td><td>{s['regressions']}</td></tr>" for name, s in summaries)
+    body = ("<h1>sdcl benchmarks</h1>"
+            + (f"<table class='sortable' id='devices'><thead><tr><th>device</th><th>runs</th><th>latest</th>"
+               f"<th>date</th><th>benchmarks</th><th>regressions</th></tr></thead><tbody>{rows}</tbody></table>"
+               if summaries else "<p>The history is empty: run <code>sdcl perf run</code> first.</p>")
+            + "".join(f"<h2>Ladder: {escape(p.name)}</h2>" + ladder_html(d) for p, d in ladders))
+    index = out / "index.html"
+    index.write_text(_page("sdcl benchmarks", body))
+    return [index] + written

@@ -1,0 +1,174 @@
+"""How a benchmark measures: wall time through pytest-benchmark, kernel time from profiling events, the torch
+baseline interleaved round by round, peak device memory through the runtime's allocator, roofline numbers.
+
+What is timed, per round:
+- wall: pytest-benchmark times the callable, which launches the op and waits for the queue (`queue.finish()`):
+  host overhead (argument checks, kernel launches) plus device time, as a caller sees it;
+- kernel: the sum of the OpenCL profiling events (end - start) of every kernel the op launched in that round,
+  read after the round outside the timed region (Runtime.profile / kernel_times());
+- torch: right after each of our rounds (in pytest-benchmark's teardown, outside our timed region), one call of
+  the same op at the same shapes in torch, timed the same way as our wall time (call, then synchronize). So our
+  rounds and torch's alternate, and a change of machine load during the benchmark slows both alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opencl_impl.runtime import Runtime
+
+WARMUP_ROUNDS = 2
+
+
+class TrackingPool:
+    """An allocator for pyopencl arrays that forwards to a MemoryPool and records the peak of the pool's live
+    bytes. Every sdcl array (rt.to_device, rt.empty) is allocated through the runtime's allocator, so the peak
+    counts inputs, weights, outputs and scratch; it does not count the driver's own memory (kernel binaries,
+    queues) nor buffers made directly with cl.Buffer (guard regions in conformance runs, the peak benchmark)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.base = 0
+        self.peak = 0
+
+    def __call__(self, nbytes: int):
+        buf = self.pool(nbytes)
+        self.peak = max(self.peak, self.pool.active_bytes)
+        return buf
+
+    allocate = __call__
+
+    def __getattr__(self, name):  # active_bytes, held_blocks, free_held, ... of the pool
+        return getattr(self.pool, name)
+
+    def reset(self) -> None:
+        """Start a new measurement: forget earlier peaks (after collecting arrays nobody holds any more)."""
+        gc.collect()
+        self.base = self.peak = self.pool.active_bytes
+
+    @property
+    def peak_bytes(self) -> int:
+        """Peak live bytes allocated since reset(), beyond what was live at reset()."""
+        return self.peak - self.base
+
+
+def tracking(rt: Runtime) -> TrackingPool:
+    """The runtime's allocator, wrapped in a TrackingPool once (idempotent)."""
+    if not isinstance(rt.allocator, TrackingPool):
+        rt.allocator = TrackingPool(rt.allocator)
+    return rt.allocator
+
+
+@dataclass
+class Timing:
+    """The rounds of one benchmark after warm-up (seconds)."""
+
+    kernel: list = field(default_factory=list)      # device time per round (profiling events)
+    torch: list = field(default_factory=list)       # torch baseline per round, interleaved with ours
+    launches: int = 0                               # kernels launched per round
+    first_call_s: float = 0.0                       # first call: kernel builds, first-touch allocations
+
+
+def rounds_for(seconds_per_round: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
+    return int(min(max_rounds, max(min_rounds, budget_s / max(seconds_per_round, 1e-6))))
+
+
+def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_rounds: int = 5,
+        max_rounds: int = 200, progress=None) -> Timing:
+    """Benchmark `call()` (launches device work, returns anything) with pytest-benchmark, recording kernel times
+    and interleaving `baseline()` (a torch call that synchronizes before returning) after each round.
+
+    The first call (kernel builds) is timed apart and not counted; then WARMUP_ROUNDS warm-up rounds (none for
+    heavy calls, whose first call took over half the budget); the number of rounds fits budget_s (both sides
+    together) within [min_rounds, max_rounds]."""
+    timing = Timing()
+
+    t0 = time.perf_counter()
+    call()
+    rt.queue.finish()
+    timing.first_call_s = time.perf_counter() - t0
+    if timing.first_call_s * 2 > budget_s:
+        # heavy (a layer, a pipeline): the first call already warmed up, and it estimates a round well enough
+        per_round, warmup = timing.first_call_s, 0
+        if baseline is not None:
+            baseline()  # torch's own first call (lazy init, autotuning) is not counted either
+    else:
+        t0 = time.perf_counter()
+        call()
+        rt.queue.finish()
+        if baseline is not None:
+            baseline()
+        per_round, warmup = time.perf_counter() - t0, WARMUP_ROUNDS
+    rounds = rounds_for(per_round, budget_s, min_rounds, max_rounds)
+
+    kernel, torch_rounds = [], []
+    launches = []
+
+    def target():
+        call()
+        rt.queue.finish()
+
+    def teardown(*_args, **_kwargs):
+        events = list(rt.events)
+        launches.append(len(events))
+        kernel.append(sum(rt.kernel_times().values()))
+        if baseline is not None:
+            t = time.perf_counter()
+            baseline()
+            torch_rounds.append(time.perf_counter() - t)
+        if progress is not None:
+            progress.update(1)
+
+    if progress is not None:
+        progress.total = rounds + warmup
+        progress.refresh()
+    rt.events.clear()
+    rt.profile = True
+    try:
+        benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1, teardown=teardown)
+    finally:
+        rt.profile = False
+        rt.events.clear()
+    timing.kernel = kernel[warmup:]
+    timing.torch = torch_rounds[warmup:]
+    timing.launches = launches[-1] if launches else 0
+    return timing
+
+
+def wall_rounds(benchmark) -> list:
+    """Our wall-clock rounds as pytest-benchmark recorded them (empty when benchmarks are disabled)."""
+    stats = getattr(benchmark, "stats", None)
+    return list(stats.stats.data) if stats is not None else []
+
+
+def summary(timing: Timing, wall: list, flops: int | None, nbytes: int | None, peak: dict | None) -> dict:
+    """The numbers every benchmark reports in extra_info (see docs/PERF.md for their meaning)."""
+    out: dict = {"kernel_rounds_s": timing.kernel, "launches_per_call": timing.launches,
+                 "first_call_s": timing.first_call_s}
+    if not timing.kernel:
+        return out
+    k = float(np.median(timing.kernel))
+    out["kernel_median_s"] = k
+    if wall:
+        out["wall_median_s"] = float(np.median(wall))
+    if flops is not None and nbytes is not None and k > 0:
+        gflops, gbps = flops / k * 1e-9, nbytes / k * 1e-9
+        out.update(flops=int(flops), bytes=int(nbytes), intensity=flops / nbytes if nbytes else None,
+                   gflops=gflops, gbps=gbps)
+        if peak:
+            out.update(peak_gflops=peak["gflops"], peak_gbps=peak["gbps"],
+                       pct_peak_flops=100 * gflops / peak["gflops"], pct_peak_bw=100 * gbps / peak["gbps"])
+            if nbytes:
+                roof = min(peak["gflops"], peak["gbps"] * flops / nbytes)
+                out["pct_roofline"] = 100 * gflops / roof
+    if timing.torch:
+        t = float(np.median(timing.torch))
+        out["torch_rounds_s"] = timing.torch
+        out["torch_median_s"] = t
+        if wall and t > 0:
+            out["ratio_vs_torch"] = float(np.median(wall)) / t
+    return out

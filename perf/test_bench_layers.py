@@ -1,0 +1,167 @@
+"""Layer benchmarks: one text encoder layer, UNet blocks and VAE decoder blocks at the real SD shapes (batch 2
+for the text encoder and the UNet, classifier-free guidance; batch 1 for the VAE), and the same layers of the tiny
+models.
+
+Only the benchmarked layer's weights are random arrays on the device; the model's other weights are zero-stride
+stand-ins of the right shape (never read by that layer), so a full-size layer costs its own memory only.
+
+The torch baseline runs the same model code on torch tensors with perf.torch_ops (the model is built with host
+weights for its checks, then given torch copies of the layer's weights): same graph, torch's kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+try:
+    from reference.configs import get_config
+    from reference.text_encoder import TextEncoder
+    from reference.text_encoder import param_shapes as text_shapes
+    from reference.unet import UNet, _plan
+    from reference.unet import param_shapes as unet_shapes
+    from reference.vae import VAE
+    from reference.vae import param_shapes as vae_shapes
+    from reference.weights import random_tensor
+except ImportError as e:  # the models are written in parallel with these benchmarks
+    pytest.skip(f"model code not importable: {e}", allow_module_level=True)
+
+from perf import measure
+
+BATCH, CONTEXT = 2, 77
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    model: str              # "text", "unet", "vae"
+    prefix: str             # the weights the layer reads
+    inputs: object          # config -> {name: shape}
+    run: object             # (model, plan, **inputs) -> output
+
+
+def _unet_c(cfg, level=0):
+    return cfg.unet.block_out_channels[level]
+
+
+def _latent(cfg):
+    return cfg.unet.sample_size
+
+
+LAYERS = [
+    Layer("text_encoder.layer0", "text", "text_model.encoder.layers.0.",
+          lambda c: {"h": (BATCH, CONTEXT, c.text_encoder.hidden_size)},
+          lambda m, plan, h: m._layer(h, 0)),
+    Layer("unet.down0.resnet0", "unet", "down_blocks.0.resnets.0.",
+          lambda c: {"x": (BATCH, _unet_c(c), _latent(c), _latent(c)), "temb": (BATCH, 4 * _unet_c(c))},
+          lambda m, plan, x, temb: m._resnet("down_blocks.0.resnets.0.", x, temb)),
+    Layer("unet.down0.transformer0", "unet", "down_blocks.0.attentions.0.",
+          lambda c: {"x": (BATCH, _unet_c(c), _latent(c), _latent(c)),
+                     "ctx": (BATCH, CONTEXT, c.unet.cross_attention_dim)},
+          lambda m, plan, x, ctx: m._transformer("down_blocks.0.attentions.0.", x, ctx, plan["down"][0]["heads"])),
+    Layer("unet.mid", "unet", "mid_block.",
+          lambda c: {"x": (BATCH, _unet_c(c, -1), _latent(c) // 2 ** (len(c.unet.block_out_channels) - 1),
+                           _latent(c) // 2 ** (len(c.unet.block_out_channels) - 1)),
+                     "temb": (BATCH, 4 * _unet_c(c)), "ctx": (BATCH, CONTEXT, c.unet.cross_attention_dim)},
+          lambda m, plan, x, temb, ctx: m._resnet("mid_block.resnets.1.", m._transformer(
+              "mid_block.attentions.0.", m._resnet("mid_block.resnets.0.", x, temb), ctx, plan["mid"]["heads"]),
+              temb)),
+    Layer("vae.decoder.mid", "vae", "decoder.mid_block.",
+          lambda c: {"x": (1, c.vae.block_out_channels[-1], c.vae.sample_size // c.vae_scale,
+                           c.vae.sample_size // c.vae_scale)},
+          lambda m, plan, x: m._mid(x, "decoder.mid_block")),
+    Layer("vae.decoder.up0.resnet0", "vae", "decoder.up_blocks.0.resnets.0.",
+          lambda c: {"x": (1, c.vae.block_out_channels[-1], c.vae.sample_size // c.vae_scale,
+                           c.vae.sample_size // c.vae_scale)},
+          lambda m, plan, x: m._resnet(x, "decoder.up_blocks.0.resnets.0")),
+]
+
+MODELS = {"text": (TextEncoder, text_shapes, "text_encoder"), "unet": (UNet, unet_shapes, "unet"),
+          "vae": (VAE, vae_shapes, "vae")}
+CONFIGS = [("tiny-sd1", False), ("tiny-sd2", False), ("sd15", True), ("sd21-base", True)]
+
+
+def _weights(cfg, layer: Layer, seed: int = 0) -> dict:
+    """Real random weights under layer.prefix, zero-stride stand-ins elsewhere."""
+    _, shapes_of, part = MODELS[layer.model]
+    shapes = shapes_of(getattr(cfg, part))
+    return {k: random_tensor(k, tuple(s), seed) if k.startswith(layer.prefix)
+            else np.broadcast_to(np.float32(0), tuple(s)) for k, s in shapes.items()}
+
+
+def _ops_used(build, call) -> set:
+    """The op names a call uses, found by running it once on a recording NumPy namespace (tiny config)."""
+    from reference import ops as R
+    used = set()
+
+    class Recorder:
+        def __getattr__(self, name):
+            used.add(name)
+            return getattr(R, name)
+    call(build(Recorder()))
+    return used
+
+
+@pytest.mark.layer
+@pytest.mark.parametrize("layer", LAYERS, ids=[l.name for l in LAYERS])
+@pytest.mark.parametrize("config", [pytest.param(n, marks=[pytest.mark.fullsize] if full else [], id=n)
+                                    for n, full in CONFIGS])
+def test_layer(benchmark, rt, torch_device, layer, config, pytestconfig, progress):
+    from opencl_impl import ops as cl_ops
+
+    cfg = get_config(config)
+    cls, _, part = MODELS[layer.model]
+    host_w = _weights(cfg, layer)
+    rng = np.random.default_rng(0)
+    inputs = {k: rng.standard_normal(s).astype(np.float32) for k, s in layer.inputs(cfg).items()}
+    plan = _plan(cfg.unet)
+
+    missing = sorted(op for op in _ops_used(
+        lambda ops: cls(getattr(cfg, part), host_w, ops=ops),
+        lambda m: layer.run(m, plan, **inputs)) if not hasattr(cl_ops, op)) if not config.startswith("sd") else []
+    if missing:
+        pytest.skip(f"OpenCL ops not implemented yet: {', '.join(missing)}")
+
+    pool = measure.tracking(rt)
+    pool.reset()
+    dev_w = {k: rt.to_device(v) if k.startswith(layer.prefix) else v for k, v in host_w.items()}
+    model = cls(getattr(cfg, part), dev_w, ops=cl_ops)
+    dev_in = {k: rt.to_device(v) for k, v in inputs.items()}
+    call = lambda: layer.run(model, plan, **dev_in)
+
+    baseline, why_not = _torch_baseline(torch_device, cls, cfg, part, host_w, layer, plan, inputs)
+    from perf.conftest import budget
+    bar = progress(f"{config} {layer.name}")
+    timing = measure.run(benchmark, rt, call, baseline, budget_s=4 * budget(pytestconfig), min_rounds=3,
+                         max_rounds=50, progress=bar)
+    info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
+    benchmark.extra_info.update(kind="layer", device=rt.info["device"], model=config, layer=layer.name,
+                                inputs={k: list(v.shape) for k, v in inputs.items()}, dtype="float32",
+                                peak_alloc_bytes=pool.peak_bytes, torch_device=torch_device[0] if baseline else None,
+                                torch_missing_reason=why_not, **info)
+
+
+def _torch_baseline(torch_device, cls, cfg, part, host_w, layer, plan, inputs):
+    """(callable, None) running the same layer code on torch tensors, or (None, why not)."""
+    tdev, why_not = torch_device
+    if tdev is None:
+        return None, why_not
+    try:
+        import torch
+
+        from perf import torch_ops
+        model = cls(getattr(cfg, part), host_w, ops=torch_ops)
+        model.w = {k: torch.from_numpy(np.ascontiguousarray(v)).to(tdev) if k.startswith(layer.prefix) else v
+                   for k, v in host_w.items()}
+        t_in = {k: torch.from_numpy(v).to(tdev) for k, v in inputs.items()}
+
+        def call():
+            with torch.inference_mode():
+                layer.run(model, plan, **t_in)
+            torch_ops.synchronize(tdev)
+        call()
+        return call, None
+    except Exception as e:  # the model code may not run on torch tensors; say so rather than fail the benchmark
+        return None, f"the model code did not run on torch tensors: {type(e).__name__}: {e}"
