@@ -1,3 +1,151 @@
-"""Registry rows: norm ops."""
+"""Registry rows: normalization (group_norm, layer_norm) and softmax."""
 
-ROWS = []
+from __future__ import annotations
+
+
+import numpy as np
+from hypothesis import strategies as st
+
+from conformance.registry import Case, OpSpec, Tolerance, Variant, elementwise_bytes
+from conformance.strategies import dim, normalized_rows, randn, seeds, shape
+from reference import ops as R
+
+# group_norm / layer_norm: mean and variance are sums of n terms, each work-item of the naive kernel adding
+# L = ceil(n / WG) of them in order before a log2(WG)-level tree. The mean's error is a random walk of
+# ~sqrt(L + 8) eps * mean|x| (worst (L + 8) eps); divided by the std it becomes an absolute error of
+# y = (x - mean)/std of ~sqrt(L + 8) eps * mean|x| / std, so the tests keep every row's |mean| <= 3 std
+# (strategies.normalized_rows: short random rows are otherwise arbitrarily ill-conditioned); the variance's
+# relative error gives y a relative error of half that. For L <= 4096 (VAE groups of 2^20 elements at WG 256)
+# the random walk is ~65 eps = 4e-6 (float32); 1e-5 (rtol and atol * max|ref|) holds it with margin; float64:
+# same count with eps = 2^-53.
+_NORM_TOL = {
+    "float32": Tolerance(1e-5, 1e-5, "mean/var: sums of L = n/WG terms per work-item + tree: ~sqrt(L) eps * "
+                                     "mean|x|/std; <= 4e-6 for L <= 4096 with |mean| <= 3 std"),
+    "float64": Tolerance(2e-14, 2e-14, "as float32 with eps = 2^-53: ~sqrt(L) eps = 7e-15 for L <= 4096"),
+}
+
+# softmax: each output is exp(d)/s with d = x - max rounded once (relative error |d| eps after exp) and exp's
+# own <= 3 ulp; the row sum s adds L positive terms in order, a random walk of relative std ~ eps sqrt(L)/3
+# (worst (L-1) eps). For rows of L = 4096 with |d| <= 40 that is ~2e-6 + 2.5e-6; rtol 2e-5 holds the largest of
+# thousands of rows. atol (relative to max|ref| >= 1/L) only covers outputs that underflow (exp(d) < 1e-38 in
+# float32 is 0 or subnormal).
+_SOFTMAX_TOL = {
+    "float32": Tolerance(2e-5, 1e-9, "exp(d): (|d| + 3) eps; row sum of L positive terms: ~eps sqrt(L)/3; "
+                                     "L <= 4096; atol only for outputs that underflow"),
+    "float64": Tolerance(4e-14, 1e-20, "as float32 with eps = 2^-53"),
+}
+
+
+# ---------------------------------------------------------------------------------------------- group_norm
+
+def _affine(draw, seed, c):
+    w, b = randn(seed + 1, (c,), (c,))
+    out = {}
+    if draw(st.booleans()):
+        out["weight"] = w
+    if draw(st.booleans()):
+        out["bias"] = b
+    return out
+
+
+@st.composite
+def _group_norm_cases(draw):
+    n, g, cpg = draw(dim(3)), draw(st.sampled_from([1, 2, 3, 4, 8, 32])), draw(dim(9))
+    spatial = tuple(draw(st.lists(dim(33), min_size=0, max_size=2)))    # (N, C), (N, C, L) or (N, C, H, W)
+    seed = draw(seeds())
+    offset = draw(st.sampled_from([0.0, 3.0, -2.0]))
+    std = draw(st.sampled_from([1.0, 1.0, 0.01, 100.0]))
+    (x,) = randn(seed, (n, g * cpg) + spatial)
+    x = normalized_rows(x, x.size // (n * g), std * offset, std)    # each group: mean offset*std, std std
+    kwargs = _affine(draw, seed, g * cpg)
+    if draw(st.booleans()):
+        kwargs["eps"] = draw(st.sampled_from([1e-6, 1e-3, 1.0]))
+    return Case("random", (x, g), kwargs)
+
+
+def _group_norm_sd():
+    def case(name, seed, shp, g=32, eps=1e-5):
+        x, w, b = randn(seed, shp, shp[1:2], shp[1:2])
+        return Case(name, (x, g, w, b), {"eps": eps})
+    return [case("sd21_resnet_norm_l0", 0, (2, 320, 64, 64)),
+            case("sd21_resnet_norm_l3", 1, (2, 1280, 8, 8)),
+            case("sd21_up3_norm_960", 2, (2, 960, 64, 64)),
+            case("sd21_transformer_norm_l0", 3, (2, 320, 64, 64), eps=1e-6),
+            case("vae_decoder_norm_512", 4, (1, 128, 512, 512), eps=1e-6)]
+
+
+def _norm_flops(c: Case) -> int:
+    # sum, subtract-square-add, subtract-multiply, then the affine multiply and add
+    return 8 * c.args[0].size
+
+
+# ---------------------------------------------------------------------------------------------- layer_norm
+
+@st.composite
+def _layer_norm_cases(draw):
+    shp = draw(shape(min_dims=1, max_dims=3, max_size=600, max_elems=20_000))
+    seed = draw(seeds())
+    offset = draw(st.sampled_from([0.0, 3.0]))
+    std = draw(st.sampled_from([1.0, 0.01, 100.0]))
+    (x,) = randn(seed, shp)
+    x = normalized_rows(x, shp[-1], std * offset, std)               # each row: mean offset*std, std std
+    kwargs = _affine(draw, seed, shp[-1])
+    if draw(st.booleans()):
+        kwargs["eps"] = draw(st.sampled_from([1e-6, 1e-3]))
+    return Case("random", (x,), kwargs)
+
+
+def _layer_norm_sd():
+    def case(name, seed, shp, eps=1e-5):
+        x, w, b = randn(seed, shp, shp[-1:], shp[-1:])
+        return Case(name, (x, w, b), {"eps": eps})
+    return [case("sd21_transformer_ln_l0", 0, (2, 4096, 320)),
+            case("sd21_transformer_ln_l3", 1, (2, 64, 1280)),
+            case("sd21_text_ln", 2, (2, 77, 1024)),
+            case("sd15_text_ln", 3, (2, 77, 768))]
+
+
+# ------------------------------------------------------------------------------------------------- softmax
+
+@st.composite
+def _softmax_cases(draw):
+    shp = draw(shape(min_dims=1, max_dims=4))
+    axis = draw(st.integers(-len(shp), len(shp) - 1))
+    seed = draw(seeds())
+    kind = draw(st.sampled_from(["randn", "randn", "large", "neg_inf"]))
+    (x,) = randn(seed, shp, scale=3.0)
+    if kind == "large":            # inputs near 10000: exp without subtracting the max overflows
+        x = 1e4 + x
+    elif kind == "neg_inf":        # masked entries; short lines become all -inf (NaN, as the reference)
+        x[np.random.default_rng(seed).random(shp) < 0.3] = -np.inf
+    return Case(kind, (x,), {"axis": axis})
+
+
+def _softmax_sd():
+    # a slice of 640 of SD 2.1's 40960 self-attention score rows of 4096 at 64x64; cross-attention rows of 77;
+    # the text encoder's causal rows (masked with -inf).
+    (self_rows, cross_rows, text) = randn(0, (640, 4096), (2 * 5 * 4096, 77), (2 * 16, 77, 77), scale=3.0)
+    text[:, np.triu(np.ones((77, 77), dtype=bool), 1)] = -np.inf
+    (nchw,) = randn(1, (2, 320, 64, 64), scale=3.0)
+    return [Case("sd21_self_scores_rows_4096", (self_rows,)),
+            Case("sd21_cross_scores_rows_77", (cross_rows,)),
+            Case("sd21_text_causal_scores", (text,), {"axis": -1}),
+            Case("channel_axis_nchw", (nchw,), {"axis": 1})]
+
+
+def _softmax_flops(c: Case) -> int:
+    return 5 * c.args[0].size     # max, subtract, exp, add, divide
+
+
+ROWS = [
+    OpSpec("group_norm", R.group_norm, (Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]},
+                                                constraint=lambda k, info: k["WG"] <= info.get(
+                                                    "max_work_group_size", 256)),),
+           _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
+    OpSpec("layer_norm", R.layer_norm, (Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]},
+                                                constraint=lambda k, info: k["WG"] <= info.get(
+                                                    "max_work_group_size", 256)),),
+           _layer_norm_cases, _layer_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
+    OpSpec("softmax", R.softmax, (Variant("naive"),), _softmax_cases, _softmax_sd, _SOFTMAX_TOL,
+           flops=_softmax_flops, bytes=elementwise_bytes),
+]
