@@ -142,6 +142,12 @@ ROWS = [
                                                 constraint=lambda k, info: k["WG"] <= info.get(
                                                     "max_work_group_size", 256)),),
            _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
+    # group_norm then silu: the same reductions plus one exp and one division per element (see the silu row)
+    OpSpec("group_norm_silu", R.group_norm_silu,
+           (Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]},
+                    constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 256)),),
+           _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=lambda c: _norm_flops(c) + 4 * c.args[0].size,
+           bytes=elementwise_bytes),
     OpSpec("layer_norm", R.layer_norm, (Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]},
                                                 constraint=lambda k, info: k["WG"] <= info.get(
                                                     "max_work_group_size", 256)),),

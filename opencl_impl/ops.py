@@ -56,15 +56,15 @@ def _runtime(args) -> Runtime:
 
 def _dispatch(op: str, *args, **kwargs):
     rt = _runtime(args)
-    name, knobs = rt_choose(rt, op, args)
+    name, knobs = rt_choose(rt, op, args, kwargs)
     return VARIANTS[op][name](rt, knobs, *args, **kwargs)
 
 
-def rt_choose(rt: Runtime, op: str, args) -> tuple:
-    """The (variant, knobs) to run: the runtime's policy for this op if it has one, else the naive kernel."""
-    policy = getattr(rt, "policy", None)
-    if policy is not None:
-        return policy(op, args)
+def rt_choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:
+    """The (variant, knobs) to run: the runtime's policy (opencl_impl.selection.Policy) if it has one, else the
+    naive kernel."""
+    if rt.policy is not None:
+        return rt.policy(op, args, kwargs or {})
     return "naive", {}
 
 
@@ -340,6 +340,22 @@ def _group_norm_naive(rt: Runtime, knobs: dict, x, num_groups, weight=None, bias
                   xb, xb if weight is None else _buf(rt, weight), xb if bias is None else _buf(rt, bias), y.data,
                   np.int32(c), np.int32(num_groups), np.int64(spatial), _real(x.dtype, eps))
     return y
+
+
+def group_norm_silu(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """silu(group_norm(x)); the naive variant is the two ops one after the other (a fused variant does one pass)."""
+    _float_inputs("group_norm_silu", x, weight, bias)
+    if x.ndim < 2 or num_groups < 1 or x.shape[1] % num_groups:
+        _fail("group_norm_silu", f"x must be (N, C, ...) with C divisible by num_groups={num_groups}", x)
+    for p in (weight, bias):
+        if p is not None and p.shape != (x.shape[1],):
+            _fail("group_norm_silu", "weight and bias must be (C,)", x, p)
+    return _dispatch("group_norm_silu", x, num_groups, weight, bias, eps)
+
+
+@variant("group_norm_silu", "naive")
+def _group_norm_silu_naive(rt: Runtime, knobs: dict, x, num_groups, weight=None, bias=None, eps=1e-5):
+    return _silu_naive(rt, {}, _group_norm_naive(rt, knobs, x, num_groups, weight, bias, eps))
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):

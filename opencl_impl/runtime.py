@@ -161,6 +161,7 @@ class Runtime:
     programs: dict = field(default_factory=dict)
     events: list = field(default_factory=list)   # (op name, event) when profiling is on
     profile: bool = False
+    policy: object = None                         # (op, args, kwargs) -> (variant, knobs); None: naive everywhere
     guard_bytes: int = 0                          # conformance: outputs sit between poisoned guard regions
     guarded: list = field(default_factory=list)   # (parent buffer, guard bytes, payload bytes) since last check
 
