@@ -80,6 +80,26 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_tune(args) -> int:
+    from opencl_impl.backend import runtime_for
+    from perf.tuner import tune
+    ops = args.ops.split(",") if args.ops else None
+    other = {"sd15": "sd21", "sd21-base": "sd15"}.get(args.model)
+
+    def shapes_of_model(spec, case) -> bool:  # registry SD cases are named sd15_* / sd21_* (others: shared)
+        return other is None or not case.name.startswith(other)
+
+    tune(runtime_for(args.device), ops=ops, max_configs=args.max_configs, reps=args.reps,
+         case_filter=shapes_of_model)
+    return 0
+
+
+def _cmd_ladder(args) -> int:
+    from perf.ladder import run
+    run(args.device, args.model, args.size, args.reps, args.out, torch_baseline=not args.no_torch)
+    return 0
+
+
 def _cmd_conformance(args) -> int:
     from conformance.gate import main as gate_main
     return gate_main(args)
@@ -138,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", "-o", default="out.png")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(fn=_cmd_generate)
+
+    t = sub.add_parser("tune", help="search each variant's knobs at the real SD shapes; store the fastest verified")
+    t.add_argument("--device", help="device selector (PYOPENCL_CTX syntax); default: PoCL")
+    t.add_argument("--model", default="all", choices=("sd15", "sd21-base", "all"), help="whose SD shapes to tune")
+    t.add_argument("--ops", help="comma-separated op names (default: every op with variants or knobs)")
+    t.add_argument("--max-configs", type=int, default=24, help="knob settings per variant (random sample beyond)")
+    t.add_argument("--reps", type=int, default=5)
+    t.set_defaults(fn=_cmd_tune)
+
+    la = sub.add_parser("ladder", help="cumulative per-optimization timings of text encoder, UNet step, VAE decode")
+    la.add_argument("--device", help="device selector (PYOPENCL_CTX syntax); default: PoCL")
+    la.add_argument("--model", default="sd21-base", help="sd21-base, sd15 (or a tiny config)")
+    la.add_argument("--size", type=int, default=512, help="image size (latent = size / 8)")
+    la.add_argument("--reps", type=int, default=3)
+    la.add_argument("--out", default="ladder", help="folder for ladder-*.json and .md")
+    la.add_argument("--no-torch", action="store_true", help="skip the torch rows")
+    la.set_defaults(fn=_cmd_ladder)
 
     c = sub.add_parser("conformance", help="the conformance gate: every op, layer and the pipeline vs the reference")
     c.add_argument("--device", help="device selector (PYOPENCL_CTX syntax); default: PoCL")
