@@ -49,6 +49,8 @@ def allowed_through(i: int) -> dict:
 def _registered(i: int) -> bool:
     from opencl_impl.ops import VARIANTS
     _, ops = RUNGS[i]
+    if not ops:  # the naive row
+        return True
     if "*" in ops:
         return ops["*"][0] in MODES
     return any(name in VARIANTS.get(op, {}) for op, names in ops.items() for name in names)
@@ -129,9 +131,11 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
 def measure_torch(config, size: int, reps: int, device: str, log=print, stages=("text_encoder", "unet", "vae")) -> list:
     """torch rows: eager diffusers/transformers at the same sizes (random weights: timing does not depend on them)."""
     import torch
+    from diffusers.utils import logging as diffusers_logging
 
     from conformance.oracles import clip_text_model, diffusers_unet, diffusers_vae
 
+    diffusers_logging.set_verbosity_error()  # no advice about from_pretrained(torch_dtype=...) on every cast
     modes = [("torch CPU fp32", torch.float32, False)] if device == "cpu" else \
         [("torch CUDA fp32 (TF32 off)", torch.float32, False), ("torch CUDA TF32", torch.float32, True),
          ("torch CUDA fp16", torch.float16, False)]
