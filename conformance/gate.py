@@ -141,6 +141,13 @@ def write_reports(rows: list, folder: Path, device: str, profile: str) -> None:
     (folder / "report.md").write_text("\n".join(lines))
 
 
+def _policy_row(rt, device: str) -> Row:
+    """An informational row: which non-naive variants the model checks ran through."""
+    used = sorted({f"{op}:{v}" for (op, _), (v, _) in rt.policy.choices.items()})
+    return Row("model", "variants used by the model checks", "policy", "-", device, cases=len(used),
+               metric=", ".join(used))
+
+
 def main(args) -> int:
     from opencl_impl.runtime import Runtime, device_key, select_device
 
@@ -164,9 +171,14 @@ def main(args) -> int:
                       f"rel_l2 {row.worst_rel_l2:.1e}  {row.seconds:6.1f} s  {row.skipped or row.failure[:120]}")
     if not args.skip_models:
         from conformance.models import check_models
+        from opencl_impl.selection import Policy, load_db
+        # the models run as a user's pipeline runs them: with the device's selection policy (tuned database)
+        rt.policy = Policy(load_db(rt.info), info=rt.info)
         for row in check_models(rt, device, args.profile):
             rows.append(row)
             print(f"  {row.verdict:4} model {row.name:40} {row.dtype:8} {row.metric}  {row.failure[:160]}")
+        rows.append(_policy_row(rt, device))
+        rt.policy = None
     folder = Path(args.report)
     write_reports(rows, folder, device, args.profile)
     failed = [r for r in rows if r.verdict == "FAIL"]

@@ -82,8 +82,9 @@ def _inputs(config, size: int, rng):
     return ids, latents, ctx, z
 
 
-def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=("text_encoder", "unet", "vae")) -> list:
-    """One ladder row per rung on the device."""
+def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=("text_encoder", "unet", "vae"),
+                   rows_wanted=None) -> list:
+    """One ladder row per rung on the device (only the rungs in rows_wanted, if given)."""
     from opencl_impl import ops as cl_ops
     from opencl_impl.selection import Policy, load_db
     from opencl_impl.streaming import StreamingWeights
@@ -98,6 +99,8 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
     rows = []
     for i, (name, _) in enumerate(RUNGS):
+        if rows_wanted is not None and i not in rows_wanted:
+            continue
         row = {"row": name, "registered": _registered(i)}
         streaming = "streaming" in RUNGS[i][1].get("*", []) or any(
             "streaming" in ops.get("*", []) for _, ops in RUNGS[:i])
@@ -187,7 +190,7 @@ def to_markdown(result: dict) -> str:
 
 
 def run(device: str | None, model: str, size: int, reps: int, out: str, torch_baseline: bool = True,
-        seed: int = 0, log=print) -> dict:
+        seed: int = 0, log=print, rows=None) -> dict:
     from opencl_impl.backend import runtime_for
     from reference.configs import get_config
     from reference.pipeline import init_weights
@@ -196,7 +199,7 @@ def run(device: str | None, model: str, size: int, reps: int, out: str, torch_ba
     rt = runtime_for(device)
     log(f"ladder: {model} at {size}x{size} on {rt.info['platform']} / {rt.info['device']}")
     weights = init_weights(config, seed=seed)
-    rows = measure_opencl(rt, config, weights, size, reps, log)
+    rows = measure_opencl(rt, config, weights, size, reps, log, rows_wanted=rows)
     if torch_baseline:
         import torch
         tdev = "cuda" if rt.info["type"] == "GPU" and "nvidia" in rt.info["platform"].lower() \
@@ -207,7 +210,7 @@ def run(device: str | None, model: str, size: int, reps: int, out: str, torch_ba
               "note": f"Median of {reps} timed runs after one warm-up; wall time with the queue drained."}
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"ladder-{model}-{size}-{rt.info['type'].lower()}"
+    stem = f"ladder-{model}-{size}-{rt.info['type'].lower()}" + ("" if rows is None else "-rows")
     (folder / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (folder / f"{stem}.md").write_text(to_markdown(result))
     log(f"wrote {folder / stem}.json and .md")

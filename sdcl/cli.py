@@ -96,7 +96,8 @@ def _cmd_tune(args) -> int:
 
 def _cmd_ladder(args) -> int:
     from perf.ladder import run
-    run(args.device, args.model, args.size, args.reps, args.out, torch_baseline=not args.no_torch)
+    rows = [int(r) for r in args.rows.split(",")] if args.rows else None
+    run(args.device, args.model, args.size, args.reps, args.out, torch_baseline=not args.no_torch, rows=rows)
     return 0
 
 
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--reps", type=int, default=3)
     la.add_argument("--out", default="ladder", help="folder for ladder-*.json and .md")
     la.add_argument("--no-torch", action="store_true", help="skip the torch rows")
+    la.add_argument("--rows", help="comma-separated row numbers to measure (0 = naive; default: all)")
     la.set_defaults(fn=_cmd_ladder)
 
     c = sub.add_parser("conformance", help="the conformance gate: every op, layer and the pipeline vs the reference")
