@@ -27,16 +27,17 @@ def vae_kwargs(cfg: VAEConfig) -> dict:
                 norm_num_groups=cfg.norm_num_groups, sample_size=cfg.sample_size, scaling_factor=cfg.scaling_factor)
 
 
-def clip_text_config(cfg: TextEncoderConfig, attn_implementation: str = "sdpa"):
+def clip_text_config(cfg: TextEncoderConfig, attn_implementation: str | None = "sdpa"):
     """transformers' CLIPTextConfig with our numbers. sdpa, not eager: transformers' eager CLIP attention runs
-    its softmax in float32 even for float64 tensors."""
+    its softmax in float32 even for float64 tensors. None leaves transformers' default (for saved configs)."""
     from transformers import CLIPTextConfig
+    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     return CLIPTextConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
         max_position_embeddings=cfg.max_position_embeddings, hidden_act=cfg.hidden_act,
         layer_norm_eps=cfg.layer_norm_eps, bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
-        pad_token_id=cfg.pad_token_id, attention_dropout=0.0, attn_implementation=attn_implementation)
+        pad_token_id=cfg.pad_token_id, attention_dropout=0.0, **extra)
 
 
 def diffusers_unet(cfg: UNetConfig):

@@ -37,6 +37,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from reference import checkpoint as ck
 from reference.checkpoint import CheckpointError
+from conformance.oracles import clip_text_config, unet_kwargs, vae_kwargs
 from reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2
 from reference.weights import random_weights
 
@@ -46,31 +47,15 @@ TINY = {"tiny-sd1": TINY_SD1, "tiny-sd2": TINY_SD2}
 # ------------------------------------------------------------------------------------------------ helpers
 
 def _unet_kwargs(cfg):
-    u = cfg.unet
-    return dict(sample_size=u.sample_size, in_channels=u.in_channels, out_channels=u.out_channels,
-                down_block_types=u.down_block_types, up_block_types=u.up_block_types,
-                block_out_channels=u.block_out_channels, layers_per_block=u.layers_per_block,
-                attention_head_dim=u.num_heads, cross_attention_dim=u.cross_attention_dim,
-                use_linear_projection=u.use_linear_projection, norm_num_groups=u.norm_num_groups,
-                norm_eps=u.norm_eps, flip_sin_to_cos=u.flip_sin_to_cos, freq_shift=u.freq_shift)
+    return unet_kwargs(cfg.unet)
 
 
 def _vae_kwargs(cfg):
-    v = cfg.vae
-    n = len(v.block_out_channels)
-    return dict(in_channels=v.in_channels, out_channels=v.out_channels, down_block_types=("DownEncoderBlock2D",) * n,
-                up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=v.block_out_channels,
-                layers_per_block=v.layers_per_block, latent_channels=v.latent_channels,
-                norm_num_groups=v.norm_num_groups, sample_size=v.sample_size, scaling_factor=v.scaling_factor)
+    return vae_kwargs(cfg.vae)
 
 
 def _clip_config(cfg):
-    t = cfg.text_encoder
-    return CLIPTextConfig(vocab_size=t.vocab_size, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
-                          num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
-                          max_position_embeddings=t.max_position_embeddings, hidden_act=t.hidden_act,
-                          layer_norm_eps=t.layer_norm_eps, bos_token_id=t.bos_token_id, eos_token_id=t.eos_token_id,
-                          pad_token_id=t.pad_token_id)
+    return clip_text_config(cfg.text_encoder, attn_implementation=None)
 
 
 def _torch_models(cfg, seed=0):

@@ -19,6 +19,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+
+from conformance.oracles import clip_text_config
 from transformers import CLIPTextConfig, CLIPTextModel
 
 import reference.ops as ref_ops
@@ -35,13 +37,7 @@ TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 # --------------------------------------------------------------------------------------------------- helpers
 
 def torch_model(cfg: TextEncoderConfig, dtype) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-        max_position_embeddings=cfg.max_position_embeddings, hidden_act=cfg.hidden_act,
-        layer_norm_eps=cfg.layer_norm_eps, bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
-        pad_token_id=cfg.pad_token_id, attention_dropout=0.0, attn_implementation="sdpa")
-    return CLIPTextModel(config).to(TORCH_DTYPE[dtype]).eval()
+    return CLIPTextModel(clip_text_config(cfg)).to(TORCH_DTYPE[dtype]).eval()
 
 
 def to_torch_names(weights: dict) -> dict:

@@ -28,6 +28,7 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 from diffusers import UNet2DConditionModel  # noqa: E402
+from conformance.oracles import unet_kwargs  # noqa: E402
 
 import reference.ops as ref_ops  # noqa: E402
 from numerics import F64_TOL, rel_l2, tol  # noqa: E402
@@ -48,13 +49,7 @@ BATCH, CTX_LEN = 2, 77
 
 
 def diffusers_kwargs(cfg) -> dict:
-    return dict(sample_size=cfg.sample_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
-                down_block_types=tuple(cfg.down_block_types), up_block_types=tuple(cfg.up_block_types),
-                block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-                attention_head_dim=cfg.num_heads,  # diffusers' name for the number of heads (see configs.py)
-                cross_attention_dim=cfg.cross_attention_dim, use_linear_projection=cfg.use_linear_projection,
-                norm_num_groups=cfg.norm_num_groups, norm_eps=cfg.norm_eps, flip_sin_to_cos=cfg.flip_sin_to_cos,
-                freq_shift=cfg.freq_shift)
+    return unet_kwargs(cfg)
 
 
 def _float64_time_proj(module, max_period: float = 10000.0):

@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 import torch
+
+from conformance.oracles import vae_kwargs
 from diffusers import AutoencoderKL
 
 from numerics import F32_TOL, rel_l2, tol
@@ -30,14 +32,8 @@ SMALL = {"tiny": TINY, "odd": ODD}
 
 
 def diffusers_vae(cfg: VAEConfig, device=None) -> AutoencoderKL:
-    n = len(cfg.block_out_channels)
     with torch.device(device or "cpu"):
-        return AutoencoderKL(
-            in_channels=cfg.in_channels, out_channels=cfg.out_channels, latent_channels=cfg.latent_channels,
-            down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-            block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-            norm_num_groups=cfg.norm_num_groups, sample_size=cfg.sample_size, scaling_factor=cfg.scaling_factor,
-        ).eval()
+        return AutoencoderKL(**vae_kwargs(cfg)).eval()
 
 
 def torch_dtype(dtype):
