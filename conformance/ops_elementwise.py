@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from hypothesis import strategies as st
 
@@ -238,8 +236,12 @@ ROWS = [
            flops=lambda c: 9 * c.args[0].size, bytes=elementwise_bytes),
     OpSpec("quick_gelu", R.quick_gelu, (Variant("naive"),), _any_shape, _sd_quick_gelu_cases, _QUICK_GELU_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("geglu", R.geglu, (Variant("naive"),), _geglu_cases, _sd_geglu_cases, _GEGLU_TOL,
-           flops=lambda c: 4 * c.args[0].size, bytes=_geglu_bytes),
+    # naive: unfused (split, gelu, multiply: three launches); fused (geglu_fused.cl): one launch, VEC outputs per
+    # work-item with vector loads and stores, WG work-items per work-group along a row
+    OpSpec("geglu", R.geglu,
+           (Variant("naive"), Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},
+                                      constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64))),
+           _geglu_cases, _sd_geglu_cases, _GEGLU_TOL, flops=lambda c: 4 * c.args[0].size, bytes=_geglu_bytes),
     OpSpec("timestep_embedding", R.timestep_embedding, (Variant("naive"),), _timestep_cases, _timestep_sd,
            _TIME_TOL, flops=lambda c: 6 * c.args[0].size * c.args[1],
            bytes=lambda c: c.args[0].nbytes + c.args[0].size * c.args[1] * c.args[0].itemsize),

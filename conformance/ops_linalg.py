@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from hypothesis import strategies as st
 
 from conformance.registry import Case, OpSpec, Tolerance, Variant
@@ -117,6 +116,71 @@ def _linear_bytes(c: Case) -> int:
     return _io_bytes(c, x.size // x.shape[-1] * w.shape[0])
 
 
+# ------------------------------------------------------------------------------------------- GEMM variants
+# matmul, batched_matmul and linear share the kernels of kernels/gemm.cl (launchers: opencl_impl/variants_gemm.py);
+# the layout (B or B^T, bias, batch) is a run-time argument, so one build of a config serves all three ops.
+# A config is admitted when it fits the device's work-group and local-memory limits; local memory is counted in
+# float64 (8 bytes a word), so an admitted config runs in either dtype (the tuner tunes float32, the policy applies
+# the same knobs to float64 calls). The tolerance is the rows' _DOT_TOL: every variant accumulates its length-K
+# dot products with fma in the input dtype (in differing orders; gemm_cpu_reg's B^T path sums KV interleaved
+# partial sums, which only shortens the rounding random walk), so the same bound holds.
+
+def _local_fits(words: int, info: dict) -> bool:
+    return words * 8 <= info.get("local_mem_kib", 32) * 1024
+
+
+def _tiled_fits(k: dict, info: dict) -> bool:
+    return k["TS"] ** 2 <= info.get("max_work_group_size", 256) and _local_fits(2 * k["TS"] ** 2, info)
+
+
+def _tiled_reg_fits(k: dict, info: dict) -> bool:
+    """Runs of VWM (VWN) rows (columns) tile the work-item's share; at most 64 accumulators per work-item (a GPU
+    has 255 registers per thread); the work-group and the staged A and B tiles fit the device."""
+    mwi, nwi = k["MWG"] // k["MDIMC"], k["NWG"] // k["NDIMC"]
+    return (k["MWG"] % (k["MDIMC"] * k["VWM"]) == 0 and k["NWG"] % (k["NDIMC"] * k["VWN"]) == 0
+            and k["KWG"] % 4 == 0 and mwi * nwi <= 64
+            and k["MDIMC"] * k["NDIMC"] <= info.get("max_work_group_size", 256)
+            and _local_fits(k["KWG"] * (k["MWG"] + k["NWG"]), info))
+
+
+def _mma_fits(k: dict, info: dict) -> bool:
+    """Warp tiles of whole 16 x 8 mma tiles, at most 16 of them per warp (two float32 accumulator sets of 64
+    registers each: the step's mma sums and the running sums), the work-group and the float32 tiles fit."""
+    wm, wn = k["MWG"] // k["WARPS_M"], k["NWG"] // k["WARPS_N"]
+    return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 8 == 0
+            and (wm // 16) * (wn // 8) <= 16
+            and 32 * k["WARPS_M"] * k["WARPS_N"] <= info.get("max_work_group_size", 256)
+            and (k["MWG"] + k["NWG"]) * (k["KWG"] + 4) * 4 <= info.get("local_mem_kib", 32) * 1024)
+
+
+_GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint=_tiled_fits)
+# GPU-style (NVIDIA: 64x64 or 128x128 work-group tiles, 8x8 outputs per work-item)
+_GEMM_TILED_REG = Variant(
+    "tiled_reg", {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4},
+    space={"MWG": [64, 128], "NWG": [64, 128], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16], "VWM": [4],
+           "VWN": [4]},
+    constraint=_tiled_reg_fits, devices=("GPU",))
+# CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
+_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4}, space={"MR": [4, 6, 8], "NR": [8, 16], "KU": [1, 4]},
+                      devices=("CPU",))
+_CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KV": 16}, space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]},
+                      devices=("CPU",))
+# NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float64 calls run tiled_reg). SPLIT 3 (3xTF32) keeps
+# float32-level products, so the rows' float32 tolerance holds. SPLIT 1 (plain TF32) is left out of the space:
+# TF32 rounds each operand to 11 significant bits (relative error <= 2^-11, products ~2^-10), measured
+# max|err| / max|ref| ~ 3.6e-4 (emulated, K = 5 .. 1024), which a float32 row's 2e-5 cannot admit and the
+# registry has one tolerance per op and dtype; its own would be ~1.5e-3 (4x margin).
+_GEMM_MMA_TF32 = Variant(
+    "mma_tf32", {"MWG": 64, "NWG": 64, "KWG": 16, "WARPS_M": 2, "WARPS_N": 2, "SPLIT": 3},
+    space={"MWG": [64, 128], "NWG": [64, 128], "KWG": [16, 32], "WARPS_M": [2, 4], "WARPS_N": [2, 4]},
+    constraint=_mma_fits, needs=("nvidia_ptx",), devices=("GPU",))
+
+# Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which
+# also needs NVIDIA PTX, comes before tiled_reg and runs only where the tuner measured it.
+_GEMM_NN_VARIANTS = (Variant("naive"), _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
+_GEMM_NT_VARIANTS = (Variant("naive"), _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NT)
+
+
 # -------------------------------------------------------------------------------------------------- conv2d
 
 @st.composite
@@ -126,8 +190,14 @@ def _conv_cases(draw):
     kw = draw(st.sampled_from([kh, kh, kh, 1, 3]))
     stride = draw(st.sampled_from([1, 1, 2, (2, 1), (1, 3)]))
     padding = draw(st.sampled_from([0, 1, 1, (1, 0), (0, 1, 0, 1), (2, 1, 0, 3)]))
-    pads = (padding,) * 4 if isinstance(padding, int) else \
-        (padding[0], padding[0], padding[1], padding[1]) if len(padding) == 2 else padding
+    # A third of the cases belong to the families that the specialised variants handle, so that their fuzzing is not
+    # mostly filtered away by `applies`: 1x1 stride 1 unpadded (gemm1x1), 3x3 stride 1 with any padding (Winograd).
+    family = draw(st.sampled_from(["any", "any", "any", "any", "pointwise", "3x3_stride1"]))
+    if family == "pointwise":
+        kh, kw, stride, padding = 1, 1, 1, 0
+    elif family == "3x3_stride1":
+        kh, kw, stride = 3, 3, 1
+    pads = _pads4(padding)
     h = max(draw(dim(33)), kh - pads[0] - pads[1])          # at least one output row and column
     w = max(draw(dim(33)), kw - pads[2] - pads[3])
     x, wt, b = randn(draw(seeds()), (n, c, h, w), (o, c, kh, kw), (o,))
@@ -156,13 +226,25 @@ def _conv_sd():
     ]
 
 
+def _pads4(padding) -> tuple:
+    """(top, bottom, left, right) from p, (ph, pw) or the 4-tuple, as the reference reads padding."""
+    if isinstance(padding, int):
+        return (padding,) * 4
+    return (padding[0], padding[0], padding[1], padding[1]) if len(padding) == 2 else tuple(padding)
+
+
+def _conv_params(args, kwargs) -> tuple:
+    """((kh, kw), (sh, sw), (top, bottom, left, right)) of a conv2d call: conformance passes stride and padding by
+    keyword, the OpenCL ops' dispatch positionally (x, weight, bias, stride, padding)."""
+    st_ = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+    padding = kwargs.get("padding", args[4] if len(args) > 4 else 0)
+    sh, sw = tuple(st_) if isinstance(st_, (tuple, list)) else (st_, st_)
+    return tuple(args[1].shape[2:]), (sh, sw), _pads4(padding)
+
+
 def _conv_out(c: Case) -> tuple:
     x, w = c.args[0], c.args[1]
-    ref_pad = c.kwargs.get("padding", 0)
-    st_ = c.kwargs.get("stride", 1)
-    sh, sw = st_ if isinstance(st_, tuple) else (st_, st_)
-    p = (ref_pad,) * 4 if isinstance(ref_pad, int) else \
-        (ref_pad[0], ref_pad[0], ref_pad[1], ref_pad[1]) if len(ref_pad) == 2 else ref_pad
+    _, (sh, sw), p = _conv_params(c.args, c.kwargs)
     oh = (x.shape[2] + p[0] + p[1] - w.shape[2]) // sh + 1
     ow = (x.shape[3] + p[2] + p[3] - w.shape[3]) // sw + 1
     return x.shape[0], w.shape[0], oh, ow
@@ -176,6 +258,67 @@ def _conv_flops(c: Case) -> int:
 
 def _conv_bytes(c: Case) -> int:
     return _io_bytes(c, math.prod(_conv_out(c)))
+
+
+def _pointwise(args, kwargs) -> bool:
+    """gemm1x1 handles 1x1 kernels with stride 1 and no padding."""
+    return _conv_params(args, kwargs) == ((1, 1), (1, 1), (0, 0, 0, 0))
+
+
+def _winograd_3x3(args, kwargs) -> bool:
+    """Winograd F(m x m, 3 x 3) handles 3x3 kernels with stride 1 and any padding."""
+    k, s, _ = _conv_params(args, kwargs)
+    return k == (3, 3) and s == (1, 1)
+
+
+def _wg_fits(k: dict, info: dict) -> bool:
+    return k.get("WG", 1) <= info.get("max_work_group_size", 256)
+
+
+def _direct_fits(k: dict, info: dict) -> bool:
+    """The work-group (TILE_W x TILE_H) fits, the register block (OC_PER_ITEM x PX_PER_ITEM accumulators) stays at
+    most 128, and the local staging of C_CHUNK channels fits for SD's common case, a 3x3 stride-1 conv in float32
+    (the launcher stages fewer channels at once where a shape or float64 needs more room)."""
+    ph, pw = k["TILE_H"] - 1 + 3, k["TILE_W"] * k["PX_PER_ITEM"] - 1 + 3
+    local_bytes = k["C_CHUNK"] * (ph * pw + k["OC_PER_ITEM"] * 9) * 4
+    return (k["TILE_H"] * k["TILE_W"] <= info.get("max_work_group_size", 256)
+            and k["OC_PER_ITEM"] * k["PX_PER_ITEM"] <= 128
+            and local_bytes <= info.get("local_mem_kib", 32) * 1024)
+
+
+# Winograd F(4x4, 3x3) interpolates at 0, +-1, +-2 and infinity: B^T holds 4 and 5, A^T the rows
+# [0 1 -1 2 -2 0], [0 1 1 4 4 0], [0 1 -1 8 -8 1]. The products summed in the transformed domain are exact in
+# real arithmetic but their rounding errors are not cancelled: the output transform scales them by up to 8 per
+# dimension, so a tile's last row and column carry ~3x the error of its first per dimension and the corner ~10x
+# (measured, docs/WINOGRAD.md). Measured on PoCL (cpu_reg and naive GEMMs): max error 6-12x the direct dot
+# product's, up to 3.7e-5 of max|ref| at SD's K = 17280 in float32, 7.8e-14 in float64: 8x _DOT_TOL, ~4x margin.
+# F(2x2, 3x3) (points 0, +-1; entries 1 and 1/2) measured below im2col's error everywhere: it keeps the row's.
+_WINOGRAD4_TOL = {
+    "float32": Tolerance(0.0, 1.6e-4, "F(4x4,3x3): A^T entries up to 8 (points +-2) amplify the transformed "
+                                      "products' rounding; measured 3.7e-5 of max|ref| at K = 17280 (6-12x the "
+                                      "direct dot's): 8x the dot-product tolerance"),
+    "float64": Tolerance(0.0, 3.2e-13, "F(4x4,3x3) as float32 with eps = 2^-53: measured 7.8e-14 at K = 17280; "
+                                       "8x the dot-product tolerance"),
+}
+
+_CONV_VARIANTS = (
+    Variant("naive"),
+    # GEMM lowerings: the GEMM itself is the matmul / batched_matmul row's business (tuned there); the knobs here are
+    # the layout kernels' work-group size and how many lowered columns a work-item writes.
+    Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise),
+    Variant("im2col", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
+            constraint=_wg_fits),
+    # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
+    Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
+            space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
+            constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256)),
+    Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3),
+    Variant("winograd4x4", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
+            tolerance=_WINOGRAD4_TOL),
+    Variant("direct_tiled", {"TILE_H": 8, "TILE_W": 4, "PX_PER_ITEM": 8, "OC_PER_ITEM": 16, "C_CHUNK": 32},
+            space={"TILE_H": [4, 8], "TILE_W": [4, 8], "PX_PER_ITEM": [4, 8], "OC_PER_ITEM": [8, 16], "C_CHUNK": [16]},
+            constraint=_direct_fits),
+)
 
 
 # ----------------------------------------------------------------------------------------------- attention
@@ -219,16 +362,65 @@ def _attention_bytes(c: Case) -> int:
     return _io_bytes(c, c.args[0].size)
 
 
+# The tiled kernels compile the head dimension in (-D HEAD_DIM) and hold their tiles in local memory, so a knob
+# setting is admitted when its tiles fit the device at SD's largest head dim (160, SD 1.x's 1280 channels / 8
+# heads) in float32; the launchers check the actual D and dtype before they build.
+MAX_HEAD_DIM = 160
+
+
+def attention_local_bytes(variant: str, k: dict, d: int, itemsize: int = 4) -> int:
+    """Local memory of attention_flash.cl / attention_softmax_fused.cl's pv kernel for tile knobs k, head dim d."""
+    dp = -(-d // (k["WL"] * k["VEC"])) * k["WL"] * k["VEC"]     # D padded to a multiple of WL*VEC (the V tile)
+    words = k["BK"] * dp + k["BQ"] * k["BK"]                    # V tile, P tile
+    if variant == "flash":
+        words += d * k["BK"] + 2 * k["BQ"] * k["WL"]            # K tile, per-row partial max and sum
+    return words * itemsize
+
+
+def _tiles_fit(variant: str):
+    def fits(k: dict, info: dict) -> bool:
+        return (k["BK"] % (k["WL"] * k["VEC"]) == 0 and k["BQ"] % k["RQ"] == 0
+                and k["WL"] * k["VEC"] > 1                      # one lane of one element: no SIMD at all
+                and k["WL"] * k["BQ"] // k["RQ"] <= info.get("max_work_group_size", 256)
+                and attention_local_bytes(variant, k, MAX_HEAD_DIM) <= info.get("local_mem_kib", 32) * 1024
+                and k.get("TPR", 1) <= k.get("WG", 1) <= info.get("max_work_group_size", 256))
+    return fits
+
+
+def _head_dim_at_most_max(args, kwargs) -> bool:
+    return args[0].shape[2] // args[3] <= MAX_HEAD_DIM
+
+
+# Tile knobs of both tiled kernels: BQ query rows x BK keys per tile, work-groups of (WL, BQ/RQ), RQ query rows
+# per work-item, vectors of VEC along the keys and the head dimension. VEC 16 with WL 1 is the CPU form (PoCL
+# vectorizes explicit vector types, not a work-item's loop: 4x faster than VEC 1 for flash on the 2-core EPYC),
+# WL 16 with VEC 1 the GPU form (lanes share a tile's keys and columns); the defaults are the CPU form.
+_TILES = {"BQ": 32, "BK": 32, "WL": 1, "RQ": 4, "VEC": 16}
+_TILE_SPACE = {"BQ": [32, 64], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]}   # BK 16: 32 KiB devices
+_ATTENTION_VARIANTS = (
+    Variant("naive"),
+    # gemm: heads-first permutes, S = Q K^T and P V by the public batched_matmul, the public softmax between
+    Variant("gemm"),
+    # softmax_fused (attention_softmax_fused.cl): S by the GEMM; per-row max and sum (TPR work-items per row, WG
+    # per work-group, vectors of VEC); P V with exp(S*scale - max)/sum made per tile in local memory
+    Variant("softmax_fused", {**_TILES, "WG": 64, "TPR": 1}, space={**_TILE_SPACE, "TPR": [1, 64]},
+            constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max),
+    # flash (attention_flash.cl): the same tiles, the online softmax in the work-group, no S in global memory
+    Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
+            applies=_head_dim_at_most_max),
+)
+
+
 ROWS = [
-    OpSpec("matmul", R.matmul, (Variant("naive"),), _matmul_cases, _matmul_sd, _DOT_TOL,
+    OpSpec("matmul", R.matmul, _GEMM_NN_VARIANTS, _matmul_cases, _matmul_sd, _DOT_TOL,
            flops=_matmul_flops, bytes=lambda c: _io_bytes(c, c.args[0].shape[0] * c.args[1].shape[1])),
-    OpSpec("batched_matmul", R.batched_matmul, (Variant("naive"),), _bmm_cases, _bmm_sd, _DOT_TOL,
+    OpSpec("batched_matmul", R.batched_matmul, _GEMM_NN_VARIANTS, _bmm_cases, _bmm_sd, _DOT_TOL,
            flops=_bmm_flops, bytes=lambda c: _io_bytes(c, c.args[0].shape[0] * c.args[0].shape[1]
                                                        * c.args[1].shape[2])),
-    OpSpec("linear", R.linear, (Variant("naive"),), _linear_cases, _linear_sd, _DOT_TOL,
+    OpSpec("linear", R.linear, _GEMM_NT_VARIANTS, _linear_cases, _linear_sd, _DOT_TOL,
            flops=_linear_flops, bytes=_linear_bytes),
-    OpSpec("conv2d", R.conv2d, (Variant("naive"),), _conv_cases, _conv_sd, _DOT_TOL,
+    OpSpec("conv2d", R.conv2d, _CONV_VARIANTS, _conv_cases, _conv_sd, _DOT_TOL,
            flops=_conv_flops, bytes=_conv_bytes),
-    OpSpec("attention", R.attention, (Variant("naive"),), _attention_cases, _attention_sd, _ATTN_TOL,
+    OpSpec("attention", R.attention, _ATTENTION_VARIANTS, _attention_cases, _attention_sd, _ATTN_TOL,
            flops=_attention_flops, bytes=_attention_bytes),
 ]

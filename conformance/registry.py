@@ -67,6 +67,8 @@ class Variant:
     applies: Callable | None = None                    # (args, kwargs) -> bool: the shapes it handles (None: all)
     devices: tuple = ()                                # device types it is written for ("CPU", "GPU"; () = any):
                                                        # untuned selection passes over the others
+    tolerance: dict | None = None                      # "float32" / "float64" -> Tolerance, for a variant whose
+                                                       # algorithm rounds differently (Winograd); None: the row's
 
     def configs(self, info: dict | None = None) -> list:
         """Every knob setting in the space that the constraint admits (the default first)."""

@@ -189,11 +189,13 @@ def geglu(x):
 
 @variant("geglu", "naive")
 def _geglu_naive(rt: Runtime, knobs: dict, x):
+    """Unfused, as a framework runs it: split into (h, g), gelu(g), h * gelu(g): three launches, the halves and
+    gelu(g) in global memory (the fused variant, opencl_impl/variants_norm.py, does it in one)."""
     f = x.shape[-1] // 2
-    y = rt.empty(x.shape[:-1] + (f,), x.dtype)
-    knl = rt.kernel("geglu.cl", "geglu_naive", knobs, x.dtype)
-    _launch_flat(rt, "geglu", knl, y.size, _buf(rt, x), y.data, np.int64(y.size), np.int64(f))
-    return y
+    h, g = rt.empty(x.shape[:-1] + (f,), x.dtype), rt.empty(x.shape[:-1] + (f,), x.dtype)
+    knl = rt.kernel("geglu.cl", "geglu_split", knobs, x.dtype)
+    _launch_flat(rt, "geglu", knl, h.size, _buf(rt, x), h.data, g.data, np.int64(h.size), np.int64(f))
+    return _mul_naive(rt, {}, h, _gelu_naive(rt, {}, g))
 
 
 # ---------------------------------------------------------------------------------------------- linear algebra
@@ -659,3 +661,9 @@ def _permute_naive(rt: Runtime, knobs: dict, x, axes):
     _launch_flat(rt, "permute", knl, x.size, _buf(rt, x), y.data, np.int64(x.size),
                  *(np.int64(d) for d in dims[1:]), *(np.int64(s) for s in strides))
     return y
+
+
+from opencl_impl import variants_gemm  # noqa: E402,F401  (registers variants)
+from opencl_impl import variants_conv  # noqa: E402,F401  (registers variants)
+from opencl_impl import variants_norm  # noqa: E402,F401  (registers variants)
+from opencl_impl import variants_attention  # noqa: E402,F401  (registers variants)

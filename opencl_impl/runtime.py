@@ -125,6 +125,7 @@ def device_info(device: "cl.Device") -> dict:
         "max_alloc_mib": device.max_mem_alloc_size // 2**20,
         "fp64": "cl_khr_fp64" in ext or device.double_fp_config != 0,
         "fp16": "cl_khr_fp16" in ext,
+        "nvidia_ptx": "nvidia" in device.platform.name.lower() and bool(device.type & cl.device_type.GPU),  # asm()
     }
 
 

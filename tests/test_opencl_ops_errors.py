@@ -10,9 +10,9 @@
 import numpy as np
 import pytest
 
-import opencl_impl.ops as O
 from conformance.check import run_case
 from conformance.registry import REGISTRY, Case
+import opencl_impl.ops as O
 from reference import ops as R
 
 F32 = np.float32

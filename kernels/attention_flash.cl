@@ -1,0 +1,249 @@
+// attention, flash variant (FlashAttention: tiled over the keys with an online softmax; no Lq x Lk matrix is
+// ever stored). Layout as attention.cl, the models' own (no permutes):
+//   q[b, i, h*D + d] = q[(b*Lq + i)*HD + h*D + d],  k, v likewise with Lk rows,  o like q;  HD = H*D, D = HEAD_DIM.
+// One work-group per (query tile of BQ rows, b*H + h): NDRange (ceil(Lq / BQ) * WL, B*H * WQ), work-groups of
+// (WL, WQ). Work-item (lane, w) owns the query rows i = q0 + w + WQ*r (r < RQ) and, for them,
+//   the scores of the key vectors k0 + (lane + WL*c)*VEC + [0, VEC) (c < CK) of each key tile, and
+//   the accumulator columns (lane + WL*e)*VEC + [0, VEC) (e < CD) of the output.
+// Per key tile k0 .. k0 + BK (only the tiles some row of the query tile may see when causal):
+//   1. the K tile (transposed: Kt[d][j]) and the V tile (Vs[j][d]) go to local memory, zeros past Lk and past D;
+//   2. s = (q_i . k_j) * scale for the work-item's rows and keys, -inf where masked (j >= Lk; j > i if causal);
+//   3. the row's new max m' = max(m, max_j s) over the lanes (partials in local memory), the rescale factor
+//      alpha = exp(m - m'), p = exp(s - m') into local memory, l' = alpha l + sum_j p over the lanes;
+//   4. acc = alpha acc + P V from the local P and V tiles.
+// Then o_i = acc / l. Every lane of a row computes m', alpha and l' from the same partials in the same order, so
+// they agree bit for bit. The first tile holds key 0, which no row masks (0 <= i, 0 < Lk): from it on every m is
+// finite, so exp(s - m') is 0 for a masked s and alpha = exp(-inf) = 0 on the first tile (no -inf - -inf).
+// Rows past Lq read row Lq - 1 (no branch in the loops) and write nothing.
+// GPU-style: VEC 1, WL 16 or 32 lanes share a tile's keys and head dimension. CPU-style (PoCL vectorizes explicit
+// vector types, not a work-item's loop): WL 1, VEC 8 or 16, each work-item a few rows with all their keys.
+#ifdef REAL_IS_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef REAL
+#define REAL float
+#endif
+#ifndef HEAD_DIM
+#define HEAD_DIM 64 // D, the head dimension (the host sets it per call)
+#endif
+#ifndef BQ
+#define BQ 32 // query rows per work-group (a multiple of RQ)
+#endif
+#ifndef BK
+#define BK 32 // keys per tile (a multiple of WL * VEC)
+#endif
+#ifndef WL
+#define WL 1 // work-items along the keys of a score tile and along the head dimension of the output
+#endif
+#ifndef RQ
+#define RQ 4 // query rows per work-item
+#endif
+#ifndef VEC
+#define VEC 16 // elements per vector along the keys (scores) and the head dimension (output): 1, 2, 4, 8 or 16
+#endif
+#define WQ (BQ / RQ)                                   // work-items along the query rows
+#define WG (WL * WQ)                                   // work-items per work-group
+#define CK (BK / (WL * VEC))                           // key vectors per work-item in a score tile
+#define CD ((HEAD_DIM + WL * VEC - 1) / (WL * VEC))    // output column vectors per work-item
+#define DP (CD * WL * VEC)                             // the head dimension padded (zeros in the V tile)
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if VEC == 1
+#define VREAL REAL
+#define VLOAD(p) (*(p))
+#define VSTORE(v, p) (*(p) = (v))
+#define HSUM(v) (v)
+#define HMAX(v) (v)
+#define IOTA ((REAL)0)
+#define MASK(t, j, seen) ((j) >= (seen) ? (REAL)(-INFINITY) : (t))
+#else
+#define VREAL CAT(REAL, VEC)
+#define VLOAD(p) CAT(vload, VEC)(0, p)
+#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
+#define HSUM(v) CAT(HSum, VEC)(v)
+#define HMAX(v) CAT(HMax, VEC)(v)
+#define MASK(t, j, seen) select((t), (VREAL)(-INFINITY), isgreaterequal((j), (seen)))
+#if VEC == 2                        // IOTA: the lane numbers 0, 1, ..., VEC - 1
+#define IOTA ((VREAL)(0, 1))
+#elif VEC == 4
+#define IOTA ((VREAL)(0, 1, 2, 3))
+#elif VEC == 8
+#define IOTA ((VREAL)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#define IOTA ((VREAL)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#endif
+// horizontal sum and max of a vector, halving it
+REAL HSum2(CAT(REAL, 2) v) { return v.x + v.y; }
+REAL HSum4(CAT(REAL, 4) v) { return HSum2(v.lo + v.hi); }
+REAL HSum8(CAT(REAL, 8) v) { return HSum4(v.lo + v.hi); }
+REAL HSum16(CAT(REAL, 16) v) { return HSum8(v.lo + v.hi); }
+REAL HMax2(CAT(REAL, 2) v) { return fmax(v.x, v.y); }
+REAL HMax4(CAT(REAL, 4) v) { return HMax2(fmax(v.lo, v.hi)); }
+REAL HMax8(CAT(REAL, 8) v) { return HMax4(fmax(v.lo, v.hi)); }
+REAL HMax16(CAT(REAL, 16) v) { return HMax8(fmax(v.lo, v.hi)); }
+#endif
+
+__kernel __attribute__((reqd_work_group_size(WL, WQ, 1)))
+void attention_flash(__global const REAL *q, __global const REAL *k, __global const REAL *v, __global REAL *o,
+                     const int H, const int Lq, const int Lk, const REAL scale, const int causal)
+{
+    __local REAL Kt[HEAD_DIM * BK];     // Kt[d*BK + j] = k[k0 + j, d]
+    __local REAL Vs[BK * DP];           // Vs[j*DP + d] = v[k0 + j, d]
+    __local REAL Ps[BQ * BK];           // Ps[row*BK + j] = exp(s - m')
+    __local REAL red_max[BQ * WL];      // per row, one partial per lane
+    __local REAL red_sum[BQ * WL];
+
+    const int lane = get_local_id(0);
+    const int w = get_local_id(1);
+    const int tid = w * WL + lane;
+    const int bh = get_group_id(1);
+    const int b = bh / H;
+    const int h = bh - b * H;
+    const int q0 = get_group_id(0) * BQ;
+    const long HD = (long)H * HEAD_DIM;
+    const __global REAL *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global REAL *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global REAL *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
+
+    REAL m[RQ], l[RQ];
+    VREAL acc[RQ][CD];
+    #pragma unroll
+    for (int r = 0; r < RQ; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0;
+        #pragma unroll
+        for (int e = 0; e < CD; ++e) acc[r][e] = 0;
+    }
+
+    const __global REAL *qrow[RQ];      // the work-item's query rows (rows past Lq: row Lq - 1)
+    #pragma unroll
+    for (int r = 0; r < RQ; ++r) qrow[r] = qb + min(q0 + w + WQ * r, Lq - 1) * HD;
+
+    const int kend = causal ? min(Lk, q0 + BQ) : Lk;   // causal: row i sees keys j <= i < q0 + BQ
+    for (int k0 = 0; k0 < kend; k0 += BK) {
+        // 1. K and V tiles to local memory, one vector of a key's head dimension at a time
+        for (int idx = tid; idx < BK * (DP / VEC); idx += WG) {
+            const int j = idx / (DP / VEC);
+            const int d0 = (idx - j * (DP / VEC)) * VEC;
+            VREAL kv = 0, vv = 0;
+            if (k0 + j < Lk) {
+                const __global REAL *kj = kb + (k0 + j) * HD + d0;
+                const __global REAL *vj = vb + (k0 + j) * HD + d0;
+                if (d0 + VEC <= HEAD_DIM) {
+                    kv = VLOAD(kj);
+                    vv = VLOAD(vj);
+                } else {                    // the last, partial vector of the head dimension
+                    REAL tk[VEC], tv[VEC];
+                    for (int e = 0; e < VEC; ++e) {
+                        tk[e] = d0 + e < HEAD_DIM ? kj[e] : 0;
+                        tv[e] = d0 + e < HEAD_DIM ? vj[e] : 0;
+                    }
+                    kv = VLOAD(tk);
+                    vv = VLOAD(tv);
+                }
+            }
+            VSTORE(vv, Vs + j * DP + d0);
+            REAL kl[VEC];                   // the K vector's lanes, to the column j of Kt
+            VSTORE(kv, kl);
+            for (int e = 0; e < VEC; ++e)
+                if (d0 + e < HEAD_DIM) Kt[(d0 + e) * BK + j] = kl[e];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        // 2. scores, scaled and masked; each row's partial max over this work-item's keys
+        VREAL s[RQ][CK];
+        #pragma unroll
+        for (int r = 0; r < RQ; ++r) {
+            #pragma unroll
+            for (int c = 0; c < CK; ++c) s[r][c] = 0;
+        }
+        for (int d = 0; d < HEAD_DIM; ++d) {
+            VREAL kd[CK];
+            #pragma unroll
+            for (int c = 0; c < CK; ++c) kd[c] = VLOAD(Kt + d * BK + (lane + WL * c) * VEC);
+            #pragma unroll
+            for (int r = 0; r < RQ; ++r) {
+                const REAL qd = qrow[r][d];
+                #pragma unroll
+                for (int c = 0; c < CK; ++c) s[r][c] += qd * kd[c];
+            }
+        }
+        #pragma unroll
+        for (int r = 0; r < RQ; ++r) {
+            const int i = q0 + w + WQ * r;
+            const VREAL seen = (REAL)(causal ? min(i + 1, Lk) : Lk);    // keys j < seen are visible
+            REAL pm = -INFINITY;
+            #pragma unroll
+            for (int c = 0; c < CK; ++c) {
+                const VREAL j = (REAL)(k0 + (lane + WL * c) * VEC) + IOTA;
+                s[r][c] = MASK(s[r][c] * scale, j, seen);
+                pm = fmax(pm, HMAX(s[r][c]));
+            }
+            red_max[(w + WQ * r) * WL + lane] = pm;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        // 3. online softmax: new max, rescale factor, probabilities, their partial sums
+        REAL alpha[RQ];
+        #pragma unroll
+        for (int r = 0; r < RQ; ++r) {
+            const int row = w + WQ * r;
+            REAL mt = m[r];
+            for (int x = 0; x < WL; ++x) mt = fmax(mt, red_max[row * WL + x]);
+            alpha[r] = exp(m[r] - mt);
+            m[r] = mt;
+            REAL ps = 0;
+            #pragma unroll
+            for (int c = 0; c < CK; ++c) {
+                const VREAL p = exp(s[r][c] - mt);
+                VSTORE(p, Ps + row * BK + (lane + WL * c) * VEC);
+                ps += HSUM(p);
+            }
+            red_sum[row * WL + lane] = ps;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        // 4. acc = alpha acc + P V
+        #pragma unroll
+        for (int r = 0; r < RQ; ++r) {
+            const int row = w + WQ * r;
+            REAL ls = 0;
+            for (int x = 0; x < WL; ++x) ls += red_sum[row * WL + x];
+            l[r] = l[r] * alpha[r] + ls;
+            #pragma unroll
+            for (int e = 0; e < CD; ++e) acc[r][e] *= alpha[r];
+        }
+        for (int j = 0; j < BK; ++j) {
+            VREAL vj[CD];
+            #pragma unroll
+            for (int e = 0; e < CD; ++e) vj[e] = VLOAD(Vs + j * DP + (lane + WL * e) * VEC);
+            #pragma unroll
+            for (int r = 0; r < RQ; ++r) {
+                const REAL p = Ps[(w + WQ * r) * BK + j];
+                #pragma unroll
+                for (int e = 0; e < CD; ++e) acc[r][e] += p * vj[e];
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);   // the tiles are read before the next iteration overwrites them
+    }
+
+    #pragma unroll
+    for (int r = 0; r < RQ; ++r) {
+        const int i = q0 + w + WQ * r;
+        if (i >= Lq) continue;
+        __global REAL *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
+        #pragma unroll
+        for (int e = 0; e < CD; ++e) {
+            const int d0 = (lane + WL * e) * VEC;
+            const VREAL out = acc[r][e] / l[r];
+            if (d0 + VEC <= HEAD_DIM) {
+                VSTORE(out, oi + d0);
+            } else {
+                REAL t[VEC];
+                VSTORE(out, t);
+                for (int x = 0; x < VEC && d0 + x < HEAD_DIM; ++x) oi[d0 + x] = t[x];
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+// conv2d as a GEMM: the layout kernels around the policy's matmul (variants "im2col" and "gemm1x1").
+//
+// Shapes: x (N, C, H, W), weight (O, C, KH, KW), y (N, O, OH, OW), all packed NCHW; P = OH*OW output positions per
+// sample and R = C*KH*KW rows of the lowered matrix. The host lowers a chunk of Q columns at a time, the flat output
+// positions q0 <= q < q0 + Q of the whole batch (q = n*P + oy*OW + ox), so the scratch stays bounded:
+//   cols[r, q - q0] = cols[r*Q + (q - q0)],  r = (c*KH + i)*KW + j,
+//                   = x[n, c, oy*SH - PT + i, ox*SW - PL + j]   (0 outside the input: the zero padding)
+// then g (O, Q) = weight viewed as (O, R) @ cols (R, Q) is any matmul variant, and
+//   y[n, o, oy, ox] = y[(n*O + o)*P + p] = g[o*Q + (q - q0)] + bias[o]      (conv2d_im2col_scatter);
+// with one sample in one chunk g already is y, and conv2d_im2col_bias adds the bias in place (so does "gemm1x1",
+// whose per-sample products weight (O, C) @ x[n] (C, P) are NCHW already). A 1x1, stride-1, unpadded conv of one
+// sample needs no lowering at all: x is cols.
+// Tails: the host rounds each NDRange up to a multiple of WG; work-items past the end return before any access.
+#ifdef REAL_IS_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef REAL
+#define REAL float
+#endif
+#ifndef WG
+#define WG 64 // work-group size of both kernels (1-D; the host launches exactly this, e.g. 64, 256)
+#endif
+#ifndef COLS_PER_ITEM
+#define COLS_PER_ITEM 4 // consecutive columns of one cols row lowered by one work-item (e.g. 1, 4, 8)
+#endif
+#ifndef HAS_BIAS
+#define HAS_BIAS 0 // 1: the scatter adds bias[o]; 0: the bias argument is not read (the host passes any buffer)
+#endif
+
+// One work-item per (row r, run of COLS_PER_ITEM columns); NDRange (ceil(Q / COLS_PER_ITEM) rounded to WG, R).
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void conv2d_im2col(__global const REAL *x, __global REAL *cols, const long q0, const int Q,
+                   const int C, const int H, const int W, const int KH, const int KW,
+                   const int OH, const int OW, const int SH, const int SW, const int PT, const int PL)
+{
+    const int r = get_global_id(1);
+    const int first = get_global_id(0) * COLS_PER_ITEM;
+    if (first >= Q) return;
+    const int j = r % KW;
+    const int i = (r / KW) % KH;
+    const int c = r / (KW * KH);
+    const int P = OH * OW;
+    long q = q0 + first;
+    long n = q / P;
+    int p = q % P;
+    int oy = p / OW, ox = p % OW;
+    __global REAL *dst = cols + (long)r * Q + first;
+    const int count = min(COLS_PER_ITEM, Q - first);
+    for (int k = 0; k < count; ++k) {
+        const int yy = oy * SH - PT + i;
+        const int xx = ox * SW - PL + j;
+        REAL v = 0;
+        if (yy >= 0 && yy < H && xx >= 0 && xx < W) v = x[((n * C + c) * H + yy) * (long)W + xx];
+        dst[k] = v;
+        if (++ox == OW) {                  // next output position: step along the row, then the next row / sample
+            ox = 0;
+            if (++oy == OH) { oy = 0; ++n; }
+        }
+    }
+}
+
+// One work-item per element of the chunk's GEMM output g (O, Q): y[n, o, p] = g[o, q - q0] (+ bias[o]).
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __global REAL *y,
+                           const long q0, const int Q, const int O, const int P)
+{
+    const long idx = get_global_id(0);
+    if (idx >= (long)O * Q) return;
+    const int o = idx / Q;
+    const long q = q0 + idx % Q;
+    const long n = q / P;
+    const int p = q % P;
+    REAL v = g[idx];
+#if HAS_BIAS
+    v += bias[o];
+#endif
+    y[(n * O + o) * P + p] = v;
+}
+
+// y (N, O, P) += bias[o] in place, one work-item per element: when the GEMM's product already is NCHW (one sample
+// in one chunk, or gemm1x1's batched product).
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void conv2d_im2col_bias(__global REAL *y, __global const REAL *bias, const long total, const int O, const int P)
+{
+    const long idx = get_global_id(0);
+    if (idx >= total) return;
+    y[idx] += bias[(idx / P) % O];
+}

@@ -1,0 +1,50 @@
+// geglu, fused variant: x (R, 2F) -> y (R, F), y[r, f] = h * gelu(g) with h = x[r*2F + f], g = x[r*2F + F + f],
+// gelu(g) = g * (1 + erf(g / sqrt 2)) / 2 (gelu.cl's formula): split, GELU and product in one launch, h and g
+// read once, y written once, no intermediate in global memory.
+// Work-item (j, r) of the 2-D NDRange (ceil(ceil(F / VEC) / WG) * WG, R) computes y[r, VEC*j .. VEC*j + VEC) with
+// vector loads and stores (vloadn / vstoren: element alignment suffices) when the whole vector lies inside the
+// row, element by element for the row's tail (F not a multiple of VEC); work-items past the row return.
+#ifdef REAL_IS_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef REAL
+#define REAL float
+#endif
+#ifndef VEC
+#define VEC 4 // outputs per work-item along a row: 1, 2, 4, 8 or 16
+#endif
+#ifndef WG
+#define WG 64 // work-items per work-group along a row
+#endif
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if VEC == 1
+#define VREAL REAL
+#define VLOAD(p) (*(p))
+#define VSTORE(v, p) (*(p) = (v))
+#else
+#define VREAL CAT(REAL, VEC)
+#define VLOAD(p) CAT(vload, VEC)(0, p)
+#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
+#endif
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void geglu_fused(__global const REAL *x, __global REAL *y, const long F)
+{
+    const long f0 = (long)get_global_id(0) * VEC;
+    const long r = get_global_id(1);
+    if (f0 >= F) return;
+    const __global REAL *h = x + r * 2 * F + f0;
+    const __global REAL *g = h + F;
+    __global REAL *yr = y + r * F + f0;
+    if (f0 + VEC <= F) {
+        const VREAL gv = VLOAD(g);
+        VSTORE(VLOAD(h) * ((REAL)0.5 * gv * ((REAL)1 + erf(gv * (REAL)0.70710678118654752440))), yr);  // 1/sqrt(2)
+    } else {
+        for (int k = 0; k < F - f0; ++k) {
+            const REAL gs = g[k];
+            yr[k] = h[k] * ((REAL)0.5 * gs * ((REAL)1 + erf(gs * (REAL)0.70710678118654752440)));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+// softmax, reduce variant, along one axis of a packed array seen as (OUTER, L, INNER) (as softmax.cl): line
+// (o, i) holds x[(o*L + l)*INNER + i] for l < L; y = exp(x - max) / sum(exp(x - max)); -inf entries give 0; a
+// line of only -inf gives NaN (exp(-inf - -inf)), as the reference and torch do.
+// reduce: lines packed into work-groups of (TPL, WG/TPL): TPL work-items per line. Along the last axis
+// (INNER = 1) work-item t takes the vectors of VEC elements v = t, t + TPL, ... (vloadn / vstoren) and then the
+// tail elements (L not a multiple of VEC) t, t + TPL, ... after them; along another axis it takes single elements
+// l = t, t + TPL, ... (stride INNER). A tree over the line's TPL work-items in local memory gives the max, then
+// exp(x - max) is written to y while a second tree adds it up, then every work-item divides the elements of y it
+// wrote itself by the sum: x read twice, y written twice and read once, one exp per element, no division per
+// element but the last. GPU-style: TPL 32 ... 256 and VEC 1; CPU-style (PoCL vectorizes explicit vector types,
+// not a work-item's loop): TPL 1 ... 4 and VEC 8 or 16.
+// NDRange: (TPL, ceil(lines / LPW) * LPW); the lines past the end compute nothing and write nothing.
+#ifdef REAL_IS_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef REAL
+#define REAL float
+#endif
+#ifndef WG
+#define WG 256 // work-items per work-group: a power of two, at most the device's max work-group size
+#endif
+#ifndef TPL
+#define TPL 64 // work-items per line: a power of two, at most WG
+#endif
+#ifndef VEC
+#define VEC 1 // elements per vector along the last axis: 1, 2, 4, 8 or 16
+#endif
+#define LPW (WG / TPL) // lines per work-group
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if VEC == 1
+#define VREAL REAL
+#define VLOAD(p) (*(p))
+#define VSTORE(v, p) (*(p) = (v))
+#define HSUM(v) (v)
+#define HMAX(v) (v)
+#else
+#define VREAL CAT(REAL, VEC)
+#define VLOAD(p) CAT(vload, VEC)(0, p)
+#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
+#define HSUM(v) CAT(HSum, VEC)(v)
+#define HMAX(v) CAT(HMax, VEC)(v)
+#endif
+#if VEC > 1
+// horizontal sum and max of a vector, halving it
+REAL HSum2(CAT(REAL, 2) v) { return v.x + v.y; }
+REAL HSum4(CAT(REAL, 4) v) { return HSum2(v.lo + v.hi); }
+REAL HSum8(CAT(REAL, 8) v) { return HSum4(v.lo + v.hi); }
+REAL HSum16(CAT(REAL, 16) v) { return HSum8(v.lo + v.hi); }
+REAL HMax2(CAT(REAL, 2) v) { return fmax(v.x, v.y); }
+REAL HMax4(CAT(REAL, 4) v) { return HMax2(fmax(v.lo, v.hi)); }
+REAL HMax8(CAT(REAL, 8) v) { return HMax4(fmax(v.lo, v.hi)); }
+REAL HMax16(CAT(REAL, 16) v) { return HMax8(fmax(v.lo, v.hi)); }
+#endif
+
+__kernel __attribute__((reqd_work_group_size(TPL, LPW, 1)))
+void softmax_reduce(__global const REAL *x, __global REAL *y, const long lines, const int L, const long INNER)
+{
+    __local REAL scratch[LPW][TPL];
+    const int t = get_local_id(0);
+    const int ll = get_local_id(1);
+    const long line = get_global_id(1);
+    const int len = line < lines ? L : 0;   // lines past the end: no elements, but every barrier is reached
+    const long o = line / INNER;
+    const long i = line % INNER;
+    const __global REAL *xl = x + o * L * INNER + i;
+    __global REAL *yl = y + o * L * INNER + i;
+    const int nv = INNER == 1 ? len / VEC : 0;   // whole vectors (last axis only)
+    const int tail = nv * VEC;                   // first element past them
+
+    // 1. max
+    VREAL mv = -INFINITY;
+    for (int v = t; v < nv; v += TPL) mv = fmax(mv, VLOAD(xl + v * VEC));
+    REAL m = HMAX(mv);
+    for (int l = tail + t; l < len; l += TPL) m = fmax(m, xl[l * INNER]);
+    scratch[ll][t] = m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = TPL / 2; s > 0; s >>= 1) {
+        if (t < s) scratch[ll][t] = fmax(scratch[ll][t], scratch[ll][t + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    m = scratch[ll][0];
+    barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the max before the sum's tree overwrites it
+
+    // 2. y = exp(x - max), and its sum
+    VREAL sv = 0;
+    for (int v = t; v < nv; v += TPL) {
+        const VREAL e = exp(VLOAD(xl + v * VEC) - m);
+        VSTORE(e, yl + v * VEC);
+        sv += e;
+    }
+    REAL s = HSUM(sv);
+    for (int l = tail + t; l < len; l += TPL) {
+        const REAL e = exp(xl[l * INNER] - m);
+        yl[l * INNER] = e;
+        s += e;
+    }
+    scratch[ll][t] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = TPL / 2; h > 0; h >>= 1) {
+        if (t < h) scratch[ll][t] += scratch[ll][t + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    s = scratch[ll][0];
+
+    // 3. y /= sum, over the elements this work-item wrote itself
+    for (int v = t; v < nv; v += TPL) VSTORE(VLOAD(yl + v * VEC) / s, yl + v * VEC);
+    for (int l = tail + t; l < len; l += TPL) yl[l * INNER] /= s;
+}

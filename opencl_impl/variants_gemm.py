@@ -1,0 +1,192 @@
+"""GEMM variants of matmul, batched_matmul and linear: launchers of the kernels in kernels/gemm.cl.
+
+All three ops are one strided, batched product (`gemm` below), which other ops may call too (attention's Q K^T
+and P V, a 1x1 convolution): C_z = alpha * A_z @ B_z (+ bias), B_z optionally stored transposed, batch items at
+two-level strides so that heads of a (B, L, H*D) activation need no copy. The technique is a kernel entry point
+(`gemm_<technique>`); its knobs are -D macros documented in the kernel file.
+
+Techniques:
+- tiled:      local-memory tiles, TS x TS work-groups, one output per work-item; tails by bounds checks.
+- tiled_reg:  GPU-style: local-memory tiles with MWI x NWI outputs per work-item in registers, REAL4 loads where the
+              layout is aligned; tails by bounds checks (no host-side padding).
+- cpu_reg:    CPU-style (PoCL): no local memory; each work-item an MR x NR register block of vectors.
+- mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32), float32 only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opencl_impl.ops import _buf, _real, variant
+from opencl_impl.runtime import DeviceError, Runtime
+
+KERNEL_FILE = "gemm.cl"
+FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK = 1, 2, 4, 8   # the kernels' GEMM_* flags
+
+# The knob defaults, repeated from kernels/gemm.cl so that the launcher computes the same NDRange the kernel was
+# built for when a knob is left out.
+TILED_DEFAULTS = {"TS": 16}
+TILED_REG_DEFAULTS = {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4}
+CPU_REG_DEFAULTS = {"MR": 8, "NR": 16, "KU": 4, "KV": 16}
+MMA_DEFAULTS = {"MWG": 64, "NWG": 64, "KWG": 16, "WARPS_M": 2, "WARPS_N": 2, "SPLIT": 3, "MMA_EMULATE": 0}
+
+
+def _ceil_to(n: int, step: int) -> int:
+    return (n + step - 1) // step * step
+
+
+def _ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
+    """(global size, local size) of one launch."""
+    if technique == "tiled":
+        ts = k["TS"]
+        return (_ceil_to(n, ts), _ceil_to(m, ts), z), (ts, ts, 1)
+    if technique == "tiled_reg":
+        return ((_ceil_to(n, k["NWG"]) // k["NWG"] * k["NDIMC"], _ceil_to(m, k["MWG"]) // k["MWG"] * k["MDIMC"], z),
+                (k["NDIMC"], k["MDIMC"], 1))
+    if technique == "cpu_reg":
+        return (_ceil_to(n, k["NR"]) // k["NR"], _ceil_to(m, k["MR"]) // k["MR"], z), None
+    if technique == "mma_tf32":
+        wn, wm = k["WARPS_N"], k["WARPS_M"]
+        return ((_ceil_to(n, k["NWG"]) // k["NWG"] * 32 * wn, _ceil_to(m, k["MWG"]) // k["MWG"] * wm, z),
+                (32 * wn, wm, 1))
+    raise ValueError(f"gemm: unknown technique {technique!r}")
+
+
+_DEFAULTS = {"tiled": TILED_DEFAULTS, "tiled_reg": TILED_REG_DEFAULTS, "cpu_reg": CPU_REG_DEFAULTS,
+             "mma_tf32": MMA_DEFAULTS}
+
+
+def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: int, k: int, *,
+         lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", alpha: float = 1.0,
+         batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0), c_strides=(0, 0),
+         dtype=np.float32):
+    """Launch C_z = alpha * A_z @ B_z (+ bias) for z < batch (layout: see kernels/gemm.cl).
+
+    a, b, c, bias: cl.Buffers (bias may be None); *_strides: (outer, inner) element offsets between batch items,
+    item z at (z // batch_inner) * outer + (z % batch_inner) * inner. Returns the kernel's event, or None when C is
+    empty."""
+    if m <= 0 or n <= 0 or batch <= 0:
+        return None
+    if technique == "mma_tf32":
+        if np.dtype(dtype) != np.float32:   # TF32 is a float32 format: float64 runs the register-blocked kernel
+            technique, knobs = "tiled_reg", {}
+        else:
+            _check_mma(rt, knobs)
+    kn = {**_DEFAULTS[technique], **knobs}    # every knob explicit: the NDRange and the build agree
+    vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
+    flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
+             | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M))
+    knl = rt.kernel(KERNEL_FILE, f"gemm_{technique}", {**kn, "GEMM_MMA": 1} if technique == "mma_tf32" else kn,
+                    dtype)
+    gsize, lsize = _ndrange(technique, kn, m, n, batch)
+    return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, c,
+                     *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
+                     *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), _real(dtype, alpha),
+                     np.int32(flags))
+
+
+def _check_mma(rt: Runtime, knobs: dict) -> None:
+    if knobs.get("MMA_EMULATE"):
+        return
+    if not rt.info.get("nvidia_ptx"):
+        raise DeviceError(f"gemm mma_tf32 runs NVIDIA PTX (mma.sync m16n8k8 TF32, sm_80 or newer); "
+                          f"{rt.info['device']} ({rt.info['platform']}) is not an NVIDIA GPU")
+    try:   # cl_nv_device_attribute_query
+        cc = (rt.device.compute_capability_major_nv, rt.device.compute_capability_minor_nv)
+    except Exception:  # noqa: BLE001  (pyopencl raises LogicError or AttributeError, by version)
+        return
+    if cc < (8, 0):
+        raise DeviceError(f"gemm mma_tf32 needs an NVIDIA GPU of compute capability 8.0 or newer "
+                          f"(TF32 tensor cores); {rt.info['device']} is {cc[0]}.{cc[1]}")
+
+
+# --------------------------------------------------------------------------------------------------- the ops
+
+def _matmul(rt: Runtime, technique: str, knobs: dict, a, b):
+    (m, k), n = a.shape, b.shape[1]
+    c = rt.empty((m, n), a.dtype)
+    if c.size:
+        gemm(rt, "matmul", technique, knobs, _buf(rt, a), _buf(rt, b), c.data, m, n, k,
+             lda=k, ldb=n, ldc=n, dtype=a.dtype)
+    return c
+
+
+def _batched_matmul(rt: Runtime, technique: str, knobs: dict, a, b):
+    (nb, m, k), n = a.shape, b.shape[2]
+    c = rt.empty((nb, m, n), a.dtype)
+    if c.size:
+        gemm(rt, "batched_matmul", technique, knobs, _buf(rt, a), _buf(rt, b), c.data, m, n, k,
+             lda=k, ldb=n, ldc=n, batch=nb, a_strides=(m * k, 0), b_strides=(k * n, 0), c_strides=(m * n, 0),
+             dtype=a.dtype)
+    return c
+
+
+def _linear(rt: Runtime, technique: str, knobs: dict, x, weight, bias=None):
+    n_out, n_in = weight.shape
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    y = rt.empty(x.shape[:-1] + (n_out,), x.dtype)
+    if y.size:
+        gemm(rt, "linear", technique, knobs, _buf(rt, x), _buf(rt, weight), y.data, rows, n_out, n_in,
+             lda=n_in, ldb=n_in, ldc=n_out, trans_b=True, bias=None if bias is None else _buf(rt, bias),
+             dtype=x.dtype)
+    return y
+
+
+@variant("matmul", "tiled")
+def _matmul_tiled(rt, knobs, a, b):
+    return _matmul(rt, "tiled", knobs, a, b)
+
+
+@variant("matmul", "tiled_reg")
+def _matmul_tiled_reg(rt, knobs, a, b):
+    return _matmul(rt, "tiled_reg", knobs, a, b)
+
+
+@variant("matmul", "cpu_reg")
+def _matmul_cpu_reg(rt, knobs, a, b):
+    return _matmul(rt, "cpu_reg", knobs, a, b)
+
+
+@variant("matmul", "mma_tf32")
+def _matmul_mma_tf32(rt, knobs, a, b):
+    return _matmul(rt, "mma_tf32", knobs, a, b)
+
+
+@variant("batched_matmul", "tiled")
+def _batched_matmul_tiled(rt, knobs, a, b):
+    return _batched_matmul(rt, "tiled", knobs, a, b)
+
+
+@variant("batched_matmul", "tiled_reg")
+def _batched_matmul_tiled_reg(rt, knobs, a, b):
+    return _batched_matmul(rt, "tiled_reg", knobs, a, b)
+
+
+@variant("batched_matmul", "cpu_reg")
+def _batched_matmul_cpu_reg(rt, knobs, a, b):
+    return _batched_matmul(rt, "cpu_reg", knobs, a, b)
+
+
+@variant("batched_matmul", "mma_tf32")
+def _batched_matmul_mma_tf32(rt, knobs, a, b):
+    return _batched_matmul(rt, "mma_tf32", knobs, a, b)
+
+
+@variant("linear", "tiled")
+def _linear_tiled(rt, knobs, x, weight, bias=None):
+    return _linear(rt, "tiled", knobs, x, weight, bias)
+
+
+@variant("linear", "tiled_reg")
+def _linear_tiled_reg(rt, knobs, x, weight, bias=None):
+    return _linear(rt, "tiled_reg", knobs, x, weight, bias)
+
+
+@variant("linear", "cpu_reg")
+def _linear_cpu_reg(rt, knobs, x, weight, bias=None):
+    return _linear(rt, "cpu_reg", knobs, x, weight, bias)
+
+
+@variant("linear", "mma_tf32")
+def _linear_mma_tf32(rt, knobs, x, weight, bias=None):
+    return _linear(rt, "mma_tf32", knobs, x, weight, bias)

@@ -1,0 +1,137 @@
+"""conv2d variants at every configuration the tuner may pick, on small awkward shapes; their scratch chunking; and
+`applies` against what the launchers accept.
+
+test_conformance_ops runs each variant at its default knobs over fuzzed and SD shapes; here every knob setting of
+`Variant.configs(rt.info)` is checked (each is a different kernel build), on cases chosen to hit the tails: sizes that
+are not multiples of any tile or block, odd output sizes for Winograd's 2x2 / 4x4 tiles, asymmetric padding,
+strides, batch > 1 and bias on and off.
+"""
+
+import numpy as np
+import pytest
+
+from conformance.check import reference_output, run_case
+from conformance.registry import REGISTRY, Case
+from conformance.strategies import randn
+
+SPEC = REGISTRY["conv2d"]
+
+
+def _case(name, seed, x, w, bias=True, **kwargs):
+    arrays = randn(seed, x, w, (w[0],))
+    return Case(name, tuple(arrays if bias else arrays[:2]), kwargs)
+
+
+GENERAL = [
+    _case("3x3_pad1_bias", 0, (2, 3, 11, 7), (5, 3, 3, 3), padding=1),
+    _case("5x3_stride2x1_asym_pad", 1, (1, 6, 9, 13), (9, 6, 5, 3), bias=False, stride=(2, 1), padding=(2, 1, 0, 3)),
+    _case("1x1_batch3_bias", 2, (3, 5, 4, 7), (10, 5, 1, 1)),
+]
+POINTWISE = [
+    _case("1x1_one_sample_bias", 3, (1, 7, 5, 3), (11, 7, 1, 1)),
+    _case("1x1_batch3", 4, (3, 5, 4, 7), (10, 5, 1, 1), bias=False),
+]
+WINOGRAD = [   # OH x OW = 7 x 10, 8 x 6 and 3 x 11: tails in both directions for m = 2 and m = 4
+    _case("3x3_pad1_7x10_bias", 5, (2, 3, 7, 10), (5, 3, 3, 3), padding=1),
+    _case("3x3_asym_pad", 6, (1, 4, 7, 5), (6, 4, 3, 3), bias=False, padding=(0, 3, 1, 2)),
+    _case("3x3_unpadded", 7, (1, 2, 5, 13), (3, 2, 3, 3), padding=0),
+]
+CASES = {"gemm1x1": POINTWISE, "winograd2x2": WINOGRAD, "winograd4x4": WINOGRAD}
+VARIANTS = [v.name for v in SPEC.variants if v.name != "naive"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_config(rt, variant):
+    v = SPEC.variant(variant)
+    cases = CASES.get(variant, GENERAL)
+    assert all(v.applies is None or v.applies(c.args, c.kwargs) for c in cases)
+    expected = {c.name: reference_output(SPEC, c, np.float32) for c in cases}
+    configs = v.configs(rt.info)
+    failures = []
+    for knobs in configs:
+        for case in cases:
+            res = run_case(rt, SPEC, variant, knobs, case, np.float32, expected=expected[case.name])
+            if not res.passed:
+                failures.append(f"{knobs} {case.summary()}: {res.message}")
+    assert not failures, f"{len(failures)} of {len(configs) * len(cases)} failed:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_float64_default(rt, variant):
+    if not rt.info["fp64"]:
+        pytest.skip(f"{rt.info['device']} has no fp64")
+    v = SPEC.variant(variant)
+    for case in CASES.get(variant, GENERAL):
+        res = run_case(rt, SPEC, variant, v.knobs, case, np.float64)
+        assert res.passed, f"{case.summary()}: {res.message}"
+
+
+# ---------------------------------------------------------------------------------------------- scratch chunks
+
+def _run_chunked(rt, variant, fn, case, *extra):
+    """fn(*extra, rt, knobs, x, w, b, stride, padding, scratch_bytes=...) on the device, against the reference with
+    the variant's tolerance; returns the number of kernel launches."""
+    from opencl_impl.variants_conv import ConvShape
+
+    x, w = (rt.to_device(a.astype(np.float32)) for a in case.args[:2])
+    b = rt.to_device(case.args[2].astype(np.float32)) if len(case.args) > 2 else None
+    s = ConvShape.of(x, w, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0))
+    rt.profile, rt.events[:] = True, []
+    try:
+        got = fn(*extra, rt, {}, x, w, b, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0),
+                 scratch_bytes=2048).get()
+        launches = len(rt.events)
+    finally:
+        rt.profile, rt.events[:] = False, []
+    ref = reference_output(SPEC, case, np.float32)
+    tol = (SPEC.variant(variant).tolerance or SPEC.tolerance)["float32"]
+    assert got.shape == ref.shape == (s.n, s.o, s.oh, s.ow)
+    assert np.all(np.abs(got - ref) <= tol.atol * np.abs(ref).max()), np.abs(got - ref).max()
+    return launches
+
+
+def test_im2col_chunks(rt):
+    from opencl_impl.variants_conv import im2col_conv
+    # 2*7*10 = 140 output positions of (27 lowered rows + 5 outputs) * 4 bytes: 2 KiB hold 16, so 9 chunks of
+    # (lower, GEMM, scatter)
+    assert _run_chunked(rt, "im2col", im2col_conv, WINOGRAD[0]) >= 3 * 9
+
+
+def test_im2win_chunks(rt):
+    from opencl_impl.variants_conv import im2win_conv
+    # one output row of the 5x3 stride-(2, 1) case is 6 channels x 16 window columns x 5 rows = 1920 bytes: 4 chunks
+    # of one row each (transform, inner), after the weight reordering
+    assert _run_chunked(rt, "im2win", im2win_conv, GENERAL[1]) >= 1 + 2 * 4
+
+
+@pytest.mark.parametrize("m,chunks", [(2, 10), (4, 12)])
+def test_winograd_chunks(rt, m, chunks):
+    from opencl_impl.variants_conv import winograd_conv
+    # a tile takes (m+2)^2 * (3 + 5) * 4 bytes: 2 KiB hold 4 of the 40 tiles for m = 2, 1 of the 12 for m = 4
+    assert _run_chunked(rt, f"winograd{m}x{m}", winograd_conv, WINOGRAD[0], m) >= 1 + 3 * chunks
+
+
+# ------------------------------------------------------------------------------------------ applies vs launchers
+
+@pytest.mark.parametrize("variant,case", [("gemm1x1", GENERAL[0]), ("gemm1x1", _case("1x1_pad", 8, (1, 2, 3, 3),
+                                                                                           (2, 2, 1, 1), padding=1)),
+                                          ("winograd2x2", GENERAL[1]), ("winograd4x4", GENERAL[2])])
+def test_launcher_refuses_what_applies_excludes(rt, variant, case):
+    from opencl_impl.ops import run_variant
+    v = SPEC.variant(variant)
+    assert not v.applies(case.args, case.kwargs)
+    x, w = (rt.to_device(a.astype(np.float32)) for a in case.args[:2])
+    with pytest.raises(ValueError, match=f"conv2d {variant}: handles"):
+        run_variant("conv2d", variant, v.knobs, x, w, None, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0))
+
+
+def test_applies_reads_positional_and_keyword_calls():
+    """The policy sees the OpenCL op's positional call (x, w, bias, stride, padding); conformance passes keywords."""
+    x, w = np.zeros((1, 4, 8, 8)), np.zeros((4, 4, 3, 3))
+    wino = SPEC.variant("winograd4x4").applies
+    assert wino((x, w, None, 1, 1), {}) and wino((x, w), {"padding": 1})
+    assert not wino((x, w, None, 2, 1), {}) and not wino((x, w), {"stride": (1, 2)})
+    pw = SPEC.variant("gemm1x1").applies
+    w1 = np.zeros((4, 4, 1, 1))
+    assert pw((x, w1, None, 1, 0), {}) and pw((x, w1), {"padding": (0, 0, 0, 0)})
+    assert not pw((x, w1, None, 1, (0, 1, 0, 0)), {}) and not pw((x, w1), {"stride": 2})

@@ -1,0 +1,112 @@
+"""The GEMM variants (kernels/gemm.cl) at EVERY knob setting the tuner may pick on the device under test.
+
+test_conformance_ops checks each variant at its default knobs on fuzzed and SD shapes; the tuner (perf/tuner.py)
+may store any config in `Variant.configs(rt.info)`, so each of those runs here on one awkward shape per op, chosen
+to cross every tile edge (M, N, K not multiples of any tile, some < a tile):
+- matmul 67x36 @ 36x72: lda, ldb, ldc multiples of 4, so whole tiles take the REAL4 paths and edge tiles the
+  bounds-checked ones;
+- batched_matmul 3 x (17x5 @ 5x9): odd leading dimensions and batch offsets (scalar paths), K < every KWG;
+- linear (5, 13, 33) @ (31, 33)^T + bias: B transposed, bias, odd sizes.
+One build of a config serves all three ops (the layout is a kernel argument), so the cost is one build per config.
+mma_tf32 runs its real PTX where the device has it, and the OpenCL C emulation of mma.sync (MMA_EMULATE=1)
+everywhere else, which checks its fragment layouts, tiling and tails, not the PTX.
+"""
+
+import numpy as np
+import pytest
+
+from conformance.check import run_case
+from conformance.registry import REGISTRY, Case
+from conformance.strategies import randn
+
+GEMM_OPS = ("matmul", "batched_matmul", "linear")
+TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
+
+
+def _cases() -> dict:
+    return {"matmul": Case("edges_vec", tuple(randn(1, (67, 36), (36, 72)))),
+            "batched_matmul": Case("odd_batched", tuple(randn(2, (3, 17, 5), (3, 5, 9)))),
+            "linear": Case("odd_bias", tuple(randn(3, (5, 13, 33), (31, 33), (31,))))}
+
+
+def _configs(rt, spec, name):
+    """The configs to check, and the knobs added to run them here (the mma emulation off NVIDIA)."""
+    v = spec.variant(name)
+    if all(rt.info.get(need) for need in v.needs):
+        return v.configs(rt.info), {}
+    if name == "mma_tf32":
+        return v.configs(rt.info), {"MMA_EMULATE": 1}
+    return [], {}
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_every_tuning_config(rt, technique):
+    cases = _cases()
+    failures, checked = [], 0
+    for op in GEMM_OPS:
+        spec = REGISTRY[op]
+        configs, extra = _configs(rt, spec, technique)
+        for knobs in configs:
+            res = run_case(rt, spec, technique, {**knobs, **extra}, cases[op], "float32")
+            checked += 1
+            if not res.passed:
+                failures.append(f"{op} {technique} {knobs}: {res.message}")
+    if not checked:
+        pytest.skip(f"{rt.info['device']}: {technique} needs what this device lacks")
+    assert not failures, f"{len(failures)} of {checked} configs failed:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_float64_default_and_largest_tiles(rt, technique):
+    """float64 (the knobs tuned in float32 apply to float64 calls too): the default config and the config with the
+    most local memory, which the constraints admit counting 8-byte words."""
+    if not rt.info["fp64"]:
+        pytest.skip(f"{rt.info['device']} has no fp64")
+    cases = _cases()
+    failures = []
+    for op in GEMM_OPS:
+        spec = REGISTRY[op]
+        configs, extra = _configs(rt, spec, technique)
+        if not configs:
+            pytest.skip(f"{rt.info['device']}: {technique} needs what this device lacks")
+        biggest = max(configs, key=lambda k: (k.get("MWG", 0) + k.get("NWG", 0)) * k.get("KWG", 0) + k.get("TS", 0))
+        for knobs in {repr(k): k for k in (configs[0], biggest)}.values():
+            res = run_case(rt, spec, technique, {**knobs, **extra}, cases[op], "float64")
+            if not res.passed:
+                failures.append(f"{op} {technique} {knobs}: {res.message}")
+    assert not failures, "\n".join(failures)
+
+
+def test_mma_tf32_plain_tf32_is_outside_float32_tolerance(rt):
+    """SPLIT=1 (TF32 products) is kept out of the tuning space because the float32 tolerance cannot hold it: show
+    that it indeed fails it, so the 3xTF32 split (SPLIT=3) is what makes the variant conform."""
+    spec = REGISTRY["matmul"]
+    extra = {} if rt.info.get("nvidia_ptx") else {"MMA_EMULATE": 1}
+    case = Case("k256", tuple(randn(4, (40, 256), (256, 24))))
+    tf32 = run_case(rt, spec, "mma_tf32", {"SPLIT": 1, **extra}, case, "float32")
+    split = run_case(rt, spec, "mma_tf32", {"SPLIT": 3, **extra}, case, "float32")
+    assert not tf32.passed and 1e-4 < tf32.rel_l2 < 2e-3, tf32   # TF32: ~2^-11 relative per operand
+    assert split.passed and split.rel_l2 < 1e-6, split
+
+
+def test_strided_heads_and_bias_along_m(rt):
+    """gemm()'s two-level batch strides (heads of a (B, L, H*D) activation, no copy), alpha and a bias along M,
+    which no registry op exercises: Q K^T per head, scaled, for every technique at its default knobs."""
+    from opencl_impl.variants_gemm import gemm
+
+    b, lq, lk, heads, d = 2, 19, 23, 3, 8
+    q, k, bias = randn(5, (b, lq, heads * d), (b, lk, heads * d), (lq,))
+    q, k, bias = (x.astype(np.float32) for x in (q, k, bias))
+    qh = q.astype(np.float64).reshape(b, lq, heads, d).transpose(0, 2, 1, 3)
+    kh = k.astype(np.float64).reshape(b, lk, heads, d).transpose(0, 2, 1, 3)
+    expected = (0.25 * qh @ kh.transpose(0, 1, 3, 2) + bias[:, None]).reshape(b * heads, lq, lk)
+    for technique in TECHNIQUES:
+        knobs = {"MMA_EMULATE": 1} if technique == "mma_tf32" and not rt.info.get("nvidia_ptx") else {}
+        dq, dk, dbias = rt.to_device(q), rt.to_device(k), rt.to_device(bias)
+        out = rt.empty((b * heads, lq, lk))
+        gemm(rt, "test", technique, knobs, dq.data, dk.data, out.data, lq, lk, d, lda=heads * d, ldb=heads * d,
+             ldc=lk, trans_b=True, bias=dbias.data, bias_axis="m", alpha=0.25, batch=b * heads, batch_inner=heads,
+             a_strides=(lq * heads * d, d), b_strides=(lk * heads * d, d), c_strides=(heads * lq * lk, lq * lk))
+        got = out.get()
+        err = np.abs(got - expected).max() / np.abs(expected).max()
+        assert err < 2e-6, f"{technique}: max error {err:.2e} of max|ref|"
