@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 
-from conformance.ops_linalg import attention_local_bytes
 from opencl_impl import ops
 from opencl_impl.ops import _buf, _groups, _launch_flat, _real, variant
 from opencl_impl.runtime import DeviceError, Runtime
@@ -41,6 +40,7 @@ def _heads_first(x, b: int, length: int, heads: int, d: int, transpose: bool = F
 def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str) -> dict:
     """The tile knobs and HEAD_DIM for a call, after checking that the tiles fit the device's local memory."""
     tile = {n: int(knobs.get(n, TILE_KNOBS[n])) for n in TILE_KNOBS}
+    from conformance.ops_linalg import attention_local_bytes  # lazy: the registry imports these launchers
     need = attention_local_bytes(which, tile, d, np.dtype(dtype).itemsize)
     if need > rt.device.local_mem_size:
         raise DeviceError(f"attention {which}: tiles {tile} with head dim {d} need {need} bytes of local memory; "
