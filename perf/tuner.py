@@ -91,6 +91,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
             log(f"  -> {op} {case.name}: {name} {knobs} {t * 1e3:.3f} ms")
         for n, ks in wins.items():
             entry["defaults"][n] = max(ks, key=lambda k: sum(k == x for x in ks))
+        save_db(rt.info, db)  # after every op: an interrupted run keeps what it verified and timed
     path = save_db(rt.info, db)
     log(f"tuning database: {path}")
     for op, name, knobs, case, why in rejected:
