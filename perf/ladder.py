@@ -199,14 +199,14 @@ def run(device: str | None, model: str, size: int, reps: int, out: str, torch_ba
     rt = runtime_for(device)
     log(f"ladder: {model} at {size}x{size} on {rt.info['platform']} / {rt.info['device']}")
     weights = init_weights(config, seed=seed)
-    rows = measure_opencl(rt, config, weights, size, reps, log, rows_wanted=rows)
+    measured = measure_opencl(rt, config, weights, size, reps, log, rows_wanted=rows)
     if torch_baseline:
         import torch
         tdev = "cuda" if rt.info["type"] == "GPU" and "nvidia" in rt.info["platform"].lower() \
             and torch.cuda.is_available() else "cpu"
-        rows += measure_torch(config, size, reps, tdev, log)
+        measured += measure_torch(config, size, reps, tdev, log)
     result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": model, "size": size,
-              "reps": reps, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,
+              "reps": reps, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": measured,
               "note": f"Median of {reps} timed runs after one warm-up; wall time with the queue drained."}
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
