@@ -461,6 +461,11 @@ __kernel void gemm_cpu_reg(GEMM_ARGS)
 #define NI (WN / 8)               // mma tiles along N per warp
 #define MMA_WGS (32 * WARPS_M * WARPS_N)
 #define LDS (KWG + 4)             // local row pitch: k-contiguous rows, padded against bank conflicts
+#if MMA_EMULATE
+#define MMA_UNROLL                // the emulation's barriers inside unrolled loops make PoCL's compile very slow
+#else
+#define MMA_UNROLL _Pragma("unroll")
+#endif
 
 // The TF32 bit pattern nearest to x (ties away from zero), as cvt.rna.tf32.f32.
 inline uint to_tf32(const float x)
@@ -566,11 +571,11 @@ void gemm_mma_tf32(GEMM_ARGS)
 #endif
 
     float acc[MI][NI][4];
-#pragma unroll
+MMA_UNROLL
     for (int i = 0; i < MI; ++i)
-#pragma unroll
+MMA_UNROLL
         for (int j = 0; j < NI; ++j)
-#pragma unroll
+MMA_UNROLL
             for (int q = 0; q < 4; ++q)
                 acc[i][j][q] = 0.0f;
 
@@ -583,24 +588,24 @@ void gemm_mma_tf32(GEMM_ARGS)
         barrier(CLK_LOCAL_MEM_FENCE);
 
         float d[MI][NI][4];   // this step's sums, from zero (see "Precision" above)
-#pragma unroll
+MMA_UNROLL
         for (int i = 0; i < MI; ++i)
-#pragma unroll
+MMA_UNROLL
             for (int j = 0; j < NI; ++j)
-#pragma unroll
+MMA_UNROLL
                 for (int q = 0; q < 4; ++q)
                     d[i][j][q] = 0.0f;
-#pragma unroll
+MMA_UNROLL
         for (int ks = 0; ks < KWG; ks += 8) {
             uint ahi[MI][4], bhi[NI][2];
 #if SPLIT == 3
             uint alo[MI][4], blo[NI][2];
 #endif
-#pragma unroll
+MMA_UNROLL
             for (int i = 0; i < MI; ++i) {
                 const __local float *p = As + (wm * WM + i * 16 + g) * LDS + ks + t;
                 const float x[4] = {p[0], p[8 * LDS], p[4], p[8 * LDS + 4]};
-#pragma unroll
+MMA_UNROLL
                 for (int q = 0; q < 4; ++q) {
                     ahi[i][q] = to_tf32(x[q]);
 #if SPLIT == 3
@@ -608,11 +613,11 @@ void gemm_mma_tf32(GEMM_ARGS)
 #endif
                 }
             }
-#pragma unroll
+MMA_UNROLL
             for (int j = 0; j < NI; ++j) {
                 const __local float *p = Bs + (wn * WN + j * 8 + g) * LDS + ks + t;
                 const float x[2] = {p[0], p[4]};
-#pragma unroll
+MMA_UNROLL
                 for (int q = 0; q < 2; ++q) {
                     bhi[j][q] = to_tf32(x[q]);
 #if SPLIT == 3
@@ -620,9 +625,9 @@ void gemm_mma_tf32(GEMM_ARGS)
 #endif
                 }
             }
-#pragma unroll
+MMA_UNROLL
             for (int i = 0; i < MI; ++i)
-#pragma unroll
+MMA_UNROLL
                 for (int j = 0; j < NI; ++j) {
 #if SPLIT == 3
                     MMA(d[i][j], alo[i], bhi[j]);
@@ -631,21 +636,21 @@ void gemm_mma_tf32(GEMM_ARGS)
                     MMA(d[i][j], ahi[i], bhi[j]);
                 }
         }
-#pragma unroll
+MMA_UNROLL
         for (int i = 0; i < MI; ++i)
-#pragma unroll
+MMA_UNROLL
             for (int j = 0; j < NI; ++j)
-#pragma unroll
+MMA_UNROLL
                 for (int q = 0; q < 4; ++q)
                     acc[i][j][q] += d[i][j][q];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-#pragma unroll
+MMA_UNROLL
     for (int i = 0; i < MI; ++i)
-#pragma unroll
+MMA_UNROLL
         for (int j = 0; j < NI; ++j)
-#pragma unroll
+MMA_UNROLL
             for (int q = 0; q < 4; ++q) {
                 const int m = m0 + wm * WM + i * 16 + g + (q >> 1) * 8;
                 const int n = n0 + wn * WN + j * 8 + 2 * t + (q & 1);

@@ -42,6 +42,17 @@ def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str) -> dict:
     tile = {n: int(knobs.get(n, TILE_KNOBS[n])) for n in TILE_KNOBS}
     from conformance.ops_linalg import attention_local_bytes  # lazy: the registry imports these launchers
     need = attention_local_bytes(which, tile, d, np.dtype(dtype).itemsize)
+    # Tiles are a speed knob, not a semantic one: where the tuned or default tiles do not fit this head dim and
+    # dtype (e.g. D = 80 in float64 on a 48 KiB device), halve the key tile, then the query tile, as far as the
+    # kernel's divisibility rules allow, before giving up.
+    while need > rt.device.local_mem_size:
+        if tile["BK"] // 2 >= tile["WL"] * tile["VEC"] and (tile["BK"] // 2) % (tile["WL"] * tile["VEC"]) == 0:
+            tile["BK"] //= 2
+        elif tile["BQ"] // 2 >= tile["RQ"] and (tile["BQ"] // 2) % tile["RQ"] == 0:
+            tile["BQ"] //= 2
+        else:
+            break
+        need = attention_local_bytes(which, tile, d, np.dtype(dtype).itemsize)
     if need > rt.device.local_mem_size:
         raise DeviceError(f"attention {which}: tiles {tile} with head dim {d} need {need} bytes of local memory; "
                           f"{rt.info['device']} has {rt.device.local_mem_size}")
