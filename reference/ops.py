@@ -231,12 +231,14 @@ def timestep_embedding(timesteps: np.ndarray, dim: int, flip_sin_to_cos: bool = 
                        downscale_freq_shift: float = 0.0, max_period: float = 10000.0) -> np.ndarray:
     """Sinusoids: f_i = max_period^(-i / (dim/2 - shift)), emb = [sin(t f), cos(t f)] (cos first if flipped).
 
-    timesteps (N,), any real dtype; result float32 (float64 for float64 timesteps), shape (N, dim)."""
+    timesteps (N,), any real dtype; result (N, dim) in float32, or float64 / float16 for float64 / float16
+    timesteps (float16 holds every integer timestep up to 2048 exactly; computed in float32)."""
     t = np.asarray(timesteps)
     if t.ndim != 1 or t.dtype.kind not in "iuf" or dim < 1:
         raise ValueError(f"timestep_embedding: expected 1-D real timesteps and dim >= 1 "
                          f"(got shape {t.shape}, dtype {t.dtype}, dim {dim})")
     ct = np.float64 if t.dtype == np.float64 else np.float32
+    out = np.float16 if t.dtype == np.float16 else ct  # a float16 model asks with float16 timesteps
     half = dim // 2
     freqs = np.exp(-math.log(max_period) * np.arange(half, dtype=ct) / (half - downscale_freq_shift))
     args = t.astype(ct)[:, None] * freqs[None, :]
@@ -245,7 +247,7 @@ def timestep_embedding(timesteps: np.ndarray, dim: int, flip_sin_to_cos: bool = 
         emb = np.concatenate([emb[:, half:], emb[:, :half]], axis=-1)
     if dim % 2:
         emb = np.pad(emb, ((0, 0), (0, 1)))
-    return emb.astype(ct)
+    return emb.astype(out)
 
 
 def token_embedding(ids: np.ndarray, token_table: np.ndarray, position_table: np.ndarray) -> np.ndarray:

@@ -157,7 +157,7 @@ class UNet:
         if len(dtypes) != 1:
             raise ValueError(f"UNet weights must share one dtype, got {sorted(str(d) for d in dtypes)}")
         # the sinusoidal timestep embedding is computed in float64 for a float64 model, float32 otherwise
-        self._t_dtype = np.float64 if dtypes == {np.dtype(np.float64)} else np.float32
+        self._t_dtype = {np.float64: np.float64, np.float16: np.float16}.get(dtypes.pop().type, np.float32)
 
     # ------------------------------------------------------------------------------------------------ forward
     def __call__(self, sample, timestep, encoder_hidden_states):

@@ -40,10 +40,11 @@ def _cmd_devices(args) -> int:
 
 def _load_weights(args, config):
     from reference.pipeline import init_weights
+    dtype = np.dtype(args.dtype)
     if args.checkpoint:
         from reference.checkpoint import load_checkpoint
-        return load_checkpoint(args.checkpoint, config)
-    return init_weights(config, seed=args.weight_seed)
+        return load_checkpoint(args.checkpoint, config, dtype=dtype)
+    return init_weights(config, seed=args.weight_seed, dtype=dtype)
 
 
 def _backends(args):
@@ -63,13 +64,16 @@ def _cmd_generate(args) -> int:
     from reference.pipeline import StableDiffusion
 
     config = get_config(args.model)
+    if args.dtype == "float16" and args.backend != "reference":
+        raise ValueError("--dtype float16 runs on the reference backend only: the OpenCL kernels compute in "
+                         "float32 or float64")
     weights = _load_weights(args, config)
     text_b, unet_b, vae_b = _backends(args)
     pipe = StableDiffusion(config, weights, text_backend=text_b, unet_backend=unet_b, vae_backend=vae_b)
     size = args.size or config.vae.sample_size
     image = pipe(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps,
                  guidance=args.guidance, height=size, width=size, sampler=args.sampler, eta=args.eta,
-                 progress=not args.quiet)
+                 progress=not args.quiet, dtype=np.dtype(args.dtype))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out)
@@ -147,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", help="a real checkpoint: LDM .safetensors file or diffusers folder")
     g.add_argument("--weight-seed", type=int, default=0, help="seed of the random weights when no checkpoint")
     g.add_argument("--backend", choices=("reference", "opencl"), default="reference")
+    g.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="weights and activations in memory (float16: reference backend, computed in float32)")
     g.add_argument("--device", help="OpenCL device selector (PYOPENCL_CTX syntax), for all stages")
     g.add_argument("--text-device", help="device for the text encoder, if not --device")
     g.add_argument("--vae-device", help="device for the VAE decoder, if not --device")
