@@ -7,15 +7,20 @@ import pyopencl.array as cla
 
 from opencl_impl import ops as cl_ops
 from opencl_impl.runtime import Runtime, select_device
+from opencl_impl.selection import Policy, load_db
 from reference.pipeline import Backend
 
 _RUNTIMES: dict = {}   # device -> Runtime, so stages that name the same device share one context and queue
 
 
 def runtime_for(selector: str | None = None) -> Runtime:
+    """The device's Runtime, with its selection policy: the tuned database for this device if the repo has one,
+    else the most advanced verified variant that handles each shape (opencl_impl/selection.py)."""
     device = select_device(selector)
     if device.int_ptr not in _RUNTIMES:
-        _RUNTIMES[device.int_ptr] = Runtime(device)
+        rt = Runtime(device)
+        rt.policy = Policy(load_db(rt.info), info=rt.info)
+        _RUNTIMES[device.int_ptr] = rt
     return _RUNTIMES[device.int_ptr]
 
 
