@@ -162,7 +162,7 @@ def summary(timing: Timing, wall: list, flops: int | None, nbytes: int | None, p
         if peak:
             out.update(peak_gflops=peak["gflops"], peak_gbps=peak["gbps"],
                        pct_peak_flops=100 * gflops / peak["gflops"], pct_peak_bw=100 * gbps / peak["gbps"])
-            if nbytes:
+            if nbytes and flops:  # data movement only (concat, permute, upsample): no roofline point
                 roof = min(peak["gflops"], peak["gbps"] * flops / nbytes)
                 out["pct_roofline"] = 100 * gflops / roof
     if timing.torch:

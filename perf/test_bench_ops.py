@@ -40,6 +40,8 @@ def _items(ops) -> list:
         smallest = min(range(len(cases)), key=lambda i: spec.bytes(cases[i])) if cases else None
         for v in spec.variants:
             for i, c in enumerate(cases):
+                if v.applies is not None and not v.applies(c.args, c.kwargs):
+                    continue  # e.g. Winograd at a 1x1 or stride-2 layer: not a shape it handles
                 items.append(OpItem(spec.name, v.name, i, c.name, spec.name in QUICK_OPS and i == smallest))
         del cases
     return items
