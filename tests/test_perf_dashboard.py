@@ -101,7 +101,7 @@ def test_charts_render_in_chromium(site, tmp_path):
         latest = h.results(h.runs()[-1].id)
     ops = [r for r in latest.values() if r.extra_info.get("intensity")]
     with_torch = [r for r in latest.values() if r.extra_info.get("ratio_vs_torch")]
-    assert len(ops) == len(latest) == 2
+    assert len(ops) == len(latest) >= 2  # every quick benchmark is an op with a roofline point
     assert drawn["roofline"] == {"charts": 1, "points": len(ops)}
     assert drawn["history"] == {"charts": len(latest), "points": 2 * len(latest)}  # two runs each
     if with_torch:
