@@ -121,9 +121,9 @@ def _linear_bytes(c: Case) -> int:
 # the layout (B or B^T, bias, batch) is a run-time argument, so one build of a config serves all three ops.
 # A config is admitted when it fits the device's work-group and local-memory limits; local memory is counted in
 # float64 (8 bytes a word), so an admitted config runs in either dtype (the tuner tunes float32, the policy applies
-# the same knobs to float64 calls). The tolerance is the rows' _DOT_TOL: every variant accumulates its length-K
-# dot products with fma in the input dtype (in differing orders; gemm_cpu_reg's B^T path sums KV interleaved
-# partial sums, which only shortens the rounding random walk), so the same bound holds.
+# the same knobs to float64 calls). The tolerance is the rows' _DOT_TOL: tiled, tiled_reg and cpu_reg accumulate
+# their length-K dot products with fma in the input dtype (in differing orders; gemm_cpu_reg's B^T path sums KV
+# interleaved partial sums, which only shortens the rounding random walk), so the same bound holds; mma_tf32: below.
 
 def _local_fits(words: int, info: dict) -> bool:
     return words * 8 <= info.get("local_mem_kib", 32) * 1024
@@ -134,18 +134,20 @@ def _tiled_fits(k: dict, info: dict) -> bool:
 
 
 def _tiled_reg_fits(k: dict, info: dict) -> bool:
-    """Runs of VWM (VWN) rows (columns) tile the work-item's share; at most 64 accumulators per work-item (a GPU
-    has 255 registers per thread); the work-group and the staged A and B tiles fit the device."""
+    """Runs of VWM (VWN) rows (columns) tile the work-item's share; square register blocks (for a number of
+    accumulators, the most fma per local-memory read) of at most 8 x 8 (a GPU has 255 registers per thread); the
+    work-group and the staged A and B tiles fit the device."""
     mwi, nwi = k["MWG"] // k["MDIMC"], k["NWG"] // k["NDIMC"]
     return (k["MWG"] % (k["MDIMC"] * k["VWM"]) == 0 and k["NWG"] % (k["NDIMC"] * k["VWN"]) == 0
-            and k["KWG"] % 4 == 0 and mwi * nwi <= 64
+            and k["KWG"] % 4 == 0 and mwi == nwi <= 8
             and k["MDIMC"] * k["NDIMC"] <= info.get("max_work_group_size", 256)
             and _local_fits(k["KWG"] * (k["MWG"] + k["NWG"]), info))
 
 
 def _mma_fits(k: dict, info: dict) -> bool:
     """Warp tiles of whole 16 x 8 mma tiles, at most 16 of them per warp (two float32 accumulator sets of 64
-    registers each: the step's mma sums and the running sums), the work-group and the float32 tiles fit."""
+    registers each: the step's mma sums and the running sums), the work-group and the tiles fit (float32: the
+    kernel is float32 only; float64 calls run tiled_reg at its defaults)."""
     wm, wn = k["MWG"] // k["WARPS_M"], k["NWG"] // k["WARPS_N"]
     return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 8 == 0
             and (wm // 16) * (wn // 8) <= 16
@@ -161,15 +163,18 @@ _GEMM_TILED_REG = Variant(
            "VWN": [4]},
     constraint=_tiled_reg_fits, devices=("GPU",))
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
-_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4}, space={"MR": [4, 6, 8], "NR": [8, 16], "KU": [1, 4]},
+_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4}, space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]},
                       devices=("CPU",))
 _CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KV": 16}, space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]},
                       devices=("CPU",))
-# NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float64 calls run tiled_reg). SPLIT 3 (3xTF32) keeps
-# float32-level products, so the rows' float32 tolerance holds. SPLIT 1 (plain TF32) is left out of the space:
-# TF32 rounds each operand to 11 significant bits (relative error <= 2^-11, products ~2^-10), measured
-# max|err| / max|ref| ~ 3.6e-4 (emulated, K = 5 .. 1024), which a float32 row's 2e-5 cannot admit and the
-# registry has one tolerance per op and dtype; its own would be ~1.5e-3 (4x margin).
+# NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float64 calls run tiled_reg). SPLIT 3 (3xTF32: x = hi + lo,
+# lo*hi + hi*lo + hi*hi, the dropped lo*lo ~2^-22 relative) keeps float32-level products, and each KWG step's mma
+# sums (the tensor cores truncate as they accumulate) are added to float32 accumulators with rounded adds, so the
+# rows' float32 tolerance holds: measured max|err| / max|C| 6.4e-7 at 4096^3 on an H200 (fma kernels: 3.0e-6).
+# SPLIT 1 (plain TF32) is left out of the space: TF32 rounds each operand to 11 significant bits (relative error
+# <= 2^-11, products ~2^-10), measured max|err| / max|ref| 1e-4 .. 3.6e-4 (emulated, K = 5 .. 1024; 3.0e-4 at
+# 4096^3 on the H200), which the float32 rows' 2e-5 cannot admit, and the registry has one tolerance per op and
+# dtype; a row of its own would need ~1.5e-3 (4x margin).
 _GEMM_MMA_TF32 = Variant(
     "mma_tf32", {"MWG": 64, "NWG": 64, "KWG": 16, "WARPS_M": 2, "WARPS_N": 2, "SPLIT": 3},
     space={"MWG": [64, 128], "NWG": [64, 128], "KWG": [16, 32], "WARPS_M": [2, 4], "WARPS_N": [2, 4]},
@@ -301,23 +306,29 @@ _WINOGRAD4_TOL = {
                                        "8x the dot-product tolerance"),
 }
 
+# Order matters where nothing is tuned: the policy then runs the last variant here that handles the shape
+# (opencl_impl/selection.py). So winograd2x2 handles 3x3 stride 1: it is more accurate than the direct sum, and on
+# PoCL it stayed within 2.3x of the fastest variant at every SD 3x3 stride-1 shape measured (the fastest at up to
+# three of them). gemm1x1 handles pointwise convs, and im2col everything else. winograd4x4
+# (fastest at 64x64 latents, 7x slower than im2col at 8x8 with 2560 channels), im2win and direct_tiled run where
+# the tuner timed them fastest.
 _CONV_VARIANTS = (
     Variant("naive"),
-    # GEMM lowerings: the GEMM itself is the matmul / batched_matmul row's business (tuned there); the knobs here are
-    # the layout kernels' work-group size and how many lowered columns a work-item writes.
-    Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise),
-    Variant("im2col", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
-            constraint=_wg_fits),
     # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
-    Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
-            space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
-            constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256)),
-    Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3),
-    Variant("winograd4x4", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
-            tolerance=_WINOGRAD4_TOL),
     Variant("direct_tiled", {"TILE_H": 8, "TILE_W": 4, "PX_PER_ITEM": 8, "OC_PER_ITEM": 16, "C_CHUNK": 32},
             space={"TILE_H": [4, 8], "TILE_W": [4, 8], "PX_PER_ITEM": [4, 8], "OC_PER_ITEM": [8, 16], "C_CHUNK": [16]},
             constraint=_direct_fits),
+    Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
+            space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
+            constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256)),
+    Variant("winograd4x4", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
+            tolerance=_WINOGRAD4_TOL),
+    # GEMM lowerings: the GEMM itself is the matmul / batched_matmul row's business (tuned there); the knobs here are
+    # the layout kernels' work-group size and how many lowered columns a work-item writes.
+    Variant("im2col", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
+            constraint=_wg_fits),
+    Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise),
+    Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3),
 )
 
 

@@ -300,9 +300,15 @@ void gemm_tiled_reg(GEMM_ARGS)
 #endif
 #define REALKV CAT(REAL, KV)
 
+// The sum of a vector's lanes, as a tree: lane i + lane i + KV/2, and so on. Written with named lanes, not .lo/.hi:
+// Oclgrind's uninitialized-value checker takes unoptimized .lo/.hi shuffles for reads of undefined lanes.
 inline REAL hsum4(const REAL4 v) { return (v.s0 + v.s2) + (v.s1 + v.s3); }
-inline REAL hsum8(const CAT(REAL, 8) v) { return hsum4(v.lo + v.hi); }
-inline REAL hsum16(const CAT(REAL, 16) v) { return hsum8(v.lo + v.hi); }
+inline REAL hsum8(const CAT(REAL, 8) v) { return hsum4((REAL4)(v.s0 + v.s4, v.s1 + v.s5, v.s2 + v.s6, v.s3 + v.s7)); }
+inline REAL hsum16(const CAT(REAL, 16) v)
+{
+    return hsum8((CAT(REAL, 8))(v.s0 + v.s8, v.s1 + v.s9, v.s2 + v.sa, v.s3 + v.sb,
+                                v.s4 + v.sc, v.s5 + v.sd, v.s6 + v.se, v.s7 + v.sf));
+}
 
 // C rows m0 .. m0+MR of B (K, N) columns n0 .. n0+NR.
 inline void cpu_reg_nn(const __global REAL *const ar[MR], const __global REAL *b, const __global REAL *bias,

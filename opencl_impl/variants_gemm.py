@@ -10,7 +10,10 @@ Techniques:
 - tiled_reg:  GPU-style: local-memory tiles with MWI x NWI outputs per work-item in registers, REAL4 loads where the
               layout is aligned; tails by bounds checks (no host-side padding).
 - cpu_reg:    CPU-style (PoCL): no local memory; each work-item an MR x NR register block of vectors.
-- mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32), float32 only.
+- mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32, 3xTF32 split by default); float32 only:
+              float64 calls run tiled_reg at its default knobs. On any other device the launcher raises
+              MmaUnavailable (a DeviceError, and a KernelBuildError so that the tuner records it as a config that
+              does not build there) unless MMA_EMULATE=1 (a slow OpenCL C emulation, for tests).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from opencl_impl.ops import _buf, _real, variant
-from opencl_impl.runtime import DeviceError, Runtime
+from opencl_impl.runtime import DeviceError, KernelBuildError, Runtime
 
 KERNEL_FILE = "gemm.cl"
 FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK = 1, 2, 4, 8   # the kernels' GEMM_* flags
@@ -85,18 +88,22 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
                      np.int32(flags))
 
 
+class MmaUnavailable(DeviceError, KernelBuildError):
+    """gemm_mma_tf32 cannot run on this device (no NVIDIA PTX, or no TF32 tensor cores)."""
+
+
 def _check_mma(rt: Runtime, knobs: dict) -> None:
     if knobs.get("MMA_EMULATE"):
         return
     if not rt.info.get("nvidia_ptx"):
-        raise DeviceError(f"gemm mma_tf32 runs NVIDIA PTX (mma.sync m16n8k8 TF32, sm_80 or newer); "
+        raise MmaUnavailable(f"gemm mma_tf32 runs NVIDIA PTX (mma.sync m16n8k8 TF32, sm_80 or newer); "
                           f"{rt.info['device']} ({rt.info['platform']}) is not an NVIDIA GPU")
     try:   # cl_nv_device_attribute_query
         cc = (rt.device.compute_capability_major_nv, rt.device.compute_capability_minor_nv)
     except Exception:  # noqa: BLE001  (pyopencl raises LogicError or AttributeError, by version)
         return
     if cc < (8, 0):
-        raise DeviceError(f"gemm mma_tf32 needs an NVIDIA GPU of compute capability 8.0 or newer "
+        raise MmaUnavailable(f"gemm mma_tf32 needs an NVIDIA GPU of compute capability 8.0 or newer "
                           f"(TF32 tensor cores); {rt.info['device']} is {cc[0]}.{cc[1]}")
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the matmul variants (C = A @ B, float32, square sizes) beside torch's matmul on the same hardware, in the same run.
+"""Time the matmul variants (C = A @ B, float32, square sizes) beside torch's matmul on the same hardware and run.
 
     python scripts/bench_gemm.py                       # the default device; 1024^3 on a CPU, 4096^3 on a GPU
     python scripts/bench_gemm.py --device nvidia --sizes 4096 --out gemm_h200.json
@@ -82,14 +82,17 @@ def torch_rows(a: np.ndarray, b: np.ndarray, device_type: str, platform: str, re
     return rows
 
 
-def configs_to_run(rt: Runtime, variants: list, sweep: list) -> list:
-    """[(variant, knobs)]: each variant's default knobs, and every admitted config of the swept ones."""
+def configs_to_run(rt: Runtime, variants: list, sweep: list, extra: list) -> list:
+    """[(variant, knobs)]: each variant's default knobs, every admitted config of the swept ones, and the extra
+    (variant, JSON knobs) pairs given on the command line (over the variant's defaults)."""
     spec = REGISTRY["matmul"]
     out = []
     for name in variants:
         v = spec.variant(name)
         for knobs in (v.configs(rt.info) if name in sweep else [v.knobs]):
             out.append((name, knobs))
+    for name, knobs in extra:
+        out.append((name, {**spec.variant(name).knobs, **json.loads(knobs)}))
     return out
 
 
@@ -101,6 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="*", default=None,
                    help="matmul variants (default: every registered one written for this device type, but naive)")
     p.add_argument("--sweep", nargs="*", default=[], help="variants to time at every config the device admits")
+    p.add_argument("--config", nargs=2, action="append", default=[], metavar=("VARIANT", "JSON"),
+                   help='also time VARIANT with these knobs, e.g. --config mma_tf32 \'{"SPLIT": 1}\'')
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -129,7 +134,7 @@ def main(argv=None) -> int:
         for label, s in baselines:
             print(f"  {label:44} {s * 1e3:10.3f} ms {flop / s * 1e-9:10.1f} GFLOP/s")
         rows = []
-        for name, knobs in configs_to_run(rt, names, args.sweep):
+        for name, knobs in configs_to_run(rt, names, args.sweep, args.config):
             row = {"variant": name, "knobs": knobs}
             try:
                 s, out = time_ours(rt, name, knobs, da, db, args.reps)

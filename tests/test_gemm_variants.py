@@ -8,8 +8,8 @@ to cross every tile edge (M, N, K not multiples of any tile, some < a tile):
 - batched_matmul 3 x (17x5 @ 5x9): odd leading dimensions and batch offsets (scalar paths), K < every KWG;
 - linear (5, 13, 33) @ (31, 33)^T + bias: B transposed, bias, odd sizes.
 One build of a config serves all three ops (the layout is a kernel argument), so the cost is one build per config.
-mma_tf32 runs its real PTX where the device has it, and the OpenCL C emulation of mma.sync (MMA_EMULATE=1)
-everywhere else, which checks its fragment layouts, tiling and tails, not the PTX.
+mma_tf32 runs its real PTX where the device has it; elsewhere the tuner cannot pick it, and the OpenCL C emulation
+of mma.sync (MMA_EMULATE=1) runs at two configs, which checks the fragment layouts, tiling and tails, not the PTX.
 """
 
 import numpy as np
@@ -30,12 +30,14 @@ def _cases() -> dict:
 
 
 def _configs(rt, spec, name):
-    """The configs to check, and the knobs added to run them here (the mma emulation off NVIDIA)."""
+    """The configs to check, and the knobs added to run them here. Where the device lacks what a variant needs,
+    the tuner cannot pick any of its configs; mma_tf32 then runs emulated at its default and its largest tiles."""
     v = spec.variant(name)
+    configs = v.configs(rt.info)
     if all(rt.info.get(need) for need in v.needs):
-        return v.configs(rt.info), {}
+        return configs, {}
     if name == "mma_tf32":
-        return v.configs(rt.info), {"MMA_EMULATE": 1}
+        return [configs[0], max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))], {"MMA_EMULATE": 1}
     return [], {}
 
 
@@ -110,3 +112,16 @@ def test_strided_heads_and_bias_along_m(rt):
         got = out.get()
         err = np.abs(got - expected).max() / np.abs(expected).max()
         assert err < 2e-6, f"{technique}: max error {err:.2e} of max|ref|"
+
+
+def test_mma_tf32_refuses_devices_without_nvidia_ptx(rt):
+    """A clear DeviceError, which the tuner also sees as a config that does not build there (KernelBuildError)."""
+    from opencl_impl.ops import run_variant
+    from opencl_impl.runtime import DeviceError, KernelBuildError
+
+    if rt.info.get("nvidia_ptx"):
+        pytest.skip(f"{rt.info['device']} runs NVIDIA PTX")
+    a, b = (rt.to_device(x.astype(np.float32)) for x in randn(6, (8, 8), (8, 8)))
+    with pytest.raises(DeviceError, match="NVIDIA") as err:
+        run_variant("matmul", "mma_tf32", {}, a, b)
+    assert isinstance(err.value, KernelBuildError)
