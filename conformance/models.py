@@ -44,7 +44,7 @@ def _row(name: str, dtype: str, device: str, err: float, tol: float, seconds: fl
                failure="" if ok else f"relative L2 error {err:.3e} > {tol:g}")
 
 
-def _models(config, dtype, ops, weights):
+def _models(config, ops, weights):
     from reference.text_encoder import TextEncoder
     from reference.unet import UNet
     from reference.vae import VAE
@@ -53,7 +53,7 @@ def _models(config, dtype, ops, weights):
             VAE(config.vae, weights["vae"], ops=ops))
 
 
-def _unet_block_checks(ref_unet, dev_unet, cfg, to_dev, dtype, rng):
+def _unet_block_checks(ref_unet, cfg, rng):
     """(name, reference fn, device fn, inputs) for every resnet, transformer and sampler of the UNet."""
     plan = ref_unet.plan
     n, hw, temb_dim, ctx_len = 2, 8, plan["temb"], 7
@@ -105,8 +105,8 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             # the reference sees the weights rounded to the dtype under test, computed in float64
             w_ref = {m: {k: v.astype(dt).astype(np.float64) for k, v in ws.items()} for m, ws in w64.items()}
             w_dev = {m: {k: rt.to_device(v.astype(dt)) for k, v in ws.items()} for m, ws in w64.items()}
-            te_r, unet_r, vae_r = _models(config, dt, ref_ops, w_ref)
-            te_d, unet_d, vae_d = _models(config, dt, cl_ops, w_dev)
+            te_r, unet_r, vae_r = _models(config, ref_ops, w_ref)
+            te_d, unet_d, vae_d = _models(config, cl_ops, w_dev)
             rng = np.random.default_rng(7)
 
             def compare(name, ref_fn, dev_fn, inputs, tol=BLOCK_TOL[dtype]):
@@ -128,7 +128,7 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             ids = CLIPTokenizer.from_config(config.text_encoder)(["", "a photograph of an astronaut riding a horse"])
             compare("text_encoder", te_r, te_d, [ids])
             # UNet blocks, then the whole UNet at a non-square latent
-            for name, fn, shape, temb, ctx in _unet_block_checks(unet_r, unet_d, config.unet, rt.to_device, dt, rng):
+            for name, fn, shape, temb, ctx in _unet_block_checks(unet_r, config.unet, rng):
                 compare(f"unet/{name}", lambda x, t, c, fn=fn: fn(unet_r, x, t, c),
                         lambda x, t, c, fn=fn: fn(unet_d, x, t, c), [rng.standard_normal(shape), temb, ctx])
             ctx = rng.standard_normal((2, 77, config.unet.cross_attention_dim))

@@ -197,9 +197,7 @@ def test_unknown_activation_raises():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sd", [SD15, SD21_BASE], ids=lambda c: c.name)
-def test_full_size_matches_transformers_float32(sd, request):
-    if "slow" not in request.config.getoption("markexpr", "") or "not slow" in request.config.getoption("markexpr"):
-        pytest.skip("full-size model; run with -m slow")
+def test_full_size_matches_transformers_float32(sd):
     cfg = sd.text_encoder
     t0 = time.perf_counter()
     weights = init_weights(cfg, seed=0, dtype=np.float32)
