@@ -52,6 +52,16 @@ def _to_device(rt: Runtime, a):
     return a
 
 
+def device_args(rt: Runtime, spec: OpSpec, variant: str, case: Case) -> tuple:
+    """(args, kwargs) of a case on the device, the variant's half_args stored in half (as a model stored in half
+    passes them)."""
+    from opencl_impl.ops import to_half
+    half = spec.variant(variant).half_args
+    args = [_to_device(rt, a) for a in case.args]
+    args = [to_half(a) if i in half and a is not None else a for i, a in enumerate(args)]
+    return args, {k: _to_device(rt, v) for k, v in case.kwargs.items()}
+
+
 def guard_bytes_for(rt: Runtime) -> int:
     """Guard size: a whole number of the device's sub-buffer alignment, at least 4 KiB."""
     align = max(rt.device.mem_base_addr_align // 8, 4)
@@ -78,8 +88,7 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     rt.guard_bytes = guard_bytes_for(rt)
     rt.guarded.clear()
     try:
-        args = [_to_device(rt, a) for a in case.args]
-        kwargs = {k: _to_device(rt, v) for k, v in case.kwargs.items()}
+        args, kwargs = device_args(rt, spec, variant, case)
         out = run_variant(spec.name, variant, knobs, *args, **kwargs)
         rt.queue.finish()
         got = out.get()

@@ -8,6 +8,10 @@ Tolerances (relative L2 of the output):
   error, and a block chains 10-30 ops whose sums have at most a few thousand terms in these tiny models: the
   measured errors are ~1e-7..1e-6; 1e-5 is the same bound as the oracle tests of the reference.
 - float64: 1e-10 (a wrong formula cannot hide under it).
+- half storage (float32 only; the linear and conv2d weights stored as float16, opencl_impl/storage.py), against
+  the reference on the unrounded weights: each GEMM-type layer adds ~u/sqrt(3) = 2.8e-4 relative L2 (u = 2^-11;
+  measured 2.1e-4..2.9e-4 per op at SD shapes), and a tiny model's ~20 such layers on its path add up as a random
+  walk (residuals and norms keep it from compounding): ~sqrt(20) * 2.9e-4 = 1.3e-3; judged at 3e-3.
 - pipeline: the sampler loop feeds each step's error into the next, and random-weight UNets amplify it, so the
   latent error is judged at 1e-3 relative L2 and the 8-bit image by PSNR >= 40 dB (an error of 1% of full
   scale would give 40 dB); measured values are printed in the report.
@@ -22,6 +26,7 @@ import numpy as np
 from conformance.gate import Row
 
 BLOCK_TOL = {"float32": 1e-5, "float64": 1e-10}
+HALF_STORAGE_TOL = 3e-3
 PIPELINE_LATENT_TOL = {"float32": 1e-3, "float64": 1e-9}
 PIPELINE_MIN_PSNR = 40.0
 
@@ -138,6 +143,42 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             compare("vae_decoder", vae_r.decode, vae_d.decode,
                     [rng.standard_normal((1, config.vae.latent_channels, 5, 7))])
             rows.extend(_pipeline_rows(rt, config, family, dtype, device, w_ref, w_dev))
+        rows.extend(_half_storage_rows(rt, config, family, device, w64))
+    return rows
+
+
+def _half_storage_rows(rt, config, family, device, w64) -> list:
+    """Text encoder, UNet and VAE decoder with half-stored weights (float32 compute) against the float64 reference
+    on the float32 weights: the error includes the rounding of the weights to half."""
+    from opencl_impl import ops as cl_ops
+    from opencl_impl.storage import half_weights
+    from reference import ops as ref_ops
+    from reference.tokenizer import CLIPTokenizer
+
+    w32 = {m: {k: v.astype(np.float32) for k, v in ws.items()} for m, ws in w64.items()}
+    w_ref = {m: {k: v.astype(np.float64) for k, v in ws.items()} for m, ws in w32.items()}
+    rng = np.random.default_rng(11)
+    ids = CLIPTokenizer.from_config(config.text_encoder)(["", "a photograph of an astronaut riding a horse"])
+    lat = rng.standard_normal((2, config.unet.in_channels, 6, 10)).astype(np.float32)
+    ctx = rng.standard_normal((2, 77, config.unet.cross_attention_dim)).astype(np.float32)
+    z = rng.standard_normal((1, config.vae.latent_channels, 5, 7)).astype(np.float32)
+    rows = []
+    t0 = time.perf_counter()
+    try:
+        w_dev = {m: {k: rt.to_device(v) for k, v in half_weights(ws).items()} for m, ws in w32.items()}
+        te_r, unet_r, vae_r = _models(config, ref_ops, w_ref)
+        te_d, unet_d, vae_d = _models(config, cl_ops, w_dev)
+        checks = [("text_encoder", te_r(ids), lambda: te_d(ids)),
+                  ("unet", unet_r(lat.astype(np.float64), np.array([999, 1]), ctx.astype(np.float64)),
+                   lambda: unet_d(rt.to_device(lat), np.array([999, 1]), rt.to_device(ctx))),
+                  ("vae_decoder", vae_r.decode(z.astype(np.float64)), lambda: vae_d.decode(rt.to_device(z)))]
+        for name, ref, dev_fn in checks:
+            t1 = time.perf_counter()
+            rows.append(_row(f"{family}/half_storage/{name}", "float32", device, rel_l2(dev_fn().get(), ref),
+                             HALF_STORAGE_TOL, time.perf_counter() - t1))
+    except Exception as e:   # a crash is a failure of the half-storage rows, not of the gate
+        rows.append(Row("model", f"{family}/half_storage", "default", "float32", device, passed=False,
+                        failure=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
     return rows
 
 

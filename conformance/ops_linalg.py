@@ -185,6 +185,25 @@ _GEMM_MMA_TF32 = Variant(
 _GEMM_NN_VARIANTS = (Variant("naive"), _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
 _GEMM_NT_VARIANTS = (Variant("naive"), _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NT)
 
+# Half storage: the weight (and im2col_half's lowered input) is rounded once to IEEE half, 11 significant bits, unit
+# roundoff u = 2^-11 = 4.9e-4; products then accumulate in the input dtype. An output's error is sum_k x_k w_k d_k
+# with |d_k| <= u (2u + u^2 with both operands rounded): at K = 1 up to u (2u) of |ref| <= max|ref|; for large K a
+# random walk of std u/sqrt(3) sqrt(sum (x_k w_k)^2) ~ 0.28e-3 sqrt(K) against max|ref| ~ 4 sqrt(K) (as _DOT_TOL):
+# 7e-5 of max|ref| per element (x sqrt 2 for two operands), ~4.5x that, 4.5e-4, for the largest of ~1e5 outputs.
+# The float accumulation adds _DOT_TOL's 5e-6. The bound is the storage's, so float64 accumulation keeps it.
+_HALF_TOL = {
+    dt: Tolerance(0.0, 2e-3, "half storage: each stored operand rounded once to 11 significant bits (u = 2^-11): "
+                             "<= 2u of max|ref| at K = 1, ~4.5e-4 for the largest of 1e5 outputs at large K; "
+                             "2x margin over the K = 1 worst case")
+    for dt in ("float32", "float64")}
+# The weight (argument 1) is read as half by the device type's register-blocked kernel; a float32 weight passed in is
+# rounded on the device first (a model stored in half passes float16 weights and pays no conversion).
+_LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
+    Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
+            devices=("GPU",), tolerance=_HALF_TOL, half_args=(1,)),
+    Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",), tolerance=_HALF_TOL,
+            half_args=(1,)))
+
 
 # -------------------------------------------------------------------------------------------------- conv2d
 
@@ -329,6 +348,10 @@ _CONV_VARIANTS = (
             constraint=_wg_fits),
     Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise),
     Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3),
+    # half storage of the weight (argument 1) and of the lowered input; the GEMM is the device type's register-blocked
+    # kernel at the matmul row's tuned knobs
+    Variant("im2col_half", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
+            constraint=_wg_fits, tolerance=_HALF_TOL, half_args=(1,)),
 )
 
 
@@ -428,7 +451,7 @@ ROWS = [
     OpSpec("batched_matmul", R.batched_matmul, _GEMM_NN_VARIANTS, _bmm_cases, _bmm_sd, _DOT_TOL,
            flops=_bmm_flops, bytes=lambda c: _io_bytes(c, c.args[0].shape[0] * c.args[0].shape[1]
                                                        * c.args[1].shape[2])),
-    OpSpec("linear", R.linear, _GEMM_NT_VARIANTS, _linear_cases, _linear_sd, _DOT_TOL,
+    OpSpec("linear", R.linear, _LINEAR_VARIANTS, _linear_cases, _linear_sd, _DOT_TOL,
            flops=_linear_flops, bytes=_linear_bytes),
     OpSpec("conv2d", R.conv2d, _CONV_VARIANTS, _conv_cases, _conv_sd, _DOT_TOL,
            flops=_conv_flops, bytes=_conv_bytes),

@@ -69,6 +69,9 @@ class Variant:
                                                        # untuned selection passes over the others
     tolerance: dict | None = None                      # "float32" / "float64" -> Tolerance, for a variant whose
                                                        # algorithm rounds differently (Winograd); None: the row's
+    half_args: tuple = ()                              # positions of the arguments it reads in half storage
+                                                       # (float16): checked, tuned and timed with those arguments
+                                                       # so stored; the policy picks it only for such calls
 
     def configs(self, info: dict | None = None) -> list:
         """Every knob setting in the space that the constraint admits (the default first)."""

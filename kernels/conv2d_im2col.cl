@@ -11,6 +11,8 @@
 // whose per-sample products weight (O, C) @ x[n] (C, P) are NCHW already). A 1x1, stride-1, unpadded conv of one
 // sample needs no lowering at all: x is cols.
 // Tails: the host rounds each NDRange up to a multiple of WG; work-items past the end return before any access.
+// Half storage (variant "im2col_half"): with COLS_HALF the lowered matrix is written as half (vstore_half, round to
+// nearest even) for the GEMM to read with vload_half: half the scratch memory and traffic.
 #ifdef REAL_IS_DOUBLE
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 #endif
@@ -26,10 +28,17 @@
 #ifndef HAS_BIAS
 #define HAS_BIAS 0 // 1: the scatter adds bias[o]; 0: the bias argument is not read (the host passes any buffer)
 #endif
+#ifdef COLS_HALF
+#define COLS_T half
+#define STORE_COL(dst, k, v) vstore_half((v), (k), (dst))
+#else
+#define COLS_T REAL
+#define STORE_COL(dst, k, v) ((dst)[k] = (v))
+#endif
 
 // One work-item per (row r, run of COLS_PER_ITEM columns); NDRange (ceil(Q / COLS_PER_ITEM) rounded to WG, R).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2col(__global const REAL *x, __global REAL *cols, const long q0, const int Q,
+void conv2d_im2col(__global const REAL *x, __global COLS_T *cols, const long q0, const int Q,
                    const int C, const int H, const int W, const int KH, const int KW,
                    const int OH, const int OW, const int SH, const int SW, const int PT, const int PL)
 {
@@ -44,14 +53,14 @@ void conv2d_im2col(__global const REAL *x, __global REAL *cols, const long q0, c
     long n = q / P;
     int p = q % P;
     int oy = p / OW, ox = p % OW;
-    __global REAL *dst = cols + (long)r * Q + first;
+    __global COLS_T *dst = cols + (long)r * Q + first;
     const int count = min(COLS_PER_ITEM, Q - first);
     for (int k = 0; k < count; ++k) {
         const int yy = oy * SH - PT + i;
         const int xx = ox * SW - PL + j;
         REAL v = 0;
         if (yy >= 0 && yy < H && xx >= 0 && xx < W) v = x[((n * C + c) * H + yy) * (long)W + xx];
-        dst[k] = v;
+        STORE_COL(dst, k, v);
         if (++ox == OW) {                  // next output position: step along the row, then the next row / sample
             ox = 0;
             if (++oy == OH) { oy = 0; ++n; }

@@ -19,6 +19,10 @@
 // which takes one of two loop nests per work-item.
 // Every kernel accepts any M, N >= 1 and K >= 0 (tails: see each kernel). Products accumulate with fma() in REAL
 // (float or double, from the build options; gemm_mma_tf32: float only); alpha * acc is exact for alpha = 1.
+// Half storage (A_HALF / B_HALF, for gemm_tiled, gemm_tiled_reg and gemm_cpu_reg): that operand is a half array,
+// read with vload_half (no cl_khr_fp16 needed) and widened to REAL before any arithmetic; products accumulate in
+// REAL as above, and C and the bias stay REAL. A weight (or a lowered activation) so stored takes half the memory
+// and half the bandwidth; its values are rounded to half once, when written (vstore_half, round to nearest).
 // Tuning knobs are -D macros, defined with their meaning above the kernel that reads them.
 #ifdef REAL_IS_DOUBLE
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
@@ -35,8 +39,37 @@
 #define CAT(x, y) CAT_(x, y)
 #define REAL4 CAT(REAL, 4)
 
+// Element and vector reads of the operands, X = A or B: LD_X(p, i) = X[i]; LDN_X(n, p, i) = X[i .. i+n) as a REALn
+// (p + i need only be element-aligned); LD4A_X(p, i) = X[i .. i+4) as a REAL4 where p + i is 4-element aligned.
+#define LDN_REAL(n, p, i) CAT(vload, n)(0, (p) + (i))
+#define LDN_HALF(n, p, i) CAT(convert_, CAT(REAL, n))(CAT(vload_half, n)(0, (p) + (i)))
+#define LD4A_REAL(p, i) (*(const __global REAL4 *)((p) + (i)))
+#define LD4A_HALF(p, i) CAT(convert_, REAL4)(vloada_half4(0, (p) + (i)))
+#ifdef A_HALF
+#define A_T half
+#define LD_A(p, i) ((REAL)vload_half(0, (p) + (i)))
+#define LDN_A LDN_HALF
+#define LD4A_A LD4A_HALF
+#else
+#define A_T REAL
+#define LD_A(p, i) ((p)[i])
+#define LDN_A LDN_REAL
+#define LD4A_A LD4A_REAL
+#endif
+#ifdef B_HALF
+#define B_T half
+#define LD_B(p, i) ((REAL)vload_half(0, (p) + (i)))
+#define LDN_B LDN_HALF
+#define LD4A_B LD4A_HALF
+#else
+#define B_T REAL
+#define LD_B(p, i) ((p)[i])
+#define LDN_B LDN_REAL
+#define LD4A_B LD4A_REAL
+#endif
+
 #define GEMM_ARGS                                                                                               \
-    const __global REAL *restrict a, const __global REAL *restrict b, const __global REAL *restrict bias,       \
+    const __global A_T *restrict a, const __global B_T *restrict b, const __global REAL *restrict bias,         \
     __global REAL *restrict c, const int M, const int N, const int K, const int lda, const int ldb,             \
     const int ldc, const int ZI, const long sa_outer, const long sa_inner, const long sb_outer,                 \
     const long sb_inner, const long sc_outer, const long sc_inner, const REAL alpha, const int flags
@@ -80,11 +113,11 @@ void gemm_tiled(GEMM_ARGS)
     __local REAL Bs[TS][TS];  // Bs[kk][j] = B[k0 + kk, n0 + j]
     REAL acc = 0;
     for (int k0 = 0; k0 < K; k0 += TS) {
-        As[ty][tx] = (m < M && k0 + tx < K) ? a[(long)m * lda + k0 + tx] : 0;
+        As[ty][tx] = (m < M && k0 + tx < K) ? LD_A(a, (long)m * lda + k0 + tx) : 0;
         if (trans_b)  // work-item (tx, ty) reads B[k0 + tx, n0 + ty]: neighbours in tx read neighbouring addresses
-            Bs[tx][ty] = (n0 + ty < N && k0 + tx < K) ? b[(long)(n0 + ty) * ldb + k0 + tx] : 0;
+            Bs[tx][ty] = (n0 + ty < N && k0 + tx < K) ? LD_B(b, (long)(n0 + ty) * ldb + k0 + tx) : 0;
         else
-            Bs[ty][tx] = (k0 + ty < K && n < N) ? b[(long)(k0 + ty) * ldb + n] : 0;
+            Bs[ty][tx] = (k0 + ty < K && n < N) ? LD_B(b, (long)(k0 + ty) * ldb + n) : 0;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < TS; ++kk)
             acc = fma(As[ty][kk], Bs[kk][tx], acc);
@@ -155,41 +188,45 @@ void gemm_tiled(GEMM_ARGS)
 #endif
 
 // Stage the ROWS x KWG tile at src (row-major, k contiguous, leading dimension ld) into dst transposed:
-// dst[kk*ROWS + r] = src[r*ld + kk], 0 where r >= rows_left or kk >= k_left.
-inline void global_to_local_kmajor(__local REAL *dst, const __global REAL *src, const int ld, const int ROWS,
-                                   const int rows_left, const int k_left, const bool vec, const int tid)
-{
-    if (vec && rows_left >= ROWS && k_left >= KWG) {
-        for (int e = tid; e < ROWS * (KWG / 4); e += WGS) {
-            const int r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;
-            const REAL4 v = *(const __global REAL4 *)(src + (long)r * ld + kk);
-            dst[(kk + 0) * ROWS + r] = v.s0;
-            dst[(kk + 1) * ROWS + r] = v.s1;
-            dst[(kk + 2) * ROWS + r] = v.s2;
-            dst[(kk + 3) * ROWS + r] = v.s3;
-        }
-    } else {
-        for (int e = tid; e < ROWS * KWG; e += WGS) {
-            const int r = e / KWG, kk = e % KWG;
-            dst[kk * ROWS + r] = (r < rows_left && kk < k_left) ? src[(long)r * ld + kk] : 0;
-        }
-    }
+// dst[kk*ROWS + r] = src[r*ld + kk], 0 where r >= rows_left or kk >= k_left. Defined once per operand (its element
+// type T and reads LD, LD4A: REAL or half storage).
+#define DEFINE_STAGE_KMAJOR(NAME, T, LD, LD4A)                                                                 \
+inline void NAME(__local REAL *dst, const __global T *src, const int ld, const int ROWS, const int rows_left,  \
+                 const int k_left, const bool vec, const int tid)                                              \
+{                                                                                                               \
+    if (vec && rows_left >= ROWS && k_left >= KWG) {                                                            \
+        for (int e = tid; e < ROWS * (KWG / 4); e += WGS) {                                                     \
+            const int r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                                              \
+            const REAL4 v = LD4A(src, (long)r * ld + kk);                                                       \
+            dst[(kk + 0) * ROWS + r] = v.s0;                                                                    \
+            dst[(kk + 1) * ROWS + r] = v.s1;                                                                    \
+            dst[(kk + 2) * ROWS + r] = v.s2;                                                                    \
+            dst[(kk + 3) * ROWS + r] = v.s3;                                                                    \
+        }                                                                                                       \
+    } else {                                                                                                    \
+        for (int e = tid; e < ROWS * KWG; e += WGS) {                                                           \
+            const int r = e / KWG, kk = e % KWG;                                                                \
+            dst[kk * ROWS + r] = (r < rows_left && kk < k_left) ? LD(src, (long)r * ld + kk) : 0;               \
+        }                                                                                                       \
+    }                                                                                                           \
 }
+DEFINE_STAGE_KMAJOR(stage_a_kmajor, A_T, LD_A, LD4A_A)
+DEFINE_STAGE_KMAJOR(stage_b_kmajor, B_T, LD_B, LD4A_B)
 
-// Stage the KWG x COLS tile at src (row-major, n contiguous) into dst as is: dst[kk*COLS + j] = src[kk*ld + j],
+// Stage the KWG x COLS tile of B at src (row-major, n contiguous) into dst as is: dst[kk*COLS + j] = src[kk*ld + j],
 // 0 where kk >= k_left or j >= cols_left.
-inline void global_to_local_nmajor(__local REAL *dst, const __global REAL *src, const int ld, const int COLS,
-                                   const int cols_left, const int k_left, const bool vec, const int tid)
+inline void stage_b_nmajor(__local REAL *dst, const __global B_T *src, const int ld, const int COLS,
+                           const int cols_left, const int k_left, const bool vec, const int tid)
 {
     if (vec && cols_left >= COLS && k_left >= KWG) {
         for (int e = tid; e < KWG * (COLS / 4); e += WGS) {
             const int kk = e / (COLS / 4), j = (e % (COLS / 4)) * 4;
-            *(__local REAL4 *)(dst + kk * COLS + j) = *(const __global REAL4 *)(src + (long)kk * ld + j);
+            *(__local REAL4 *)(dst + kk * COLS + j) = LD4A_B(src, (long)kk * ld + j);
         }
     } else {
         for (int e = tid; e < KWG * COLS; e += WGS) {
             const int kk = e / COLS, j = e % COLS;
-            dst[kk * COLS + j] = (kk < k_left && j < cols_left) ? src[(long)kk * ld + j] : 0;
+            dst[kk * COLS + j] = (kk < k_left && j < cols_left) ? LD_B(src, (long)kk * ld + j) : 0;
         }
     }
 }
@@ -215,11 +252,11 @@ void gemm_tiled_reg(GEMM_ARGS)
             acc[i][j] = 0;
 
     for (int k0 = 0; k0 < K; k0 += KWG) {
-        global_to_local_kmajor(Al, a + (long)m0 * lda + k0, lda, MWG, M - m0, K - k0, vec, tid);
+        stage_a_kmajor(Al, a + (long)m0 * lda + k0, lda, MWG, M - m0, K - k0, vec, tid);
         if (flags & GEMM_TRANS_B)
-            global_to_local_kmajor(Bl, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, K - k0, vec, tid);
+            stage_b_kmajor(Bl, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, K - k0, vec, tid);
         else
-            global_to_local_nmajor(Bl, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, K - k0, vec, tid);
+            stage_b_nmajor(Bl, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, K - k0, vec, tid);
         barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
         for (int kk = 0; kk < KWG; ++kk) {
@@ -311,7 +348,7 @@ inline REAL hsum16(const CAT(REAL, 16) v)
 }
 
 // C rows m0 .. m0+MR of B (K, N) columns n0 .. n0+NR.
-inline void cpu_reg_nn(const __global REAL *const ar[MR], const __global REAL *b, const __global REAL *bias,
+inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
                        __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
                        const REAL alpha, const int flags, const int m0, const int n0)
 {
@@ -325,14 +362,14 @@ inline void cpu_reg_nn(const __global REAL *const ar[MR], const __global REAL *b
             for (int n = n0; n < min(n0 + NR, N); ++n) {
                 REAL s = 0;
                 for (int k = 0; k < K; ++k)
-                    s = fma(ar[r][k], b[(long)k * ldb + n], s);
+                    s = fma(LD_A(ar[r], k), LD_B(b, (long)k * ldb + n), s);
                 c[(long)(m0 + r) * ldc + n] = epilogue(s, alpha, bias, flags, m0 + r, n);
             }
         return;
     }
 #ifndef NR_NOT_A_VECTOR
     const int ns = min(n0, N - NR);    // the block's first column: the last block slides left to end at N
-    const __global REAL *bp = b + ns;
+    const __global B_T *bp = b + ns;
     REALNR acc[MR];
 #pragma unroll
     for (int r = 0; r < MR; ++r)
@@ -341,17 +378,17 @@ inline void cpu_reg_nn(const __global REAL *const ar[MR], const __global REAL *b
     for (; k + KU <= K; k += KU) {
 #pragma unroll
         for (int u = 0; u < KU; ++u) {
-            const REALNR bv = CAT(vload, NR)(0, bp + (long)(k + u) * ldb);
+            const REALNR bv = LDN_B(NR, bp, (long)(k + u) * ldb);
 #pragma unroll
             for (int r = 0; r < MR; ++r)
-                acc[r] = fma((REALNR)(ar[r][k + u]), bv, acc[r]);
+                acc[r] = fma((REALNR)(LD_A(ar[r], k + u)), bv, acc[r]);
         }
     }
     for (; k < K; ++k) {
-        const REALNR bv = CAT(vload, NR)(0, bp + (long)k * ldb);
+        const REALNR bv = LDN_B(NR, bp, (long)k * ldb);
 #pragma unroll
         for (int r = 0; r < MR; ++r)
-            acc[r] = fma((REALNR)(ar[r][k]), bv, acc[r]);
+            acc[r] = fma((REALNR)(LD_A(ar[r], k)), bv, acc[r]);
     }
     for (int r = 0; r < MR && m0 + r < M; ++r) {
         const int m = m0 + r;
@@ -374,11 +411,11 @@ inline void cpu_reg_nn(const __global REAL *const ar[MR], const __global REAL *b
 }
 
 // C rows m0 .. m0+MR of B^T (N, K) rows n0 .. n0+NR.
-inline void cpu_reg_nt(const __global REAL *const ar[MR], const __global REAL *b, const __global REAL *bias,
+inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
                        __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
                        const REAL alpha, const int flags, const int m0, const int n0)
 {
-    const __global REAL *br[NR];
+    const __global B_T *br[NR];
     for (int j = 0; j < NR; ++j)
         br[j] = b + (long)min(n0 + j, N - 1) * ldb;
     REALKV acc[MR][NR];
@@ -392,10 +429,10 @@ inline void cpu_reg_nt(const __global REAL *const ar[MR], const __global REAL *b
         REALKV av[MR], bv[NR];
 #pragma unroll
         for (int r = 0; r < MR; ++r)
-            av[r] = CAT(vload, KV)(0, ar[r] + k);
+            av[r] = LDN_A(KV, ar[r], k);
 #pragma unroll
         for (int j = 0; j < NR; ++j)
-            bv[j] = CAT(vload, KV)(0, br[j] + k);
+            bv[j] = LDN_B(KV, br[j], k);
 #pragma unroll
         for (int r = 0; r < MR; ++r)
 #pragma unroll
@@ -406,7 +443,7 @@ inline void cpu_reg_nt(const __global REAL *const ar[MR], const __global REAL *b
         for (int j = 0; j < NR && n0 + j < N; ++j) {
             REAL s = CAT(hsum, KV)(acc[r][j]);
             for (int kk = k; kk < K; ++kk)
-                s = fma(ar[r][kk], br[j][kk], s);
+                s = fma(LD_A(ar[r], kk), LD_B(br[j], kk), s);
             c[(long)(m0 + r) * ldc + n0 + j] = epilogue(s, alpha, bias, flags, m0 + r, n0 + j);
         }
 }
@@ -417,7 +454,7 @@ __kernel void gemm_cpu_reg(GEMM_ARGS)
     GEMM_BATCH(get_global_id(2));
     if (m0 >= M || n0 >= N)
         return;
-    const __global REAL *ar[MR];
+    const __global A_T *ar[MR];
     for (int r = 0; r < MR; ++r)
         ar[r] = a + (long)min(m0 + r, M - 1) * lda;
     if (flags & GEMM_TRANS_B)

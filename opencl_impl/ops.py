@@ -30,6 +30,7 @@ def variant(op: str, name: str):
 def run_variant(op: str, name: str, knobs: dict, *args, **kwargs):
     """Run one named variant of an op with the given knobs (conformance and perf use this)."""
     rt = _runtime(args)
+    _check_storage(op, name, args)
     return VARIANTS[op][name](rt, knobs or {}, *args, **kwargs)
 
 
@@ -57,15 +58,32 @@ def _runtime(args) -> Runtime:
 def _dispatch(op: str, *args, **kwargs):
     rt = _runtime(args)
     name, knobs = rt_choose(rt, op, args, kwargs)
+    _check_storage(op, name, args)
     return VARIANTS[op][name](rt, knobs, *args, **kwargs)
+
+
+def _check_storage(op: str, name: str, args) -> None:
+    """Only the half-storage variants (named *_half) read float16 arrays; any other would misread them."""
+    if has_half(args) and not name.endswith("_half"):
+        halves = [f"{a.dtype}{a.shape}" for a in args if getattr(a, "dtype", None) == np.float16]
+        raise ValueError(f"{op}: variant {name!r} reads float32/float64 arrays, got half-stored {', '.join(halves)}; "
+                         f"the half-storage variants are {[n for n in VARIANTS[op] if n.endswith('_half')]}")
 
 
 def rt_choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:
     """The (variant, knobs) to run: the runtime's policy (opencl_impl.selection.Policy) if it has one, else the
-    naive kernel."""
+    naive kernel; a half-stored weight, which only the half-storage variants read, gets an untuned policy's pick."""
     if rt.policy is not None:
         return rt.policy(op, args, kwargs or {})
+    if has_half(args):
+        from opencl_impl.selection import Policy
+        return Policy(info=rt.info)(op, args, kwargs or {})
     return "naive", {}
+
+
+def has_half(args) -> bool:
+    """Whether a call passes a float16 (half-stored) array."""
+    return any(getattr(a, "dtype", None) == np.float16 for a in args)
 
 
 def _fail(op: str, msg: str, *arrays) -> None:
@@ -88,6 +106,27 @@ def _float_inputs(op: str, *arrays) -> np.dtype:
         raise ValueError(f"{op}: all inputs must share one dtype, got "
                          + ", ".join(f"{a.dtype}{a.shape}" for a in present))
     return present[0].dtype
+
+
+def _weight_inputs(op: str, x, weight, bias) -> None:
+    """_float_inputs, except that the weight may be stored in half (float16) beside float32 or float64 x and bias:
+    the half-storage variants read it (variants_gemm.py, variants_conv.py)."""
+    if isinstance(weight, cla.Array) and weight.dtype == np.float16:
+        if not weight.flags.c_contiguous:
+            raise ValueError(f"{op}: expected a contiguous weight (shape {weight.shape}, strides {weight.strides})")
+        _float_inputs(op, x, bias)
+    else:
+        _float_inputs(op, x, weight, bias)
+
+
+def to_half(x) -> cla.Array:
+    """x (float32 or float64, on the device) rounded to half storage: float16, round to nearest even (vstore_half),
+    as numpy's astype(np.float16). Magnitudes above 65504 become inf."""
+    rt = runtime_of(x)
+    y = rt.empty(x.shape, np.float16)
+    knl = rt.kernel("half.cl", "to_half", {}, x.dtype)
+    _launch_flat(rt, "to_half", knl, x.size, _buf(rt, x), y.data, np.int64(x.size))
+    return y
 
 
 def _groups(n: int, local: int) -> int:
@@ -240,7 +279,7 @@ def _batched_matmul_naive(rt: Runtime, knobs: dict, a, b):
 
 def linear(x, weight, bias=None):
     """y = x W^T + b over the last axis; x (..., in), weight (out, in), bias (out,)."""
-    _float_inputs("linear", x, weight, bias)
+    _weight_inputs("linear", x, weight, bias)
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         _fail("linear", "expected x (..., in) and weight (out, in)", x, weight)
     if bias is not None and bias.shape != (weight.shape[0],):
@@ -281,7 +320,7 @@ def _conv_geometry(x, weight, stride, padding):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right)."""
-    _float_inputs("conv2d", x, weight, bias)
+    _weight_inputs("conv2d", x, weight, bias)
     if x.ndim != 4:
         _fail("conv2d", "x must be 4-D", x)
     if weight.ndim != 4:

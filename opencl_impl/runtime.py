@@ -223,8 +223,9 @@ class Runtime:
             return cla.empty(self.queue, shape, dtype, allocator=self.allocator)
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         g = self.guard_bytes
-        parent = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, 2 * g + nbytes)
-        cl.enqueue_fill_buffer(self.queue, parent, np.uint32(POISON), 0, 2 * g + nbytes)
+        total = 2 * g + -(-nbytes // 4) * 4          # the fill pattern is 4 bytes (half arrays may be odd-sized)
+        parent = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, total)
+        cl.enqueue_fill_buffer(self.queue, parent, np.uint32(POISON), 0, total)
         self.guarded.append((parent, g, nbytes))
         return cla.Array(self.queue, shape, dtype, data=parent.get_sub_region(g, max(nbytes, 4)))
 
@@ -232,15 +233,14 @@ class Runtime:
         """Problems found in the guard regions of arrays allocated since the last call (and forget them)."""
         problems = []
         for parent, g, nbytes in self.guarded:
-            host = np.empty(2 * g + nbytes, dtype=np.uint8)
+            host = np.empty(parent.size, dtype=np.uint8)
             cl.enqueue_copy(self.queue, host, parent)
-            words = host.view(np.uint32)
-            head, tail = words[: g // 4], words[(g + nbytes) // 4:]
-            for where, part, base in (("before", head, 0), ("after", tail, g + nbytes)):
-                bad = np.flatnonzero(part != POISON)
+            poison = np.full(parent.size // 4, POISON, dtype=np.uint32).view(np.uint8)
+            for where, lo, hi in (("before", 0, g), ("after", g + nbytes, parent.size)):
+                bad = np.flatnonzero(host[lo:hi] != poison[lo:hi])
                 if bad.size:
                     problems.append(f"out-of-bounds write {where} an array of {nbytes} bytes: "
-                                    f"{bad.size} word(s) changed, first at byte {base + 4 * bad[0] - g} "
+                                    f"{bad.size} byte(s) changed, first at byte {lo + bad[0] - g} "
                                     f"relative to the array start")
         self.guarded.clear()
         return problems

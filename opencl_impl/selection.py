@@ -2,6 +2,8 @@
 
 The database (`tuning/<device>.json` in the repo, `tuning/default.json` for unknown devices) records, per op and
 per shape, the fastest variant and knobs the tuner verified on that device. The policy picks, for a call:
+Half-storage variants (Variant.half_args) are candidates exactly for the calls that pass a float16 (half-stored)
+array, e.g. a model whose weights were stored in half (opencl_impl.storage.half_weights).
 1. the database's entry for this op and shape, if its variant is allowed;
 2. else the most advanced allowed variant that handles the shape (`Variant.applies`), with the knobs the database
    holds for that variant on this op (any shape) or the variant's defaults;
@@ -77,20 +79,26 @@ class Policy:
         self.device_type = (info or {}).get("type")
         self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
 
-    def _candidates(self, op: str) -> list:
+    def _candidates(self, op: str, half: bool = False) -> list:
+        """The allowed variant names, oldest first; for a call with a half-stored (float16) argument only the
+        half-storage variants, and for any other call none of them (they round what they read)."""
         spec = self.registry.get(op)
         names = [v.name for v in spec.variants] if spec else ["naive"]
         if self.allowed is not None:
             names = [n for n in self.allowed.get(op, ["naive"]) if n in names or n == "naive"]
+        if spec:
+            names = [n for n in names if bool(spec.variant(n).half_args) == half]
         return names or ["naive"]
 
     def __call__(self, op: str, args, kwargs=None) -> tuple:
         spec = self.registry.get(op)
         key = call_key(spec.reference, args, kwargs) if spec else shape_key(args, kwargs)
-        hit = self.choices.get((op, key))
+        half = any(getattr(a, "dtype", None) == np.float16 for a in args)
+        memo = (op, key + (",storage=half" if half else ""))     # shapes alike, storage not: separate choices
+        hit = self.choices.get(memo)
         if hit is not None:
             return hit
-        names = self._candidates(op)
+        names = self._candidates(op, half)
         entry = self.db.get("ops", {}).get(op, {})
         tuned = [c for c in entry.get("shapes", {}).get(key, {}).get("candidates", []) if c["variant"] in names]
         if tuned:  # the fastest verified candidate among the allowed ones, as the tuner timed them
@@ -106,5 +114,5 @@ class Policy:
                     knobs = entry.get("defaults", {}).get(name, v.knobs if v else {})
                     choice = (name, dict(knobs))
                     break
-        self.choices[(op, key)] = choice
+        self.choices[memo] = choice
         return choice

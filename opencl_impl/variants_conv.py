@@ -8,6 +8,9 @@ the shapes each handles (`applies`); a launcher called on a shape it does not ha
   N = 1, one `ops.batched_matmul` (the weight repeated per sample) otherwise; the products already are NCHW.
 - im2col: lower the input to cols (C*KH*KW, Q) for a chunk of Q output positions of the batch, `ops.matmul`, then
   scatter the (O, Q) product into NCHW with the bias.
+- im2col_half: im2col with half storage: the weight and the lowered input are float16 (a float32 weight is rounded
+  on the device first; a model stored in half passes float16 weights), and the GEMM is the device type's
+  register-blocked kernel reading both with vload_half and accumulating in float (variants_gemm.gemm).
 - im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d_im2win.cl) and a register-blocked GEMM-like kernel.
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl as cl
 
-from opencl_impl.ops import _buf, _conv_geometry, _groups, _has, batched_matmul, matmul, variant
+from opencl_impl.ops import _buf, _conv_geometry, _groups, _has, batched_matmul, matmul, to_half, variant
 from opencl_impl.runtime import Runtime
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
@@ -134,26 +137,53 @@ def conv2d_im2col(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padd
     return im2col_conv(rt, knobs, x, weight, bias, stride, padding)
 
 
-def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None):
-    """The im2col variant with an explicit scratch budget (tests pass a small one to exercise the chunking)."""
+@variant("conv2d", "im2col_half")
+def conv2d_im2col_half(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
+    return im2col_conv(rt, knobs, x, weight, bias, stride, padding, half=True)
+
+
+def _half_matmul(rt: Runtime, a, b, dtype):
+    """a (M, K) @ b (K, N), both float16, into a new array of dtype (float32 or float64: the accumulation), by the
+    device type's register-blocked GEMM at the knobs the tuning database holds for it on matmul (else the kernel's
+    defaults)."""
+    from opencl_impl.variants_gemm import gemm
+    technique = "cpu_reg" if rt.info["type"] == "CPU" else "tiled_reg"
+    db = getattr(rt.policy, "db", None) or {}
+    knobs = db.get("ops", {}).get("matmul", {}).get("defaults", {}).get(technique, {})
+    (m, k), n = a.shape, b.shape[1]
+    c = rt.empty((m, n), dtype)
+    gemm(rt, "conv2d", technique, knobs, a.data, b.data, c.data, m, n, k, lda=k, ldb=n, ldc=n, dtype=c.dtype,
+         a_half=True, b_half=True)
+    return c
+
+
+def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None,
+                half: bool = False):
+    """The im2col variant with an explicit scratch budget (tests pass a small one to exercise the chunking);
+    half: the im2col_half variant."""
     s = ConvShape.of(x, weight, stride, padding)
     rows, total, p = s.c * s.kh * s.kw, s.n * s.oh * s.ow, s.oh * s.ow
     w2 = weight.reshape(s.o, rows)                                     # (O, C*KH*KW)
+    if half and w2.dtype != np.float16:
+        w2 = to_half(w2)
     defines = _has(knobs, HAS_BIAS=bias is not None)
+    lower_defines = {**defines, "COLS_HALF": 1} if half else defines
+    cols_dtype = np.dtype(np.float16) if half else x.dtype
     wg, per_item = int(knobs.get("WG", 64)), int(knobs.get("COLS_PER_ITEM", 4))
-    lower = rt.kernel("conv2d_im2col.cl", "conv2d_im2col", defines, x.dtype)
+    lower = rt.kernel("conv2d_im2col.cl", "conv2d_im2col", lower_defines, x.dtype)
     xb = _buf(rt, x)
-    q = _chunk(total, (rows + s.o) * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
+    q = _chunk(total, rows * cols_dtype.itemsize + s.o * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
+    product = (lambda a, b: _half_matmul(rt, a, b, x.dtype)) if half else matmul
 
     def cols_of(q0: int, qn: int):
-        cols = rt.empty((rows, qn), x.dtype)
+        cols = rt.empty((rows, qn), cols_dtype)
         rt.launch("conv2d", lower, (_groups(-(-qn // per_item), wg), rows), (wg, 1), xb, cols.data,
                   np.int64(q0), *_i32(qn, s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl))
         return cols
 
     if s.n == 1 and q == total:       # one chunk of one sample: the product (O, P) already is y
-        cols = x.reshape(s.c, p) if s.pointwise else cols_of(0, total)
-        y = matmul(w2, cols)
+        cols = x.reshape(s.c, p) if s.pointwise and not half else cols_of(0, total)
+        y = product(w2, cols)
         if bias is not None:
             _bias_in_place(rt, knobs, y, bias, s.o, p)
         return y.reshape(1, s.o, s.oh, s.ow)
@@ -162,7 +192,7 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     bb = xb if bias is None else _buf(rt, bias)
     for q0 in range(0, total, q):
         qn = min(q, total - q0)
-        g = matmul(w2, cols_of(q0, qn))                                # (O, qn)
+        g = product(w2, cols_of(q0, qn))                               # (O, qn)
         rt.launch("conv2d", scatter, (_groups(s.o * qn, wg),), (wg,), g.data, bb, y.data, np.int64(q0),
                   *_i32(qn, s.o, p))
         del g

@@ -14,13 +14,17 @@ Techniques:
               float64 calls run tiled_reg at its default knobs. On any other device the launcher raises
               MmaUnavailable (a DeviceError, and a KernelBuildError so that the tuner records it as a config that
               does not build there) unless MMA_EMULATE=1 (a slow OpenCL C emulation, for tests).
+
+Half storage (linear's tiled_reg_half and cpu_reg_half): the weight is a float16 array (A_HALF / B_HALF in the
+kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first, which
+is what a model stored in half does once at load time (opencl_impl.ops.to_half).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from opencl_impl.ops import _buf, _real, variant
+from opencl_impl.ops import _buf, _real, to_half, variant
 from opencl_impl.runtime import DeviceError, KernelBuildError, Runtime
 
 KERNEL_FILE = "gemm.cl"
@@ -62,14 +66,16 @@ _DEFAULTS = {"tiled": TILED_DEFAULTS, "tiled_reg": TILED_REG_DEFAULTS, "cpu_reg"
 def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: int, k: int, *,
          lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", alpha: float = 1.0,
          batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0), c_strides=(0, 0),
-         dtype=np.float32):
+         dtype=np.float32, a_half: bool = False, b_half: bool = False):
     """Launch C_z = alpha * A_z @ B_z (+ bias) for z < batch (layout: see kernels/gemm.cl).
 
     a, b, c, bias: cl.Buffers (bias may be None); *_strides: (outer, inner) element offsets between batch items,
-    item z at (z // batch_inner) * outer + (z % batch_inner) * inner. Returns the kernel's event, or None when C is
-    empty."""
+    item z at (z // batch_inner) * outer + (z % batch_inner) * inner; a_half / b_half: that operand's buffer holds
+    half (float16) elements. Returns the kernel's event, or None when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
         return None
+    if (a_half or b_half) and technique not in ("tiled", "tiled_reg", "cpu_reg"):
+        raise ValueError(f"gemm: half-stored operands are read by tiled, tiled_reg and cpu_reg, not {technique}")
     if technique == "mma_tf32":
         if np.dtype(dtype) != np.float32:   # TF32 is a float32 format: float64 runs the register-blocked kernel
             technique, knobs = "tiled_reg", {}
@@ -79,8 +85,9 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
     flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
              | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M))
-    knl = rt.kernel(KERNEL_FILE, f"gemm_{technique}", {**kn, "GEMM_MMA": 1} if technique == "mma_tf32" else kn,
-                    dtype)
+    defines = {**kn, **({"GEMM_MMA": 1} if technique == "mma_tf32" else {}),
+               **({"A_HALF": 1} if a_half else {}), **({"B_HALF": 1} if b_half else {})}
+    knl = rt.kernel(KERNEL_FILE, f"gemm_{technique}", defines, dtype)
     gsize, lsize = _ndrange(technique, kn, m, n, batch)
     return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, c,
                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
@@ -128,14 +135,16 @@ def _batched_matmul(rt: Runtime, technique: str, knobs: dict, a, b):
     return c
 
 
-def _linear(rt: Runtime, technique: str, knobs: dict, x, weight, bias=None):
+def _linear(rt: Runtime, technique: str, knobs: dict, x, weight, bias=None, half: bool = False):
     n_out, n_in = weight.shape
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
     y = rt.empty(x.shape[:-1] + (n_out,), x.dtype)
+    if half and weight.dtype != np.float16:
+        weight = to_half(weight)
     if y.size:
         gemm(rt, "linear", technique, knobs, _buf(rt, x), _buf(rt, weight), y.data, rows, n_out, n_in,
              lda=n_in, ldb=n_in, ldc=n_out, trans_b=True, bias=None if bias is None else _buf(rt, bias),
-             dtype=x.dtype)
+             dtype=x.dtype, b_half=half)
     return y
 
 
@@ -197,3 +206,13 @@ def _linear_cpu_reg(rt, knobs, x, weight, bias=None):
 @variant("linear", "mma_tf32")
 def _linear_mma_tf32(rt, knobs, x, weight, bias=None):
     return _linear(rt, "mma_tf32", knobs, x, weight, bias)
+
+
+@variant("linear", "tiled_reg_half")
+def _linear_tiled_reg_half(rt, knobs, x, weight, bias=None):
+    return _linear(rt, "tiled_reg", knobs, x, weight, bias, half=True)
+
+
+@variant("linear", "cpu_reg_half")
+def _linear_cpu_reg_half(rt, knobs, x, weight, bias=None):
+    return _linear(rt, "cpu_reg", knobs, x, weight, bias, half=True)

@@ -31,7 +31,7 @@ RUNGS = [
     ("+ fused GELU", {"geglu": ["fused"]}),
     ("+ partially fused softmax", {"attention": ["softmax_fused"]}),
     ("+ FlashAttention", {"attention": ["flash"]}),
-    ("+ half storage", {"*": ["half"]}),
+    ("+ half storage", {"linear": ["tiled_reg_half", "cpu_reg_half"], "conv2d": ["im2col_half"], "*": ["half"]}),
     ("+ streaming", {"*": ["streaming"]}),
 ]
 
@@ -56,7 +56,13 @@ def _registered(i: int) -> bool:
     return any(name in VARIANTS.get(op, {}) for op, names in ops.items() for name in names)
 
 
-MODES: set = {"streaming"}   # whole-model modes the ladder knows how to run (half storage: not yet)
+MODES: set = {"half", "streaming"}   # whole-model modes: "*" entries of RUNGS
+
+
+def modes_through(i: int) -> set:
+    """The whole-model modes rows 0..i switch on: "half" (linear and conv2d weights stored as float16,
+    opencl_impl.storage.half_weights), "streaming" (each layer's weights uploaded when used)."""
+    return {m for _, ops in RUNGS[: i + 1] for m in ops.get("*", [])}
 
 
 def _time(fn, sync, reps: int) -> float:
@@ -87,6 +93,7 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
     """One ladder row per rung on the device (only the rungs in rows_wanted, if given)."""
     from opencl_impl import ops as cl_ops
     from opencl_impl.selection import Policy, load_db
+    from opencl_impl.storage import half_weights
     from opencl_impl.streaming import StreamingWeights
     from perf.measure import tracking
     from reference.text_encoder import TextEncoder
@@ -96,20 +103,26 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
     pool = tracking(rt)
     db = load_db(rt.info)
     ids, latents, ctx, z = _inputs(config, size, np.random.default_rng(0))
-    dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
+    host = weights
+    dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
+    mode = set()
     rows = []
     for i, (name, _) in enumerate(RUNGS):
         if rows_wanted is not None and i not in rows_wanted:
             continue
         row = {"row": name, "registered": _registered(i)}
-        streaming = "streaming" in RUNGS[i][1].get("*", []) or any(
-            "streaming" in ops.get("*", []) for _, ops in RUNGS[:i])
         rt.policy = Policy(db, allowed_through(i), info=rt.info)
-        if streaming:   # weights stay on the host; each layer's are uploaded when used and freed after
+        if modes_through(i) != mode:
+            mode = modes_through(i)
+            if "half" in mode:
+                host = {m: half_weights(ws) for m, ws in weights.items()}
             del dev
             gc.collect()
             pool.free_held()
-            dev = {m: StreamingWeights(rt, ws) for m, ws in weights.items()}
+            if "streaming" in mode:   # weights stay on the host; each layer's are uploaded when used and freed after
+                dev = {m: StreamingWeights(rt, ws) for m, ws in host.items()}
+            else:
+                dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
         pool.reset()
         models = {"text_encoder": TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops),
                   "unet": UNet(config.unet, dev["unet"], ops=cl_ops),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from conformance.check import _to_device, cast_case
+from conformance.check import cast_case, device_args
 from conformance.registry import REGISTRY
 from perf import measure
 
@@ -71,8 +71,7 @@ def test_op(benchmark, rt, peak, torch_device, item, pytestconfig):
 
     pool = measure.tracking(rt)
     pool.reset()
-    args = [_to_device(rt, a) for a in case.args]
-    kwargs = {k: _to_device(rt, a) for k, a in case.kwargs.items()}
+    args, kwargs = device_args(rt, spec, v.name, case)
     call = lambda: run_variant(spec.name, v.name, v.knobs, *args, **kwargs)
 
     tdev, why_not = torch_device

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from conformance.check import _to_device, cast_case, reference_output, run_case
+from conformance.check import cast_case, device_args, reference_output, run_case
 from conformance.registry import REGISTRY
 from opencl_impl.runtime import KernelBuildError, Runtime, device_key
 from opencl_impl.selection import call_key, load_db, save_db
@@ -24,9 +24,7 @@ def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np
     """Median seconds of device time (sum of the profiling events of all kernels one call launches)."""
     from opencl_impl.ops import run_variant
 
-    c = cast_case(case, dtype)
-    args = [_to_device(rt, a) for a in c.args]
-    kwargs = {k: _to_device(rt, v) for k, v in c.kwargs.items()}
+    args, kwargs = device_args(rt, REGISTRY[op], variant, cast_case(case, dtype))
     run_variant(op, variant, knobs, *args, **kwargs)  # warm-up: builds, first-touch
     rt.queue.finish()
     rt.events.clear()
@@ -64,6 +62,8 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
             timed = []
             for v in spec.variants:
                 if v.applies is not None and not v.applies(case.args, case.kwargs):
+                    continue
+                if v.devices and rt.info.get("type") not in v.devices:   # the policy would never pick it here
                     continue
                 configs = v.configs(rt.info)
                 if len(configs) > max_configs:  # exhaustive for small spaces, random sample for large ones

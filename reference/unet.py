@@ -154,10 +154,11 @@ class UNet:
         self.plan = _plan(cfg)
         check_shapes(param_shapes(cfg), weights, "UNet weights")
         dtypes = {np.dtype(v.dtype) for v in weights.values()}
-        if len(dtypes) != 1:
+        compute = (dtypes - {np.dtype(np.float16)}) or dtypes   # half-stored matrices may sit beside float32 ones
+        if len(compute) != 1:
             raise ValueError(f"UNet weights must share one dtype, got {sorted(str(d) for d in dtypes)}")
         # the sinusoidal timestep embedding is computed in float64 for a float64 model, float32 otherwise
-        self._t_dtype = {np.float64: np.float64, np.float16: np.float16}.get(dtypes.pop().type, np.float32)
+        self._t_dtype = {np.float64: np.float64, np.float16: np.float16}.get(compute.pop().type, np.float32)
 
     # ------------------------------------------------------------------------------------------------ forward
     def __call__(self, sample, timestep, encoder_hidden_states):
