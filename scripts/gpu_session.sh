@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU machine's runs, batched into few calls (device time is scarce). Run from the repo root there, with the
 # wheels of ../shared/device/fetch-wheels.sh carried in .whl:
-#   bash scripts/gpu_session.sh STAGE...      stages: gate tune gemm ladder perf generate
+#   bash scripts/gpu_session.sh STAGE...      stages: gate tune gemm ladder profile perf generate
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
 OUT=${OUT:-out}
@@ -18,10 +18,14 @@ for stage in "$@"; do
   case "$stage" in
     gate)     python3 -m sdcl.cli conformance --device "$DEV" --report "$OUT/gate" ;;
     tune)     python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --max-configs ${MAX_CONFIGS:-12} --reps 5 \
+                ${TUNE_OPS:+--ops $TUNE_OPS} \
                 | tee "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
     gemm)     python3 scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
+    profile)  python3 scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
+              python3 scripts/profile_step.py --device "$DEV" --half --out "$OUT/profile-half.json" \
+                | tee "$OUT/profile-half.txt" ;;
     perf)     SDCL_PERF_DB="$OUT/perf-history.sqlite" python3 -m sdcl.cli perf run --device "$DEV" ;;
     generate) python3 -m sdcl.cli generate "a lighthouse at dusk" --model sd21-base --backend opencl --device "$DEV" \
                 --steps ${STEPS:-20} --quiet -o "$OUT/sd21-opencl.png" ;;

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Where one UNet step (and a VAE decode, a text-encoder pass) spends its device time, per op, with the variants the
+device's selection policy ran: the table behind the ladder's last rows.
+
+    python scripts/profile_step.py --device nvidia --model sd21-base --size 512 [--half] [--out prof.json]
+
+Kernel seconds are the OpenCL profiling events of one call after a warm-up call; wall is that call's time with the
+queue drained (the gap is host overhead: launches, allocations, Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device")
+    p.add_argument("--model", default="sd21-base")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--half", action="store_true", help="linear and conv2d weights stored as float16")
+    p.add_argument("--out")
+    args = p.parse_args()
+
+    from opencl_impl import ops as cl_ops
+    from opencl_impl.backend import runtime_for
+    from opencl_impl.storage import half_weights
+    from perf.ladder import _inputs
+    from reference.configs import get_config
+    from reference.pipeline import init_weights
+    from reference.text_encoder import TextEncoder
+    from reference.unet import UNet
+    from reference.vae import VAE
+
+    config = get_config(args.model)
+    rt = runtime_for(args.device)
+    weights = init_weights(config, seed=0)
+    if args.half:
+        weights = {m: half_weights(ws) for m, ws in weights.items()}
+    dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
+    ids, latents, ctx, z = _inputs(config, args.size, np.random.default_rng(0))
+    d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
+    models = {"text_encoder": TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops),
+              "unet": UNet(config.unet, dev["unet"], ops=cl_ops), "vae": VAE(config.vae, dev["vae"], ops=cl_ops)}
+    calls = {"text_encoder": lambda: models["text_encoder"](ids),
+             "unet": lambda: models["unet"](d_lat, np.array([999, 999]), d_ctx),
+             "vae": lambda: models["vae"].decode(d_z)}
+    result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": args.model, "size": args.size,
+              "half": args.half, "stages": {}}
+    for stage, fn in calls.items():
+        fn()
+        rt.queue.finish()
+        rt.events.clear()
+        rt.profile = True
+        t0 = time.perf_counter()
+        fn()
+        rt.queue.finish()
+        wall = time.perf_counter() - t0
+        launches = len(rt.events)
+        per_op = rt.kernel_times()
+        rt.profile = False
+        total = sum(per_op.values())
+        print(f"{stage}: wall {wall * 1e3:.1f} ms, kernels {total * 1e3:.1f} ms, {launches} launches")
+        for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):
+            print(f"  {op:20} {s * 1e3:9.2f} ms  {100 * s / total:5.1f}%")
+        result["stages"][stage] = {"wall_ms": wall * 1e3, "kernel_ms": total * 1e3, "launches": launches,
+                                   "ops_ms": {op: s * 1e3 for op, s in per_op.items()}}
+    used = sorted({f"{op}:{v} {k}" for (op, _), (v, k) in rt.policy.choices.items()})
+    print("variants run:\n  " + "\n  ".join(used))
+    result["variants"] = used
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
