@@ -111,7 +111,8 @@ class Policy:
                 if v is not None and v.devices and self.device_type not in v.devices:
                     continue
                 if v is None or v.applies is None or v.applies(args, kwargs or {}):
-                    knobs = entry.get("defaults", {}).get(name, v.knobs if v else {})
+                    defaults = entry.get("defaults", {})   # a half variant shares its base kernel's knobs
+                    knobs = defaults.get(name, defaults.get(name.removesuffix("_half"), v.knobs if v else {}))
                     choice = (name, dict(knobs))
                     break
         self.choices[memo] = choice
