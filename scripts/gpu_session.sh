@@ -26,7 +26,9 @@ for stage in "$@"; do
     profile)  python3 scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
               python3 scripts/profile_step.py --device "$DEV" --half --out "$OUT/profile-half.json" \
                 | tee "$OUT/profile-half.txt" ;;
-    perf)     SDCL_PERF_DB="$OUT/perf-history.sqlite" python3 -m sdcl.cli perf run --device "$DEV" ;;
+    perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);
+              # PERF_ARGS: e.g. "-k test_op" or "--full-size -k 'test_layer or test_e2e'"
+              eval "SDCL_PERF_DB=\"$OUT/perf-history.sqlite\" python3 -m sdcl.cli perf run --device \"$DEV\" ${PERF_ARGS:-}" ;;
     generate) python3 -m sdcl.cli generate "a lighthouse at dusk" --model sd21-base --backend opencl --device "$DEV" \
                 --steps ${STEPS:-20} --quiet -o "$OUT/sd21-opencl.png" ;;
     *)        echo "unknown stage $stage"; exit 2 ;;
