@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 TUNING_DIR = Path(__file__).resolve().parent.parent / "tuning"
+DEVICE_TYPE_KEY = "device_type"    # a database's device type ("CPU", "GPU"), as OpenCL reports it
 
 
 def shape_key(args, kwargs=None) -> str:

@@ -156,6 +156,27 @@ class History:
                      s.get("min"), s.get("max"), json.dumps(b.get("extra_info") or {})))
         return run_id
 
+    def merge(self, other: str | os.PathLike) -> list:
+        """Append every run of another history file (e.g. one brought back from a device machine) as new runs;
+        returns their ids here."""
+        src = History(other)
+        ids = []
+        try:
+            cols = "device, commit_id, commit_time, dirty, branch, date, environment, machine, source"
+            with self.db:
+                for row in src.db.execute(f"SELECT id, {cols} FROM runs ORDER BY date, id").fetchall():
+                    cur = self.db.execute(f"INSERT INTO runs ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row[1:])
+                    ids.append(cur.lastrowid)
+                    self.db.executemany(
+                        "INSERT INTO results (run_id, name, rounds, median, mean, stddev, min, max, extra_info) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(cur.lastrowid, *r) for r in src.db.execute(
+                            "SELECT name, rounds, median, mean, stddev, min, max, extra_info FROM results "
+                            "WHERE run_id = ?", (row[0],))])
+        finally:
+            src.close()
+        return ids
+
     # --- reading -------------------------------------------------------------------------------------------------
     def devices(self) -> list:
         return [r[0] for r in self.db.execute("SELECT DISTINCT device FROM runs ORDER BY device")]

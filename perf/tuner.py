@@ -17,7 +17,7 @@ import numpy as np
 from conformance.check import cast_case, device_args, reference_output, run_case
 from conformance.registry import REGISTRY
 from opencl_impl.runtime import KernelBuildError, Runtime, device_key
-from opencl_impl.selection import call_key, load_db, save_db
+from opencl_impl.selection import DEVICE_TYPE_KEY, call_key, load_db, save_db
 
 
 def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np.float32, reps: int = 5) -> float:
@@ -46,6 +46,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
     if db.get("device") != device_key(rt.device):
         db = {"device": device_key(rt.device), "ops": {}}
     db["device"] = device_key(rt.device)
+    db[DEVICE_TYPE_KEY] = rt.info["type"]
     db["tuned"] = time.strftime("%Y-%m-%d %H:%M:%S")
     rng = random.Random(seed)
     rejected = []
@@ -98,3 +99,25 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
         log(f"  rejected {op} {name} {knobs} at {case}: {why}")
     db["_rejected"] = rejected
     return db
+
+
+def default_db(dbs: list) -> dict:
+    """The database for devices without one (tuning/default.json): no per-shape entries (those are one device's
+    timings), only each variant's knobs, taken from a database of a device of the type the variant is written for
+    (cpu_reg from a CPU, tiled_reg from a GPU; shared variants from the first database listing them). The policy
+    then runs, per shape, the most advanced variant for the device's type at these knobs."""
+    from opencl_impl.selection import DEVICE_TYPE_KEY
+    out = {"device": None, "note": "knobs per variant merged from " + ", ".join(sorted(d.get("device") or "?"
+                                                                                      for d in dbs)), "ops": {}}
+    for op, spec in REGISTRY.items():
+        defaults = {}
+        for v in spec.variants:
+            fitting = [d for d in dbs if not v.devices or d.get(DEVICE_TYPE_KEY) in v.devices]
+            for d in fitting:
+                knobs = d.get("ops", {}).get(op, {}).get("defaults", {}).get(v.name)
+                if knobs is not None:
+                    defaults[v.name] = knobs
+                    break
+        if defaults:
+            out["ops"][op] = {"shapes": {}, "defaults": defaults}
+    return out

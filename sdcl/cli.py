@@ -68,6 +68,12 @@ def _cmd_generate(args) -> int:
         raise ValueError("--dtype float16 runs on the reference backend only: the OpenCL kernels compute in "
                          "float32 or float64")
     weights = _load_weights(args, config)
+    if args.storage == "half":
+        if args.backend == "reference" or args.dtype != "float32":
+            raise ValueError("--storage half stores the OpenCL backend's linear and conv2d weights as float16 beside "
+                             "float32 compute: use it with --backend opencl and --dtype float32")
+        from opencl_impl.storage import half_weights
+        weights = {m: half_weights(ws) for m, ws in weights.items()}
     text_b, unet_b, vae_b = _backends(args)
     pipe = StableDiffusion(config, weights, text_backend=text_b, unet_backend=unet_b, vae_backend=vae_b)
     size = args.size or config.vae.sample_size
@@ -84,9 +90,23 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _write_default_db() -> int:
+    import json
+
+    from opencl_impl.selection import TUNING_DIR
+    from perf.tuner import default_db
+    dbs = [json.loads(p.read_text()) for p in sorted(TUNING_DIR.glob("*.json")) if p.name != "default.json"]
+    path = TUNING_DIR / "default.json"
+    path.write_text(json.dumps(default_db(dbs), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path} from {len(dbs)} device database(s)")
+    return 0
+
+
 def _cmd_tune(args) -> int:
     from opencl_impl.backend import runtime_for
     from perf.tuner import tune
+    if args.write_default:
+        return _write_default_db()
     ops = args.ops.split(",") if args.ops else None
     other = {"sd15": "sd21", "sd21-base": "sd15"}.get(args.model)
 
@@ -153,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", choices=("reference", "opencl"), default="reference")
     g.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="weights and activations in memory (float16: reference backend, computed in float32)")
+    g.add_argument("--storage", choices=("float32", "half"), default="float32",
+                   help="OpenCL backend: half stores the linear and conv2d weights as float16 (half-storage variants, "
+                        "float32 compute)")
     g.add_argument("--device", help="OpenCL device selector (PYOPENCL_CTX syntax), for all stages")
     g.add_argument("--text-device", help="device for the text encoder, if not --device")
     g.add_argument("--vae-device", help="device for the VAE decoder, if not --device")
@@ -172,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ops", help="comma-separated op names (default: every op with variants or knobs)")
     t.add_argument("--max-configs", type=int, default=24, help="knob settings per variant (random sample beyond)")
     t.add_argument("--reps", type=int, default=5)
+    t.add_argument("--write-default", action="store_true",
+                   help="only rebuild tuning/default.json (for devices without a database) from the device databases")
     t.set_defaults(fn=_cmd_tune)
 
     la = sub.add_parser("ladder", help="cumulative per-optimization timings of text encoder, UNet step, VAE decode")
@@ -205,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--keep-json", help="also keep pytest-benchmark's JSON at this path")
     pr.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
     pr.set_defaults(fn=_cmd_perf_run)
-    pi = psub.add_parser("import", help="import pytest-benchmark JSON files (--benchmark-json) into the history")
+    pi = psub.add_parser("import", help="import pytest-benchmark JSON files (--benchmark-json), or merge other history "
+                                           ".sqlite files, into the history")
     pi.add_argument("files", nargs="+")
     pi.add_argument("--db", default=_perf_db())
     pi.add_argument("--commit", help="record this commit id instead of the file's commit_info")

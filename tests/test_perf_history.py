@@ -174,3 +174,22 @@ def test_step_detection():
     k, change = regress.detect_step(flat[:3] + [1.2, 1.22, 1.19])
     assert k == 3 and change == pytest.approx(0.2, abs=0.02)
     assert regress.detect_step([1.0, 1.3, 1.0, 1.3, 1.0, 1.3]) is None  # alternating: segments overlap
+
+
+@needs_device
+def test_merge_appends_another_historys_runs_with_their_rounds(two_runs, tmp_path, capsys):
+    from perf.cli import import_file
+    dst = tmp_path / "merged.sqlite"
+    shutil.copy(two_runs, dst)
+    with History(two_runs) as src:
+        runs = src.runs()
+        want = {r.id: src.results(r.id) for r in runs}
+    assert import_file(str(dst), [str(two_runs)]) == 0
+    assert "merged" in capsys.readouterr().out
+    with History(dst) as h:
+        merged = sorted(h.runs(), key=lambda r: r.id)     # runs() orders by date: the copies sit beside their originals
+        assert len(merged) == 2 * len(runs)
+        for old, new in zip(runs, merged[len(runs):]):
+            assert (new.device, new.commit_id, new.date) == (old.device, old.commit_id, old.date)
+            got = h.results(new.id)
+            assert {n: r.rounds for n, r in got.items()} == {n: r.rounds for n, r in want[old.id].items()}
