@@ -55,10 +55,15 @@ def db_path(info: dict) -> Path:
 
 
 def load_db(info: dict) -> dict:
-    """The device's database, or the default one for unknown devices, or an empty one."""
-    for path in (db_path(info), TUNING_DIR / "default.json"):
-        if path.exists():
-            return json.loads(path.read_text())
+    """The device's database; else the default one for unknown devices (its part for the device's type, or any
+    part); else an empty one."""
+    if db_path(info).exists():
+        return json.loads(db_path(info).read_text())
+    default = TUNING_DIR / "default.json"
+    if default.exists():
+        by_type = json.loads(default.read_text()).get("by_type", {})
+        if by_type:
+            return by_type.get(info.get("type")) or next(iter(by_type.values()))
     return {"device": None, "ops": {}}
 
 

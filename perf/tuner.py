@@ -102,22 +102,18 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
 
 
 def default_db(dbs: list) -> dict:
-    """The database for devices without one (tuning/default.json): no per-shape entries (those are one device's
-    timings), only each variant's knobs, taken from a database of a device of the type the variant is written for
-    (cpu_reg from a CPU, tiled_reg from a GPU; shared variants from the first database listing them). The policy
-    then runs, per shape, the most advanced variant for the device's type at these knobs."""
+    """The database for devices without one (tuning/default.json), per device type ("CPU", "GPU"): no per-shape
+    entries (those are one device's timings), only each variant's knobs as tuned on a device of that type. The
+    policy then runs, per shape, the most advanced variant for the device's type at these knobs."""
     from opencl_impl.selection import DEVICE_TYPE_KEY
-    out = {"device": None, "note": "knobs per variant merged from " + ", ".join(sorted(d.get("device") or "?"
-                                                                                      for d in dbs)), "ops": {}}
-    for op, spec in REGISTRY.items():
-        defaults = {}
-        for v in spec.variants:
-            fitting = [d for d in dbs if not v.devices or d.get(DEVICE_TYPE_KEY) in v.devices]
-            for d in fitting:
-                knobs = d.get("ops", {}).get(op, {}).get("defaults", {}).get(v.name)
-                if knobs is not None:
-                    defaults[v.name] = knobs
-                    break
-        if defaults:
-            out["ops"][op] = {"shapes": {}, "defaults": defaults}
-    return out
+    by_type: dict = {}
+    for d in dbs:
+        t = d.get(DEVICE_TYPE_KEY)
+        if not t:
+            continue
+        ops = by_type.setdefault(t, {"device": None, DEVICE_TYPE_KEY: t, "from": [], "ops": {}})
+        ops["from"].append(d.get("device"))
+        for op, entry in d.get("ops", {}).items():
+            for name, knobs in entry.get("defaults", {}).items():
+                ops["ops"].setdefault(op, {"shapes": {}, "defaults": {}})["defaults"].setdefault(name, knobs)
+    return {"device": None, "by_type": by_type}
