@@ -29,56 +29,7 @@
 #define VEC 1 // elements per vector (vloadn / vstoren): 1, 2, 4, 8 or 16
 #endif
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#if VEC == 1
-#define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
-#else
-#define VREAL CAT(REAL, VEC)
-#define VLOAD(p) CAT(vload, VEC)(0, p)
-#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
-#endif
-
-// (n, mean, m2) += (nb, mean_b, m2_b): Chan et al.'s pairwise merge of two sets of moments.
-void MergeMoments(REAL *n, REAL *mean, REAL *m2, const REAL nb, const REAL mean_b, const REAL m2_b)
-{
-    if (nb == 0) return;
-    const REAL na = *n;
-    const REAL total = na + nb;
-    const REAL d = mean_b - *mean;
-    const REAL f = nb / total;
-    *mean += d * f;                 // na = 0: mean = mean_b exactly (d * 1)
-    *m2 += m2_b + d * d * na * f;
-    *n = total;
-}
-
-// The moments (count, mean, M2) of a work-item's share of the len elements at xs, shared by TP work-items:
-// the vectors of VEC elements t, t + TP, ... (each vector lane runs Welford's update: one read of x), merged lane
-// by lane, then the tail elements (len not a multiple of VEC) nv*VEC + t, nv*VEC + t + TP, ...
-void PartialMoments(const __global REAL *xs, const long len, const int t, const int TP,
-                    REAL *n, REAL *mean, REAL *m2)
-{
-    const long nv = len / VEC;
-    VREAL vmean = 0, vm2 = 0;
-    REAL count = 0;
-    for (long v = t; v < nv; v += TP) {
-        const VREAL xv = VLOAD(xs + v * VEC);
-        count += 1;
-        const VREAL d = xv - vmean;
-        vmean += d / count;
-        vm2 += d * (xv - vmean);
-    }
-    REAL lane_mean[VEC], lane_m2[VEC];
-    VSTORE(vmean, lane_mean);
-    VSTORE(vm2, lane_m2);
-    *n = 0;
-    *mean = 0;
-    *m2 = 0;
-    for (int k = 0; k < VEC; ++k) MergeMoments(n, mean, m2, count, lane_mean[k], lane_m2[k]);
-    for (long e = nv * VEC + t; e < len; e += TP) MergeMoments(n, mean, m2, 1, xs[e], 0);
-}
+#include "moments.h"
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_norm_silu_fused(__global const REAL *x, __global const REAL *weight, __global const REAL *bias,
@@ -94,22 +45,8 @@ void group_norm_silu_fused(__global const REAL *x, __global const REAL *weight, 
     // 1. statistics
     REAL n, mean, m2;
     PartialMoments(x + ng * count, count, lid, WG, &n, &mean, &m2);
-    ln[lid] = n;
-    lmean[lid] = mean;
-    lm2[lid] = m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = WG / 2; s > 0; s >>= 1) {
-        if (lid < s) {
-            REAL a = ln[lid], b = lmean[lid], c = lm2[lid];
-            MergeMoments(&a, &b, &c, ln[lid + s], lmean[lid + s], lm2[lid + s]);
-            ln[lid] = a;
-            lmean[lid] = b;
-            lm2[lid] = c;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    mean = lmean[0];
-    const REAL inv_std = (REAL)1 / sqrt(lm2[0] / (REAL)count + eps);
+    TreeMoments(&n, &mean, &m2, ln, lmean, lm2, lid, WG);
+    const REAL inv_std = (REAL)1 / sqrt(m2 / (REAL)count + eps);
 
     // 2. normalize, affine, SiLU, channel by channel
     const long nv = S / VEC;

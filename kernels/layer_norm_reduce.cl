@@ -31,56 +31,7 @@
 #define VEC 1 // elements per vector (vloadn / vstoren): 1, 2, 4, 8 or 16
 #endif
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#if VEC == 1
-#define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
-#else
-#define VREAL CAT(REAL, VEC)
-#define VLOAD(p) CAT(vload, VEC)(0, p)
-#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
-#endif
-
-// (n, mean, m2) += (nb, mean_b, m2_b): Chan et al.'s pairwise merge of two sets of moments.
-void MergeMoments(REAL *n, REAL *mean, REAL *m2, const REAL nb, const REAL mean_b, const REAL m2_b)
-{
-    if (nb == 0) return;
-    const REAL na = *n;
-    const REAL total = na + nb;
-    const REAL d = mean_b - *mean;
-    const REAL f = nb / total;
-    *mean += d * f;                 // na = 0: mean = mean_b exactly (d * 1)
-    *m2 += m2_b + d * d * na * f;
-    *n = total;
-}
-
-// The moments (count, mean, M2) of a work-item's share of the len elements at xs, shared by TP work-items:
-// the vectors of VEC elements t, t + TP, ... (each vector lane runs Welford's update: one read of x), merged lane
-// by lane, then the tail elements (len not a multiple of VEC) nv*VEC + t, nv*VEC + t + TP, ...
-void PartialMoments(const __global REAL *xs, const long len, const int t, const int TP,
-                    REAL *n, REAL *mean, REAL *m2)
-{
-    const long nv = len / VEC;
-    VREAL vmean = 0, vm2 = 0;
-    REAL count = 0;
-    for (long v = t; v < nv; v += TP) {
-        const VREAL xv = VLOAD(xs + v * VEC);
-        count += 1;
-        const VREAL d = xv - vmean;
-        vmean += d / count;
-        vm2 += d * (xv - vmean);
-    }
-    REAL lane_mean[VEC], lane_m2[VEC];
-    VSTORE(vmean, lane_mean);
-    VSTORE(vm2, lane_m2);
-    *n = 0;
-    *mean = 0;
-    *m2 = 0;
-    for (int k = 0; k < VEC; ++k) MergeMoments(n, mean, m2, count, lane_mean[k], lane_m2[k]);
-    for (long e = nv * VEC + t; e < len; e += TP) MergeMoments(n, mean, m2, 1, xs[e], 0);
-}
+#include "moments.h"
 
 __kernel __attribute__((reqd_work_group_size(TPR, RPW, 1)))
 void layer_norm_reduce(__global const REAL *x, __global const REAL *weight, __global const REAL *bias,
@@ -96,22 +47,8 @@ void layer_norm_reduce(__global const REAL *x, __global const REAL *weight, __gl
 
     REAL n, mean, m2;
     PartialMoments(xr, len, t, TPR, &n, &mean, &m2);
-    ln[rl][t] = n;
-    lmean[rl][t] = mean;
-    lm2[rl][t] = m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = TPR / 2; s > 0; s >>= 1) {
-        if (t < s) {
-            REAL a = ln[rl][t], b = lmean[rl][t], c = lm2[rl][t];
-            MergeMoments(&a, &b, &c, ln[rl][t + s], lmean[rl][t + s], lm2[rl][t + s]);
-            ln[rl][t] = a;
-            lmean[rl][t] = b;
-            lm2[rl][t] = c;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    mean = lmean[rl][0];
-    const REAL inv_std = (REAL)1 / sqrt(lm2[rl][0] / (REAL)D + eps);
+    TreeMoments(&n, &mean, &m2, ln[rl], lmean[rl], lm2[rl], t, TPR);
+    const REAL inv_std = (REAL)1 / sqrt(m2 / (REAL)D + eps);
 
     const int nv = len / VEC;
     for (int v = t; v < nv; v += TPR) {

@@ -9,8 +9,8 @@ first device.
 from __future__ import annotations
 
 import ctypes.util
-import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,7 +184,7 @@ class Runtime:
         key = (file, tuple(options))
         prg = self.programs.get(key)
         if prg is None:
-            source = (KERNEL_DIR / file).read_text()
+            source = kernel_source(file)
             try:
                 # pyopencl's binary cache keys on the source, the options and the device.
                 prg = cl.Program(self.context, source).build(options=options, cache_dir=str(cache_dir()))
@@ -266,5 +266,10 @@ def runtime_of(a: "cla.Array") -> Runtime:
         raise DeviceError("array does not belong to an sdcl Runtime; create arrays with Runtime.to_device") from None
 
 
-def source_digest(file: str) -> str:
-    return hashlib.sha256((KERNEL_DIR / file).read_bytes()).hexdigest()[:12]
+_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.M)
+
+
+def kernel_source(file: str) -> str:
+    """kernels/<file> with each `#include "x.h"` line replaced by kernels/x.h (headers include nothing further): the
+    text that is built, so pyopencl's binary cache, keyed on it, sees a header's changes too."""
+    return _INCLUDE.sub(lambda m: (KERNEL_DIR / m.group(1)).read_text(), (KERNEL_DIR / file).read_text())

@@ -4,7 +4,7 @@ a kernel that does not build, the -D options and the program cache."""
 import numpy as np
 import pytest
 
-pytest.importorskip("pyopencl")
+cl = pytest.importorskip("pyopencl")
 
 from opencl_impl import runtime  # noqa: E402
 from opencl_impl.runtime import DeviceError, KernelBuildError, build_options, select_device  # noqa: E402
@@ -62,3 +62,17 @@ def test_programs_are_cached_per_file_and_options(tmp_path):
     a = rt.program(str(src), {"WG": 2})
     assert rt.program(str(src), {"WG": 2}) is a
     assert rt.program(str(src), {"WG": 3}) is not a
+
+
+def test_included_headers_are_built_and_their_changes_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "KERNEL_DIR", tmp_path)
+    (tmp_path / "k.cl").write_text('#include "two.h"\n'
+                                   "__kernel void k_naive(__global float *y) { y[get_global_id(0)] = TWO; }\n")
+    out = np.zeros(4, np.float32)
+    for value in (2, 5):   # the header changes between two runtimes: the (disk-cached) binary must follow it
+        (tmp_path / "two.h").write_text(f"#define TWO {value}.0f\n")
+        rt = runtime.Runtime(runtime.default_device())
+        buf = cl.Buffer(rt.context, cl.mem_flags.WRITE_ONLY, out.nbytes)
+        rt.program("k.cl").k_naive(rt.queue, (4,), None, buf)
+        cl.enqueue_copy(rt.queue, out, buf)
+        assert (out == value).all()

@@ -1,0 +1,80 @@
+// moments.h: the statistics of the norm kernels (group_norm_reduce.cl, group_norm_silu.cl, layer_norm_reduce.cl),
+// pasted in place of their `#include "moments.h"` line by the runtime (opencl_impl/runtime.py kernel_source).
+// Needs REAL and VEC defined before the include. Moments, not sum and sum of squares: see group_norm_reduce.cl.
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if VEC == 1
+#define VREAL REAL
+#define VLOAD(p) (*(p))
+#define VSTORE(v, p) (*(p) = (v))
+#else
+#define VREAL CAT(REAL, VEC)
+#define VLOAD(p) CAT(vload, VEC)(0, p)
+#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
+#endif
+
+// (n, mean, m2) += (nb, mean_b, m2_b): Chan et al.'s pairwise merge of two sets of moments.
+void MergeMoments(REAL *n, REAL *mean, REAL *m2, const REAL nb, const REAL mean_b, const REAL m2_b)
+{
+    if (nb == 0) return;
+    const REAL na = *n;
+    const REAL total = na + nb;
+    const REAL d = mean_b - *mean;
+    const REAL f = nb / total;
+    *mean += d * f;                 // na = 0: mean = mean_b exactly (d * 1)
+    *m2 += m2_b + d * d * na * f;
+    *n = total;
+}
+
+// The moments (count, mean, M2) of a work-item's share of the len elements at xs, shared by TP work-items:
+// the vectors of VEC elements t, t + TP, ... (each vector lane runs Welford's update: one read of x), merged lane
+// by lane, then the tail elements (len not a multiple of VEC) nv*VEC + t, nv*VEC + t + TP, ...
+void PartialMoments(const __global REAL *xs, const long len, const int t, const int TP,
+                    REAL *n, REAL *mean, REAL *m2)
+{
+    const long nv = len / VEC;
+    VREAL vmean = 0, vm2 = 0;
+    REAL count = 0;
+    for (long v = t; v < nv; v += TP) {
+        const VREAL xv = VLOAD(xs + v * VEC);
+        count += 1;
+        const VREAL d = xv - vmean;
+        vmean += d / count;
+        vm2 += d * (xv - vmean);
+    }
+    REAL lane_mean[VEC], lane_m2[VEC];
+    VSTORE(vmean, lane_mean);
+    VSTORE(vm2, lane_m2);
+    *n = 0;
+    *mean = 0;
+    *m2 = 0;
+    for (int k = 0; k < VEC; ++k) MergeMoments(n, mean, m2, count, lane_mean[k], lane_m2[k]);
+    for (long e = nv * VEC + t; e < len; e += TP) MergeMoments(n, mean, m2, 1, xs[e], 0);
+}
+
+// The moments of TP work-items t = 0 .. TP-1 (TP a power of two), each holding its own in (n, mean, m2), merged as
+// a tree in the local arrays ln, lmean, lm2 (TP elements each) and returned to every one of them. Every work-item of
+// the work-group calls it (it has barriers); several groups of TP work-items may each pass their own arrays. Ends
+// with a barrier, so that the arrays may be reused at once.
+void TreeMoments(REAL *n, REAL *mean, REAL *m2, __local REAL *ln, __local REAL *lmean, __local REAL *lm2,
+                 const int t, const int TP)
+{
+    ln[t] = *n;
+    lmean[t] = *mean;
+    lm2[t] = *m2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = TP / 2; s > 0; s >>= 1) {
+        if (t < s) {
+            REAL a = ln[t], b = lmean[t], c = lm2[t];
+            MergeMoments(&a, &b, &c, ln[t + s], lmean[t + s], lm2[t + s]);
+            ln[t] = a;
+            lmean[t] = b;
+            lm2[t] = c;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    *n = ln[0];
+    *mean = lmean[0];
+    *m2 = lm2[0];
+    barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read [0] before a next call overwrites it
+}
