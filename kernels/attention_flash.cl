@@ -47,41 +47,11 @@
 #define CD ((HEAD_DIM + WL * VEC - 1) / (WL * VEC))    // output column vectors per work-item
 #define DP (CD * WL * VEC)                             // the head dimension padded (zeros in the V tile)
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
+#include "vec.h"
 #if VEC == 1
-#define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
-#define HSUM(v) (v)
-#define HMAX(v) (v)
-#define IOTA ((REAL)0)
 #define MASK(t, j, seen) ((j) >= (seen) ? (REAL)(-INFINITY) : (t))
 #else
-#define VREAL CAT(REAL, VEC)
-#define VLOAD(p) CAT(vload, VEC)(0, p)
-#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
-#define HSUM(v) CAT(HSum, VEC)(v)
-#define HMAX(v) CAT(HMax, VEC)(v)
 #define MASK(t, j, seen) select((t), (VREAL)(-INFINITY), isgreaterequal((j), (seen)))
-#if VEC == 2                        // IOTA: the lane numbers 0, 1, ..., VEC - 1
-#define IOTA ((VREAL)(0, 1))
-#elif VEC == 4
-#define IOTA ((VREAL)(0, 1, 2, 3))
-#elif VEC == 8
-#define IOTA ((VREAL)(0, 1, 2, 3, 4, 5, 6, 7))
-#else
-#define IOTA ((VREAL)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-#endif
-// horizontal sum and max of a vector, halving it
-REAL HSum2(CAT(REAL, 2) v) { return v.x + v.y; }
-REAL HSum4(CAT(REAL, 4) v) { return HSum2(v.lo + v.hi); }
-REAL HSum8(CAT(REAL, 8) v) { return HSum4(v.lo + v.hi); }
-REAL HSum16(CAT(REAL, 16) v) { return HSum8(v.lo + v.hi); }
-REAL HMax2(CAT(REAL, 2) v) { return fmax(v.x, v.y); }
-REAL HMax4(CAT(REAL, 4) v) { return HMax2(fmax(v.lo, v.hi)); }
-REAL HMax8(CAT(REAL, 8) v) { return HMax4(fmax(v.lo, v.hi)); }
-REAL HMax16(CAT(REAL, 16) v) { return HMax8(fmax(v.lo, v.hi)); }
 #endif
 
 __kernel __attribute__((reqd_work_group_size(WL, WQ, 1)))

@@ -17,17 +17,7 @@
 #define WG 64 // work-items per work-group along a row
 #endif
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#if VEC == 1
-#define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
-#else
-#define VREAL CAT(REAL, VEC)
-#define VLOAD(p) CAT(vload, VEC)(0, p)
-#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
-#endif
+#include "vec.h"
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void geglu_fused(__global const REAL *x, __global REAL *y, const long F)

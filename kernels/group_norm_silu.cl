@@ -29,6 +29,7 @@
 #define VEC 1 // elements per vector (vloadn / vstoren): 1, 2, 4, 8 or 16
 #endif
 
+#include "vec.h"
 #include "moments.h"
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))

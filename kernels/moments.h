@@ -1,17 +1,7 @@
 // moments.h: the statistics of the norm kernels (group_norm_reduce.cl, group_norm_silu.cl, layer_norm_reduce.cl),
 // pasted in place of their `#include "moments.h"` line by the runtime (opencl_impl/runtime.py kernel_source).
-// Needs REAL and VEC defined before the include. Moments, not sum and sum of squares: see group_norm_reduce.cl.
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#if VEC == 1
-#define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
-#else
-#define VREAL CAT(REAL, VEC)
-#define VLOAD(p) CAT(vload, VEC)(0, p)
-#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
-#endif
+// Needs REAL and VEC defined and vec.h included before it. Moments, not sum and sum of squares: see
+// group_norm_reduce.cl.
 
 // (n, mean, m2) += (nb, mean_b, m2_b): Chan et al.'s pairwise merge of two sets of moments.
 void MergeMoments(REAL *n, REAL *mean, REAL *m2, const REAL nb, const REAL mean_b, const REAL m2_b)

@@ -27,32 +27,7 @@
 #endif
 #define LPW (WG / TPL) // lines per work-group
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#if VEC == 1
-#define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
-#define HSUM(v) (v)
-#define HMAX(v) (v)
-#else
-#define VREAL CAT(REAL, VEC)
-#define VLOAD(p) CAT(vload, VEC)(0, p)
-#define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
-#define HSUM(v) CAT(HSum, VEC)(v)
-#define HMAX(v) CAT(HMax, VEC)(v)
-#endif
-#if VEC > 1
-// horizontal sum and max of a vector, halving it
-REAL HSum2(CAT(REAL, 2) v) { return v.x + v.y; }
-REAL HSum4(CAT(REAL, 4) v) { return HSum2(v.lo + v.hi); }
-REAL HSum8(CAT(REAL, 8) v) { return HSum4(v.lo + v.hi); }
-REAL HSum16(CAT(REAL, 16) v) { return HSum8(v.lo + v.hi); }
-REAL HMax2(CAT(REAL, 2) v) { return fmax(v.x, v.y); }
-REAL HMax4(CAT(REAL, 4) v) { return HMax2(fmax(v.lo, v.hi)); }
-REAL HMax8(CAT(REAL, 8) v) { return HMax4(fmax(v.lo, v.hi)); }
-REAL HMax16(CAT(REAL, 16) v) { return HMax8(fmax(v.lo, v.hi)); }
-#endif
+#include "vec.h"
 
 __kernel __attribute__((reqd_work_group_size(TPL, LPW, 1)))
 void softmax_reduce(__global const REAL *x, __global REAL *y, const long lines, const int L, const long INNER)
