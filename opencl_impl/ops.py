@@ -63,11 +63,17 @@ def _dispatch(op: str, *args, **kwargs):
 
 
 def _check_storage(op: str, name: str, args) -> None:
-    """Only the half-storage variants (named *_half) read float16 arrays; any other would misread them."""
-    if has_half(args) and not name.endswith("_half"):
+    """Only the half-storage variants (the registry's Variant.half_args) read float16 arrays; any other would
+    misread them."""
+    if not has_half(args):
+        return
+    from conformance.registry import REGISTRY
+    spec = REGISTRY.get(op)
+    half_variants = [v.name for v in spec.variants if v.half_args] if spec else []
+    if name not in half_variants:
         halves = [f"{a.dtype}{a.shape}" for a in args if getattr(a, "dtype", None) == np.float16]
         raise ValueError(f"{op}: variant {name!r} reads float32/float64 arrays, got half-stored {', '.join(halves)}; "
-                         f"the half-storage variants are {[n for n in VARIANTS[op] if n.endswith('_half')]}")
+                         f"the half-storage variants are {half_variants}")
 
 
 def rt_choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:

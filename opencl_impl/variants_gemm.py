@@ -148,71 +148,16 @@ def _linear(rt: Runtime, technique: str, knobs: dict, x, weight, bias=None, half
     return y
 
 
-@variant("matmul", "tiled")
-def _matmul_tiled(rt, knobs, a, b):
-    return _matmul(rt, "tiled", knobs, a, b)
+def _launcher(layout, technique: str, **fixed):
+    """The registered launcher of one (op, technique): the op's layout function at that technique."""
+    def launch(rt, knobs, *args, **kwargs):
+        return layout(rt, technique, knobs, *args, **kwargs, **fixed)
+    launch.__name__ = f"{layout.__name__}_{technique}"
+    return launch
 
 
-@variant("matmul", "tiled_reg")
-def _matmul_tiled_reg(rt, knobs, a, b):
-    return _matmul(rt, "tiled_reg", knobs, a, b)
-
-
-@variant("matmul", "cpu_reg")
-def _matmul_cpu_reg(rt, knobs, a, b):
-    return _matmul(rt, "cpu_reg", knobs, a, b)
-
-
-@variant("matmul", "mma_tf32")
-def _matmul_mma_tf32(rt, knobs, a, b):
-    return _matmul(rt, "mma_tf32", knobs, a, b)
-
-
-@variant("batched_matmul", "tiled")
-def _batched_matmul_tiled(rt, knobs, a, b):
-    return _batched_matmul(rt, "tiled", knobs, a, b)
-
-
-@variant("batched_matmul", "tiled_reg")
-def _batched_matmul_tiled_reg(rt, knobs, a, b):
-    return _batched_matmul(rt, "tiled_reg", knobs, a, b)
-
-
-@variant("batched_matmul", "cpu_reg")
-def _batched_matmul_cpu_reg(rt, knobs, a, b):
-    return _batched_matmul(rt, "cpu_reg", knobs, a, b)
-
-
-@variant("batched_matmul", "mma_tf32")
-def _batched_matmul_mma_tf32(rt, knobs, a, b):
-    return _batched_matmul(rt, "mma_tf32", knobs, a, b)
-
-
-@variant("linear", "tiled")
-def _linear_tiled(rt, knobs, x, weight, bias=None):
-    return _linear(rt, "tiled", knobs, x, weight, bias)
-
-
-@variant("linear", "tiled_reg")
-def _linear_tiled_reg(rt, knobs, x, weight, bias=None):
-    return _linear(rt, "tiled_reg", knobs, x, weight, bias)
-
-
-@variant("linear", "cpu_reg")
-def _linear_cpu_reg(rt, knobs, x, weight, bias=None):
-    return _linear(rt, "cpu_reg", knobs, x, weight, bias)
-
-
-@variant("linear", "mma_tf32")
-def _linear_mma_tf32(rt, knobs, x, weight, bias=None):
-    return _linear(rt, "mma_tf32", knobs, x, weight, bias)
-
-
-@variant("linear", "tiled_reg_half")
-def _linear_tiled_reg_half(rt, knobs, x, weight, bias=None):
-    return _linear(rt, "tiled_reg", knobs, x, weight, bias, half=True)
-
-
-@variant("linear", "cpu_reg_half")
-def _linear_cpu_reg_half(rt, knobs, x, weight, bias=None):
-    return _linear(rt, "cpu_reg", knobs, x, weight, bias, half=True)
+for _technique in _DEFAULTS:
+    for _op, _layout in (("matmul", _matmul), ("batched_matmul", _batched_matmul), ("linear", _linear)):
+        variant(_op, _technique)(_launcher(_layout, _technique))
+for _technique in ("tiled_reg", "cpu_reg"):   # half storage of linear's weight
+    variant("linear", f"{_technique}_half")(_launcher(_linear, _technique, half=True))
