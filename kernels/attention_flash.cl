@@ -48,6 +48,7 @@
 #define DP (CD * WL * VEC)                             // the head dimension padded (zeros in the V tile)
 
 #include "vec.h"
+#include "attention_pv.h"
 #if VEC == 1
 #define MASK(t, j, seen) ((j) >= (seen) ? (REAL)(-INFINITY) : (t))
 #else
@@ -184,17 +185,7 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
             #pragma unroll
             for (int e = 0; e < CD; ++e) acc[r][e] *= alpha[r];
         }
-        for (int j = 0; j < BK; ++j) {
-            VREAL vj[CD];
-            #pragma unroll
-            for (int e = 0; e < CD; ++e) vj[e] = VLOAD(Vs + j * DP + (lane + WL * e) * VEC);
-            #pragma unroll
-            for (int r = 0; r < RQ; ++r) {
-                const REAL p = Ps[(w + WQ * r) * BK + j];
-                #pragma unroll
-                for (int e = 0; e < CD; ++e) acc[r][e] += p * vj[e];
-            }
-        }
+        AccumulatePV(acc, Ps, Vs, w, lane);
         barrier(CLK_LOCAL_MEM_FENCE);   // the tiles are read before the next iteration overwrites them
     }
 
@@ -204,16 +195,6 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
         if (i >= Lq) continue;
         __global REAL *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
         #pragma unroll
-        for (int e = 0; e < CD; ++e) {
-            const int d0 = (lane + WL * e) * VEC;
-            const VREAL out = acc[r][e] / l[r];
-            if (d0 + VEC <= HEAD_DIM) {
-                VSTORE(out, oi + d0);
-            } else {
-                REAL t[VEC];
-                VSTORE(out, t);
-                for (int x = 0; x < VEC && d0 + x < HEAD_DIM; ++x) oi[d0 + x] = t[x];
-            }
-        }
+        for (int e = 0; e < CD; ++e) StoreHeadVector(oi, acc[r][e] / l[r], (lane + WL * e) * VEC);
     }
 }

@@ -53,6 +53,7 @@
 #define DP (CD * WL * VEC)                             // pv: the head dimension padded (zeros in the V tile)
 
 #include "vec.h"
+#include "attention_pv.h"
 #if VEC == 1
 #define ZERO_FROM(p, j, seen) ((j) >= (seen) ? (REAL)0 : (p))
 #else
@@ -168,17 +169,7 @@ void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *sta
             VSTORE(vv, Vs + j * DP + d0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int j = 0; j < BK; ++j) {
-            VREAL vj[CD];
-            #pragma unroll
-            for (int e = 0; e < CD; ++e) vj[e] = VLOAD(Vs + j * DP + (lane + WL * e) * VEC);
-            #pragma unroll
-            for (int r = 0; r < RQ; ++r) {
-                const REAL p = Ps[(w + WQ * r) * BK + j];
-                #pragma unroll
-                for (int e = 0; e < CD; ++e) acc[r][e] += p * vj[e];
-            }
-        }
+        AccumulatePV(acc, Ps, Vs, w, lane);
         barrier(CLK_LOCAL_MEM_FENCE);   // the tiles are read before the next iteration overwrites them
     }
 
@@ -189,16 +180,6 @@ void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *sta
         const REAL l = mb[i * 2 + 1];
         __global REAL *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
         #pragma unroll
-        for (int e = 0; e < CD; ++e) {
-            const int d0 = (lane + WL * e) * VEC;
-            const VREAL out = acc[r][e] / l;
-            if (d0 + VEC <= HEAD_DIM) {
-                VSTORE(out, oi + d0);
-            } else {
-                REAL t[VEC];
-                VSTORE(out, t);
-                for (int x = 0; x < VEC && d0 + x < HEAD_DIM; ++x) oi[d0 + x] = t[x];
-            }
-        }
+        for (int e = 0; e < CD; ++e) StoreHeadVector(oi, acc[r][e] / l, (lane + WL * e) * VEC);
     }
 }
