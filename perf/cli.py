@@ -51,7 +51,7 @@ def import_file(db: str, files: list, commit: str | None = None) -> int:
     from perf.history import History
     with History(db) as h:
         for f in files:
-            if str(f).endswith((".sqlite", ".db")):    # another history: all its runs
+            if str(f).endswith((".sqlite", ".db", ".sqlite.gz")):    # another history: all its runs
                 ids = h.merge(f)
                 print(f"merged {f}: {len(ids)} run(s) ({ids[0] if ids else '-'}..{ids[-1] if ids else '-'}) into {db}")
                 continue

@@ -14,9 +14,11 @@ The default file is `perf-history.sqlite` in the working directory, or the path 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +159,13 @@ class History:
         return run_id
 
     def merge(self, other: str | os.PathLike) -> list:
-        """Append every run of another history file (e.g. one brought back from a device machine) as new runs;
-        returns their ids here."""
+        """Append every run of another history file (e.g. one brought back from a device machine; gzipped as
+        *.gz, the way docs/results keeps them) as new runs; returns their ids here."""
+        if str(other).endswith(".gz"):
+            with tempfile.TemporaryDirectory(prefix="sdcl-history-") as tmp:
+                plain = Path(tmp) / "history.sqlite"
+                plain.write_bytes(gzip.decompress(Path(other).read_bytes()))
+                return self.merge(plain)
         src = History(other)
         ids = []
         try:
