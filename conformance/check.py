@@ -56,7 +56,7 @@ def device_args(rt: Runtime, spec: OpSpec, variant: str, case: Case) -> tuple:
     """(args, kwargs) of a case on the device, the variant's half_args stored in half (as a model stored in half
     passes them)."""
     from opencl_impl.ops import to_half
-    half = spec.variant(variant).half_args
+    half = next((v.half_args for v in spec.variants if v.name == variant), ())   # () for an undeclared launcher
     args = [_to_device(rt, a) for a in case.args]
     args = [to_half(a) if i in half and a is not None else a for i, a in enumerate(args)]
     return args, {k: _to_device(rt, v) for k, v in case.kwargs.items()}
