@@ -403,7 +403,12 @@ MAX_HEAD_DIM = 160
 
 
 def attention_local_bytes(variant: str, k: dict, d: int, itemsize: int = 4) -> int:
-    """Local memory of attention_flash.cl / attention_softmax_fused.cl's pv kernel for tile knobs k, head dim d."""
+    """Local memory of attention_flash.cl / attention_flash_reg.cl / attention_softmax_fused.cl's pv kernel for tile
+    knobs k, head dim d."""
+    if variant == "flash_reg":      # Q and P tiles (row stride BQ + 4), K tile (BK + 1), V tile, partial max and sum
+        dp = -(-d // k["WL"]) * k["WL"]
+        return (d * (k["BQ"] + 4) + k["BK"] * (k["BQ"] + 4) + d * (k["BK"] + 1) + k["BK"] * dp
+                + 2 * k["BQ"] * k["WL"]) * itemsize
     dp = -(-d // (k["WL"] * k["VEC"])) * k["WL"] * k["VEC"]     # D padded to a multiple of WL*VEC (the V tile)
     words = k["BK"] * dp + k["BQ"] * k["BK"]                    # V tile, P tile
     if variant == "flash":
@@ -419,6 +424,15 @@ def _tiles_fit(variant: str):
                 and attention_local_bytes(variant, k, MAX_HEAD_DIM) <= info.get("local_mem_kib", 32) * 1024
                 and k.get("TPR", 1) <= k.get("WG", 1) <= info.get("max_work_group_size", 256))
     return fits
+
+
+def _flash_reg_fits(k: dict, info: dict) -> bool:
+    """flash_reg keeps the query tile in local memory, so no useful tile fits at D = 160: its settings are admitted
+    at SD 2.x's head dim (64); at larger D the launcher halves BK, then BQ, until they fit (_tile_knobs)."""
+    wg = k["WL"] * k["BQ"] // k["RQ"]
+    return (k["BK"] % k["WL"] == 0 and k["BQ"] % k["RQ"] == 0 and k["RQ"] % 4 == 0
+            and 32 <= wg <= info.get("max_work_group_size", 256)
+            and attention_local_bytes("flash_reg", k, 64) <= info.get("local_mem_kib", 32) * 1024)
 
 
 def _head_dim_at_most_max(args, kwargs) -> bool:
@@ -442,6 +456,11 @@ _ATTENTION_VARIANTS = (
     # flash (attention_flash.cl): the same tiles, the online softmax in the work-group, no S in global memory
     Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
             applies=_head_dim_at_most_max),
+    # flash_reg (attention_flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query
+    # rows x BK/WL keys of the scores and RQ rows x D/WL columns of the output in registers
+    Variant("flash_reg", {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8},
+            space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,
+            applies=_head_dim_at_most_max, devices=("GPU",)),
 )
 
 

@@ -82,7 +82,8 @@ class Policy:
         self.registry = REGISTRY
         self.db = db or {"ops": {}}
         self.allowed = allowed
-        self.device_type = (info or {}).get("type")
+        self.info = info or {}
+        self.device_type = self.info.get("type")
         self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
 
     def _candidates(self, op: str, half: bool = False) -> list:
@@ -116,6 +117,8 @@ class Policy:
                 v = spec.variant(name) if spec else None
                 if v is not None and v.devices and self.device_type not in v.devices:
                     continue
+                if v is not None and self.info and not all(self.info.get(f) for f in v.needs):
+                    continue    # a feature this device lacks (e.g. NVIDIA PTX for mma_tf32)
                 if v is None or v.applies is None or v.applies(args, kwargs or {}):
                     defaults = entry.get("defaults", {})   # a half variant shares its base kernel's knobs
                     knobs = defaults.get(name, defaults.get(name.removesuffix("_half"), v.knobs if v else {}))

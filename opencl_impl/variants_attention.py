@@ -1,6 +1,7 @@
 """Variants of attention: `gemm` (scores by the GEMM, softmax, P V by the GEMM), `softmax_fused` (scores by the
-GEMM, the softmax's normalization fused into the P V product) and `flash` (FlashAttention: key tiles, online
-softmax, no score matrix in global memory).
+GEMM, the softmax's normalization fused into the P V product), `flash` (FlashAttention: key tiles, online
+softmax, no score matrix in global memory) and `flash_reg` (the same, for GPUs, with the query tile in local memory
+and both products register-blocked).
 
 Launchers register themselves with `@variant("attention", name)` (imported at the end of opencl_impl/ops.py);
 their knobs and tuning spaces are the registry's attention row (conformance/ops_linalg.py). The head dimension D is
@@ -19,6 +20,7 @@ from opencl_impl.runtime import DeviceError, Runtime
 
 TILE_KNOBS = {"BQ": 32, "BK": 32, "WL": 1, "RQ": 4, "VEC": 16}   # the tiled kernels' defaults (registry row)
 STATS_KNOBS = {"WG": 64, "TPR": 1, "VEC": 16}                    # softmax_fused's row statistics
+FLASH_REG_KNOBS = {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8}         # flash_reg's defaults (registry row)
 
 
 def _geometry(q, k, heads):
@@ -37,16 +39,17 @@ def _heads_first(x, b: int, length: int, heads: int, d: int, transpose: bool = F
     return y.reshape((b * heads,) + y.shape[2:])
 
 
-def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str) -> dict:
+def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str, defaults: dict = TILE_KNOBS) -> dict:
     """The tile knobs and HEAD_DIM for a call, after checking that the tiles fit the device's local memory."""
-    tile = {n: int(knobs.get(n, TILE_KNOBS[n])) for n in TILE_KNOBS}
+    tile = {n: int(knobs.get(n, defaults[n])) for n in defaults}
+    keys = tile["WL"] * tile.get("VEC", 1)      # the key tile is a multiple of this
     from conformance.ops_linalg import attention_local_bytes  # lazy: the registry imports these launchers
     need = attention_local_bytes(which, tile, d, np.dtype(dtype).itemsize)
     # Tiles are a speed knob, not a semantic one: where the tuned or default tiles do not fit this head dim and
     # dtype (e.g. D = 80 in float64 on a 48 KiB device), halve the key tile, then the query tile, as far as the
     # kernel's divisibility rules allow, before giving up.
     while need > rt.device.local_mem_size:
-        if tile["BK"] // 2 >= tile["WL"] * tile["VEC"] and (tile["BK"] // 2) % (tile["WL"] * tile["VEC"]) == 0:
+        if tile["BK"] // 2 >= keys and (tile["BK"] // 2) % keys == 0:
             tile["BK"] //= 2
         elif tile["BQ"] // 2 >= tile["RQ"] and (tile["BQ"] // 2) % tile["RQ"] == 0:
             tile["BQ"] //= 2
@@ -117,6 +120,22 @@ def _attention_flash(rt: Runtime, knobs: dict, q, k, v, heads, causal=False, sca
         return o
     tile = _tile_knobs(rt, knobs, d, q.dtype, "flash")
     knl = rt.kernel("attention_flash.cl", "attention_flash", tile, q.dtype)
+    rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
+              _buf(rt, q), _buf(rt, k), _buf(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
+              _real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
+    return o
+
+
+# -------------------------------------------------------------------------------------------------- flash_reg
+
+@variant("attention", "flash_reg")
+def _attention_flash_reg(rt: Runtime, knobs: dict, q, k, v, heads, causal=False, scale=None):
+    b, lq, lk, d = _geometry(q, k, heads)
+    o = rt.empty(q.shape, q.dtype)
+    if not o.size:
+        return o
+    tile = _tile_knobs(rt, knobs, d, q.dtype, "flash_reg", FLASH_REG_KNOBS)
+    knl = rt.kernel("attention_flash_reg.cl", "attention_flash_reg", tile, q.dtype)
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               _buf(rt, q), _buf(rt, k), _buf(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
               _real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))

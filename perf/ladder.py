@@ -30,7 +30,8 @@ RUNGS = [
     ("+ fused GroupNorm", {"group_norm_silu": ["fused"]}),
     ("+ fused GELU", {"geglu": ["fused"]}),
     ("+ partially fused softmax", {"attention": ["softmax_fused"]}),
-    ("+ FlashAttention", {"attention": ["flash"]}),
+    ("+ FlashAttention", {"attention": ["flash", "flash_reg"]}),
+    ("+ tensor-core GEMM (3xTF32)", {"matmul": ["mma_tf32"], "batched_matmul": ["mma_tf32"], "linear": ["mma_tf32"]}),
     ("+ half storage", {"linear": ["tiled_reg_half", "cpu_reg_half"], "conv2d": ["im2col_half"], "*": ["half"]}),
     ("+ streaming", {"*": ["streaming"]}),
 ]
@@ -44,6 +45,17 @@ def allowed_through(i: int) -> dict:
             if op != "*":
                 allowed.setdefault(op, ["naive"]).extend(names)
     return allowed
+
+
+def _for_device(i: int, info: dict) -> bool:
+    """Whether some variant row i introduces can run on this device (type and features): the tensor-core row needs
+    NVIDIA PTX, so on other devices it is not measured."""
+    from conformance.registry import REGISTRY
+    _, ops = RUNGS[i]
+    named = [REGISTRY[op].variant(n) for op, names in ops.items() if op != "*" and op in REGISTRY
+             for n in names if any(v.name == n for v in REGISTRY[op].variants)]
+    return not named or any((not v.devices or info.get("type") in v.devices) and all(info.get(f) for f in v.needs)
+                            for v in named)
 
 
 def _registered(i: int) -> bool:
@@ -111,6 +123,10 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
         if rows_wanted is not None and i not in rows_wanted:
             continue
         row = {"row": name, "registered": _registered(i)}
+        if not _for_device(i, rt.info):
+            rows.append({**row, "not_for_device": True})
+            log(f"  {name:28} not measured: its variants do not run on this device")
+            continue
         rt.policy = Policy(db, allowed_through(i), info=rt.info)
         if modes_through(i) != mode:
             mode = modes_through(i)
@@ -197,6 +213,8 @@ def to_markdown(result: dict) -> str:
             v = r.get(k)
             return f"{v:,.1f}" if isinstance(v, (int, float)) else "-"
         note = "" if r.get("registered", True) else "no new variant registered: same as the row above"
+        if r.get("not_for_device"):
+            note = "its variants do not run on this device: not measured"
         lines.append(f"| {r['row']} | {f('text_encoder_ms')} | {f('unet_ms')} | {f('vae_ms')} | "
                      f"{f('peak_device_mib')} | {note} |")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from conformance.check import cast_case, device_args, reference_output, run_case
-from conformance.registry import REGISTRY
+from conformance.registry import REGISTRY, Case
 from opencl_impl.runtime import KernelBuildError, Runtime, device_key
 from opencl_impl.selection import DEVICE_TYPE_KEY, call_key, load_db, save_db
 
@@ -39,9 +39,76 @@ def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np
     return statistics.median(times)
 
 
+def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
+    """op -> Cases of the shapes that one text-encoder pass (batch 2), one UNet step (batch 2, CFG) and one VAE
+    decode of `model` at size x size send to each op on this device, under its current database: e.g. the GEMMs
+    that the conv variants run (im2col's chunks, Winograd's batched products), which the registry's SD cases do
+    not list. Inputs are random of the traced shapes, scalars as they were; calls on half-stored arrays are left
+    out (float32 tuning)."""
+    import gc
+
+    from conformance.strategies import randn
+    from opencl_impl import ops as cl_ops
+    from opencl_impl.selection import Policy
+    from perf.ladder import _inputs
+    from reference.configs import get_config
+    from reference.pipeline import init_weights
+    from reference.text_encoder import TextEncoder
+    from reference.unet import UNet
+    from reference.vae import VAE
+
+    seen: dict = {}
+    policy = Policy(load_db(rt.info), info=rt.info)
+
+    def record(op, args, kwargs=None):
+        spec = REGISTRY.get(op)
+        flat = [x for a in list(args) + list((kwargs or {}).values()) for x in (a if isinstance(a, list) else [a])]
+        arrays = [a for a in flat if hasattr(a, "shape")]
+        if spec is not None and all(a.dtype == np.float32 for a in arrays):
+            key = call_key(spec.reference, args, kwargs)
+            if (op, key) not in seen:
+                seen[(op, key)] = ([_meta(a) for a in args], {k: _meta(v) for k, v in (kwargs or {}).items()})
+        return policy(op, args, kwargs)
+
+    config = get_config(model)
+    weights = init_weights(config, seed=0)
+    dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
+    del weights
+    ids, latents, ctx, z = _inputs(config, size, np.random.default_rng(0))
+    saved, rt.policy = rt.policy, record
+    try:
+        TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops)(ids)
+        UNet(config.unet, dev["unet"], ops=cl_ops)(rt.to_device(latents), np.array([999, 999]), rt.to_device(ctx))
+        VAE(config.vae, dev["vae"], ops=cl_ops).decode(rt.to_device(z))
+        rt.queue.finish()
+    finally:
+        rt.policy = saved
+        del dev
+        gc.collect()
+    out: dict = {}
+    for i, ((op, _), (args, kwargs)) in enumerate(sorted(seen.items())):
+        def make(m, j):
+            if isinstance(m, list):
+                return [make(x, j * 8 + n) for n, x in enumerate(m)]
+            return randn(1000 + i * 64 + j, m[1])[0] if isinstance(m, tuple) and m and m[0] == "array" else m
+        out.setdefault(op, []).append(Case(f"{model}_{size}_traced_{i}", tuple(make(m, j) for j, m in enumerate(args)),
+                                           {k: make(m, 99) for k, m in kwargs.items()}))
+    log(f"traced {sum(map(len, out.values()))} distinct op shapes of {model} at {size}x{size}: "
+        + ", ".join(f"{op} {len(cs)}" for op, cs in sorted(out.items())))
+    return out
+
+
+def _meta(a):
+    """An argument as tracing keeps it: ("array", shape) for an array, a list of those for a list, else the value."""
+    if isinstance(a, list):
+        return [_meta(x) for x in a]
+    return ("array", tuple(int(s) for s in a.shape)) if hasattr(a, "shape") else a
+
+
 def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int = 0, log=print,
-         case_filter=None) -> dict:
-    """Tune the ops (default: every registry op with more than one variant or a knob space); returns the db."""
+         case_filter=None, extra_cases: dict | None = None) -> dict:
+    """Tune the ops (default: every registry op with more than one variant or a knob space); returns the db.
+    extra_cases: op -> more Cases (traced_cases), tuned only where the database has no entry for their shape."""
     db = load_db(rt.info)
     if db.get("device") != device_key(rt.device):
         db = {"device": device_key(rt.device), "ops": {}}
@@ -55,10 +122,13 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
         spec = REGISTRY[op]
         entry = db["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
         wins: dict = {}
-        for case in spec.sd_cases():
-            if case_filter and not case_filter(spec, case):
+        extra = (extra_cases or {}).get(op, [])
+        for traced, case in [(False, c) for c in spec.sd_cases()] + [(True, c) for c in extra]:
+            if case_filter and not traced and not case_filter(spec, case):
                 continue
             key = call_key(spec.reference, case.args, case.kwargs)
+            if traced and key in entry["shapes"]:
+                continue
             expected = reference_output(spec, case, np.float32)
             timed = []
             for v in spec.variants:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU machine's runs, batched into few calls (device time is scarce). Run from the repo root there, with the
 # wheels of ../shared/device/fetch-wheels.sh carried in .whl:
-#   bash scripts/gpu_session.sh STAGE...      stages: gate tune gemm ladder profile perf generate
+#   bash scripts/gpu_session.sh STAGE...
+# stages: gate attncheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
 OUT=${OUT:-out}
@@ -17,15 +19,23 @@ for stage in "$@"; do
   echo "=== $stage ($(date +%T))"
   case "$stage" in
     gate)     python3 -m sdcl.cli conformance --device "$DEV" --report "$OUT/gate" ;;
+    attncheck) PYOPENCL_TEST="$DEV" python3 -m pytest -q -p no:cacheprovider tests/test_norm_attention_variants.py \
+                 -k attention 2>&1 | tail -5 | tee "$OUT/attncheck.txt"
+               python3 -m sdcl.cli conformance --device "$DEV" --ops attention --skip-models --report "$OUT/gate-attention" \
+                 | tail -5 ;;
     tune)     python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --max-configs ${MAX_CONFIGS:-12} --reps 5 \
                 ${TUNE_OPS:+--ops $TUNE_OPS} \
-                | tee "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
+                | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
+    tunetrace) python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --trace-size ${SIZE:-512} \
+                 --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} --max-configs ${MAX_CONFIGS:-8} --reps 3 \
+                 | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
+    pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
     profile)  python3 scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
-              python3 scripts/profile_step.py --device "$DEV" --half --out "$OUT/profile-half.json" \
-                | tee "$OUT/profile-half.txt" ;;
+              [ -n "${NO_HALF:-}" ] || python3 scripts/profile_step.py --device "$DEV" --half \
+                --out "$OUT/profile-half.json" | tee "$OUT/profile-half.txt" ;;
     perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);
               # PERF_ARGS: e.g. "-k test_op" or "--full-size -k 'test_layer or test_e2e'"
               eval "SDCL_PERF_DB=\"$OUT/perf-history.sqlite\" python3 -m sdcl.cli perf run --device \"$DEV\" ${PERF_ARGS:-}" ;;

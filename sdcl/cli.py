@@ -111,10 +111,16 @@ def _cmd_tune(args) -> int:
     other = {"sd15": "sd21", "sd21-base": "sd15"}.get(args.model)
 
     def shapes_of_model(spec, case) -> bool:  # registry SD cases are named sd15_* / sd21_* (others: shared)
-        return other is None or not case.name.startswith(other)
+        return not args.trace_size and (other is None or not case.name.startswith(other))
 
-    tune(runtime_for(args.device), ops=ops, max_configs=args.max_configs, reps=args.reps,
-         case_filter=shapes_of_model)
+    rt = runtime_for(args.device)
+    extra = None
+    if args.trace_size:
+        if other is None:
+            raise SystemExit("sdcl tune --trace-size needs --model sd15 or sd21-base (the model to trace)")
+        from perf.tuner import traced_cases
+        extra = traced_cases(rt, args.model, args.trace_size)
+    tune(rt, ops=ops, max_configs=args.max_configs, reps=args.reps, case_filter=shapes_of_model, extra_cases=extra)
     return 0
 
 
@@ -195,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ops", help="comma-separated op names (default: every op with variants or knobs)")
     t.add_argument("--max-configs", type=int, default=24, help="knob settings per variant (random sample beyond)")
     t.add_argument("--reps", type=int, default=5)
+    t.add_argument("--trace-size", type=int, metavar="SIZE",
+                   help="tune, instead of the registry's SD cases, the shapes one text-encoder pass, UNet step and VAE "
+                        "decode of --model at SIZE x SIZE send to each op (e.g. the GEMMs inside the conv variants) "
+                        "that the database has no entry for")
     t.add_argument("--write-default", action="store_true",
                    help="only rebuild tuning/default.json (for devices without a database) from the device databases")
     t.set_defaults(fn=_cmd_tune)

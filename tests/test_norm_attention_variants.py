@@ -83,12 +83,13 @@ def test_every_config(rt, op, variant):
     assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:20])
 
 
-TUNED = [p for p in PARAMS if REGISTRY[p[0]].variant(p[1]).space]
+TUNED = [p for p in PARAMS if REGISTRY[p[0]].variant(p[1]).space and not REGISTRY[p[0]].variant(p[1]).devices]
 
 
 @pytest.mark.parametrize("op,variant", TUNED, ids=[f"{o}-{v}" for o, v in TUNED])
 def test_space_has_both_forms(rt, op, variant):
-    """The tuner can choose between a GPU-style (VEC 1) and a CPU-style (vectors) setting on this device."""
+    """The tuner can choose between a GPU-style (VEC 1) and a CPU-style (vectors) setting on this device, for a
+    variant written for any device (flash_reg, written for GPUs, has no vector knob)."""
     vecs = {k.get("VEC") for k in REGISTRY[op].variant(variant).configs(rt.info)}
     assert 1 in vecs and max(vecs) >= 8, vecs
 
@@ -113,3 +114,4 @@ def test_launcher_defaults_are_the_registry_defaults():
     assert knobs("geglu", "fused") == N.GEGLU
     assert knobs("attention", "flash") == A.TILE_KNOBS
     assert knobs("attention", "softmax_fused") == {**A.TILE_KNOBS, **A.STATS_KNOBS}
+    assert knobs("attention", "flash_reg") == A.FLASH_REG_KNOBS
