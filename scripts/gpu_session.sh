@@ -26,8 +26,10 @@ for stage in "$@"; do
     tune)     python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --max-configs ${MAX_CONFIGS:-12} --reps 5 \
                 ${TUNE_OPS:+--ops $TUNE_OPS} \
                 | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
-    tunetrace) python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --trace-size ${SIZE:-512} \
-                 --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} --max-configs ${MAX_CONFIGS:-8} --reps 3 \
+    tunetrace) # TRACE_TIMEOUT: stop after so many seconds, keeping the database of the ops finished (saved per op)
+               timeout ${TRACE_TIMEOUT:-3000} python3 -m sdcl.cli tune --device "$DEV" --model sd21-base \
+                 --trace-size ${SIZE:-512} --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} \
+                 --max-configs ${MAX_CONFIGS:-8} --reps ${TUNE_REPS:-3} | grep -e "->" -e traced -e rejected \
                  | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
