@@ -74,6 +74,15 @@ def save_db(info: dict, db: dict) -> Path:
     return path
 
 
+def _raw(a):
+    """An argument as the policy's fast path keys it: (shape, dtype) of an array, elementwise for a list."""
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return (a.shape, a.dtype.char)
+    if isinstance(a, (list, tuple)):
+        return tuple(map(_raw, a))
+    return a
+
+
 class Policy:
     """Callable (op, args, kwargs) -> (variant, knobs); install with `rt.policy = Policy(...)`."""
 
@@ -85,6 +94,7 @@ class Policy:
         self.info = info or {}
         self.device_type = self.info.get("type")
         self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
+        self._fast: dict = {}      # (op, shapes, dtypes and scalars as passed) -> choice: the per-call path
 
     def _candidates(self, op: str, half: bool = False) -> list:
         """The allowed variant names, oldest first; for a call with a half-stored (float16) argument only the
@@ -98,6 +108,20 @@ class Policy:
         return names or ["naive"]
 
     def __call__(self, op: str, args, kwargs=None) -> tuple:
+        # A model sends the same few hundred calls every step: look them up by what was passed, without binding the
+        # signature (call_key), which costs more host time than a small kernel takes on a GPU.
+        try:
+            raw = (op, tuple(map(_raw, args)), tuple((k, _raw(v)) for k, v in (kwargs or {}).items()))
+            hit = self._fast.get(raw)
+        except TypeError:    # an unhashable argument: the full path
+            raw = hit = None
+        if hit is None:
+            hit = self._choose(op, args, kwargs)
+            if raw is not None:
+                self._fast[raw] = hit
+        return hit
+
+    def _choose(self, op: str, args, kwargs=None) -> tuple:
         spec = self.registry.get(op)
         key = call_key(spec.reference, args, kwargs) if spec else shape_key(args, kwargs)
         half = any(getattr(a, "dtype", None) == np.float16 for a in args)
