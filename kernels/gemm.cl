@@ -165,6 +165,15 @@ void gemm_tiled(GEMM_ARGS)
 #define MWI (MWG / MDIMC)   // rows of C per work-item
 #define NWI (NWG / NDIMC)   // columns of C per work-item
 #define WGS (MDIMC * NDIMC) // work-items per work-group
+#ifndef PREFETCH
+#if defined(A_HALF) || defined(B_HALF)
+#define PREFETCH 0          // half storage: staged as it comes (prefetching its tiles measured slower on the H200)
+#else
+#define PREFETCH 1          // register prefetch of the next full tile (gemm_tiled_reg below)
+#endif
+#endif
+#define PF_A ((MWG * (KWG / 4) + WGS - 1) / WGS)   // REAL4 registers per work-item for a prefetched A tile
+#define PF_B ((NWG * (KWG / 4) + WGS - 1) / WGS)   // and for B
 
 #if VWM == 1
 #define REALVM REAL
@@ -189,14 +198,16 @@ void gemm_tiled(GEMM_ARGS)
 
 // Stage the ROWS x KWG tile at src (row-major, k contiguous, leading dimension ld) into dst transposed:
 // dst[kk*ROWS + r] = src[r*ld + kk], 0 where r >= rows_left or kk >= k_left. Defined once per operand (its element
-// type T and reads LD, LD4A: REAL or half storage).
+// type T and reads LD, LD4A: REAL or half storage). A whole tile goes in REAL4 reads along k, element e of the
+// work-group's loop being row e % ROWS, k offset (e / ROWS) * 4: neighbouring work-items store to neighbouring
+// local addresses (with rows e / (KWG/4), a warp's transposing stores fell in one bank, KWG/4 ways).
 #define DEFINE_STAGE_KMAJOR(NAME, T, LD, LD4A)                                                                 \
 inline void NAME(__local REAL *dst, const __global T *src, const int ld, const int ROWS, const int rows_left,  \
                  const int k_left, const bool vec, const int tid)                                              \
 {                                                                                                               \
     if (vec && rows_left >= ROWS && k_left >= KWG) {                                                            \
         for (int e = tid; e < ROWS * (KWG / 4); e += WGS) {                                                     \
-            const int r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                                              \
+            const int r = e % ROWS, kk = (e / ROWS) * 4;                                                        \
             const REAL4 v = LD4A(src, (long)r * ld + kk);                                                       \
             dst[(kk + 0) * ROWS + r] = v.s0;                                                                    \
             dst[(kk + 1) * ROWS + r] = v.s1;                                                                    \
@@ -251,13 +262,36 @@ void gemm_tiled_reg(GEMM_ARGS)
         for (int j = 0; j < NWI; ++j)
             acc[i][j] = 0;
 
+    const bool trans_b = flags & GEMM_TRANS_B;
+    // Tiles wholly inside A and B (and rows REAL4-aligned) are prefetched: their REAL4 reads for step k0 + KWG are
+    // issued into registers before step k0's products and stored to local memory after them, so the global
+    // latency hides behind the fma of the same work-item. Other tiles are staged as they come (edges, tails).
+    const bool rows_in = vec && m0 + MWG <= M && n0 + NWG <= N;
+    stage_a_kmajor(Al, a + (long)m0 * lda, lda, MWG, M - m0, K, vec, tid);
+    if (trans_b)
+        stage_b_kmajor(Bl, b + (long)n0 * ldb, ldb, NWG, N - n0, K, vec, tid);
+    else
+        stage_b_nmajor(Bl, b + n0, ldb, NWG, N - n0, K, vec, tid);
+    barrier(CLK_LOCAL_MEM_FENCE);
     for (int k0 = 0; k0 < K; k0 += KWG) {
-        stage_a_kmajor(Al, a + (long)m0 * lda + k0, lda, MWG, M - m0, K - k0, vec, tid);
-        if (flags & GEMM_TRANS_B)
-            stage_b_kmajor(Bl, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, K - k0, vec, tid);
-        else
-            stage_b_nmajor(Bl, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, K - k0, vec, tid);
-        barrier(CLK_LOCAL_MEM_FENCE);
+        const int k1 = k0 + KWG;
+        const bool prefetch = PREFETCH && rows_in && K - k1 >= KWG;
+        REAL4 ra[PF_A], rb[PF_B];
+        if (prefetch) {
+#pragma unroll
+            for (int p = 0; p < PF_A; ++p) {
+                const int e = tid + p * WGS;
+                if (e < MWG * (KWG / 4))
+                    ra[p] = LD4A_A(a, (long)(m0 + e % MWG) * lda + k1 + (e / MWG) * 4);
+            }
+#pragma unroll
+            for (int p = 0; p < PF_B; ++p) {
+                const int e = tid + p * WGS;
+                if (e < NWG * (KWG / 4))
+                    rb[p] = trans_b ? LD4A_B(b, (long)(n0 + e % NWG) * ldb + k1 + (e / NWG) * 4)
+                                    : LD4A_B(b, (long)(k1 + e / (NWG / 4)) * ldb + n0 + (e % (NWG / 4)) * 4);
+            }
+        }
 #pragma unroll
         for (int kk = 0; kk < KWG; ++kk) {
             REAL ar[MWI], br[NWI];
@@ -278,9 +312,46 @@ void gemm_tiled_reg(GEMM_ARGS)
                     acc[i][j] = fma(ar[i], br[j], acc[i][j]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (k1 >= K)
+            break;
+        if (prefetch) {
+#pragma unroll
+            for (int p = 0; p < PF_A; ++p) {
+                const int e = tid + p * WGS;
+                if (e < MWG * (KWG / 4)) {
+                    const int r = e % MWG, kk = (e / MWG) * 4;
+                    Al[(kk + 0) * MWG + r] = ra[p].s0;
+                    Al[(kk + 1) * MWG + r] = ra[p].s1;
+                    Al[(kk + 2) * MWG + r] = ra[p].s2;
+                    Al[(kk + 3) * MWG + r] = ra[p].s3;
+                }
+            }
+#pragma unroll
+            for (int p = 0; p < PF_B; ++p) {
+                const int e = tid + p * WGS;
+                if (e >= NWG * (KWG / 4))
+                    continue;
+                if (trans_b) {
+                    const int r = e % NWG, kk = (e / NWG) * 4;
+                    Bl[(kk + 0) * NWG + r] = rb[p].s0;
+                    Bl[(kk + 1) * NWG + r] = rb[p].s1;
+                    Bl[(kk + 2) * NWG + r] = rb[p].s2;
+                    Bl[(kk + 3) * NWG + r] = rb[p].s3;
+                } else {
+                    Bl4[e] = rb[p];    // kk * NWG + j with kk = e / (NWG/4), j = (e % (NWG/4)) * 4
+                }
+            }
+        } else {
+            stage_a_kmajor(Al, a + (long)m0 * lda + k1, lda, MWG, M - m0, K - k1, vec, tid);
+            if (trans_b)
+                stage_b_kmajor(Bl, b + (long)n0 * ldb + k1, ldb, NWG, N - n0, K - k1, vec, tid);
+            else
+                stage_b_nmajor(Bl, b + (long)k1 * ldb + n0, ldb, NWG, N - n0, K - k1, vec, tid);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-    const bool full = vec && m0 + MWG <= M && n0 + NWG <= N;
+    const bool full = rows_in;
 #pragma unroll
     for (int i = 0; i < MWI; ++i) {
         const int m = m0 + (i / VWM) * (MDIMC * VWM) + ty * VWM + i % VWM;

@@ -125,3 +125,20 @@ def test_mma_tf32_refuses_devices_without_nvidia_ptx(rt):
     with pytest.raises(DeviceError, match="NVIDIA") as err:
         run_variant("matmul", "mma_tf32", {}, a, b)
     assert isinstance(err.value, KernelBuildError)
+
+
+def test_tiled_reg_prefetch_at_every_config(rt):
+    """gemm_tiled_reg prefetches the next tile into registers when the work-group's tile lies wholly inside A and B
+    with REAL4-aligned rows and the next k step is whole. The shapes above are too small for the 128-row tiles to
+    do so; here M, N > 2 tiles of 128 with edges, K = 68 (two whole steps of 32, then a tail), for B (K, N) and
+    for B^T with a bias: every config runs the prefetch path, the direct staging of the tail and the edge tiles."""
+    cases = {"matmul": Case("prefetch_nn", tuple(randn(4, (267, 68), (68, 264)))),
+             "linear": Case("prefetch_nt_bias", tuple(randn(5, (2, 133, 68), (132, 68), (132,))))}
+    failures = []
+    for op, case in cases.items():
+        spec = REGISTRY[op]
+        for knobs in spec.variant("tiled_reg").configs(rt.info):
+            res = run_case(rt, spec, "tiled_reg", knobs, case, "float32")
+            if not res.passed:
+                failures.append(f"{op} {knobs}: {res.message}")
+    assert not failures, "\n".join(failures)
