@@ -135,9 +135,9 @@ def _tiled_fits(k: dict, info: dict) -> bool:
 
 def _tiled_reg_fits(k: dict, info: dict) -> bool:
     """Runs of VWM (VWN) rows (columns) tile the work-item's share; register blocks of at most 128 accumulators
-    (a GPU has 255 registers per thread, and the prefetched tiles take some), no side over 16: 16 x 8 blocks in
-    128 x 128 tiles were the H200's fastest at 4096^3 (40.4 TFLOP/s against 38.3 for the best 8 x 8), though square
-    blocks give the most fma per local-memory read; the work-group and the staged A and B tiles fit the device."""
+    (a GPU has 255 registers per thread, and the prefetched tiles take some), no side over 16: 16 x 8 blocks were
+    the H200's fastest at 4096^3 (128 x 256 tiles: 42.0 TFLOP/s; the best 8 x 8 blocks, 64 x 256: 40.3), though
+    square blocks give the most fma per local-memory read; the work-group and the staged A and B tiles fit."""
     mwi, nwi = k["MWG"] // k["MDIMC"], k["NWG"] // k["NDIMC"]
     return (k["MWG"] % (k["MDIMC"] * k["VWM"]) == 0 and k["NWG"] % (k["NDIMC"] * k["VWN"]) == 0
             and k["KWG"] % 4 == 0 and mwi * nwi <= 128 and max(mwi, nwi) <= 16
@@ -160,8 +160,8 @@ _GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint
 # GPU-style (NVIDIA: 64x64 or 128x128 work-group tiles, 8x8 outputs per work-item)
 _GEMM_TILED_REG = Variant(
     "tiled_reg", {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4},
-    space={"MWG": [64, 128], "NWG": [64, 128], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16], "VWM": [4],
-           "VWN": [4]},
+    space={"MWG": [64, 128], "NWG": [64, 128, 256], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16, 32],
+           "VWM": [4], "VWN": [4]},
     constraint=_tiled_reg_fits, devices=("GPU",))
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
 _CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4}, space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]},
