@@ -47,26 +47,22 @@
 #define LD4A_HALF(p, i) CAT(convert_, REAL4)(vloada_half4(0, (p) + (i)))
 #ifdef A_HALF
 #define A_T half
-#define A_K_RUNS 1
 #define LD_A(p, i) ((REAL)vload_half(0, (p) + (i)))
 #define LDN_A LDN_HALF
 #define LD4A_A LD4A_HALF
 #else
 #define A_T REAL
-#define A_K_RUNS 0
 #define LD_A(p, i) ((p)[i])
 #define LDN_A LDN_REAL
 #define LD4A_A LD4A_REAL
 #endif
 #ifdef B_HALF
 #define B_T half
-#define B_K_RUNS 1
 #define LD_B(p, i) ((REAL)vload_half(0, (p) + (i)))
 #define LDN_B LDN_HALF
 #define LD4A_B LD4A_HALF
 #else
 #define B_T REAL
-#define B_K_RUNS 0
 #define LD_B(p, i) ((p)[i])
 #define LDN_B LDN_REAL
 #define LD4A_B LD4A_REAL
@@ -169,12 +165,12 @@ void gemm_tiled(GEMM_ARGS)
 #define MWI (MWG / MDIMC)   // rows of C per work-item
 #define NWI (NWG / NDIMC)   // columns of C per work-item
 #define WGS (MDIMC * NDIMC) // work-items per work-group
-#ifndef PREFETCH
 #if defined(A_HALF) || defined(B_HALF)
-#define PREFETCH 0          // half storage: staged as it comes, in its own read order (see DEFINE_STAGE_KMAJOR)
+#define PREFETCH 0          // half storage: tiles staged as they come, in k runs (see DEFINE_STAGE_KMAJOR)
+#define K_RUNS 1
 #else
-#define PREFETCH 1          // register prefetch of the next full tile (gemm_tiled_reg below)
-#endif
+#define PREFETCH 1          // register prefetch of the next whole tile (gemm_tiled_reg below)
+#define K_RUNS 0
 #endif
 #define PF_A ((MWG * (KWG / 4) + WGS - 1) / WGS)   // REAL4 registers per work-item for a prefetched A tile
 #define PF_B ((NWG * (KWG / 4) + WGS - 1) / WGS)   // and for B
@@ -202,13 +198,14 @@ void gemm_tiled(GEMM_ARGS)
 
 // Stage the ROWS x KWG tile at src (row-major, k contiguous, leading dimension ld) into dst transposed:
 // dst[kk*ROWS + r] = src[r*ld + kk], 0 where r >= rows_left or kk >= k_left. Defined once per operand (its element
-// type T and reads LD, LD4A: REAL or half storage). A whole tile goes in 4-element reads along k. For REAL,
-// element e of the work-group's loop is row e % ROWS, k offset (e / ROWS) * 4: neighbouring work-items store to
-// neighbouring local addresses (with rows e / (KWG/4), a warp's transposing stores fell in one bank, KWG/4 ways).
-// For half (K_RUNS 1) it is row e / (KWG/4), k offset (e % (KWG/4)) * 4: neighbouring work-items read one row's
-// contiguous 8-byte runs, which the other order scatters over 32 rows (the half-storage UNet step on the H200 took
-// 179 ms that way, 137 ms this way).
-#define DEFINE_STAGE_KMAJOR(NAME, T, LD, LD4A, K_RUNS)                                                         \
+// type T and reads LD, LD4A: REAL or half storage). A whole tile goes in 4-element reads along k. With prefetch
+// (K_RUNS 0), element e of the work-group's loop is row e % ROWS, k offset (e / ROWS) * 4: neighbouring work-items
+// store to neighbouring local addresses (with rows e / (KWG/4), a warp's transposing stores fell in one bank, KWG/4
+// ways). The half-storage kernels (K_RUNS 1, no prefetch) take row e / (KWG/4), k offset (e % (KWG/4)) * 4:
+// neighbouring work-items read one row's contiguous runs, which the other order scatters over 32 rows, and without
+// the prefetch nothing hides that (half-storage UNet step on the H200: 148 ms this way, as before the prefetch
+// came (137 .. 152 ms over three runs), 179 ms the other).
+#define DEFINE_STAGE_KMAJOR(NAME, T, LD, LD4A)                                                                 \
 inline void NAME(__local REAL *dst, const __global T *src, const int ld, const int ROWS, const int rows_left,  \
                  const int k_left, const bool vec, const int tid)                                              \
 {                                                                                                               \
@@ -229,8 +226,8 @@ inline void NAME(__local REAL *dst, const __global T *src, const int ld, const i
         }                                                                                                       \
     }                                                                                                           \
 }
-DEFINE_STAGE_KMAJOR(stage_a_kmajor, A_T, LD_A, LD4A_A, A_K_RUNS)
-DEFINE_STAGE_KMAJOR(stage_b_kmajor, B_T, LD_B, LD4A_B, B_K_RUNS)
+DEFINE_STAGE_KMAJOR(stage_a_kmajor, A_T, LD_A, LD4A_A)
+DEFINE_STAGE_KMAJOR(stage_b_kmajor, B_T, LD_B, LD4A_B)
 
 // Stage the KWG x COLS tile of B at src (row-major, n contiguous) into dst as is: dst[kk*COLS + j] = src[kk*ld + j],
 // 0 where kk >= k_left or j >= cols_left.
