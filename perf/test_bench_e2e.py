@@ -3,7 +3,9 @@ device (opencl_impl.backend.opencl_backend), seeded random weights; tiny models 
 (512 x 512, 20 DDIM steps) under `-m fullsize` (`sdcl perf run --full-size`).
 
 extra_info holds the pipeline's own per-stage timings of the last round (text encoder, UNet loop, per step,
-VAE decode), the kernel time of the whole call and the peak device memory. There is no torch baseline here.
+VAE decode), the kernel time of the whole call and the peak device memory. The torch baseline is the same pipeline
+code with torch ops in every stage (perf.torch_ops.pipeline_backend: same prompt, seed, steps, size and PNG write),
+interleaved with our rounds like every other baseline.
 """
 
 from __future__ import annotations
@@ -46,10 +48,31 @@ def _ops_used(model: str) -> set:
     return used
 
 
+def _torch_pipeline(torch_device, cfg, weights, steps, size, out):
+    """(callable, None) running the pipeline with torch ops in every stage, or (None, why not)."""
+    tdev, why_not = torch_device
+    if tdev is None:
+        return None, why_not
+    try:
+        import torch
+        from PIL import Image
+
+        from perf.torch_ops import synchronize, torch_pipeline
+        pipe = torch_pipeline(cfg, weights, tdev)
+
+        def call():
+            with torch.inference_mode():
+                Image.fromarray(pipe(PROMPT, seed=0, steps=steps, height=size, width=size)).save(out)
+            synchronize(tdev)
+        return call, None
+    except Exception as e:  # the pipeline code may not run on torch tensors; say so rather than fail the benchmark
+        return None, f"the pipeline did not run on torch tensors: {type(e).__name__}: {e}"
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("model,steps,size", [
     pytest.param(m, s, z, id=f"{m}-{s}steps", marks=[pytest.mark.fullsize] if full else []) for m, s, z, full in CASES])
-def test_prompt_to_png(benchmark, rt, model, steps, size, pytestconfig, tmp_path, progress):
+def test_prompt_to_png(benchmark, rt, torch_device, model, steps, size, pytestconfig, tmp_path, progress):
     from PIL import Image
 
     from opencl_impl import ops as cl_ops
@@ -62,19 +85,20 @@ def test_prompt_to_png(benchmark, rt, model, steps, size, pytestconfig, tmp_path
     backend = opencl_backend(pytestconfig.getoption("--device"))
     pool = measure.tracking(rt)
     pool.reset()
-    pipe = StableDiffusion(cfg, init_weights(cfg, seed=0), text_backend=backend, unet_backend=backend,
-                           vae_backend=backend)
+    weights = init_weights(cfg, seed=0)
+    pipe = StableDiffusion(cfg, weights, text_backend=backend, unet_backend=backend, vae_backend=backend)
     out = tmp_path / "out.png"
 
     def call():
         Image.fromarray(pipe(PROMPT, seed=0, steps=steps, height=size, width=size)).save(out)
 
     from perf.conftest import budget
-    timing = measure.run(benchmark, rt, call, None, budget_s=10 * budget(pytestconfig), min_rounds=1,
+    baseline, why_not = _torch_pipeline(torch_device, cfg, weights, steps, size, tmp_path / "torch.png")
+    timing = measure.run(benchmark, rt, call, baseline, budget_s=10 * budget(pytestconfig), min_rounds=1,
                          max_rounds=20, progress=progress(f"{model} prompt to PNG"))
     info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
     assert out.stat().st_size > 0
     benchmark.extra_info.update(kind="e2e", device=rt.info["device"], model=model, steps=steps, size=size,
                                 sampler="ddim", stages_s=dict(pipe.timings), peak_alloc_bytes=pool.peak_bytes,
-                                torch_device=None, torch_missing_reason="no torch baseline for the whole pipeline",
+                                torch_device=torch_device[0] if baseline else None, torch_missing_reason=why_not,
                                 **info)

@@ -166,3 +166,44 @@ def op_call(op: str, args: tuple, kwargs: dict, device: str):
             fn(*targs, **tkw)
         synchronize(device)
     return call
+
+
+def pipeline_backend(device: str):
+    """A reference.pipeline.Backend whose ops are these: the pipeline's own code (tokenizer, sampler, guidance) on
+    torch tensors, the torch baseline of the end-to-end benchmarks. Token ids and timesteps stay on the host (the
+    ops take them from there, as the OpenCL backend's do)."""
+    import types
+
+    from reference.pipeline import Backend
+    ops = types.SimpleNamespace(**{k: v for k, v in globals().items() if callable(v) and not k.startswith("_")})
+    # the host inputs of the models (token ids, timesteps) go to the baseline's device where the ops read them
+    ops.token_embedding = lambda ids, tokens, positions: token_embedding(
+        torch.as_tensor(np.asarray(ids), device=tokens.device).long(), tokens, positions)
+    ops.timestep_embedding = lambda timesteps, *a, **k: timestep_embedding(
+        torch.as_tensor(np.asarray(timesteps), device=device), *a, **k)
+
+    def to_device(a):
+        if isinstance(a, torch.Tensor):
+            return a
+        a = np.asarray(a)
+        return to_torch(a, device) if a.dtype.kind == "f" else a
+
+    def to_host(a):
+        return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+    return Backend(f"torch:{device}", ops, to_device=to_device, to_host=to_host,
+                   sync=lambda: synchronize(device))
+
+
+def torch_pipeline(config, weights: dict, device: str):
+    """reference.pipeline.StableDiffusion with torch ops in every stage on `device` (pipeline_backend). The models
+    check their weights as NumPy arrays when built (the transfers left out); then they get torch copies, as the
+    layer benchmarks' models do."""
+    from reference.pipeline import Backend, StableDiffusion
+    tb = pipeline_backend(device)
+    build = Backend(tb.name, tb.ops)
+    pipe = StableDiffusion(config, weights, text_backend=build, unet_backend=build, vae_backend=build)
+    pipe.text_backend = pipe.unet_backend = pipe.vae_backend = tb
+    for model in (pipe.text_encoder, pipe.unet, pipe.vae):
+        model.w = {k: to_torch(v, device) if v.dtype.kind == "f" else v for k, v in model.w.items()}
+    return pipe

@@ -68,3 +68,17 @@ def test_op_call_runs_on_float32_host_arrays():
     assert torch_ops.baseline_device({"type": "CPU", "platform": "Portable Computing Language"}) == ("cpu", None)
     dev, why = torch_ops.baseline_device({"type": "GPU", "platform": "AMD Accelerated Parallel Processing"})
     assert dev is None and "no torch backend" in why
+
+
+def test_torch_pipeline_baseline_denoises_like_the_reference():
+    """The end-to-end benchmarks' torch baseline (torch_ops.torch_pipeline) is the same computation as the NumPy
+    reference pipeline: same latents after the DDIM loop, to float32 rounding."""
+    from reference.configs import get_config
+    from reference.pipeline import StableDiffusion, init_weights
+    cfg = get_config("tiny-sd2")
+    size = cfg.vae.sample_size
+    weights = init_weights(cfg, seed=0)
+    expected = StableDiffusion(cfg, weights).denoise("a red bicycle", "", 3, 2, 7.5, size, size, "ddim", 0.0)
+    got = torch_ops.torch_pipeline(cfg, weights, "cpu").denoise("a red bicycle", "", 3, 2, 7.5, size, size, "ddim", 0.0)
+    assert isinstance(got, np.ndarray) and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
