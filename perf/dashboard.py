@@ -3,7 +3,7 @@
 Charts are inline SVG drawn by perf/svg.py; the only script is a few lines written here (sortable tables, and a
 `data-rendered` summary of what was drawn). Nothing is fetched, so the site works offline and from file://.
 
-Per device: the latest regressions (the same rule as `sdcl perf check`), the latest run's table (kernel and wall
+Per device: the latest regressions (the same rule as `sdcl perf check`), each benchmark's newest result (kernel and wall
 medians, GFLOP/s, GB/s, % of the roofline, torch baseline and ratio, peak memory, change against the previous
 run), a roofline chart under the measured peak, the ours / torch ratios, each benchmark's history over commits,
 and the ladder table when a ladder JSON is found (`ladder*.json` beside the history file, or --ladder).
@@ -108,7 +108,9 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     """(html, summary dict) for one device."""
     runs = history.runs(device)
     latest = runs[-1]
-    results = history.results(latest.id)
+    results: dict = {}
+    for run in runs:    # each benchmark's newest result: a run may cover a subset (sdcl perf run -k ...)
+        results.update(history.results(run.id))
     findings = {f.name: f for f in regress.check(history, device, threshold, alpha)}
     peak = latest.peak or next((r.peak for r in reversed(runs) if r.peak), None)
     parts = [f"<p><a href='index.html'>all devices</a></p><h1>{escape(device)}</h1>",
@@ -154,7 +156,8 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
                     + _cell(_bytes(e.get("peak_alloc_bytes")), e.get("peak_alloc_bytes"))
                     + _cell(change, None if not f or f.verdict == "new" else f.change)
                     + _cell("" if not f or f.verdict == "new" else f"{f.p:.2g}") + "</tr>")
-    parts.append("<h2>Latest run</h2><table class='sortable' id='latest'><thead><tr><th>benchmark</th><th>kind</th>"
+    parts.append("<h2>Latest results</h2><p class='muted'>Each benchmark's newest result; change and p against "
+                 "its history where the latest run measured it.</p><table class='sortable' id='latest'><thead><tr><th>benchmark</th><th>kind</th>"
                  "<th>kernel ms</th><th>wall ms</th><th>GFLOP/s</th><th>GB/s</th><th>% roofline</th>"
                  "<th>torch ms</th><th>ours/torch</th><th>peak mem</th><th>change</th><th>p</th></tr></thead>"
                  f"<tbody>{''.join(rows)}</tbody></table>")
@@ -162,15 +165,15 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     # 3. roofline and 4. ratios against torch
     pts = [(_label(r), r.extra_info.get("intensity"), r.extra_info.get("gflops")) for r in results.values()
            if r.extra_info.get("intensity") and r.extra_info.get("gflops")]
-    parts.append("<h2>Roofline</h2>")
+    parts.append("<h2 id='roofline'>Roofline</h2>")
     if peak and pts:
-        parts.append(svg.roofline_chart(f"Roofline, {latest.label}: kernel time, float32", pts,
+        parts.append(svg.roofline_chart("Roofline, latest results: kernel time, float32", pts,
                                         peak["gflops"], peak["gbps"]))
     else:
         parts.append("<p class='muted'>No op benchmark with FLOP and byte counts, or no measured peak.</p>")
     ratios = [(_label(r), r.extra_info.get("ratio_vs_torch")) for r in results.values()
               if r.extra_info.get("ratio_vs_torch")]
-    parts.append("<h2>Against torch</h2>")
+    parts.append("<h2 id='against-torch'>Against torch</h2>")
     if ratios:
         tdev = next((r.extra_info.get("torch_device") for r in results.values() if r.extra_info.get("torch_device")),
                     "?")
@@ -181,7 +184,7 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
                      + (": " + escape("; ".join(sorted(why))) if why else "") + ".</p>")
 
     # 5. history per benchmark
-    parts.append("<h2>History</h2><div class='grid-charts'>")
+    parts.append("<h2 id='history'>History</h2><div class='grid-charts'>")
     for name, r in results.items():
         series = history.series(device, name)
         labels = [run.label for run, _ in series]
