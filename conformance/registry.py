@@ -73,6 +73,11 @@ class Variant:
                                                        # (float16): checked, tuned and timed with those arguments
                                                        # so stored; the policy picks it only for such calls
 
+    def runs_on(self, info: dict) -> bool:
+        """Whether the policy may pick it on a device of this info: written for its type, and every feature it
+        needs present."""
+        return (not self.devices or info.get("type") in self.devices) and all(info.get(f) for f in self.needs)
+
     def configs(self, info: dict | None = None) -> list:
         """Every knob setting in the space that the constraint admits (the default first)."""
         import itertools

@@ -92,7 +92,6 @@ class Policy:
         self.db = db or {"ops": {}}
         self.allowed = allowed
         self.info = info or {}
-        self.device_type = self.info.get("type")
         self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
         self._fast: dict = {}      # (op, shapes, dtypes and scalars as passed) -> choice: the per-call path
 
@@ -139,10 +138,8 @@ class Policy:
             choice = ("naive", {})
             for name in reversed(names):  # the most advanced allowed variant that handles this shape
                 v = spec.variant(name) if spec else None
-                if v is not None and v.devices and self.device_type not in v.devices:
-                    continue
-                if v is not None and self.info and not all(self.info.get(f) for f in v.needs):
-                    continue    # a feature this device lacks (e.g. NVIDIA PTX for mma_tf32)
+                if v is not None and not v.runs_on(self.info):
+                    continue    # another device type, or a feature this device lacks (NVIDIA PTX for mma_tf32)
                 if v is None or v.applies is None or v.applies(args, kwargs or {}):
                     defaults = entry.get("defaults", {})   # a half variant shares its base kernel's knobs
                     knobs = defaults.get(name, defaults.get(name.removesuffix("_half"), v.knobs if v else {}))

@@ -54,8 +54,7 @@ def _for_device(i: int, info: dict) -> bool:
     _, ops = RUNGS[i]
     named = [REGISTRY[op].variant(n) for op, names in ops.items() if op != "*" and op in REGISTRY
              for n in names if any(v.name == n for v in REGISTRY[op].variants)]
-    return not named or any((not v.devices or info.get("type") in v.devices) and all(info.get(f) for f in v.needs)
-                            for v in named)
+    return not named or any(v.runs_on(info) for v in named)
 
 
 def _registered(i: int) -> bool:
@@ -100,21 +99,35 @@ def _inputs(config, size: int, rng):
     return ids, latents, ctx, z
 
 
-def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=("text_encoder", "unet", "vae"),
-                   rows_wanted=None) -> list:
-    """One ladder row per rung on the device (only the rungs in rows_wanted, if given)."""
+def stage_calls(rt, config, dev: dict, inputs: tuple) -> dict:
+    """stage -> a call of that stage on the device: the text encoder (batch 2), one UNet step (batch 2, CFG, t = 999)
+    and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs()."""
     from opencl_impl import ops as cl_ops
-    from opencl_impl.selection import Policy, load_db
-    from opencl_impl.storage import half_weights
-    from opencl_impl.streaming import StreamingWeights
-    from perf.measure import tracking
     from reference.text_encoder import TextEncoder
     from reference.unet import UNet
     from reference.vae import VAE
 
+    ids, latents, ctx, z = inputs
+    text = TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops)
+    unet = UNet(config.unet, dev["unet"], ops=cl_ops)
+    vae = VAE(config.vae, dev["vae"], ops=cl_ops)
+    d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
+    return {"text_encoder": lambda: text(ids),
+            "unet": lambda: unet(d_lat, np.array([999, 999]), d_ctx),
+            "vae": lambda: vae.decode(d_z)}
+
+
+def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=("text_encoder", "unet", "vae"),
+                   rows_wanted=None) -> list:
+    """One ladder row per rung on the device (only the rungs in rows_wanted, if given)."""
+    from opencl_impl.selection import Policy, load_db
+    from opencl_impl.storage import half_weights
+    from opencl_impl.streaming import StreamingWeights
+    from perf.measure import tracking
+
     pool = tracking(rt)
     db = load_db(rt.info)
-    ids, latents, ctx, z = _inputs(config, size, np.random.default_rng(0))
+    inputs = _inputs(config, size, np.random.default_rng(0))
     host = weights
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
     mode = set()
@@ -140,13 +153,7 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
             else:
                 dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
         pool.reset()
-        models = {"text_encoder": TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops),
-                  "unet": UNet(config.unet, dev["unet"], ops=cl_ops),
-                  "vae": VAE(config.vae, dev["vae"], ops=cl_ops)}
-        d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
-        calls = {"text_encoder": lambda: models["text_encoder"](ids),
-                 "unet": lambda: models["unet"](d_lat, np.array([999, 999]), d_ctx),
-                 "vae": lambda: models["vae"].decode(d_z)}
+        calls = stage_calls(rt, config, dev, inputs)
         for stage in stages:
             t = _time(calls[stage], rt.queue.finish, reps)
             row[f"{stage}_ms"] = t * 1e3
@@ -154,7 +161,7 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
         row["peak_device_mib"] = pool.peak / 2**20  # resident weights + activations + scratch, at the peak
         row["variants"] = sorted({f"{op}:{v}" for (op, _), (v, _) in rt.policy.choices.items() if v != "naive"})
         rows.append(row)
-        del d_lat, d_ctx, d_z, models
+        del calls     # the models and their device inputs
         gc.collect()
     rt.policy = None
     return rows

@@ -48,14 +48,10 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
     import gc
 
     from conformance.strategies import randn
-    from opencl_impl import ops as cl_ops
     from opencl_impl.selection import Policy
-    from perf.ladder import _inputs
+    from perf.ladder import _inputs, stage_calls
     from reference.configs import get_config
     from reference.pipeline import init_weights
-    from reference.text_encoder import TextEncoder
-    from reference.unet import UNet
-    from reference.vae import VAE
 
     seen: dict = {}
     policy = Policy(load_db(rt.info), info=rt.info)
@@ -74,16 +70,16 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
     weights = init_weights(config, seed=0)
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
     del weights
-    ids, latents, ctx, z = _inputs(config, size, np.random.default_rng(0))
+    calls = stage_calls(rt, config, dev, _inputs(config, size, np.random.default_rng(0)))
+    del dev
     saved, rt.policy = rt.policy, record
     try:
-        TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops)(ids)
-        UNet(config.unet, dev["unet"], ops=cl_ops)(rt.to_device(latents), np.array([999, 999]), rt.to_device(ctx))
-        VAE(config.vae, dev["vae"], ops=cl_ops).decode(rt.to_device(z))
+        for call in calls.values():
+            call()
         rt.queue.finish()
     finally:
         rt.policy = saved
-        del dev
+        del calls
         gc.collect()
     out: dict = {}
     for i, ((op, _), (args, kwargs)) in enumerate(sorted(seen.items())):

@@ -30,15 +30,11 @@ def main() -> int:
     p.add_argument("--out")
     args = p.parse_args()
 
-    from opencl_impl import ops as cl_ops
     from opencl_impl.backend import runtime_for
     from opencl_impl.storage import half_weights
-    from perf.ladder import _inputs
+    from perf.ladder import _inputs, stage_calls
     from reference.configs import get_config
     from reference.pipeline import init_weights
-    from reference.text_encoder import TextEncoder
-    from reference.unet import UNet
-    from reference.vae import VAE
 
     config = get_config(args.model)
     rt = runtime_for(args.device)
@@ -46,13 +42,7 @@ def main() -> int:
     if args.half:
         weights = {m: half_weights(ws) for m, ws in weights.items()}
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
-    ids, latents, ctx, z = _inputs(config, args.size, np.random.default_rng(0))
-    d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
-    models = {"text_encoder": TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops),
-              "unet": UNet(config.unet, dev["unet"], ops=cl_ops), "vae": VAE(config.vae, dev["vae"], ops=cl_ops)}
-    calls = {"text_encoder": lambda: models["text_encoder"](ids),
-             "unet": lambda: models["unet"](d_lat, np.array([999, 999]), d_ctx),
-             "vae": lambda: models["vae"].decode(d_z)}
+    calls = stage_calls(rt, config, dev, _inputs(config, args.size, np.random.default_rng(0)))
     result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": args.model, "size": args.size,
               "half": args.half, "stages": {}}
     for stage, fn in calls.items():
