@@ -114,28 +114,24 @@ def _attention_softmax_fused(rt: Runtime, knobs: dict, q, k, v, heads, causal=Fa
 
 @variant("attention", "flash")
 def _attention_flash(rt: Runtime, knobs: dict, q, k, v, heads, causal=False, scale=None):
-    b, lq, lk, d = _geometry(q, k, heads)
-    o = rt.empty(q.shape, q.dtype)
-    if not o.size:
-        return o
-    tile = _tile_knobs(rt, knobs, d, q.dtype, "flash")
-    knl = rt.kernel("attention_flash.cl", "attention_flash", tile, q.dtype)
-    rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
-              _buf(rt, q), _buf(rt, k), _buf(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
-              _real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
-    return o
+    return _flash(rt, knobs, q, k, v, heads, causal, scale, "flash", TILE_KNOBS)
 
 
 # -------------------------------------------------------------------------------------------------- flash_reg
 
 @variant("attention", "flash_reg")
 def _attention_flash_reg(rt: Runtime, knobs: dict, q, k, v, heads, causal=False, scale=None):
+    return _flash(rt, knobs, q, k, v, heads, causal, scale, "flash_reg", FLASH_REG_KNOBS)
+
+
+def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, defaults: dict):
+    """One launch of kernels/attention_<which>.cl (flash, flash_reg: the same arguments and grid)."""
     b, lq, lk, d = _geometry(q, k, heads)
     o = rt.empty(q.shape, q.dtype)
     if not o.size:
         return o
-    tile = _tile_knobs(rt, knobs, d, q.dtype, "flash_reg", FLASH_REG_KNOBS)
-    knl = rt.kernel("attention_flash_reg.cl", "attention_flash_reg", tile, q.dtype)
+    tile = _tile_knobs(rt, knobs, d, q.dtype, which, defaults)
+    knl = rt.kernel(f"attention_{which}.cl", f"attention_{which}", tile, q.dtype)
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               _buf(rt, q), _buf(rt, k), _buf(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
               _real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
