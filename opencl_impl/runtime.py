@@ -197,14 +197,12 @@ class Runtime:
 
     def kernel(self, file: str, name: str, defines: dict | None = None, dtype=np.float32) -> "cl.Kernel":
         """The kernel object `name` of kernels/<file> built with these defines (kept, not re-created per call)."""
-        fast = (file, name, tuple(sorted(defines.items())) if defines else (), np.dtype(dtype).char)
-        knl = self.programs.get(fast)    # per call: no option strings built (host time matters on a fast GPU)
+        # keyed by the defines themselves: no option strings built per call (host time matters on a fast GPU);
+        # program() shares the build between keys that give the same options
+        key = ("kernel", file, name, tuple(sorted(defines.items())) if defines else (), np.dtype(dtype).char)
+        knl = self.programs.get(key)
         if knl is None:
-            key = ("kernel", file, name, tuple(build_options(defines, dtype)))
-            knl = self.programs.get(key)
-            if knl is None:
-                knl = self.programs[key] = getattr(self.program(file, defines, dtype), name)
-            self.programs[fast] = knl
+            knl = self.programs[key] = getattr(self.program(file, defines, dtype), name)
         return knl
 
     def launch(self, op: str, knl: "cl.Kernel", global_size: tuple, local_size: tuple | None, *args) -> "cl.Event":
