@@ -205,19 +205,27 @@ void gemm_tiled(GEMM_ARGS)
 // neighbouring work-items read one row's contiguous runs, which the other order scatters over 32 rows, and without
 // the prefetch nothing hides that (half-storage UNet step on the H200: 148 ms this way, as before the prefetch
 // came (137 .. 152 ms over three runs), 179 ms the other).
+// The row and the k offset of a whole tile's element e (a 4-element read along k), in the order above.
+#define KMAJOR_ROW(e, ROWS) (K_RUNS ? (e) / (KWG / 4) : (e) % (ROWS))
+#define KMAJOR_K(e, ROWS) ((K_RUNS ? (e) % (KWG / 4) : (e) / (ROWS)) * 4)
+
+// dst[(kk + i)*ROWS + r] = v.si: four consecutive k of row r, stored k-major.
+inline void store_kmajor4(__local REAL *dst, const int ROWS, const int r, const int kk, const REAL4 v)
+{
+    dst[(kk + 0) * ROWS + r] = v.s0;
+    dst[(kk + 1) * ROWS + r] = v.s1;
+    dst[(kk + 2) * ROWS + r] = v.s2;
+    dst[(kk + 3) * ROWS + r] = v.s3;
+}
+
 #define DEFINE_STAGE_KMAJOR(NAME, T, LD, LD4A)                                                                 \
 inline void NAME(__local REAL *dst, const __global T *src, const int ld, const int ROWS, const int rows_left,  \
                  const int k_left, const bool vec, const int tid)                                              \
 {                                                                                                               \
     if (vec && rows_left >= ROWS && k_left >= KWG) {                                                            \
         for (int e = tid; e < ROWS * (KWG / 4); e += WGS) {                                                     \
-            const int r = K_RUNS ? e / (KWG / 4) : e % ROWS;                                                    \
-            const int kk = (K_RUNS ? e % (KWG / 4) : e / ROWS) * 4;                                             \
-            const REAL4 v = LD4A(src, (long)r * ld + kk);                                                       \
-            dst[(kk + 0) * ROWS + r] = v.s0;                                                                    \
-            dst[(kk + 1) * ROWS + r] = v.s1;                                                                    \
-            dst[(kk + 2) * ROWS + r] = v.s2;                                                                    \
-            dst[(kk + 3) * ROWS + r] = v.s3;                                                                    \
+            const int r = KMAJOR_ROW(e, ROWS), kk = KMAJOR_K(e, ROWS);                                          \
+            store_kmajor4(dst, ROWS, r, kk, LD4A(src, (long)r * ld + kk));                                      \
         }                                                                                                       \
     } else {                                                                                                    \
         for (int e = tid; e < ROWS * KWG; e += WGS) {                                                           \
@@ -287,13 +295,13 @@ void gemm_tiled_reg(GEMM_ARGS)
             for (int p = 0; p < PF_A; ++p) {
                 const int e = tid + p * WGS;
                 if (e < MWG * (KWG / 4))
-                    ra[p] = LD4A_A(a, (long)(m0 + e % MWG) * lda + k1 + (e / MWG) * 4);
+                    ra[p] = LD4A_A(a, (long)(m0 + KMAJOR_ROW(e, MWG)) * lda + k1 + KMAJOR_K(e, MWG));
             }
 #pragma unroll
             for (int p = 0; p < PF_B; ++p) {
                 const int e = tid + p * WGS;
                 if (e < NWG * (KWG / 4))
-                    rb[p] = trans_b ? LD4A_B(b, (long)(n0 + e % NWG) * ldb + k1 + (e / NWG) * 4)
+                    rb[p] = trans_b ? LD4A_B(b, (long)(n0 + KMAJOR_ROW(e, NWG)) * ldb + k1 + KMAJOR_K(e, NWG))
                                     : LD4A_B(b, (long)(k1 + e / (NWG / 4)) * ldb + n0 + (e % (NWG / 4)) * 4);
             }
         }
@@ -323,13 +331,8 @@ void gemm_tiled_reg(GEMM_ARGS)
 #pragma unroll
             for (int p = 0; p < PF_A; ++p) {
                 const int e = tid + p * WGS;
-                if (e < MWG * (KWG / 4)) {
-                    const int r = e % MWG, kk = (e / MWG) * 4;
-                    Al[(kk + 0) * MWG + r] = ra[p].s0;
-                    Al[(kk + 1) * MWG + r] = ra[p].s1;
-                    Al[(kk + 2) * MWG + r] = ra[p].s2;
-                    Al[(kk + 3) * MWG + r] = ra[p].s3;
-                }
+                if (e < MWG * (KWG / 4))
+                    store_kmajor4(Al, MWG, KMAJOR_ROW(e, MWG), KMAJOR_K(e, MWG), ra[p]);
             }
 #pragma unroll
             for (int p = 0; p < PF_B; ++p) {
@@ -337,11 +340,7 @@ void gemm_tiled_reg(GEMM_ARGS)
                 if (e >= NWG * (KWG / 4))
                     continue;
                 if (trans_b) {
-                    const int r = e % NWG, kk = (e / NWG) * 4;
-                    Bl[(kk + 0) * NWG + r] = rb[p].s0;
-                    Bl[(kk + 1) * NWG + r] = rb[p].s1;
-                    Bl[(kk + 2) * NWG + r] = rb[p].s2;
-                    Bl[(kk + 3) * NWG + r] = rb[p].s3;
+                    store_kmajor4(Bl, NWG, KMAJOR_ROW(e, NWG), KMAJOR_K(e, NWG), rb[p]);
                 } else {
                     Bl4[e] = rb[p];    // kk * NWG + j with kk = e / (NWG/4), j = (e % (NWG/4)) * 4
                 }
