@@ -108,9 +108,10 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     """(html, summary dict) for one device."""
     runs = history.runs(device)
     latest = runs[-1]
+    by_run = [(run, history.results(run.id)) for run in runs]     # every run's results, read once
     results: dict = {}
-    for run in runs:    # each benchmark's newest result: a run may cover a subset (sdcl perf run -k ...)
-        results.update(history.results(run.id))
+    for _, res in by_run:    # each benchmark's newest result: a run may cover a subset (sdcl perf run -k ...)
+        results.update(res)
     findings = {f.name: f for f in regress.check(history, device, threshold, alpha)}
     peak = latest.peak or next((r.peak for r in reversed(runs) if r.peak), None)
     parts = [f"<p><a href='index.html'>all devices</a></p><h1>{escape(device)}</h1>",
@@ -186,7 +187,7 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     # 5. history per benchmark
     parts.append("<h2 id='history'>History</h2><div class='grid-charts'>")
     for name, r in results.items():
-        series = history.series(device, name)
+        series = [(run, res[name]) for run, res in by_run if name in res]     # as history.series(device, name)
         labels = [run.label for run, _ in series]
         metric = "kernel" if all(res.extra_info.get("kernel_rounds_s") for _, res in series) else "wall"
         samples = [np.asarray(res.samples(metric)[1]) for _, res in series]
