@@ -187,7 +187,7 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     # 5. history per benchmark
     parts.append("<h2 id='history'>History</h2><div class='grid-charts'>")
     for name, r in results.items():
-        series = [(run, res[name]) for run, res in by_run if name in res]     # as history.series(device, name)
+        series = [(run, res[name]) for run, res in by_run if name in res]     # (run, result), oldest first
         labels = [run.label for run, _ in series]
         metric = "kernel" if all(res.extra_info.get("kernel_rounds_s") for _, res in series) else "wall"
         samples = [np.asarray(res.samples(metric)[1]) for _, res in series]

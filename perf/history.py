@@ -207,15 +207,6 @@ class History:
         return {r[1]: Result(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
                 for r in rows}
 
-    def series(self, device: str, name: str) -> list:
-        """[(Run, Result)] of one benchmark on one device, oldest first."""
-        out = []
-        for run in self.runs(device):
-            r = self.results(run.id).get(name)
-            if r is not None:
-                out.append((run, r))
-        return out
-
 
 def _device_from_benchmarks(benchmarks: list) -> str | None:
     for b in benchmarks:
