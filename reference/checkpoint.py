@@ -341,8 +341,6 @@ def _is_float(dt) -> bool:
         return False
     if isinstance(dt, str) and dt in _ST_DTYPES:
         return dt in _FLOAT_CODES
-    if isinstance(getattr(dt, "is_floating_point", None), bool):   # a torch dtype (the benchmarks' torch baseline)
-        return dt.is_floating_point
     try:
         return np.dtype(dt).kind == "f"
     except TypeError:
