@@ -94,6 +94,10 @@ def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, t
     db = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, **quiet)
     shapes = db["ops"]["matmul"]["shapes"]
     assert set(shapes) == set(keys) and all("_traced_" in e["case"] for e in shapes.values())
+    case, key = traced["matmul"][0], keys[0]
+    best = min(shapes[key]["candidates"], key=lambda c: c["seconds"])
+    args = tuple(rt.to_device(np.asarray(a, np.float32)) for a in case.args)
+    assert Policy(db, info=rt.info)("matmul", args) == (best["variant"], best["knobs"])
     first = {k: e["seconds"] for k, e in shapes.items()}
     again = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, **quiet)
     assert {k: e["seconds"] for k, e in again["ops"]["matmul"]["shapes"].items()} == first
