@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 PERF_DIR = Path(__file__).resolve().parent
 
@@ -26,25 +29,84 @@ def pytest_command(json_path: str, device: str | None = None, quick: bool = Fals
 
 
 def run(db: str, device: str | None = None, quick: bool = False, full_size: bool = False,
-        keyword: str | None = None, extra: list | None = None, keep_json: str | None = None) -> int:
-    """Run the benchmark suite in a fresh process, then import its JSON into the history as one run."""
+        keyword: str | None = None, extra: list | None = None, keep_json: str | None = None,
+        processes: int = 2) -> int:
+    """Run the benchmark suite in `processes` fresh processes one after another, merge their rounds per benchmark
+    (merge_processes) and import the result into the history as one run.
+
+    Several processes, as asv does: some devices settle per process (PoCL's thread placement, buffer alignment),
+    so one process's rounds can all sit a few percent off another's; the spread between the processes' medians
+    is what the regression rule needs to tell that from a change of the code (perf/regress.py, process_noise)."""
     from perf.history import History
 
+    if processes < 1:
+        raise ValueError(f"--processes must be at least 1, got {processes}")
     with tempfile.TemporaryDirectory(prefix="sdcl-perf-") as tmp:
-        json_path = keep_json or os.path.join(tmp, "benchmarks.json")
-        cmd = pytest_command(json_path, device, quick, full_size, keyword, extra)
-        print("$ " + " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=PERF_DIR.parent)
-        # pytest-benchmark creates the file when it parses its options, and leaves it empty if nothing ran
-        if not Path(json_path).exists() or Path(json_path).stat().st_size == 0:
+        docs, rc = [], 0
+        for i in range(processes):
+            json_path = os.path.join(tmp, f"benchmarks-{i}.json")
+            cmd = pytest_command(json_path, device, quick, full_size, keyword, extra)
+            print(f"$ {' '.join(cmd)}" + (f"   [process {i + 1} of {processes}]" if processes > 1 else ""), flush=True)
+            rc = subprocess.call(cmd, cwd=PERF_DIR.parent) or rc
+            # pytest-benchmark creates the file when it parses its options, and leaves it empty if nothing ran
+            if Path(json_path).exists() and Path(json_path).stat().st_size > 0:
+                docs.append(json.loads(Path(json_path).read_text()))
+        if not docs:
             print(f"sdcl perf run: pytest exited {rc} and no benchmark completed; nothing imported", file=sys.stderr)
             return rc or 2
+        merged = merge_processes(docs)
+        if keep_json:
+            Path(keep_json).write_text(json.dumps(merged, indent=1))
         with History(db) as h:
-            run_id = h.import_json(json_path)
+            run_id = h.import_json(merged, source=keep_json or f"sdcl perf run ({len(docs)} process(es))")
             new = next(x for x in h.runs() if x.id == run_id)
             n = len(h.results(run_id))
-        print(f"imported run {run_id} ({n} benchmark(s), device {new.device}, commit {new.label}) into {db}")
+        print(f"imported run {run_id} ({n} benchmark(s) from {len(docs)} process(es), device {new.device}, "
+              f"commit {new.label}) into {db}")
     return rc
+
+
+def merge_processes(docs: list) -> dict:
+    """One pytest-benchmark document from the documents of several processes of the same suite: per benchmark,
+    every process's wall, kernel and torch rounds concatenated, the statistics and extra_info's medians, rates and
+    ratio recomputed from them (perf.measure.summary), and each process's median kept as
+    process_{wall,kernel}_medians_s. A benchmark that some processes did not complete keeps the rounds of those
+    that did. Machine and commit info come from the first document."""
+    from perf.measure import Timing, summary
+
+    if len(docs) == 1:
+        return docs[0]
+    by_name: dict = {}
+    for doc in docs:
+        for b in doc["benchmarks"]:
+            by_name.setdefault(b["fullname"], []).append(b)
+    benchmarks = []
+    for name, parts in by_name.items():
+        wall = [x for b in parts for x in b["stats"]["data"]]
+        infos = [b.get("extra_info") or {} for b in parts]
+        kernel = [x for e in infos for x in e.get("kernel_rounds_s") or []]
+        torch = [x for e in infos for x in e.get("torch_rounds_s") or []]
+        first = infos[0]
+        peak = ({"gflops": first["peak_gflops"], "gbps": first["peak_gbps"]}
+                if "peak_gflops" in first and "peak_gbps" in first else None)
+        timing = Timing(kernel=kernel, torch=torch, launches=first.get("launches_per_call", 0),
+                        first_call_s=first.get("first_call_s", 0.0))
+        info = dict(first)
+        info.update(summary(timing, wall, first.get("flops"), first.get("bytes"), peak))
+        if any("peak_alloc_bytes" in e for e in infos):
+            info["peak_alloc_bytes"] = max(e.get("peak_alloc_bytes", 0) for e in infos)
+        info["processes"] = len(parts)
+        info["process_wall_medians_s"] = [float(np.median(b["stats"]["data"])) for b in parts]
+        if all(e.get("kernel_rounds_s") for e in infos):
+            info["process_kernel_medians_s"] = [float(np.median(e["kernel_rounds_s"])) for e in infos]
+        w = np.asarray(wall, dtype=np.float64)
+        q1, q3 = np.percentile(w, [25, 75])
+        stats = dict(parts[0]["stats"], data=wall, rounds=len(wall), min=float(w.min()), max=float(w.max()),
+                     mean=float(w.mean()), median=float(np.median(w)), q1=float(q1), q3=float(q3),
+                     iqr=float(q3 - q1), stddev=float(w.std(ddof=1)) if len(w) > 1 else 0.0,
+                     total=float(w.sum()), ops=float(1.0 / w.mean()) if w.mean() > 0 else 0.0)
+        benchmarks.append(dict(parts[0], stats=stats, extra_info=info))
+    return dict(docs[0], benchmarks=benchmarks)
 
 
 def import_file(db: str, files: list, commit: str | None = None) -> int:

@@ -142,7 +142,8 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
 
     # 2. the latest run
     rows = []
-    for name, r in results.items():
+    kinds = {"e2e": 0, "layer": 1, "op": 2}    # the pipeline first, then its layers, then the ops
+    for name, r in sorted(results.items(), key=lambda kv: (kinds.get(kv[1].extra_info.get("kind"), 3), kv[0])):
         e, f = r.extra_info, findings.get(name)
         cls = f.verdict if f and f.verdict in ("regression", "improvement") else ""
         change = "" if not f or f.verdict == "new" else f"{f.change:+.1%}"

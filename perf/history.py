@@ -99,6 +99,10 @@ class Result:
             return "kernel", list(self.extra_info["kernel_rounds_s"])
         return "wall", list(self.rounds)
 
+    def process_medians(self, metric: str = "kernel") -> list:
+        """The median of each process's rounds of `metric` when the run merged several processes, else []."""
+        return list(self.extra_info.get(f"process_{metric}_medians_s") or [])
+
     @property
     def short_name(self) -> str:
         """The test id without its file, e.g. test_op[silu-naive-sd21_unet_l0]."""

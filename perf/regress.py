@@ -8,8 +8,13 @@ earlier run of the same device that has it:
    (rank-based: robust to the outliers timing produces); p < alpha (0.01) is required;
 3. the change must exceed max(threshold, noise), where threshold is 5% by default and noise is the run-to-run
    spread of this benchmark on this device: 3 x the scaled median absolute deviation of the earlier runs'
-   medians (relative), once there are at least MIN_NOISE_RUNS of them.
-A regression needs all three; an improvement is the mirror image. Separately, `detect_step` looks for a lasting
+   medians (relative), once there are at least MIN_NOISE_RUNS of them;
+4. when both runs merged several processes (`sdcl perf run --processes`, default 2), the processes must not
+   overlap: every process median of the new run must be slower than every one of the baseline run by more
+   than the same max(threshold, noise). Rounds of one process are not independent: on a shared machine a whole
+   process can sit tens of percent off another (the state of the machine changes over seconds), and the rank
+   test, which treats every round as independent, calls such a shift significant.
+A regression needs all of them; an improvement is the mirror image. Separately, `detect_step` looks for a lasting
 shift in the series of run medians (informational: the pairwise rule already flagged it when it happened).
 """
 
@@ -115,13 +120,16 @@ class Finding:
     p: float = float("nan")            # one-sided Mann-Whitney p in the direction of the change
     required: float = THRESHOLD        # the change needed: max(threshold, noise)
     step: str = ""                     # a lasting shift found in the history, if any
+    process_change: float | None = None  # the least change between the two runs' processes (compare())
 
     def line(self) -> str:
         short = self.name.split("::")[-1]
         if self.verdict == "new":
             return f"{'new':12} {short}: no earlier run on this device"
         return (f"{self.verdict:12} {short}: {_ms(self.base_median)} -> {_ms(self.new_median)} {self.metric} "
-                f"({self.change:+.1%}, needs >{self.required:.1%}; Mann-Whitney p={self.p:.2g}) "
+                f"({self.change:+.1%}" + (f", between processes at least {self.process_change:+.1%}"
+                                           if self.process_change is not None else "")
+                + f", needs >{self.required:.1%}; Mann-Whitney p={self.p:.2g}) "
                 f"[{self.baseline} -> {self.current}]" + (f"; {self.step}" if self.step else ""))
 
 
@@ -129,19 +137,26 @@ def _ms(s: float) -> str:
     return f"{s * 1e3:.4g} ms"
 
 
-def compare(base: list, new: list, threshold: float = THRESHOLD, alpha: float = ALPHA, noise: float = 0.0) -> dict:
-    """The pairwise rule on two sets of rounds: {"verdict", "change", "p", "required"}."""
+def compare(base: list, new: list, threshold: float = THRESHOLD, alpha: float = ALPHA, noise: float = 0.0,
+            base_procs: list = (), new_procs: list = ()) -> dict:
+    """The pairwise rule on two sets of rounds: {"verdict", "change", "p", "required", "process_change"}.
+    base_procs, new_procs: the per-process medians of each run; with 2 or more on both sides, process_change is
+    the smallest change between any baseline process and any new one in the direction of the change (slowest
+    baseline vs fastest new for a slowdown), and it must exceed the required change too."""
     mb, mn = float(np.median(base)), float(np.median(new))
     change = mn / mb - 1.0 if mb > 0 else 0.0
     required = max(threshold, noise)
+    procs = len(base_procs) >= 2 and len(new_procs) >= 2
     if change > 0:
         _, p = mann_whitney_u(base, new, "greater")
-        verdict = "regression" if change > required and p < alpha else "same"
+        pc = min(new_procs) / max(base_procs) - 1.0 if procs else change
+        verdict = "regression" if change > required and pc > required and p < alpha else "same"
     else:
         _, p = mann_whitney_u(base, new, "less")
-        verdict = "improvement" if -change > required and p < alpha else "same"
+        pc = max(new_procs) / min(base_procs) - 1.0 if procs else change
+        verdict = "improvement" if -change > required and -pc > required and p < alpha else "same"
     return {"verdict": verdict, "change": change, "p": p, "required": required, "base_median": mb,
-            "new_median": mn}
+            "new_median": mn, "process_change": pc if procs else None}
 
 
 def noise_band(medians: list) -> float:
@@ -177,7 +192,8 @@ def judge(past: list, new, threshold: float = THRESHOLD, alpha: float = ALPHA, m
         m, new_rounds = new.samples("wall")
         _, base_rounds = base.samples("wall")
     past_medians = [float(np.median(r.samples(m)[1])) for r in past]
-    out = compare(base_rounds, new_rounds, threshold, alpha, noise_band(past_medians))
+    out = compare(base_rounds, new_rounds, threshold, alpha, noise_band(past_medians), base.process_medians(m),
+                  new.process_medians(m))
     out["metric"] = m
     out["step"] = detect_step(past_medians + [out["new_median"]], threshold)
     return out
@@ -200,7 +216,7 @@ def check(history, device: str | None = None, threshold: float = THRESHOLD, alph
                 continue
             r = judge([p for _, p in past], res, threshold, alpha, metric)
             f = Finding(dev, name, r["verdict"], r["metric"], past[-1][0].label, newest.label, r["base_median"],
-                        r["new_median"], r["change"], r["p"], r["required"])
+                        r["new_median"], r["change"], r["p"], r["required"], process_change=r["process_change"])
             if r["step"] is not None:
                 labels = [run.label for run, _ in past] + [newest.label]
                 f.step = f"step of {r['step'][1]:+.1%} from {labels[r['step'][0]]}"

@@ -2,7 +2,7 @@
 # The GPU machine's runs, batched into few calls (device time is scarce). Run from the repo root there, with the
 # wheels of ../shared/device/fetch-wheels.sh carried in .whl:
 #   bash scripts/gpu_session.sh STAGE...
-# stages: gate attncheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# stages: gate attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -31,6 +31,9 @@ for stage in "$@"; do
                  --trace-size ${SIZE:-512} --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} \
                  --max-configs ${MAX_CONFIGS:-8} --reps ${TUNE_REPS:-3} | grep -e "->" -e traced -e rejected \
                  | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
+    gemmcheck) # every gemm config's edge, tail and prefetch paths against float64 (tests/test_gemm_variants.py)
+               PYOPENCL_TEST="$DEV" timeout ${CHECK_TIMEOUT:-400} python3 -m pytest -q -p no:cacheprovider \
+                 tests/test_gemm_variants.py 2>&1 | tail -15 | tee "$OUT/gemmcheck.txt" ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \

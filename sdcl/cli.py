@@ -139,7 +139,7 @@ def _cmd_conformance(args) -> int:
 def _cmd_perf_run(args) -> int:
     from perf import cli
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    return cli.run(args.db, args.device, args.quick, args.full_size, args.k, extra, args.keep_json)
+    return cli.run(args.db, args.device, args.quick, args.full_size, args.k, extra, args.keep_json, args.processes)
 
 
 def _cmd_perf_import(args) -> int:
@@ -237,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quick", action="store_true", help="only the CI subset (pytest -m quick)")
     pr.add_argument("--full-size", action="store_true", help="include the full-size end-to-end runs (-m fullsize)")
     pr.add_argument("-k", help="pytest -k expression: only the matching benchmarks")
-    pr.add_argument("--keep-json", help="also keep pytest-benchmark's JSON at this path")
+    pr.add_argument("--keep-json", help="also keep the run's pytest-benchmark JSON (processes merged) at this path")
+    pr.add_argument("--processes", type=int, default=2,
+                    help="run the suite in this many processes, one after another, and merge their rounds "
+                         "(default 2, as asv: the regression check uses their spread as noise)")
     pr.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
     pr.set_defaults(fn=_cmd_perf_run)
     pi = psub.add_parser("import", help="import pytest-benchmark JSON files (--benchmark-json), or merge other history "
