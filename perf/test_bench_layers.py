@@ -1,6 +1,7 @@
-"""Layer benchmarks: one text encoder layer, UNet blocks and VAE decoder blocks at the real SD shapes (batch 2
-for the text encoder and the UNet, classifier-free guidance; batch 1 for the VAE), and the same layers of the tiny
-models.
+"""Layer benchmarks at the real SD shapes (batch 2 for the text encoder and the UNet, classifier-free guidance;
+batch 1 for the VAE), and the same layers of the tiny models: a text encoder layer (all of a model's layers have
+one shape), every UNet block (down_blocks.i, mid, up_blocks.i; and the first resnet and transformer of
+down_blocks.0 alone), every VAE decoder block (mid, up_blocks.i; and the first resnet of up_blocks.0 alone).
 
 Only the benchmarked layer's weights are random arrays on the device; the model's other weights are zero-stride
 stand-ins of the right shape (never read by that layer), so a full-size layer costs its own memory only.
@@ -65,9 +66,14 @@ LAYERS = [
           lambda c: {"x": (BATCH, _unet_c(c, -1), _latent(c) // 2 ** (len(c.unet.block_out_channels) - 1),
                            _latent(c) // 2 ** (len(c.unet.block_out_channels) - 1)),
                      "temb": (BATCH, 4 * _unet_c(c)), "ctx": (BATCH, CONTEXT, c.unet.cross_attention_dim)},
-          lambda m, plan, x, temb, ctx: m._resnet("mid_block.resnets.1.", m._transformer(
-              "mid_block.attentions.0.", m._resnet("mid_block.resnets.0.", x, temb), ctx, plan["mid"]["heads"]),
-              temb)),
+          lambda m, plan, x, temb, ctx: m._mid_block(x, temb, ctx)),
+    *[Layer(f"unet.down_blocks.{i}", "unet", f"down_blocks.{i}.", lambda c, i=i: _down_inputs(c, i),
+            lambda m, plan, x, temb, ctx, i=i: m._down_block(i, x, temb, ctx, []))
+      for i in range(4)],
+    *[Layer(f"unet.up_blocks.{i}", "unet", f"up_blocks.{i}.", lambda c, i=i: _up_inputs(c, i),
+            lambda m, plan, x, temb, ctx, i=i, **skips: m._up_block(
+                i, x, temb, ctx, [skips["next_skip"]] + [skips[f"skip{j}"] for j in reversed(range(len(skips) - 1))]))
+      for i in range(4)],
     Layer("vae.decoder.mid", "vae", "decoder.mid_block.",
           lambda c: {"x": (1, c.vae.block_out_channels[-1], c.vae.sample_size // c.vae_scale,
                            c.vae.sample_size // c.vae_scale)},
@@ -76,7 +82,38 @@ LAYERS = [
           lambda c: {"x": (1, c.vae.block_out_channels[-1], c.vae.sample_size // c.vae_scale,
                            c.vae.sample_size // c.vae_scale)},
           lambda m, plan, x: m._resnet(x, "decoder.up_blocks.0.resnets.0")),
+    *[Layer(f"vae.decoder.up_blocks.{i}", "vae", f"decoder.up_blocks.{i}.", lambda c, i=i: _vae_up_inputs(c, i),
+            lambda m, plan, x, i=i: m._up_block(x, i))
+      for i in range(4)],
 ]
+
+
+def _down_inputs(c, i: int) -> dict:
+    """down_blocks.i: the previous block's output (conv_in's for i = 0) at latent / 2^i, temb, text context."""
+    plan, s = _plan(c.unet), _latent(c) // 2 ** i
+    return {"x": (BATCH, plan["down"][i]["resnets"][0][0], s, s), "temb": (BATCH, 4 * _unet_c(c)),
+            "ctx": (BATCH, CONTEXT, c.unet.cross_attention_dim)}
+
+
+def _up_inputs(c, i: int) -> dict:
+    """up_blocks.i: the previous block's output (the mid block's for i = 0), the skips its resnets concatenate
+    (resnet j's: its input channels less those of x), and next_skip, whose h, w the upsampler resizes to (only its
+    shape is read; one channel)."""
+    plan, n = _plan(c.unet), len(c.unet.block_out_channels)
+    s = _latent(c) // 2 ** (n - 1 - i)
+    x_ch = plan["up"][i - 1]["ch"] if i else plan["mid"]["ch"]
+    out = {"x": (BATCH, x_ch, s, s), "temb": (BATCH, 4 * _unet_c(c)),
+           "ctx": (BATCH, CONTEXT, c.unet.cross_attention_dim)}
+    for j, (cin, _) in enumerate(plan["up"][i]["resnets"]):
+        out[f"skip{j}"] = (BATCH, cin - (x_ch if j == 0 else plan["up"][i]["ch"]), s, s)
+    out["next_skip"] = (BATCH, 1, 2 * s, 2 * s)
+    return out
+
+
+def _vae_up_inputs(c, i: int) -> dict:
+    """decoder.up_blocks.i: the previous block's output (the mid block's for i = 0), at latent * 2^i."""
+    rev, s = c.vae.block_out_channels[::-1], c.vae.sample_size // c.vae_scale * 2 ** i
+    return {"x": (1, rev[i - 1] if i else rev[0], s, s)}
 
 MODELS = {"text": (TextEncoder, text_shapes, "text_encoder"), "unet": (UNet, unet_shapes, "unet"),
           "vae": (VAE, vae_shapes, "vae")}
@@ -104,10 +141,16 @@ def _ops_used(build, call) -> set:
     return used
 
 
+def _has_block(config: str, layer: Layer) -> bool:
+    """Whether the config's model has the layer (the tiny models have fewer blocks)."""
+    _, shapes_of, part = MODELS[layer.model]
+    return any(k.startswith(layer.prefix) for k in shapes_of(getattr(get_config(config), part)))
+
+
 @pytest.mark.layer
-@pytest.mark.parametrize("layer", LAYERS, ids=[l.name for l in LAYERS])
-@pytest.mark.parametrize("config", [pytest.param(n, marks=[pytest.mark.fullsize] if full else [], id=n)
-                                    for n, full in CONFIGS])
+@pytest.mark.parametrize("config,layer", [
+    pytest.param(n, layer, marks=[pytest.mark.fullsize] if full else [], id=f"{n}-{layer.name}")
+    for n, full in CONFIGS for layer in LAYERS if _has_block(n, layer)])
 def test_layer(benchmark, rt, torch_device, layer, config, pytestconfig, progress):
     from opencl_impl import ops as cl_ops
 

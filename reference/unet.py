@@ -183,33 +183,15 @@ class UNet:
 
         # 3. down: every resnet/transformer output and every downsampler output is kept as a skip
         skips = [x]
-        for i, blk in enumerate(plan["down"]):
-            p = f"down_blocks.{i}."
-            for j in range(len(blk["resnets"])):
-                x = self._resnet(f"{p}resnets.{j}.", x, temb)
-                if blk["heads"] is not None:
-                    x = self._transformer(f"{p}attentions.{j}.", x, ctx, blk["heads"])
-                skips.append(x)
-            if blk["sample"]:
-                x = ops.conv2d(x, w[f"{p}downsamplers.0.conv.weight"], w[f"{p}downsamplers.0.conv.bias"],
-                               stride=2, padding=1)
-                skips.append(x)
+        for i in range(len(plan["down"])):
+            x = self._down_block(i, x, temb, ctx, skips)
 
         # 4. mid
-        x = self._resnet("mid_block.resnets.0.", x, temb)
-        x = self._transformer("mid_block.attentions.0.", x, ctx, plan["mid"]["heads"])
-        x = self._resnet("mid_block.resnets.1.", x, temb)
+        x = self._mid_block(x, temb, ctx)
 
         # 5. up: each resnet first concatenates the latest skip on channels
-        for i, blk in enumerate(plan["up"]):
-            p = f"up_blocks.{i}."
-            for j in range(len(blk["resnets"])):
-                x = ops.concat([x, skips.pop()], axis=1)
-                x = self._resnet(f"{p}resnets.{j}.", x, temb)
-                if blk["heads"] is not None:
-                    x = self._transformer(f"{p}attentions.{j}.", x, ctx, blk["heads"])
-            if blk["sample"]:
-                x = self._upsample(f"{p}upsamplers.0.conv.", x, skips[-1].shape[2:])
+        for i in range(len(plan["up"])):
+            x = self._up_block(i, x, temb, ctx, skips)
         assert not skips
 
         # 6. post-process
@@ -228,6 +210,39 @@ class UNet:
         return n
 
     # ----------------------------------------------------------------------------------------------- blocks
+    def _down_block(self, i: int, x, temb, ctx, skips: list):
+        """down_blocks.i: resnets, each followed by its transformer where the block has attention, then the stride-2
+        downsampler; every output is appended to skips."""
+        blk, p, w = self.plan["down"][i], f"down_blocks.{i}.", self.w
+        for j in range(len(blk["resnets"])):
+            x = self._resnet(f"{p}resnets.{j}.", x, temb)
+            if blk["heads"] is not None:
+                x = self._transformer(f"{p}attentions.{j}.", x, ctx, blk["heads"])
+            skips.append(x)
+        if blk["sample"]:
+            x = self.ops.conv2d(x, w[f"{p}downsamplers.0.conv.weight"], w[f"{p}downsamplers.0.conv.bias"],
+                                stride=2, padding=1)
+            skips.append(x)
+        return x
+
+    def _mid_block(self, x, temb, ctx):
+        x = self._resnet("mid_block.resnets.0.", x, temb)
+        x = self._transformer("mid_block.attentions.0.", x, ctx, self.plan["mid"]["heads"])
+        return self._resnet("mid_block.resnets.1.", x, temb)
+
+    def _up_block(self, i: int, x, temb, ctx, skips: list):
+        """up_blocks.i: each resnet takes skips.pop() concatenated on channels, then its transformer where the block
+        has attention; then the upsampler, to the h, w of the skip that is last after this block's pops."""
+        blk, p = self.plan["up"][i], f"up_blocks.{i}."
+        for j in range(len(blk["resnets"])):
+            x = self.ops.concat([x, skips.pop()], axis=1)
+            x = self._resnet(f"{p}resnets.{j}.", x, temb)
+            if blk["heads"] is not None:
+                x = self._transformer(f"{p}attentions.{j}.", x, ctx, blk["heads"])
+        if blk["sample"]:
+            x = self._upsample(f"{p}upsamplers.0.conv.", x, skips[-1].shape[2:])
+        return x
+
     def _resnet(self, p: str, x, temb):
         """ResnetBlock2D: GN-silu-conv, + time projection, GN-silu-conv, + (1x1-projected) input."""
         ops, w, g, eps = self.ops, self.w, self.cfg.norm_num_groups, self.cfg.norm_eps

@@ -153,6 +153,14 @@ class VAE:
         x = self._attention(x, f"{key}.attentions.0")
         return self._resnet(x, f"{key}.resnets.1")
 
+    def _up_block(self, x, i: int):
+        """decoder.up_blocks.i: layers_per_block + 1 resnets, then (all but the last block) 2x nearest + 3x3 conv."""
+        for j in range(self.cfg.layers_per_block + 1):
+            x = self._resnet(x, f"decoder.up_blocks.{i}.resnets.{j}")
+        if i < len(self.cfg.block_out_channels) - 1:
+            x = self._conv(self.ops.upsample_nearest2x(x), f"decoder.up_blocks.{i}.upsamplers.0.conv")
+        return x
+
     # public API -----------------------------------------------------------------------------------------------
 
     def decode(self, z):
@@ -165,10 +173,7 @@ class VAE:
         x = self._conv(x, "decoder.conv_in")
         x = self._mid(x, "decoder.mid_block")
         for i in range(n):
-            for j in range(cfg.layers_per_block + 1):
-                x = self._resnet(x, f"decoder.up_blocks.{i}.resnets.{j}")
-            if i < n - 1:
-                x = self._conv(self.ops.upsample_nearest2x(x), f"decoder.up_blocks.{i}.upsamplers.0.conv")
+            x = self._up_block(x, i)
         x = self._norm_silu(x, "decoder.conv_norm_out")
         return self._conv(x, "decoder.conv_out")
 
