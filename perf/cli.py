@@ -15,10 +15,10 @@ PERF_DIR = Path(__file__).resolve().parent
 
 
 def pytest_command(json_path: str, device: str | None = None, quick: bool = False, full_size: bool = False,
-                   keyword: str | None = None, extra: list | None = None) -> list:
-    """The pytest command line of a benchmark run (the perf suite, every round written to json_path)."""
+                   keyword: str | None = None, extra: list | None = None, perf_dir: Path = PERF_DIR) -> list:
+    """The pytest command line of a benchmark run (the perf suite in perf_dir, every round written to json_path)."""
     marks = "quick" if quick else (None if full_size else "not fullsize")
-    cmd = [sys.executable, "-m", "pytest", str(PERF_DIR), "-p", "no:cacheprovider", "-q",
+    cmd = [sys.executable, "-m", "pytest", str(perf_dir), "-p", "no:cacheprovider", "-q",
            f"--benchmark-json={json_path}", "--benchmark-columns=min,median,max,rounds"]
     cmd += ["-m", marks] if marks else ["-m", ""]
     if device:
@@ -34,9 +34,9 @@ def run(db: str, device: str | None = None, quick: bool = False, full_size: bool
     """Run the benchmark suite in `processes` fresh processes one after another, merge their rounds per benchmark
     (merge_processes) and import the result into the history as one run.
 
-    Several processes, as asv does: some devices settle per process (PoCL's thread placement, buffer alignment),
-    so one process's rounds can all sit a few percent off another's; the spread between the processes' medians
-    is what the regression rule needs to tell that from a change of the code (perf/regress.py, process_noise)."""
+    Several processes, as asv does: the rounds of one process are not independent (on a shared machine a whole
+    process can sit tens of percent off another: the machine's state drifts over seconds), so the regression rule
+    compares the runs' per-process medians too (perf/regress.py, compare: the processes must not overlap)."""
     from perf.history import History
 
     if processes < 1:
@@ -101,10 +101,12 @@ def merge_processes(docs: list) -> dict:
             info["process_kernel_medians_s"] = [float(np.median(e["kernel_rounds_s"])) for e in infos]
         w = np.asarray(wall, dtype=np.float64)
         q1, q3 = np.percentile(w, [25, 75])
-        stats = dict(parts[0]["stats"], data=wall, rounds=len(wall), min=float(w.min()), max=float(w.max()),
+        # recomputed from the pooled rounds; the first process's outlier counts would no longer describe them
+        stats = dict(data=wall, rounds=len(wall), min=float(w.min()), max=float(w.max()),
                      mean=float(w.mean()), median=float(np.median(w)), q1=float(q1), q3=float(q3),
                      iqr=float(q3 - q1), stddev=float(w.std(ddof=1)) if len(w) > 1 else 0.0,
-                     total=float(w.sum()), ops=float(1.0 / w.mean()) if w.mean() > 0 else 0.0)
+                     total=float(w.sum()), ops=float(1.0 / w.mean()) if w.mean() > 0 else 0.0,
+                     iterations=parts[0]["stats"].get("iterations", 1))
         benchmarks.append(dict(parts[0], stats=stats, extra_info=info))
     return dict(docs[0], benchmarks=benchmarks)
 

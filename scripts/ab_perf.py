@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.cli import check, merge_processes  # noqa: E402
+from perf.cli import check, merge_processes, pytest_command  # noqa: E402
 from perf.history import History  # noqa: E402
 
 
@@ -36,8 +36,7 @@ def extract(commit: str, dest: Path) -> str:
 
 
 def bench(tree: Path, json_path: Path, device: str | None, keyword: str, extra: list) -> dict | None:
-    cmd = [sys.executable, "-m", "pytest", "perf", "-p", "no:cacheprovider", "-q", "-m", "not fullsize",
-           f"--benchmark-json={json_path}", "-k", keyword] + (["--device", device] if device else []) + extra
+    cmd = pytest_command(str(json_path), device, keyword=keyword, extra=extra, perf_dir=tree / "perf")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
     print(f"$ (in {tree}) {' '.join(cmd)}", flush=True)
     subprocess.call(cmd, cwd=tree, env=env)
@@ -73,7 +72,8 @@ def main() -> int:
             return 2
         stamps = sorted(d.get("datetime") or "" for side in docs.values() for d in side)
         with History(a.db) as h:  # the old side first: the check takes the newest run as the one to judge
-            for side, commit, is_dirty, stamp in (("old", old_id, False, stamps[0]), ("new", new_id, dirty, stamps[-1])):
+            for side, commit, is_dirty, stamp in (("old", old_id, False, stamps[0]),
+                                                  ("new", new_id, dirty, stamps[-1])):
                 merged = merge_processes(docs[side])
                 merged["commit_info"] = dict(merged.get("commit_info") or {}, id=commit, dirty=is_dirty)
                 merged["datetime"] = stamp

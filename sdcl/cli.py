@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--keep-json", help="also keep the run's pytest-benchmark JSON (processes merged) at this path")
     pr.add_argument("--processes", type=int, default=2,
                     help="run the suite in this many processes, one after another, and merge their rounds "
-                         "(default 2, as asv: the regression check uses their spread as noise)")
+                         "(default 2, as asv: the regression check needs the processes of two runs not to overlap)")
     pr.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
     pr.set_defaults(fn=_cmd_perf_run)
     pi = psub.add_parser("import", help="import pytest-benchmark JSON files (--benchmark-json), or merge other history "

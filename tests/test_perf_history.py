@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import shutil
 
 import numpy as np
