@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from conformance.registry import Case, OpSpec
-from opencl_impl.runtime import POISON, Runtime
+from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.opencl_impl.ops import to_half
+from sdcl.opencl_impl.runtime import POISON, Runtime
+from sdcl.registry import Case, OpSpec
 
 
 @dataclass
@@ -55,10 +57,9 @@ def _to_device(rt: Runtime, a):
 def device_args(rt: Runtime, spec: OpSpec, variant: str, case: Case) -> tuple:
     """(args, kwargs) of a case on the device, the variant's half_args stored in half (as a model stored in half
     passes them)."""
-    from opencl_impl.ops import to_half
     half = next((v.half_args for v in spec.variants if v.name == variant), ())   # () for an undeclared launcher
     args = [_to_device(rt, a) for a in case.args]
-    args = [to_half(a) if i in half and a is not None else a for i, a in enumerate(args)]
+    args = [to_half(rt, a) if i in half and a is not None else a for i, a in enumerate(args)]
     return args, {k: _to_device(rt, v) for k, v in case.kwargs.items()}
 
 
@@ -77,8 +78,6 @@ def reference_output(spec: OpSpec, case: Case, dtype) -> np.ndarray:
 def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, dtype,
              expected: np.ndarray | None = None) -> Result:
     """Check one variant on one case; `expected` (from reference_output) saves recomputing the reference."""
-    from opencl_impl.ops import run_variant
-
     dtype = np.dtype(dtype)
     if expected is None:
         expected = reference_output(spec, case, dtype)
@@ -89,7 +88,7 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     rt.guarded.clear()
     try:
         args, kwargs = device_args(rt, spec, variant, case)
-        out = run_variant(spec.name, variant, knobs, *args, **kwargs)
+        out = run_variant(rt, spec.name, variant, knobs, *args, **kwargs)
         rt.queue.finish()
         got = out.get()
         problems = rt.check_guards()
@@ -112,8 +111,7 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     both_nan = np.isnan(g) & np.isnan(e)
     err[both_nan] = 0.0
     err[np.isnan(err)] = np.inf
-    own = next((v.tolerance for v in spec.variants if v.name == variant), None)   # e.g. Winograd's, with its reason
-    tol = (own or spec.tolerance)[dtype.name]
+    tol = spec.tolerance_of(variant, dtype)      # the variant's own (e.g. Winograd's, with its reason), else the row's
     if tol.atol_scale == "input":
         first = next(a for a in case.arrays() if a.dtype.kind == "f").astype(np.float64)
         scale = float(np.max(np.abs(first[np.isfinite(first)]), initial=0.0))

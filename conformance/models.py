@@ -8,7 +8,7 @@ Tolerances (relative L2 of the output):
   error, and a block chains 10-30 ops whose sums have at most a few thousand terms in these tiny models: the
   measured errors are ~1e-7..1e-6; 1e-5 is the same bound as the oracle tests of the reference.
 - float64: 1e-10 (a wrong formula cannot hide under it).
-- half storage (float32 only; the linear and conv2d weights stored as float16, opencl_impl/storage.py), against
+- half storage (float32 only; the linear and conv2d weights stored as float16, sdcl.opencl_impl.storage), against
   the reference on the unrounded weights: each GEMM-type layer adds ~u/sqrt(3) = 2.8e-4 relative L2 (u = 2^-11;
   measured 2.1e-4..2.9e-4 per op at SD shapes), and a tiny model's ~20 such layers on its path add up as a random
   walk (residuals and norms keep it from compounding): ~sqrt(20) * 2.9e-4 = 1.3e-3; judged at 3e-3.
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from conformance.gate import Row
+from sdcl.conformance.report import Row
 
 BLOCK_TOL = {"float32": 1e-5, "float64": 1e-10}
 HALF_STORAGE_TOL = 3e-3
@@ -50,9 +50,9 @@ def _row(name: str, dtype: str, device: str, err: float, tol: float, seconds: fl
 
 
 def _models(config, ops, weights):
-    from reference.text_encoder import TextEncoder
-    from reference.unet import UNet
-    from reference.vae import VAE
+    from sdcl.reference.text_encoder import TextEncoder
+    from sdcl.reference.unet import UNet
+    from sdcl.reference.vae import VAE
     return (TextEncoder(config.text_encoder, weights["text_encoder"], ops=ops),
             UNet(config.unet, weights["unet"], ops=ops),
             VAE(config.vae, weights["vae"], ops=ops))
@@ -95,10 +95,10 @@ def _unet_block_checks(ref_unet, cfg, rng):
 
 def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "tiny-sd2")) -> list:
     """Rows for every model check of the tiny configs, float32 (and float64 where the device has fp64)."""
-    from opencl_impl import ops as cl_ops
-    from reference import ops as ref_ops
-    from reference.configs import get_config
-    from reference.pipeline import init_weights
+    from sdcl.opencl_impl.ops import DeviceOps
+    from sdcl.reference import ops as ref_ops
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
 
     rows = []
     dtypes = ["float32"] + (["float64"] if rt.info["fp64"] else [])
@@ -111,7 +111,7 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             w_ref = {m: {k: v.astype(dt).astype(np.float64) for k, v in ws.items()} for m, ws in w64.items()}
             w_dev = {m: {k: rt.to_device(v.astype(dt)) for k, v in ws.items()} for m, ws in w64.items()}
             te_r, unet_r, vae_r = _models(config, ref_ops, w_ref)
-            te_d, unet_d, vae_d = _models(config, cl_ops, w_dev)
+            te_d, unet_d, vae_d = _models(config, DeviceOps(rt), w_dev)
             rng = np.random.default_rng(7)
 
             def compare(name, ref_fn, dev_fn, inputs, tol=BLOCK_TOL[dtype]):
@@ -129,7 +129,7 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
                                     failure=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
 
             # text encoder: a real tokenized prompt pair
-            from reference.tokenizer import CLIPTokenizer
+            from sdcl.reference.tokenizer import CLIPTokenizer
             ids = CLIPTokenizer.from_config(config.text_encoder)(["", "a photograph of an astronaut riding a horse"])
             compare("text_encoder", te_r, te_d, [ids])
             # UNet blocks, then the whole UNet at a non-square latent
@@ -150,10 +150,10 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
 def _half_storage_rows(rt, config, family, device, w64) -> list:
     """Text encoder, UNet and VAE decoder with half-stored weights (float32 compute) against the float64 reference
     on the float32 weights: the error includes the rounding of the weights to half."""
-    from opencl_impl import ops as cl_ops
-    from opencl_impl.storage import half_weights
-    from reference import ops as ref_ops
-    from reference.tokenizer import CLIPTokenizer
+    from sdcl.opencl_impl.ops import DeviceOps
+    from sdcl.opencl_impl.storage import half_weights
+    from sdcl.reference import ops as ref_ops
+    from sdcl.reference.tokenizer import CLIPTokenizer
 
     w32 = {m: {k: v.astype(np.float32) for k, v in ws.items()} for m, ws in w64.items()}
     w_ref = {m: {k: v.astype(np.float64) for k, v in ws.items()} for m, ws in w32.items()}
@@ -167,7 +167,7 @@ def _half_storage_rows(rt, config, family, device, w64) -> list:
     try:
         w_dev = {m: {k: rt.to_device(v) for k, v in half_weights(ws).items()} for m, ws in w32.items()}
         te_r, unet_r, vae_r = _models(config, ref_ops, w_ref)
-        te_d, unet_d, vae_d = _models(config, cl_ops, w_dev)
+        te_d, unet_d, vae_d = _models(config, DeviceOps(rt), w_dev)
         checks = [("text_encoder", te_r(ids), lambda: te_d(ids)),
                   ("unet", unet_r(lat.astype(np.float64), np.array([999, 1]), ctx.astype(np.float64)),
                    lambda: unet_d(rt.to_device(lat), np.array([999, 1]), rt.to_device(ctx))),
@@ -184,8 +184,8 @@ def _half_storage_rows(rt, config, family, device, w64) -> list:
 
 def _pipeline_rows(rt, config, family, dtype, device, w_ref, w_dev) -> list:
     """The whole tiny pipeline, prompt to image, on the device vs the reference; latent error and image PSNR."""
-    from opencl_impl.backend import opencl_backend_for
-    from reference.pipeline import NUMPY, StableDiffusion, to_uint8
+    from sdcl.opencl_impl.backend import opencl_backend_for
+    from sdcl.reference.pipeline import StableDiffusion, to_uint8
 
     t0 = time.perf_counter()
     name = f"{family}/pipeline"

@@ -6,7 +6,7 @@ Test and perf dependencies only (torch, diffusers, transformers), imported when 
 
 from __future__ import annotations
 
-from reference.configs import TextEncoderConfig, UNetConfig, VAEConfig
+from sdcl.reference.configs import TextEncoderConfig, UNetConfig, VAEConfig
 
 
 def unet_kwargs(cfg: UNetConfig) -> dict:

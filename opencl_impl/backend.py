@@ -1,25 +1,27 @@
-"""A pipeline Backend on an OpenCL device: the OpenCL ops module and host <-> device transfers."""
+"""A pipeline Backend on an OpenCL device: the device's ops namespace and host <-> device transfers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyopencl.array as cla
 
-from opencl_impl import ops as cl_ops
-from opencl_impl.runtime import Runtime, select_device
-from opencl_impl.selection import Policy, load_db
-from reference.pipeline import Backend
+from sdcl.opencl_impl.devices import select_device
+from sdcl.opencl_impl.ops import DeviceOps
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.selection import policy_for
+from sdcl.reference.pipeline import Backend
 
 _RUNTIMES: dict = {}   # device -> Runtime, so stages that name the same device share one context and queue
 
 
 def runtime_for(selector: str | None = None) -> Runtime:
-    """The device's Runtime, with its selection policy: the tuned database for this device if the repo has one,
-    else the most advanced verified variant that handles each shape (opencl_impl/selection.py)."""
+    """The device's Runtime (one per device in this process), with its selection policy: the tuning table for this
+    device (the user's tuning folder, then the shipped tables), else the most advanced verified variant that handles
+    each shape (sdcl.opencl_impl.selection)."""
     device = select_device(selector)
     if device.int_ptr not in _RUNTIMES:
         rt = Runtime(device)
-        rt.policy = Policy(load_db(rt.info), info=rt.info)
+        rt.policy = policy_for(rt)
         _RUNTIMES[device.int_ptr] = rt
     return _RUNTIMES[device.int_ptr]
 
@@ -34,7 +36,8 @@ def opencl_backend_for(rt: Runtime) -> Backend:
     def to_host(a):
         return a.get() if isinstance(a, cla.Array) else np.asarray(a)
 
-    return Backend(f"opencl:{rt.info['device']}", cl_ops, to_device=to_device, to_host=to_host, sync=rt.queue.finish)
+    return Backend(f"opencl:{rt.info['device']}", DeviceOps(rt), to_device=to_device, to_host=to_host,
+                   sync=rt.queue.finish)
 
 
 def opencl_backend(selector: str | None = None) -> Backend:

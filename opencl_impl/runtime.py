@@ -1,144 +1,28 @@
-"""OpenCL runtime: device choice, the one kernel build function with its caches, and a profiled queue.
-
-Device choice follows pyopencl's conventions: a selector string as `PYOPENCL_CTX` takes it ("0", "0:1",
-"portable:0", a platform-name substring then a device index); with no selector, `PYOPENCL_CTX` from the
-environment; with neither, PoCL's CPU device (what the README's set-up installs), else the first GPU, else the
-first device.
+"""The OpenCL runtime of one device: context, profiling queue, memory pool, and the one kernel build function with
+its caches. Where kernels are found, where tuning tables are read and written and where built binaries are cached
+are parameters of the Runtime, not module globals.
 """
 
 from __future__ import annotations
 
-import ctypes.util
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+import pyopencl.tools as cltools
 
-try:
-    import pyopencl as cl
-    import pyopencl.array as cla
-    import pyopencl.tools as cltools
-except ImportError as e:  # pragma: no cover - the error is the message
-    raise ImportError("sdcl's OpenCL backend needs pyopencl: pip install 'sdcl[opencl]'") from e
-
-from kernels import KERNEL_DIR
-
-POCL_HINT = ("install PoCL, the portable CPU OpenCL driver: `apt-get install pocl-opencl-icd` on Debian/Ubuntu "
-             "(pip's pocl-binary-distribution builds no kernels on these CPUs; see README)")
-
+from sdcl.opencl_impl.devices import DeviceError, device_info
+from sdcl.resources import kernel_cache_dir, kernel_dir, shipped_tuning_dir, user_tuning_dir
 
 # A NaN bit pattern no arithmetic produces: an output word still holding it was never written.
 POISON = 0x7FBADBAD
 
 
-class DeviceError(RuntimeError):
-    """No usable OpenCL device, or a device without a feature an op needs."""
-
-
 class KernelBuildError(RuntimeError):
     """A kernel failed to compile; the message carries the device, the options and the compiler log."""
-
-
-def _nvidia_icd_hint() -> str:
-    vendors = Path("/etc/OpenCL/vendors")
-    has_lib = ctypes.util.find_library("nvidia-opencl") is not None or any(
-        Path(p).exists() for p in ("/usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1",
-                                   "/usr/local/nvidia/lib64/libnvidia-opencl.so.1", "/usr/lib64/libnvidia-opencl.so.1"))
-    has_icd = vendors.is_dir() and any("nvidia" in f.read_text(errors="ignore").lower()
-                                       for f in vendors.glob("*.icd"))
-    if has_lib and not has_icd:
-        return (" NVIDIA's OpenCL driver (libnvidia-opencl.so.1) is installed but no ICD file names it: write it with "
-                "`mkdir -p /etc/OpenCL/vendors && echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd`.")
-    return ""
-
-
-def platforms() -> list:
-    try:
-        return cl.get_platforms()
-    except cl.Error:  # pyopencl raises when the ICD loader finds no platform at all
-        return []
-
-
-def all_devices() -> list:
-    return [d for p in platforms() for d in p.get_devices()]
-
-
-def default_device() -> "cl.Device":
-    devices = all_devices()
-    if not devices:
-        raise DeviceError("no OpenCL platform found: " + POCL_HINT + "." + _nvidia_icd_hint())
-    pocl_cpu = [d for d in devices if "portable" in d.platform.name.lower() and d.type & cl.device_type.CPU]
-    gpus = [d for d in devices if d.type & cl.device_type.GPU]
-    return (pocl_cpu or gpus or devices)[0]
-
-
-def select_device(selector: str | None = None) -> "cl.Device":
-    """The device a selector names (pyopencl's PYOPENCL_CTX syntax), or the default."""
-    selector = selector if selector is not None else os.environ.get("PYOPENCL_CTX")
-    if not selector:
-        return default_device()
-    plats = platforms()
-    if not plats:
-        raise DeviceError("no OpenCL platform found: " + POCL_HINT + "." + _nvidia_icd_hint())
-    parts = selector.split(":")
-    plat_sel, dev_sel = parts[0], (parts[1] if len(parts) > 1 else "0")
-    if plat_sel.isdigit():
-        if int(plat_sel) >= len(plats):
-            raise DeviceError(f"device selector {selector!r}: no platform {plat_sel}; have " + _listing())
-        plat = plats[int(plat_sel)]
-    else:
-        found = [p for p in plats if plat_sel.lower() in p.name.lower()]
-        if not found:
-            raise DeviceError(f"device selector {selector!r}: no platform matches {plat_sel!r}; have " + _listing())
-        plat = found[0]
-    devs = plat.get_devices()
-    if dev_sel.isdigit():
-        if int(dev_sel) >= len(devs):
-            raise DeviceError(f"device selector {selector!r}: platform {plat.name!r} has {len(devs)} device(s)")
-        return devs[int(dev_sel)]
-    found = [d for d in devs if dev_sel.lower() in d.name.lower()]
-    if not found:
-        raise DeviceError(f"device selector {selector!r}: no device matches {dev_sel!r}; have " + _listing())
-    return found[0]
-
-
-def _listing() -> str:
-    return "; ".join(f"{i}:{j} {p.name} / {d.name}" for i, p in enumerate(platforms())
-                     for j, d in enumerate(p.get_devices()))
-
-
-def device_info(device: "cl.Device") -> dict:
-    """The capabilities that matter for SD kernels."""
-    ext = device.extensions.split()
-    return {
-        "platform": device.platform.name.strip(),
-        "device": device.name.strip(),
-        "type": next((n for n, t in (("GPU", cl.device_type.GPU), ("CPU", cl.device_type.CPU),
-                                     ("ACCELERATOR", cl.device_type.ACCELERATOR)) if device.type & t), "OTHER"),
-        "version": device.version.strip(),
-        "compute_units": device.max_compute_units,
-        "max_work_group_size": device.max_work_group_size,
-        "local_mem_kib": device.local_mem_size // 1024,
-        "global_mem_mib": device.global_mem_size // 2**20,
-        "max_alloc_mib": device.max_mem_alloc_size // 2**20,
-        "fp64": "cl_khr_fp64" in ext or device.double_fp_config != 0,
-        "fp16": "cl_khr_fp16" in ext,
-        "nvidia_ptx": "nvidia" in device.platform.name.lower() and bool(device.type & cl.device_type.GPU),  # asm()
-    }
-
-
-def device_key(device: "cl.Device") -> str:
-    """A short stable name for tuning databases and reports: platform / device / driver version."""
-    return f"{device.platform.name.strip()} / {device.name.strip()} / {device.driver_version.strip()}"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("SDCL_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "sdcl")
-    path = Path(base).expanduser() / "kernels"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
@@ -151,15 +35,64 @@ def build_options(defines: dict | None = None, dtype=np.float32) -> list:
     return opts
 
 
+_INCLUDE = re.compile(r'^#include "([\w./]+)"[ \t]*$', re.M)
+
+
+def find_kernel(file: str, path) -> Path:
+    """The file `file` (relative to a kernel folder, e.g. "gemm/tiled_reg.cl") in the first folder of `path` that
+    holds it."""
+    for folder in path:
+        p = Path(folder) / file
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"kernel file {file!r} is in none of the kernel folders: "
+                            + ", ".join(str(f) for f in path))
+
+
+def kernel_source(file: str, path=None) -> str:
+    """The text that is built: `file` found on the kernel path, each `#include "x.h"` line replaced by that header
+    (x.h beside the including file, then at a folder's top; each header once; every folder of the path is searched,
+    so an overlay folder first on the path replaces a header too), so pyopencl's binary cache, keyed on the text,
+    sees a header's changes."""
+    path = tuple(path) if path else (kernel_dir(),)
+    seen: set = set()
+
+    def expand(rel: str) -> str:
+        def include(m):
+            name = m.group(1)
+            beside = str(Path(rel).parent / name)
+            try:
+                found = find_kernel(beside, path)
+                target = beside
+            except FileNotFoundError:
+                found, target = find_kernel(name, path), name
+            if target in seen:
+                return f"// {name}: included above"
+            seen.add(target)
+            return expand(target) if found else ""
+        return _INCLUDE.sub(include, find_kernel(rel, path).read_text())
+
+    return expand(file)
+
+
 @dataclass
 class Runtime:
-    """One device: its context, a profiling queue, a memory pool and the program cache."""
+    """One device: its context, a profiling queue, a memory pool and the program cache.
+
+    kernel_path: folders searched for kernel files, first hit wins (default: sdcl's kernels/); a plugin's or an A/B
+    overlay's folder goes first. tuning_dir: where the policy looks first for this device's tuning table and where
+    `sdcl tune` writes it (default: sdcl.resources.user_tuning_dir()); the tables shipped with sdcl come after.
+    cache_dir: pyopencl's binary cache of built programs (default: sdcl.resources.kernel_cache_dir())."""
 
     device: "cl.Device"
+    kernel_path: tuple = ()
+    tuning_dir: Path | None = None
+    cache_dir: Path | None = None
     context: "cl.Context" = None
     queue: "cl.CommandQueue" = None
     allocator: object = None
     programs: dict = field(default_factory=dict)
+    failed_builds: dict = field(default_factory=dict)   # (file, options) -> the KernelBuildError: built once
     events: list = field(default_factory=list)   # (op name, event) when profiling is on
     profile: bool = False
     policy: object = None                         # (op, args, kwargs) -> (variant, knobs); None: naive everywhere
@@ -167,36 +100,48 @@ class Runtime:
     guarded: list = field(default_factory=list)   # (parent buffer, guard bytes, payload bytes) since last check
 
     def __post_init__(self):
+        self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
+        self.tuning_dir = Path(self.tuning_dir) if self.tuning_dir else user_tuning_dir()
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir else kernel_cache_dir()
         self.context = self.context or cl.Context([self.device])
         self.queue = self.queue or cl.CommandQueue(
             self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         # Buffers are reused across steps: freed arrays go back to the pool, not to the driver.
         self.allocator = self.allocator or cltools.MemoryPool(cltools.ImmediateAllocator(self.queue))
         self.info = device_info(self.device)
-        _RUNTIMES[self.context.int_ptr] = self
+
+    @property
+    def tuning_dirs(self) -> tuple:
+        """Where tuning tables are read, first hit wins: the runtime's tuning_dir, then the shipped tables."""
+        return (self.tuning_dir, shipped_tuning_dir())
 
     # --- kernels -------------------------------------------------------------------------------------------------
     def program(self, file: str, defines: dict | None = None, dtype=np.float32) -> "cl.Program":
-        """Build kernels/<file> with -D options; cached per (device, file, options) in memory and on disk."""
+        """Build <file> from the kernel path with -D options; cached per (device, file, options) in memory and on
+        disk."""
         if np.dtype(dtype) == np.float64 and not self.info["fp64"]:
             raise DeviceError(f"{self.info['device']}: float64 needs cl_khr_fp64, which this device lacks")
         options = build_options(defines, dtype)
         key = (file, tuple(options))
         prg = self.programs.get(key)
         if prg is None:
-            source = kernel_source(file)
+            if key in self.failed_builds:
+                raise self.failed_builds[key]
+            source = kernel_source(file, self.kernel_path)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
             try:
                 # pyopencl's binary cache keys on the source, the options and the device.
-                prg = cl.Program(self.context, source).build(options=options, cache_dir=str(cache_dir()))
+                prg = cl.Program(self.context, source).build(options=options, cache_dir=str(self.cache_dir))
             except (cl.RuntimeError, cl.LogicError) as e:
-                raise KernelBuildError(
+                error = self.failed_builds[key] = KernelBuildError(
                     f"kernel {file} failed to build on {self.info['device']} ({self.info['platform']}) "
-                    f"with options {' '.join(options)}:\n{e}") from None
+                    f"with options {' '.join(options)}:\n{e}")
+                raise error from None
             self.programs[key] = prg
         return prg
 
     def kernel(self, file: str, name: str, defines: dict | None = None, dtype=np.float32) -> "cl.Kernel":
-        """The kernel object `name` of kernels/<file> built with these defines (kept, not re-created per call)."""
+        """The kernel object `name` of <file> built with these defines (kept, not re-created per call)."""
         # keyed by the defines themselves: no option strings built per call (host time matters on a fast GPU);
         # program() shares the build between keys that give the same options
         key = ("kernel", file, name, tuple(sorted(defines.items())) if defines else (), np.dtype(dtype).char)
@@ -255,23 +200,3 @@ class Runtime:
             out[op] = out.get(op, 0.0) + (ev.profile.end - ev.profile.start) * 1e-9
         self.events.clear()
         return out
-
-
-_RUNTIMES: dict = {}
-
-
-def runtime_of(a: "cla.Array") -> Runtime:
-    """The runtime that owns an array (by its context)."""
-    try:
-        return _RUNTIMES[a.context.int_ptr]
-    except (KeyError, AttributeError):
-        raise DeviceError("array does not belong to an sdcl Runtime; create arrays with Runtime.to_device") from None
-
-
-_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.M)
-
-
-def kernel_source(file: str) -> str:
-    """kernels/<file> with each `#include "x.h"` line replaced by kernels/x.h (headers include nothing further): the
-    text that is built, so pyopencl's binary cache, keyed on it, sees a header's changes too."""
-    return _INCLUDE.sub(lambda m: (KERNEL_DIR / m.group(1)).read_text(), (KERNEL_DIR / file).read_text())

@@ -1,14 +1,18 @@
-"""Which variant runs: the per-device tuning database and the selection policy.
+"""Which variant runs: the per-device tuning table and the selection policy.
 
-The database (`tuning/<device>.json` in the repo, `tuning/default.json` for unknown devices) records, per op and
-per shape, the fastest variant and knobs the tuner verified on that device. The policy picks, for a call:
-Half-storage variants (Variant.half_args) are candidates exactly for the calls that pass a float16 (half-stored)
-array, e.g. a model whose weights were stored in half (opencl_impl.storage.half_weights).
-1. the database's entry for this op and shape, if its variant is allowed;
-2. else the most advanced allowed variant that handles the shape (`Variant.applies`), with the knobs the database
-   holds for that variant on this op (any shape) or the variant's defaults;
+A tuning table holds, per op, the knobs each variant was fastest with (`defaults`) and, per shape, the verified
+variants at their best knobs, fastest first (`shapes`: key -> [[variant, knobs, seconds], ...]). sdcl ships one
+table per device it was tuned on and `default.json` (per device type, defaults only) as package data
+(sdcl.resources.shipped_tuning_dir()); `sdcl tune` writes the device's table into the runtime's tuning_dir (the user's
+folder), which overrides the shipped one op by op and shape by shape.
+
+The policy picks, for a call:
+1. the fastest tuned entry for this op and shape whose variant is allowed and implements the call's dtype;
+2. else the most advanced allowed variant that runs on the device and handles the shape (`Variant.applies`), with the
+   knobs the table holds for that variant on this op (any shape), else its declared defaults;
 3. else "naive".
-`allowed` restricts the variants per op (the ladder's cumulative rows); None allows every registered variant.
+Half-storage variants (Variant.half_args) are candidates exactly for the calls that pass a float16 (half-stored)
+array. `allowed` restricts the variants per op (the ladder's cumulative rows); None allows every declared variant.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-TUNING_DIR = Path(__file__).resolve().parent.parent / "tuning"
-DEVICE_TYPE_KEY = "device_type"    # a database's device type ("CPU", "GPU"), as OpenCL reports it
+from sdcl.files import write_text
+from sdcl.registry import REGISTRY
+
+DEVICE_TYPE_KEY = "device_type"    # a table's device type ("CPU", "GPU"), as OpenCL reports it
 
 
 def shape_key(args, kwargs=None) -> str:
@@ -50,28 +56,70 @@ def device_slug(info: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:80]
 
 
-def db_path(info: dict) -> Path:
-    return TUNING_DIR / f"{device_slug(info)}.json"
+def _read(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"tuning table {path} cannot be read: {e}") from None
 
 
-def load_db(info: dict) -> dict:
-    """The device's database; else the default one for unknown devices (its part for the device's type, or any
-    part); else an empty one."""
-    if db_path(info).exists():
-        return json.loads(db_path(info).read_text())
-    default = TUNING_DIR / "default.json"
-    if default.exists():
-        by_type = json.loads(default.read_text()).get("by_type", {})
-        if by_type:
-            return by_type.get(info.get("type")) or next(iter(by_type.values()))
-    return {"device": None, "ops": {}}
+def _overlay(base: dict, top: dict) -> dict:
+    """base with top's entries laid over it, op by op: top's defaults and shapes win."""
+    out = {k: v for k, v in base.items() if k != "ops"}
+    out.update({k: v for k, v in top.items() if k != "ops"})
+    ops = {op: {"defaults": dict(e.get("defaults", {})), "shapes": dict(e.get("shapes", {}))}
+           for op, e in base.get("ops", {}).items()}
+    for op, e in top.get("ops", {}).items():
+        entry = ops.setdefault(op, {"defaults": {}, "shapes": {}})
+        entry["defaults"].update(e.get("defaults", {}))
+        entry["shapes"].update(e.get("shapes", {}))
+    out["ops"] = ops
+    return out
 
 
-def save_db(info: dict, db: dict) -> Path:
-    TUNING_DIR.mkdir(exist_ok=True)
-    path = db_path(info)
-    path.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
-    return path
+def load_table(info: dict, dirs) -> dict:
+    """The device's tuning table: the one shipped for it (else the shipped default for its type, else any type's),
+    overlaid with the one in the first of `dirs` (the user's tuning folder). dirs: (user dir, shipped dir)."""
+    user_dir, shipped_dir = (Path(d) for d in dirs)
+    slug = f"{device_slug(info)}.json"
+    base = _read(shipped_dir / slug)
+    if base is None:
+        by_type = (_read(shipped_dir / "default.json") or {}).get("by_type", {})
+        base = by_type.get(info.get("type")) or next(iter(by_type.values()), None) or {"device": None, "ops": {}}
+    user = _read(user_dir / slug) if user_dir != shipped_dir else None
+    return _overlay(base, user) if user else base
+
+
+def table_text(table: dict) -> str:
+    """A tuning table as JSON text with one line per variant's defaults and per shape (short, diffable)."""
+    def one(v):
+        return json.dumps(v, sort_keys=True)
+
+    lines = ["{"]
+    top = [(k, v) for k, v in sorted(table.items()) if k != "ops"]
+    for k, v in top:
+        lines.append(f" {one(k)}: {one(v)},")
+    lines.append(' "ops": {')
+    ops = sorted(table.get("ops", {}).items())
+    for i, (op, e) in enumerate(ops):
+        lines.append(f"  {one(op)}: {{")
+        for j, part in enumerate(("defaults", "shapes")):
+            items = sorted(e.get(part, {}).items())
+            lines.append(f'   "{part}": {{' + ("" if items else "}" + ("," if j == 0 else "")))
+            for n, (k, v) in enumerate(items):
+                lines.append(f"    {one(k)}: {one(v)}" + ("," if n < len(items) - 1 else ""))
+            if items:
+                lines.append("   }" + ("," if j == 0 else ""))
+        lines.append("  }" + ("," if i < len(ops) - 1 else ""))
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def save_table(info: dict, table: dict, folder) -> Path:
+    """Write the device's table into `folder` (the runtime's tuning_dir), atomically."""
+    return write_text(Path(folder) / f"{device_slug(info)}.json", table_text(table))
 
 
 def _raw(a):
@@ -86,24 +134,25 @@ def _raw(a):
 class Policy:
     """Callable (op, args, kwargs) -> (variant, knobs); install with `rt.policy = Policy(...)`."""
 
-    def __init__(self, db: dict | None = None, allowed: dict | None = None, info: dict | None = None):
-        from conformance.registry import REGISTRY
+    def __init__(self, table: dict | None = None, allowed: dict | None = None, info: dict | None = None):
         self.registry = REGISTRY
-        self.db = db or {"ops": {}}
+        self.table = table or {"ops": {}}
         self.allowed = allowed
         self.info = info or {}
         self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
         self._fast: dict = {}      # (op, shapes, dtypes and scalars as passed) -> choice: the per-call path
 
-    def _candidates(self, op: str, half: bool = False) -> list:
+    def _candidates(self, op: str, half: bool, dtype: str | None) -> list:
         """The allowed variant names, oldest first; for a call with a half-stored (float16) argument only the
-        half-storage variants, and for any other call none of them (they round what they read)."""
+        half-storage variants, and for any other call none of them (they round what they read); only variants
+        that implement the call's dtype."""
         spec = self.registry.get(op)
         names = [v.name for v in spec.variants] if spec else ["naive"]
         if self.allowed is not None:
             names = [n for n in self.allowed.get(op, ["naive"]) if n in names or n == "naive"]
         if spec:
-            names = [n for n in names if bool(spec.variant(n).half_args) == half]
+            names = [n for n in names if bool(spec.variant(n).half_args) == half
+                     and (dtype is None or dtype in spec.variant(n).dtypes)]
         return names or ["naive"]
 
     def __call__(self, op: str, args, kwargs=None) -> tuple:
@@ -124,16 +173,18 @@ class Policy:
         spec = self.registry.get(op)
         key = call_key(spec.reference, args, kwargs) if spec else shape_key(args, kwargs)
         half = any(getattr(a, "dtype", None) == np.float16 for a in args)
-        memo = (op, key + (",storage=half" if half else ""))     # shapes alike, storage not: separate choices
+        dtype = next((np.dtype(a.dtype).name for a in args
+                      if getattr(a, "dtype", None) in (np.float32, np.float64) and not isinstance(a, np.ndarray)),
+                     None)
+        memo = (op, key + (",storage=half" if half else "") + (f",{dtype}" if dtype else ""))
         hit = self.choices.get(memo)
         if hit is not None:
             return hit
-        names = self._candidates(op, half)
-        entry = self.db.get("ops", {}).get(op, {})
-        tuned = [c for c in entry.get("shapes", {}).get(key, {}).get("candidates", []) if c["variant"] in names]
-        if tuned:  # the fastest verified candidate among the allowed ones, as the tuner timed them
-            best = min(tuned, key=lambda c: c["seconds"])
-            choice = (best["variant"], dict(best["knobs"]))
+        names = self._candidates(op, half, dtype)
+        entry = self.table.get("ops", {}).get(op, {})
+        tuned = [c for c in entry.get("shapes", {}).get(key, []) if c[0] in names]
+        if tuned:  # the fastest verified variant among the allowed ones, as the tuner timed them
+            choice = (tuned[0][0], dict(tuned[0][1]))
         else:
             choice = ("naive", {})
             for name in reversed(names):  # the most advanced allowed variant that handles this shape
@@ -147,3 +198,8 @@ class Policy:
                     break
         self.choices[memo] = choice
         return choice
+
+
+def policy_for(rt) -> Policy:
+    """The runtime's device policy: its tuning table (the runtime's tuning dirs), every declared variant allowed."""
+    return Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-PERF_DIR = Path(__file__).resolve().parent
+# The pytest-benchmark suite (ops, layers, end to end) ships with the package, with its own pytest.ini.
+SUITE_DIR = Path(__file__).resolve().parent / "benchmarks"
 
 
 def pytest_command(json_path: str, device: str | None = None, quick: bool = False, full_size: bool = False,
-                   keyword: str | None = None, extra: list | None = None, perf_dir: Path = PERF_DIR) -> list:
-    """The pytest command line of a benchmark run (the perf suite in perf_dir, every round written to json_path)."""
+                   keyword: str | None = None, extra: list | None = None, suite_dir: Path = SUITE_DIR) -> list:
+    """The pytest command line of a benchmark run (the suite in suite_dir, every round written to json_path)."""
     marks = "quick" if quick else (None if full_size else "not fullsize")
-    cmd = [sys.executable, "-m", "pytest", str(perf_dir), "-p", "no:cacheprovider", "-q",
+    cmd = [sys.executable, "-m", "pytest", str(suite_dir), "-p", "no:cacheprovider", "-q",
            f"--benchmark-json={json_path}", "--benchmark-columns=min,median,max,rounds"]
     cmd += ["-m", marks] if marks else ["-m", ""]
     if device:
@@ -37,7 +38,7 @@ def run(db: str, device: str | None = None, quick: bool = False, full_size: bool
     Several processes, as asv does: the rounds of one process are not independent (on a shared machine a whole
     process can sit tens of percent off another: the machine's state drifts over seconds), so the regression rule
     compares the runs' per-process medians too (perf/regress.py, compare: the processes must not overlap)."""
-    from perf.history import History
+    from sdcl.perf.history import History
 
     if processes < 1:
         raise ValueError(f"--processes must be at least 1, got {processes}")
@@ -47,7 +48,7 @@ def run(db: str, device: str | None = None, quick: bool = False, full_size: bool
             json_path = os.path.join(tmp, f"benchmarks-{i}.json")
             cmd = pytest_command(json_path, device, quick, full_size, keyword, extra)
             print(f"$ {' '.join(cmd)}" + (f"   [process {i + 1} of {processes}]" if processes > 1 else ""), flush=True)
-            rc = subprocess.call(cmd, cwd=PERF_DIR.parent) or rc
+            rc = subprocess.call(cmd, cwd=SUITE_DIR) or rc
             # pytest-benchmark creates the file when it parses its options, and leaves it empty if nothing ran
             if Path(json_path).exists() and Path(json_path).stat().st_size > 0:
                 docs.append(json.loads(Path(json_path).read_text()))
@@ -72,7 +73,7 @@ def merge_processes(docs: list) -> dict:
     ratio recomputed from them (perf.measure.summary), and each process's median kept as
     process_{wall,kernel}_medians_s. A benchmark that some processes did not complete keeps the rounds of those
     that did. Machine and commit info come from the first document."""
-    from perf.measure import Timing, summary
+    from sdcl.perf.measure import Timing, summary
 
     if len(docs) == 1:
         return docs[0]
@@ -112,7 +113,7 @@ def merge_processes(docs: list) -> dict:
 
 
 def import_file(db: str, files: list, commit: str | None = None) -> int:
-    from perf.history import History
+    from sdcl.perf.history import History
     with History(db) as h:
         for f in files:
             if str(f).endswith((".sqlite", ".db", ".sqlite.gz")):    # another history: all its runs
@@ -127,8 +128,8 @@ def import_file(db: str, files: list, commit: str | None = None) -> int:
 def check(db: str, device: str | None = None, threshold: float = 0.05, alpha: float = 0.01,
           metric: str = "kernel", verbose: bool = False) -> int:
     """Print the verdicts of the newest run; 1 if anything regressed."""
-    from perf import regress
-    from perf.history import History, resolve_device
+    from sdcl.perf import regress
+    from sdcl.perf.history import History, resolve_device
 
     if not Path(db).exists():
         raise FileNotFoundError(f"no history file {db}: run `sdcl perf run` or `sdcl perf import` first")
@@ -152,15 +153,16 @@ def check(db: str, device: str | None = None, threshold: float = 0.05, alpha: fl
 
 
 def dashboard(db: str, out: str, ladder: list | None = None) -> int:
-    from perf.dashboard import build
+    from sdcl.perf.dashboard import build
     files = build(db, out, ladder)
     print(f"wrote {len(files)} page(s) into {out}: open {files[0]}")
     return 0
 
 
 def peak(device: str | None = None, refresh: bool = False) -> int:
-    from opencl_impl.runtime import Runtime, select_device
-    from perf.peak import get_peak, peak_cache_path
+    from sdcl.opencl_impl.devices import select_device
+    from sdcl.opencl_impl.runtime import Runtime
+    from sdcl.perf.peak import get_peak, peak_cache_path
     p = get_peak(Runtime(select_device(device)), refresh=refresh)
     print(f"{p['device']}: {p['gflops']:.4g} GFLOP/s (FMA chain, vec {p['fma']['vec']} x {p['fma']['chains']} "
           f"chains), {p['gbps']:.4g} GB/s (copy, vec {p['copy']['vec']}); measured {p['date']}, "

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perf import regress, svg
-from perf.history import History, Result
+from sdcl.perf import regress, svg
+from sdcl.perf.history import History, Result
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}

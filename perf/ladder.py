@@ -1,6 +1,7 @@
 """`sdcl ladder`: what each optimization buys on a device, as cumulative rows (like the paper's per-technique table).
 
-Row i allows the variants introduced by rows 0..i (the selection policy still picks, per shape, the fastest
+The rows come from the variants' declarations (Variant.tier, in the order of sdcl.registry.TIERS). Row i allows
+the variants introduced by rows 0..i (the selection policy still picks, per shape, the fastest
 tuned one among them, or the most advanced one that handles the shape). Columns: text encoder (batch 2 x 77
 tokens), one UNet step (batch 2 = classifier-free guidance, latent size/8), VAE decode (one image), peak device
 memory; and torch rows measured in the same run on the same hardware (CPU torch for a CPU device; CUDA fp32 with
@@ -16,64 +17,44 @@ from pathlib import Path
 
 import numpy as np
 
-# (row name, {op: [variants introduced]}). Names are the registry's; a row whose variants are not registered
-# yet is measured as the row before it and marked "no new variant registered".
-RUNGS = [
-    ("naive", {}),
-    ("+ reductions", {"group_norm": ["reduce"], "group_norm_silu": ["reduce"], "layer_norm": ["reduce"],
-                      "softmax": ["reduce"]}),
-    ("+ tiled GEMM", {"matmul": ["tiled", "tiled_reg", "cpu_reg"], "batched_matmul": ["tiled", "tiled_reg", "cpu_reg"],
-                      "linear": ["tiled", "tiled_reg", "cpu_reg"], "attention": ["gemm"]}),
-    ("+ im2col", {"conv2d": ["gemm1x1", "im2col"]}),
-    ("+ im2win", {"conv2d": ["im2win"]}),
-    ("+ Winograd", {"conv2d": ["winograd2x2", "winograd4x4"]}),
-    ("+ fused GroupNorm", {"group_norm_silu": ["fused"]}),
-    ("+ fused GELU", {"geglu": ["fused"]}),
-    ("+ partially fused softmax", {"attention": ["softmax_fused"]}),
-    ("+ FlashAttention", {"attention": ["flash", "flash_reg"]}),
-    ("+ tensor-core GEMM (3xTF32)", {"matmul": ["mma_tf32"], "batched_matmul": ["mma_tf32"], "linear": ["mma_tf32"]}),
-    ("+ half storage", {"linear": ["tiled_reg_half", "cpu_reg_half"], "conv2d": ["im2col_half"], "*": ["half"]}),
-    ("+ streaming", {"*": ["streaming"]}),
-]
+from sdcl.registry import REGISTRY, tiers
+
+# Whole-model modes: the tier that switches one on, and the ladder's last row, which streams each layer's weights.
+MODES = {"half storage": "half"}
+STREAMING_ROW = "+ streaming"
+
+
+def rungs() -> list:
+    """The ladder's rows, each (name, {op: [variants it introduces]}, modes it switches on): one row per tier that
+    some variant names (sdcl.registry.tiers(), in order), then streaming. Read from the variants' declarations."""
+    out = []
+    for tier in tiers():
+        ops = {spec.name: [v.name for v in spec.variants if v.tier == tier] for spec in REGISTRY.values()}
+        ops = {op: names for op, names in ops.items() if names}
+        if ops:
+            out.append(("naive" if tier == "naive" else f"+ {tier}", ops, {MODES[tier]} if tier in MODES else set()))
+    return out + [(STREAMING_ROW, {}, {"streaming"})]
 
 
 def allowed_through(i: int) -> dict:
-    """op -> the variants rows 0..i allow, oldest first ("naive" always)."""
-    allowed: dict = {}
-    for _, ops in RUNGS[: i + 1]:
-        for op, names in ops.items():
-            if op != "*":
-                allowed.setdefault(op, ["naive"]).extend(names)
-    return allowed
+    """op -> the variants rows 0..i allow, in declaration order (the order untuned selection reads)."""
+    names = {n for _, ops, _ in rungs()[: i + 1] for vs in ops.values() for n in vs}
+    return {spec.name: [v.name for v in spec.variants if v.name in names or v.name == "naive"]
+            for spec in REGISTRY.values()}
 
 
 def _for_device(i: int, info: dict) -> bool:
     """Whether some variant row i introduces can run on this device (type and features): the tensor-core row needs
     NVIDIA PTX, so on other devices it is not measured."""
-    from conformance.registry import REGISTRY
-    _, ops = RUNGS[i]
-    named = [REGISTRY[op].variant(n) for op, names in ops.items() if op != "*" and op in REGISTRY
-             for n in names if any(v.name == n for v in REGISTRY[op].variants)]
+    _, ops, _ = rungs()[i]
+    named = [REGISTRY[op].variant(n) for op, names in ops.items() for n in names]
     return not named or any(v.runs_on(info) for v in named)
-
-
-def _registered(i: int) -> bool:
-    from opencl_impl.ops import VARIANTS
-    _, ops = RUNGS[i]
-    if not ops:  # the naive row
-        return True
-    if "*" in ops:
-        return ops["*"][0] in MODES
-    return any(name in VARIANTS.get(op, {}) for op, names in ops.items() for name in names)
-
-
-MODES: set = {"half", "streaming"}   # whole-model modes: "*" entries of RUNGS
 
 
 def modes_through(i: int) -> set:
     """The whole-model modes rows 0..i switch on: "half" (linear and conv2d weights stored as float16,
-    opencl_impl.storage.half_weights), "streaming" (each layer's weights uploaded when used)."""
-    return {m for _, ops in RUNGS[: i + 1] for m in ops.get("*", [])}
+    sdcl.opencl_impl.storage.half_weights), "streaming" (each layer's weights uploaded when used)."""
+    return {m for _, _, modes in rungs()[: i + 1] for m in modes}
 
 
 def _time(fn, sync, reps: int) -> float:
@@ -90,7 +71,7 @@ def _time(fn, sync, reps: int) -> float:
 
 
 def _inputs(config, size: int, rng):
-    from reference.tokenizer import CLIPTokenizer
+    from sdcl.reference.tokenizer import CLIPTokenizer
     ids = CLIPTokenizer.from_config(config.text_encoder)(["", "a photograph of an astronaut riding a horse"])
     h = size // config.vae_scale
     latents = rng.standard_normal((2, config.unet.in_channels, h, h)).astype(np.float32)
@@ -102,15 +83,16 @@ def _inputs(config, size: int, rng):
 def stage_calls(rt, config, dev: dict, inputs: tuple) -> dict:
     """stage -> a call of that stage on the device: the text encoder (batch 2), one UNet step (batch 2, CFG, t = 999)
     and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs()."""
-    from opencl_impl import ops as cl_ops
-    from reference.text_encoder import TextEncoder
-    from reference.unet import UNet
-    from reference.vae import VAE
+    from sdcl.opencl_impl.ops import DeviceOps
+    from sdcl.reference.text_encoder import TextEncoder
+    from sdcl.reference.unet import UNet
+    from sdcl.reference.vae import VAE
 
     ids, latents, ctx, z = inputs
-    text = TextEncoder(config.text_encoder, dev["text_encoder"], ops=cl_ops)
-    unet = UNet(config.unet, dev["unet"], ops=cl_ops)
-    vae = VAE(config.vae, dev["vae"], ops=cl_ops)
+    ops = DeviceOps(rt)
+    text = TextEncoder(config.text_encoder, dev["text_encoder"], ops=ops)
+    unet = UNet(config.unet, dev["unet"], ops=ops)
+    vae = VAE(config.vae, dev["vae"], ops=ops)
     d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
     return {"text_encoder": lambda: text(ids),
             "unet": lambda: unet(d_lat, np.array([999, 999]), d_ctx),
@@ -120,27 +102,27 @@ def stage_calls(rt, config, dev: dict, inputs: tuple) -> dict:
 def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=("text_encoder", "unet", "vae"),
                    rows_wanted=None) -> list:
     """One ladder row per rung on the device (only the rungs in rows_wanted, if given)."""
-    from opencl_impl.selection import Policy, load_db
-    from opencl_impl.storage import half_weights
-    from opencl_impl.streaming import StreamingWeights
-    from perf.measure import tracking
+    from sdcl.opencl_impl.selection import Policy, load_table
+    from sdcl.opencl_impl.storage import half_weights
+    from sdcl.opencl_impl.streaming import StreamingWeights
+    from sdcl.perf.measure import tracking
 
     pool = tracking(rt)
-    db = load_db(rt.info)
+    table = load_table(rt.info, rt.tuning_dirs)
     inputs = _inputs(config, size, np.random.default_rng(0))
     host = weights
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
     mode = set()
     rows = []
-    for i, (name, _) in enumerate(RUNGS):
+    for i, (name, _, _) in enumerate(rungs()):
         if rows_wanted is not None and i not in rows_wanted:
             continue
-        row = {"row": name, "registered": _registered(i)}
+        row = {"row": name, "registered": True}
         if not _for_device(i, rt.info):
             rows.append({**row, "not_for_device": True})
             log(f"  {name:28} not measured: its variants do not run on this device")
             continue
-        rt.policy = Policy(db, allowed_through(i), info=rt.info)
+        rt.policy = Policy(table, allowed_through(i), info=rt.info)
         if modes_through(i) != mode:
             mode = modes_through(i)
             if "half" in mode:
@@ -172,7 +154,7 @@ def measure_torch(config, size: int, reps: int, device: str, log=print, stages=(
     import torch
     from diffusers.utils import logging as diffusers_logging
 
-    from conformance.oracles import clip_text_model, diffusers_unet, diffusers_vae
+    from sdcl.conformance.oracles import clip_text_model, diffusers_unet, diffusers_vae
 
     diffusers_logging.set_verbosity_error()  # no advice about from_pretrained(torch_dtype=...) on every cast
     modes = [("torch CPU fp32", torch.float32, False)] if device == "cpu" else \
@@ -229,9 +211,9 @@ def to_markdown(result: dict) -> str:
 
 def run(device: str | None, model: str, size: int, reps: int, out: str, torch_baseline: bool = True,
         seed: int = 0, log=print, rows=None) -> dict:
-    from opencl_impl.backend import runtime_for
-    from reference.configs import get_config
-    from reference.pipeline import init_weights
+    from sdcl.opencl_impl.backend import runtime_for
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
 
     config = get_config(model)
     rt = runtime_for(device)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.runtime import Runtime
 
 WARMUP_ROUNDS = 2
 

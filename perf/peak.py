@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pyopencl as cl
 
-from opencl_impl.runtime import Runtime, build_options, cache_dir, device_key
+from sdcl.opencl_impl.devices import device_key
+from sdcl.opencl_impl.runtime import Runtime, build_options
+from sdcl.resources import kernel_cache_dir
 
 PEAK_CL = Path(__file__).with_name("peak.cl")
 
@@ -37,7 +39,7 @@ def _program(rt: Runtime, defines: dict) -> "cl.Program":
     prg = rt.programs.get(key)
     if prg is None:
         prg = rt.programs[key] = cl.Program(rt.context, PEAK_CL.read_text()).build(
-            options=build_options(defines), cache_dir=str(cache_dir()))
+            options=build_options(defines), cache_dir=str(rt.cache_dir))
     return prg
 
 
@@ -99,7 +101,7 @@ def measure_peak(rt: Runtime) -> dict:
 
 
 def peak_cache_path() -> Path:
-    return cache_dir().parent / "peak.json"
+    return kernel_cache_dir().parent / "peak.json"
 
 
 def get_peak(rt: Runtime, refresh: bool = False) -> dict:

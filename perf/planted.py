@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kernels import KERNEL_DIR
+from sdcl.resources import kernel_dir
 
 
 def plant_delay(source: str, entry: str, delay: int) -> str:
@@ -36,6 +36,6 @@ def planted_overlay(folder: Path, op: str, variant: str = "naive", delay: int = 
     """Write kernels/<op>.cl with a planted delay in <op>_<variant> into folder; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    src = (KERNEL_DIR / f"{op}.cl").read_text()
+    src = (kernel_dir() / f"{op}.cl").read_text()
     (folder / f"{op}.cl").write_text(plant_delay(src, f"{op}_{variant}", delay))
     return folder

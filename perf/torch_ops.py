@@ -174,7 +174,7 @@ def pipeline_backend(device: str):
     ops take them from there, as the OpenCL backend's do)."""
     import types
 
-    from reference.pipeline import Backend
+    from sdcl.reference.pipeline import Backend
     ops = types.SimpleNamespace(**{k: v for k, v in globals().items() if callable(v) and not k.startswith("_")})
     # the host inputs of the models (token ids, timesteps) go to the baseline's device where the ops read them
     ops.token_embedding = lambda ids, tokens, positions: token_embedding(
@@ -199,7 +199,7 @@ def torch_pipeline(config, weights: dict, device: str):
     """reference.pipeline.StableDiffusion with torch ops in every stage on `device` (pipeline_backend). The models
     check their weights as NumPy arrays when built (the transfers left out); then they get torch copies, as the
     layer benchmarks' models do."""
-    from reference.pipeline import Backend, StableDiffusion
+    from sdcl.reference.pipeline import Backend, StableDiffusion
     tb = pipeline_backend(device)
     build = Backend(tb.name, tb.ops)
     pipe = StableDiffusion(config, weights, text_backend=build, unet_backend=build, vae_backend=build)

@@ -2,37 +2,41 @@
 
 Every candidate (variant x knob setting the device's limits admit) is first built and checked against the
 reference at that very shape; a candidate that fails to build or gives a wrong answer is discarded and reported,
-never stored. Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up) and the
-fastest goes into the device's database (opencl_impl/selection.py), with every candidate's time beside it.
+never stored. Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up). The device's
+tuning table (sdcl.opencl_impl.selection) keeps, per shape, each variant at its fastest knobs, fastest first; it is
+written into the runtime's tuning folder (the user's, never the installed package), with the raw log of every
+candidate's time beside it (<device>.log.json).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
 
 import numpy as np
 
-from conformance.check import cast_case, device_args, reference_output, run_case
-from conformance.registry import REGISTRY, Case
-from opencl_impl.runtime import KernelBuildError, Runtime, device_key
-from opencl_impl.selection import DEVICE_TYPE_KEY, call_key, load_db, save_db
+from sdcl.conformance.check import cast_case, device_args, reference_output, run_case
+from sdcl.files import write_text
+from sdcl.opencl_impl.devices import device_key
+from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
+from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, Policy, call_key, device_slug, load_table, save_table
+from sdcl.registry import REGISTRY, Case
 
 
 def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np.float32, reps: int = 5) -> float:
     """Median seconds of device time (sum of the profiling events of all kernels one call launches)."""
-    from opencl_impl.ops import run_variant
-
     args, kwargs = device_args(rt, REGISTRY[op], variant, cast_case(case, dtype))
-    run_variant(op, variant, knobs, *args, **kwargs)  # warm-up: builds, first-touch
+    run_variant(rt, op, variant, knobs, *args, **kwargs)  # warm-up: builds, first-touch
     rt.queue.finish()
     rt.events.clear()
     rt.profile = True
     times = []
     try:
         for _ in range(reps):
-            run_variant(op, variant, knobs, *args, **kwargs)
+            run_variant(rt, op, variant, knobs, *args, **kwargs)
             times.append(sum(rt.kernel_times().values()))
     finally:
         rt.profile = False
@@ -47,14 +51,13 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
     out (float32 tuning)."""
     import gc
 
-    from conformance.strategies import randn
-    from opencl_impl.selection import Policy
-    from perf.ladder import _inputs, stage_calls
-    from reference.configs import get_config
-    from reference.pipeline import init_weights
+    from sdcl.perf.ladder import _inputs, stage_calls
+    from sdcl.registry.fuzz import randn
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
 
     seen: dict = {}
-    policy = Policy(load_db(rt.info), info=rt.info)
+    policy = Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)
 
     def record(op, args, kwargs=None):
         spec = REGISTRY.get(op)
@@ -103,34 +106,36 @@ def _meta(a):
 
 def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int = 0, log=print,
          case_filter=None, extra_cases: dict | None = None) -> dict:
-    """Tune the ops (default: every registry op with more than one variant or a knob space); returns the db.
-    extra_cases: op -> more Cases (traced_cases), tuned only where the database has no entry for their shape."""
-    db = load_db(rt.info)
-    if db.get("device") != device_key(rt.device):
-        db = {"device": device_key(rt.device), "ops": {}}
-    db["device"] = device_key(rt.device)
-    db[DEVICE_TYPE_KEY] = rt.info["type"]
-    db["tuned"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    """Tune the ops (default: every registry op with more than one variant or a knob space); returns the device's
+    table as written into rt.tuning_dir. extra_cases: op -> more Cases (traced_cases), tuned only where the device's
+    table (shipped or the user's) has no entry for their shape."""
+    known = load_table(rt.info, rt.tuning_dirs)
+    path = rt.tuning_dir / f"{device_slug(rt.info)}.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}     # the user's own entries
+    if table.get("device") != device_key(rt.device):
+        table = {"ops": {}}
+    table.update({"device": device_key(rt.device), DEVICE_TYPE_KEY: rt.info["type"],
+                  "tuned": time.strftime("%Y-%m-%d %H:%M:%S")})
     rng = random.Random(seed)
-    rejected = []
+    rejected, raw = [], []
     names = ops or [n for n, s in REGISTRY.items() if len(s.variants) > 1 or any(v.space for v in s.variants)]
     for op in names:
         spec = REGISTRY[op]
-        entry = db["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
+        entry = table["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
         wins: dict = {}
         extra = (extra_cases or {}).get(op, [])
         for traced, case in [(False, c) for c in spec.sd_cases()] + [(True, c) for c in extra]:
             if case_filter and not traced and not case_filter(spec, case):
                 continue
             key = call_key(spec.reference, case.args, case.kwargs)
-            if traced and key in entry["shapes"]:
+            if traced and key in known.get("ops", {}).get(op, {}).get("shapes", {}):
                 continue
             expected = reference_output(spec, case, np.float32)
             timed = []
             for v in spec.variants:
                 if v.applies is not None and not v.applies(case.args, case.kwargs):
                     continue
-                if v.devices and rt.info.get("type") not in v.devices:   # the policy would never pick it here
+                if not v.runs_on(rt.info) or "float32" not in v.dtypes:   # the policy would never pick it here
                     continue
                 configs = v.configs(rt.info)
                 if len(configs) > max_configs:  # exhaustive for small spaces, random sample for large ones
@@ -146,34 +151,38 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                         continue
                     t = time_variant(rt, op, v.name, knobs, case, np.float32, reps)
                     timed.append((t, v.name, knobs, res.rel_l2))
+                    raw.append({"op": op, "shape": key, "case": case.name, "variant": v.name, "knobs": knobs,
+                                "seconds": t, "rel_l2": res.rel_l2})
                     log(f"  {op:18} {case.name:28} {v.name:16} {knobs}  {t * 1e3:9.3f} ms  rel_l2 {res.rel_l2:.1e}")
             if not timed:
                 continue
-            t, name, knobs, err = min(timed, key=lambda r: r[0])
-            entry["shapes"][key] = {"variant": name, "knobs": knobs, "seconds": t, "rel_l2": err, "case": case.name,
-                                    "candidates": [{"variant": n, "knobs": k, "seconds": s} for s, n, k, _ in timed]}
-            for s, n, k, _ in timed:  # per variant, the knobs that were fastest for it on most shapes
-                best = min((r for r in timed if r[1] == n), key=lambda r: r[0])
-                wins.setdefault(n, []).append(best[2])
+            best: dict = {}      # per variant, its fastest knobs at this shape
+            for t, n, k, _ in sorted(timed, key=lambda r: r[0]):
+                best.setdefault(n, [n, k, t])
+            entry["shapes"][key] = list(best.values())
+            for n, (_, k, _) in best.items():   # per variant, the knobs that were fastest for it on most shapes
+                wins.setdefault(n, []).append(k)
+            name, knobs, t = entry["shapes"][key][0]
             log(f"  -> {op} {case.name}: {name} {knobs} {t * 1e3:.3f} ms")
         for n, ks in wins.items():
             entry["defaults"][n] = max(ks, key=lambda k: sum(k == x for x in ks))
-        save_db(rt.info, db)  # after every op: an interrupted run keeps what it verified and timed
-    path = save_db(rt.info, db)
-    log(f"tuning database: {path}")
+        save_table(rt.info, table, rt.tuning_dir)  # after every op: an interrupted run keeps what it verified
+    path = save_table(rt.info, table, rt.tuning_dir)
+    log_path = write_text(path.with_suffix(".log.json"),
+                          json.dumps({"device": table["device"], "tuned": table["tuned"], "timed": raw,
+                                      "rejected": rejected}, indent=1))
+    log(f"tuning table: {path} (every candidate: {log_path})")
     for op, name, knobs, case, why in rejected:
         log(f"  rejected {op} {name} {knobs} at {case}: {why}")
-    db["_rejected"] = rejected
-    return db
+    return table
 
 
-def default_db(dbs: list) -> dict:
-    """The database for devices without one (tuning/default.json), per device type ("CPU", "GPU"): no per-shape
+def default_table(tables: list) -> dict:
+    """The table for devices without one (tuning/default.json), per device type ("CPU", "GPU"): no per-shape
     entries (those are one device's timings), only each variant's knobs as tuned on a device of that type. The
     policy then runs, per shape, the most advanced variant for the device's type at these knobs."""
-    from opencl_impl.selection import DEVICE_TYPE_KEY
     by_type: dict = {}
-    for d in dbs:
+    for d in tables:
         t = d.get(DEVICE_TYPE_KEY)
         if not t:
             continue

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reference import ops as reference_ops
-from reference.configs import SDConfig
+from sdcl.reference import ops as reference_ops
+from sdcl.reference.configs import SDConfig
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ NUMPY = Backend("numpy", reference_ops)
 
 def init_weights(config: SDConfig, seed: int = 0, dtype=np.float32) -> dict:
     """Seeded random weights for all three models, in the in-memory (diffusers) key layout."""
-    from reference import text_encoder, unet, vae
+    from sdcl.reference import text_encoder, unet, vae
     return {"text_encoder": text_encoder.init_weights(config.text_encoder, seed, dtype),
             "unet": unet.init_weights(config.unet, seed, dtype),
             "vae": vae.init_weights(config.vae, seed, dtype)}
@@ -48,10 +48,10 @@ class StableDiffusion:
     timings: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from reference.text_encoder import TextEncoder
-        from reference.tokenizer import CLIPTokenizer
-        from reference.unet import UNet
-        from reference.vae import VAE
+        from sdcl.reference.text_encoder import TextEncoder
+        from sdcl.reference.tokenizer import CLIPTokenizer
+        from sdcl.reference.unet import UNet
+        from sdcl.reference.vae import VAE
 
         def place(backend, ws):
             return {k: backend.to_device(v) for k, v in ws.items()}
@@ -79,7 +79,7 @@ class StableDiffusion:
                 guidance: float = 7.5, height: int = 512, width: int = 512, sampler: str = "ddim",
                 eta: float = 0.0, progress: bool = False, dtype=np.float32) -> np.ndarray:
         """Text encoding and the sampler loop; the final latents (1, 4, h, w) on the host."""
-        from reference.schedulers import make_scheduler
+        from sdcl.reference.schedulers import make_scheduler
 
         s = self.config.vae_scale
         if height % s or width % s or height <= 0 or width <= 0:

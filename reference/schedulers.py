@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from reference.configs import SchedulerConfig
+from sdcl.reference.configs import SchedulerConfig
 
 
 def alphas_cumprod(config: SchedulerConfig) -> np.ndarray:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-import reference.ops as reference_ops
-from reference.configs import TextEncoderConfig
-from reference.checkpoint import check_shapes
-from reference.weights import random_weights
+import sdcl.reference.ops as reference_ops
+from sdcl.reference.configs import TextEncoderConfig
+from sdcl.checkpoint import check_shapes
+from sdcl.reference.weights import random_weights
 
 PREFIX = "text_model."
 

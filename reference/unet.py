@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-import reference.ops as _reference_ops
-from reference.configs import UNetConfig
-from reference.checkpoint import check_shapes
-from reference.weights import random_weights
+import sdcl.reference.ops as _reference_ops
+from sdcl.reference.configs import UNetConfig
+from sdcl.checkpoint import check_shapes
+from sdcl.reference.weights import random_weights
 
 ATTN_GROUP_NORM_EPS = 1e-6   # Transformer2DModel's GroupNorm
 LAYER_NORM_EPS = 1e-5        # BasicTransformerBlock's LayerNorms

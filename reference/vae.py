@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import ops as _reference_ops
-from reference.configs import VAEConfig
-from reference.checkpoint import check_shapes  # the shared missing / unexpected / mis-shaped report
-from reference.weights import random_weights
+from sdcl.reference import ops as _reference_ops
+from sdcl.reference.configs import VAEConfig
+from sdcl.checkpoint import check_shapes  # the shared missing / unexpected / mis-shaped report
+from sdcl.reference.weights import random_weights
 
 NORM_EPS = 1e-6
 

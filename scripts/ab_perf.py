@@ -20,11 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sdcl.perf.cli import check, merge_processes, pytest_command
+from sdcl.perf.history import History
 
-from perf.cli import check, merge_processes, pytest_command  # noqa: E402
-from perf.history import History  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def extract(commit: str, dest: Path) -> str:
@@ -35,11 +34,32 @@ def extract(commit: str, dest: Path) -> str:
     return full
 
 
-def bench(tree: Path, json_path: Path, device: str | None, keyword: str, extra: list) -> dict | None:
-    cmd = pytest_command(str(json_path), device, keyword=keyword, extra=extra, perf_dir=tree / "perf")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
-    print(f"$ (in {tree}) {' '.join(cmd)}", flush=True)
-    subprocess.call(cmd, cwd=tree, env=env)
+def importable(tree: Path, site: Path) -> tuple:
+    """(suite folder, PYTHONPATH entry) that run `tree`'s benchmarks on `tree`'s own code. A tree with the sdcl.*
+    namespace gets an `sdcl` package in `site` whose subpackages link to the tree's folders, as its pyproject.toml
+    maps them; an older tree (top-level packages, suite in perf/) runs from the tree itself."""
+    import tomllib
+    if not (tree / "perf" / "benchmarks").is_dir():
+        return tree / "perf", tree
+    mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    pkg = site / "sdcl"
+    pkg.mkdir(parents=True)
+    for f in (tree / mapping.get("sdcl", "sdcl")).iterdir():
+        (pkg / f.name).symlink_to(f)
+    for name, folder in mapping.items():
+        parts = name.split(".")
+        if len(parts) == 2:                      # sdcl.x -> folder; deeper names live inside their parent's folder
+            (pkg / parts[1]).symlink_to(tree / folder)
+    return tree / "perf" / "benchmarks", site
+
+
+def bench(suite: Path, path: Path | None, json_path: Path, device: str | None, keyword: str, extra: list) -> dict | None:
+    cmd = pytest_command(str(json_path), device, keyword=keyword, extra=extra, suite_dir=suite)
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    print(f"$ (in {suite}) {' '.join(cmd)}", flush=True)
+    subprocess.call(cmd, cwd=suite, env=env)
     return json.loads(json_path.read_text()) if json_path.exists() and json_path.stat().st_size else None
 
 
@@ -61,10 +81,12 @@ def main() -> int:
         tmp = Path(tmp)
         (tmp / "old").mkdir()
         old_id = extract(a.old, tmp / "old")
+        old_suite, old_path = importable(tmp / "old", tmp / "old-site")
+        sides = {"new": (ROOT / "perf" / "benchmarks", None), "old": (old_suite, old_path)}
         docs = {"old": [], "new": []}
         for i in range(a.processes):
-            for side, tree in (("new", ROOT), ("old", tmp / "old")):
-                doc = bench(tree, tmp / f"{side}-{i}.json", a.device, a.k, extra)
+            for side, (suite, path) in sides.items():
+                doc = bench(suite, path, tmp / f"{side}-{i}.json", a.device, a.k, extra)
                 if doc:
                     docs[side].append(doc)
         if not docs["old"] or not docs["new"]:

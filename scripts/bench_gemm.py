@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.registry import REGISTRY  # noqa: E402
-from opencl_impl import ops  # noqa: E402
-from opencl_impl.runtime import DeviceError, KernelBuildError, Runtime, device_key, select_device  # noqa: E402
+from sdcl.registry import REGISTRY  # noqa: E402
+from sdcl.opencl_impl import ops  # noqa: E402
+from sdcl.opencl_impl.runtime import DeviceError, KernelBuildError, Runtime, device_key, select_device  # noqa: E402
 
 
 def time_ours(rt: Runtime, variant: str, knobs: dict, a, b, reps: int):

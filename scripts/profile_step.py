@@ -30,11 +30,11 @@ def main() -> int:
     p.add_argument("--out")
     args = p.parse_args()
 
-    from opencl_impl.backend import runtime_for
-    from opencl_impl.storage import half_weights
-    from perf.ladder import _inputs, stage_calls
-    from reference.configs import get_config
-    from reference.pipeline import init_weights
+    from sdcl.opencl_impl.backend import runtime_for
+    from sdcl.opencl_impl.storage import half_weights
+    from sdcl.perf.ladder import _inputs, stage_calls
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
 
     config = get_config(args.model)
     rt = runtime_for(args.device)

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _cmd_devices(args) -> int:
-    from opencl_impl.runtime import default_device, device_info, platforms, DeviceError
+    from sdcl.opencl_impl.devices import DeviceError, default_device, device_info, platforms
     plats = platforms()
     if not plats:
         default_device()  # raises the error that says how to install PoCL
@@ -39,19 +39,19 @@ def _cmd_devices(args) -> int:
 
 
 def _load_weights(args, config):
-    from reference.pipeline import init_weights
+    from sdcl.reference.pipeline import init_weights
     dtype = np.dtype(args.dtype)
     if args.checkpoint:
-        from reference.checkpoint import load_checkpoint
+        from sdcl.checkpoint import load_checkpoint
         return load_checkpoint(args.checkpoint, config, dtype=dtype)
     return init_weights(config, seed=args.weight_seed, dtype=dtype)
 
 
 def _backends(args):
-    from reference.pipeline import NUMPY
+    from sdcl.reference.pipeline import NUMPY
     if args.backend == "reference":
         return NUMPY, NUMPY, NUMPY
-    from opencl_impl.backend import opencl_backend
+    from sdcl.opencl_impl.backend import opencl_backend
     main = args.device
     pick = lambda sel: opencl_backend(sel if sel is not None else main)
     return pick(args.text_device), pick(None), pick(args.vae_device)
@@ -60,8 +60,8 @@ def _backends(args):
 def _cmd_generate(args) -> int:
     from PIL import Image
 
-    from reference.configs import get_config
-    from reference.pipeline import StableDiffusion
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import StableDiffusion
 
     config = get_config(args.model)
     if args.dtype == "float16" and args.backend != "reference":
@@ -72,7 +72,7 @@ def _cmd_generate(args) -> int:
         if args.backend == "reference" or args.dtype != "float32":
             raise ValueError("--storage half stores the OpenCL backend's linear and conv2d weights as float16 beside "
                              "float32 compute: use it with --backend opencl and --dtype float32")
-        from opencl_impl.storage import half_weights
+        from sdcl.opencl_impl.storage import half_weights
         weights = {m: half_weights(ws) for m, ws in weights.items()}
     text_b, unet_b, vae_b = _backends(args)
     pipe = StableDiffusion(config, weights, text_backend=text_b, unet_backend=unet_b, vae_backend=vae_b)
@@ -90,23 +90,25 @@ def _cmd_generate(args) -> int:
     return 0
 
 
-def _write_default_db() -> int:
+def _write_default_table(folder) -> int:
+    """Rebuild default.json (the knobs for devices without a table) from the device tables in `folder`."""
     import json
 
-    from opencl_impl.selection import TUNING_DIR
-    from perf.tuner import default_db
-    dbs = [json.loads(p.read_text()) for p in sorted(TUNING_DIR.glob("*.json")) if p.name != "default.json"]
-    path = TUNING_DIR / "default.json"
-    path.write_text(json.dumps(default_db(dbs), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path} from {len(dbs)} device database(s)")
+    from sdcl.files import write_text
+    from sdcl.perf.tuner import default_table
+    from sdcl.resources import shipped_tuning_dir
+    folder = Path(folder) if folder else shipped_tuning_dir()
+    tables = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "default.json"]
+    path = write_text(folder / "default.json", json.dumps(default_table(tables), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path} from {len(tables)} device table(s)")
     return 0
 
 
 def _cmd_tune(args) -> int:
-    from opencl_impl.backend import runtime_for
-    from perf.tuner import tune
+    from sdcl.opencl_impl.backend import runtime_for
+    from sdcl.perf.tuner import tune
     if args.write_default:
-        return _write_default_db()
+        return _write_default_table(args.write_default)
     ops = args.ops.split(",") if args.ops else None
     other = {"sd15": "sd21", "sd21-base": "sd15"}.get(args.model)
 
@@ -118,47 +120,47 @@ def _cmd_tune(args) -> int:
     if args.trace_size:
         if other is None:
             raise SystemExit("sdcl tune --trace-size needs --model sd15 or sd21-base (the model to trace)")
-        from perf.tuner import traced_cases
+        from sdcl.perf.tuner import traced_cases
         extra = traced_cases(rt, args.model, args.trace_size)
     tune(rt, ops=ops, max_configs=args.max_configs, reps=args.reps, case_filter=shapes_of_model, extra_cases=extra)
     return 0
 
 
 def _cmd_ladder(args) -> int:
-    from perf.ladder import run
+    from sdcl.perf.ladder import run
     rows = [int(r) for r in args.rows.split(",")] if args.rows else None
     run(args.device, args.model, args.size, args.reps, args.out, torch_baseline=not args.no_torch, rows=rows)
     return 0
 
 
 def _cmd_conformance(args) -> int:
-    from conformance.gate import main as gate_main
+    from sdcl.conformance.gate import main as gate_main
     return gate_main(args)
 
 
 def _cmd_perf_run(args) -> int:
-    from perf import cli
+    from sdcl.perf import cli
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     return cli.run(args.db, args.device, args.quick, args.full_size, args.k, extra, args.keep_json, args.processes)
 
 
 def _cmd_perf_import(args) -> int:
-    from perf import cli
+    from sdcl.perf import cli
     return cli.import_file(args.db, args.files, args.commit)
 
 
 def _cmd_perf_check(args) -> int:
-    from perf import cli
+    from sdcl.perf import cli
     return cli.check(args.db, args.device, args.threshold, args.alpha, args.metric, args.verbose)
 
 
 def _cmd_perf_peak(args) -> int:
-    from perf import cli
+    from sdcl.perf import cli
     return cli.peak(args.device, args.refresh)
 
 
 def _cmd_dashboard(args) -> int:
-    from perf import cli
+    from sdcl.perf import cli
     return cli.dashboard(args.db, args.out, args.ladder)
 
 
@@ -195,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(fn=_cmd_generate)
 
-    t = sub.add_parser("tune", help="search each variant's knobs at the real SD shapes; store the fastest verified")
+    t = sub.add_parser("tune", help="search each variant's knobs at the real SD shapes; store the fastest verified in "
+                                    "the device's tuning table ($SDCL_TUNING_DIR, else ~/.cache/sdcl/tuning)")
     t.add_argument("--device", help="device selector (PYOPENCL_CTX syntax); default: PoCL")
     t.add_argument("--model", default="all", choices=("sd15", "sd21-base", "all"), help="whose SD shapes to tune")
     t.add_argument("--ops", help="comma-separated op names (default: every op with variants or knobs)")
@@ -205,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tune, instead of the registry's SD cases, the shapes one text-encoder pass, UNet step and VAE "
                         "decode of --model at SIZE x SIZE send to each op (e.g. the GEMMs inside the conv variants) "
                         "that the database has no entry for")
-    t.add_argument("--write-default", action="store_true",
-                   help="only rebuild tuning/default.json (for devices without a database) from the device databases")
+    t.add_argument("--write-default", metavar="FOLDER", nargs="?", const="",
+                   help="only rebuild default.json (the knobs for devices without a table) from the device tables in "
+                        "FOLDER (default: the tuning/ folder of this checkout or installation)")
     t.set_defaults(fn=_cmd_tune)
 
     la = sub.add_parser("ladder", help="cumulative per-optimization timings of text encoder, UNet step, VAE decode")
@@ -228,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=_cmd_conformance)
 
     # perf: benchmarks beside a torch baseline, their history, regression check and dashboard (docs/PERF.md)
-    from perf.history import default_path as _perf_db
+    from sdcl.perf.history import default_path as _perf_db
     pf = sub.add_parser("perf", help="benchmarks: run, import, check for regressions, device peak")
     psub = pf.add_subparsers(dest="perf_command", required=True)
     pr = psub.add_parser("run", help="run the benchmark suite (pytest perf) and append the run to the history")
@@ -274,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _device_errors() -> tuple:
     """The OpenCL runtime's own errors (no device, kernel build failure) print as one clear line too."""
     try:
-        from opencl_impl.runtime import DeviceError, KernelBuildError
+        from sdcl.opencl_impl.devices import DeviceError
+        from sdcl.opencl_impl.runtime import KernelBuildError
         return (DeviceError, KernelBuildError)
     except ImportError:
         return ()

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-import conformance.profiles  # noqa: F401  (registers the Hypothesis profiles)
+import sdcl.conformance.profiles  # noqa: F401  (registers the Hypothesis profiles)
 from hypothesis import settings
 
 if not os.environ.get("_SDCL_PROFILE_SET"):
@@ -14,7 +14,7 @@ if not os.environ.get("_SDCL_PROFILE_SET"):
 def _devices():
     try:
         import pyopencl.tools
-        from opencl_impl.runtime import default_device
+        from sdcl.opencl_impl.runtime import default_device
     except ImportError:
         return []
     if os.environ.get("PYOPENCL_TEST"):
@@ -35,7 +35,7 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def rt(request):
     """A Runtime for the device under test, shared by all tests of the session."""
-    from opencl_impl.runtime import Runtime
+    from sdcl.opencl_impl.runtime import Runtime
     dev = request.param
     key = dev.int_ptr
     if key not in _RUNTIMES:

@@ -35,11 +35,11 @@ from safetensors.torch import load_file as torch_load_file
 from safetensors.torch import save_file as torch_save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from reference import checkpoint as ck
-from reference.checkpoint import CheckpointError
-from conformance.oracles import clip_text_config, unet_kwargs, vae_kwargs
-from reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2
-from reference.weights import random_weights
+from sdcl.reference import checkpoint as ck
+from sdcl.checkpoint import CheckpointError
+from sdcl.conformance.oracles import clip_text_config, unet_kwargs, vae_kwargs
+from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2
+from sdcl.reference.weights import random_weights
 
 TINY = {"tiny-sd1": TINY_SD1, "tiny-sd2": TINY_SD2}
 

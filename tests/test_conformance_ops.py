@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, note, settings
 
-from conformance.check import run_case
-from conformance.profiles import CI_SD_FLOP_LIMIT
-from conformance.registry import REGISTRY
+from sdcl.conformance.check import run_case
+from sdcl.conformance.profiles import CI_SD_FLOP_LIMIT
+from sdcl.registry import REGISTRY
 
 DTYPES = ("float32", "float64")
 VARIANTS = [(op, v.name) for op, spec in REGISTRY.items() for v in spec.variants]

@@ -15,9 +15,9 @@ of mma.sync (MMA_EMULATE=1) runs at two configs, which checks the fragment layou
 import numpy as np
 import pytest
 
-from conformance.check import run_case
-from conformance.registry import REGISTRY, Case
-from conformance.strategies import randn
+from sdcl.conformance.check import run_case
+from sdcl.registry import REGISTRY, Case
+from sdcl.registry.fuzz import randn
 
 GEMM_OPS = ("matmul", "batched_matmul", "linear")
 TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
@@ -94,7 +94,7 @@ def test_mma_tf32_plain_tf32_is_outside_float32_tolerance(rt):
 def test_strided_heads_and_bias_along_m(rt):
     """gemm()'s two-level batch strides (heads of a (B, L, H*D) activation, no copy), alpha and a bias along M,
     which no registry op exercises: Q K^T per head, scaled, for every technique at its default knobs."""
-    from opencl_impl.variants_gemm import gemm
+    from sdcl.opencl_impl.variants_gemm import gemm
 
     b, lq, lk, heads, d = 2, 19, 23, 3, 8
     q, k, bias = randn(5, (b, lq, heads * d), (b, lk, heads * d), (lq,))
@@ -116,8 +116,8 @@ def test_strided_heads_and_bias_along_m(rt):
 
 def test_mma_tf32_refuses_devices_without_nvidia_ptx(rt):
     """A clear DeviceError, which the tuner also sees as a config that does not build there (KernelBuildError)."""
-    from opencl_impl.ops import run_variant
-    from opencl_impl.runtime import DeviceError, KernelBuildError
+    from sdcl.opencl_impl.ops import run_variant
+    from sdcl.opencl_impl.runtime import DeviceError, KernelBuildError
 
     if rt.info.get("nvidia_ptx"):
         pytest.skip(f"{rt.info['device']} runs NVIDIA PTX")

@@ -5,9 +5,9 @@ their own tolerance, by test_conformance_ops.py like every other variant.)"""
 import numpy as np
 import pytest
 
-from opencl_impl import ops as O
-from opencl_impl.selection import Policy
-from opencl_impl.storage import half_weights, is_gemm_weight
+from sdcl.opencl_impl import ops as O
+from sdcl.opencl_impl.selection import Policy
+from sdcl.opencl_impl.storage import half_weights, is_gemm_weight
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -91,9 +91,9 @@ def test_half_weights_refuses_a_weight_beyond_half_range():
 
 
 def test_ladder_half_row_runs_the_half_variants(rt):
-    from perf import ladder
-    from reference.configs import get_config
-    from reference.pipeline import init_weights
+    from sdcl.perf import ladder
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
 
     i = [name for name, _ in ladder.RUNGS].index("+ half storage")
     assert ladder._registered(i)

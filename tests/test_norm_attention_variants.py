@@ -10,10 +10,10 @@ entries and a line of only -inf. float32 for every config; float64 too for the d
 import numpy as np
 import pytest
 
-from conformance.check import run_case
-from conformance.registry import REGISTRY, Case
-from conformance.strategies import normalized_rows, randn
-from opencl_impl.variants_norm import _split
+from sdcl.conformance.check import run_case
+from sdcl.registry import REGISTRY, Case
+from sdcl.registry.fuzz import normalized_rows, randn
+from sdcl.opencl_impl.variants_norm import _split
 
 OPS = ("group_norm", "group_norm_silu", "layer_norm", "softmax", "geglu", "attention")
 
@@ -104,8 +104,8 @@ def test_group_norm_split_covers_every_element_once(count, wg, most):
 
 def test_launcher_defaults_are_the_registry_defaults():
     """A launcher called with no knobs (run_variant(op, name, {})) runs the registry's default setting."""
-    from opencl_impl import variants_attention as A
-    from opencl_impl import variants_norm as N
+    from sdcl.opencl_impl import variants_attention as A
+    from sdcl.opencl_impl import variants_norm as N
     knobs = lambda op, name: REGISTRY[op].variant(name).knobs  # noqa: E731
     assert knobs("group_norm", "reduce") == knobs("group_norm_silu", "reduce") == N.GROUP_NORM
     assert knobs("group_norm_silu", "fused") == {k: N.GROUP_NORM[k] for k in ("WG", "VEC")}

@@ -10,10 +10,10 @@
 import numpy as np
 import pytest
 
-from conformance.check import run_case
-from conformance.registry import REGISTRY, Case
-import opencl_impl.ops as O
-from reference import ops as R
+from sdcl.conformance.check import run_case
+from sdcl.registry import REGISTRY, Case
+import sdcl.opencl_impl.ops as O
+from sdcl.reference import ops as R
 
 F32 = np.float32
 

@@ -29,7 +29,7 @@ WINDOW = (1300, 2400)
 
 def _has_device() -> bool:
     try:
-        from opencl_impl.runtime import all_devices
+        from sdcl.opencl_impl.runtime import all_devices
         return bool(all_devices())
     except ImportError:
         return False
@@ -44,8 +44,8 @@ LADDER_ROWS = [{"row": "naive", "text_encoder_ms": 410.0, "unet_ms": 9100.0, "va
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from perf.cli import run
-    from perf.planted import planted_overlay
+    from sdcl.perf.cli import run
+    from sdcl.perf.planted import planted_overlay
     from sdcl.cli import main
 
     root = tmp_path_factory.mktemp("dashboard")
@@ -53,7 +53,7 @@ def site(tmp_path_factory):
     assert run(str(db), quick=True) == 0
     overlay = planted_overlay(root / "overlay", "silu", delay=48)
     assert run(str(db), quick=True, extra=["--kernel-overlay", str(overlay)]) == 0
-    from perf.history import History
+    from sdcl.perf.history import History
     with History(db) as h:
         platform_device = " / ".join(h.devices()[0].split(" / ")[:2])
     (root / "ladder-tiny-sd2-64-cpu.json").write_text(json.dumps(
@@ -96,7 +96,7 @@ def test_charts_render_in_chromium(site, tmp_path):
     assert m, "the page script did not run (no data-rendered summary on <body>)"
     drawn = json.loads(html.unescape(m.group(1)))
 
-    from perf.history import History
+    from sdcl.perf.history import History
     with History(site["db"]) as h:
         latest = h.results(h.runs()[-1].id)
     ops = [r for r in latest.values() if r.extra_info.get("intensity")]
@@ -108,7 +108,7 @@ def test_charts_render_in_chromium(site, tmp_path):
         assert drawn["ratio"] == {"charts": 1, "points": len(with_torch)}
     # the planted regression is highlighted: listed in the box, its table row and its history point marked; and
     # the page flags exactly what `sdcl perf check` flags (softmax ran beside it, unchanged)
-    from perf import regress
+    from sdcl.perf import regress
     with History(site["db"]) as h:
         flagged = [f.name.split("::")[-1] for f in regress.check(h) if f.verdict == "regression"]
     assert any(name.startswith("test_op[silu-naive-") for name in flagged)

@@ -19,13 +19,13 @@ import shutil
 import numpy as np
 import pytest
 
-from perf import regress
-from perf.history import History, resolve_device
+from sdcl.perf import regress
+from sdcl.perf.history import History, resolve_device
 
 
 def _has_device() -> bool:
     try:
-        from opencl_impl.runtime import all_devices
+        from sdcl.opencl_impl.runtime import all_devices
         return bool(all_devices())
     except ImportError:
         return False
@@ -44,7 +44,7 @@ PROCESSES = 3
 
 
 def _run(db, *extra) -> None:
-    from perf.cli import run
+    from sdcl.perf.cli import run
     rc = run(str(db), quick=True, keyword="silu", extra=list(extra), processes=PROCESSES)
     assert rc == 0, f"sdcl perf run exited {rc}"
 
@@ -60,7 +60,7 @@ def two_runs(tmp_path_factory):
 
 @needs_device
 def test_rerun_of_the_same_code_is_not_flagged(two_runs, capsys):
-    from perf.cli import check
+    from sdcl.perf.cli import check
 
     with History(two_runs) as h:
         runs = h.runs()
@@ -77,8 +77,8 @@ def test_rerun_of_the_same_code_is_not_flagged(two_runs, capsys):
 
 @needs_device
 def test_planted_slowdown_of_one_kernel_is_caught(two_runs, tmp_path, capsys):
-    from perf.cli import check
-    from perf.planted import planted_overlay
+    from sdcl.perf.cli import check
+    from sdcl.perf.planted import planted_overlay
 
     db = tmp_path / "perf-history.sqlite"
     shutil.copy(two_runs, db)
@@ -202,7 +202,7 @@ def test_processes_must_not_overlap():
 
 
 def test_merge_processes_pools_rounds_and_keeps_each_median():
-    from perf.cli import merge_processes
+    from sdcl.perf.cli import merge_processes
 
     def doc(wall, kernel, torch, extra=()):
         bench = lambda name, scale: {  # noqa: E731
@@ -238,7 +238,7 @@ def test_step_detection():
 
 @needs_device
 def test_merge_appends_another_historys_runs_with_their_rounds(two_runs, tmp_path, capsys):
-    from perf.cli import import_file
+    from sdcl.perf.cli import import_file
     dst = tmp_path / "merged.sqlite"
     shutil.copy(two_runs, dst)
     with History(two_runs) as src:

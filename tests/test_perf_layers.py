@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.configs import get_config
-from reference.unet import UNet
-from reference.unet import init_weights as unet_weights
-from reference.vae import VAE
-from reference.vae import init_weights as vae_weights
+from sdcl.reference.configs import get_config
+from sdcl.reference.unet import UNet
+from sdcl.reference.unet import init_weights as unet_weights
+from sdcl.reference.vae import VAE
+from sdcl.reference.vae import init_weights as vae_weights
 
 layers = pytest.importorskip("perf.test_bench_layers")
 

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perf import torch_ops  # noqa: E402
-from reference import ops as R  # noqa: E402
+from sdcl.perf import torch_ops  # noqa: E402
+from sdcl.reference import ops as R  # noqa: E402
 
 rng = np.random.default_rng(0)
 r = lambda *s: rng.standard_normal(s)
@@ -73,8 +73,8 @@ def test_op_call_runs_on_float32_host_arrays():
 def test_torch_pipeline_baseline_denoises_like_the_reference():
     """The end-to-end benchmarks' torch baseline (torch_ops.torch_pipeline) is the same computation as the NumPy
     reference pipeline: same latents after the DDIM loop, to float32 rounding."""
-    from reference.configs import get_config
-    from reference.pipeline import StableDiffusion, init_weights
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import StableDiffusion, init_weights
     cfg = get_config("tiny-sd2")
     size = cfg.vae.sample_size
     weights = init_weights(cfg, seed=0)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reference.checkpoint import save_diffusers, save_ldm_checkpoint
-from reference.configs import TINY_SD1, TINY_SD2
-from reference.pipeline import StableDiffusion, init_weights
+from sdcl.checkpoint import save_diffusers, save_ldm_checkpoint
+from sdcl.reference.configs import TINY_SD1, TINY_SD2
+from sdcl.reference.pipeline import StableDiffusion, init_weights
 from sdcl.cli import main
 
 KW = dict(steps=3, height=16, width=24, guidance=5.0)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from numerics import F32_TOL, F64_TOL, rel_l2
-from reference import ops
+from sdcl.reference import ops
 
 torch.set_num_threads(2)
 

@@ -6,8 +6,8 @@ import pytest
 
 cl = pytest.importorskip("pyopencl")
 
-from opencl_impl import runtime  # noqa: E402
-from opencl_impl.runtime import DeviceError, KernelBuildError, build_options, select_device  # noqa: E402
+from sdcl.opencl_impl import runtime  # noqa: E402
+from sdcl.opencl_impl.runtime import DeviceError, KernelBuildError, build_options, select_device  # noqa: E402
 
 
 def test_no_platform_says_how_to_install_pocl(monkeypatch):

@@ -21,8 +21,8 @@ import pytest
 import torch
 from numerics import rel_l2, tol
 
-from reference.configs import SchedulerConfig
-from reference.schedulers import (DDIMScheduler, DPMSolverPP2MScheduler, EulerDiscreteScheduler, SCHEDULERS,
+from sdcl.reference.configs import SchedulerConfig
+from sdcl.reference.schedulers import (DDIMScheduler, DPMSolverPP2MScheduler, EulerDiscreteScheduler, SCHEDULERS,
                                   make_scheduler)
 
 # diffusers calls np.array on torch tensors, which warns under NumPy 2; not ours

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 
-from opencl_impl import selection
-from opencl_impl.selection import Policy, load_db
-from perf.tuner import default_db
+from sdcl.opencl_impl import selection
+from sdcl.opencl_impl.selection import Policy, load_db
+from sdcl.perf.tuner import default_db
 
 
 def _linear_args(rt):
@@ -43,7 +43,7 @@ def test_unknown_device_gets_the_default_database_of_its_type(tmp_path, monkeypa
 
 
 def test_the_repo_default_database_names_only_registered_variants_and_valid_knobs():
-    from conformance.registry import REGISTRY
+    from sdcl.registry import REGISTRY
     data = json.loads((selection.TUNING_DIR / "default.json").read_text())
     assert set(data["by_type"]) >= {"CPU", "GPU"}
     for part in data["by_type"].values():
@@ -63,14 +63,14 @@ def test_without_an_entry_a_variant_needing_a_missing_feature_is_passed_over(rt)
 
 
 def test_ladder_tensor_core_row_is_not_measured_where_its_variants_cannot_run(rt):
-    from perf import ladder
+    from sdcl.perf import ladder
     i = [name for name, _ in ladder.RUNGS].index("+ tensor-core GEMM (3xTF32)")
     assert not ladder._for_device(i, {**rt.info, "type": "GPU", "nvidia_ptx": False})
     assert ladder._for_device(i, {**rt.info, "type": "GPU", "nvidia_ptx": True})
     if rt.info.get("nvidia_ptx"):
         return
-    from reference.configs import get_config
-    from reference.pipeline import init_weights
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
     config = get_config("tiny-sd2")
     [row] = ladder.measure_opencl(rt, config, init_weights(config, seed=0), 64, reps=1, log=lambda *a: None,
                                   rows_wanted={i})
@@ -82,7 +82,7 @@ def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, t
     """`sdcl tune --trace-size`: the shapes a model's pass sends to each op, e.g. the matmuls that the conv variants
     run (no registry SD case lists them), are tuned and then found by the policy; a traced shape that the database
     already holds is not tuned again."""
-    from perf.tuner import traced_cases, tune
+    from sdcl.perf.tuner import traced_cases, tune
     monkeypatch.setattr(selection, "TUNING_DIR", tmp_path)
     traced = traced_cases(rt, "tiny-sd2", 64, log=lambda *a: None)
     assert traced["matmul"] and traced["batched_matmul"] and traced["attention"]

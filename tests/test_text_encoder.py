@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-from conformance.oracles import clip_text_config
+from sdcl.conformance.oracles import clip_text_config
 from transformers import CLIPTextConfig, CLIPTextModel
 
-import reference.ops as ref_ops
+import sdcl.reference.ops as ref_ops
 from numerics import F32_TOL, F64_TOL, rel_l2, tol
-from reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2, TextEncoderConfig
-from reference.checkpoint import check_shapes
-from reference.text_encoder import PREFIX, TextEncoder, init_weights, param_shapes
+from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2, TextEncoderConfig
+from sdcl.checkpoint import check_shapes
+from sdcl.reference.text_encoder import PREFIX, TextEncoder, init_weights, param_shapes
 
 FAMILIES = {"sd1": TINY_SD1.text_encoder, "sd2": TINY_SD2.text_encoder}
 DTYPES = [np.float64, np.float32]

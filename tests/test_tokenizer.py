@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reference.tokenizer as rt
-from reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2, TextEncoderConfig
-from reference.tokenizer import CLIPTokenizer
+import sdcl.reference.tokenizer as rt
+from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2, TextEncoderConfig
+from sdcl.reference.tokenizer import CLIPTokenizer
 
 BOS, EOS = 49406, 49407  # <|startoftext|>, <|endoftext|>: the last two of CLIP's 49,408 ids
 CTX = 77

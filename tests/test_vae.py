@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from conformance.oracles import vae_kwargs
+from sdcl.conformance.oracles import vae_kwargs
 from diffusers import AutoencoderKL
 
 from numerics import F32_TOL, rel_l2, tol
-from reference import ops as ref_ops
-from reference.configs import SD15, SD21_BASE, TINY_SD1, VAEConfig
-from reference.checkpoint import check_shapes
-from reference.vae import VAE, init_weights, param_shapes
+from sdcl.reference import ops as ref_ops
+from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, VAEConfig
+from sdcl.checkpoint import check_shapes
+from sdcl.reference.vae import VAE, init_weights, param_shapes
 
 TINY = TINY_SD1.vae  # (16, 32) channels, 1 resnet per block, 8 groups
 # A second small shape: 3 blocks (4x upsampling), 2 resnets per block, a channel change inside the mid-level

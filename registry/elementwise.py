@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
 
-from conformance.registry import Case, OpSpec, Tolerance, Variant, elementwise_bytes
-from conformance.strategies import dim, randn, seeds, shape
-from reference import ops as R
+
+from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant, elementwise_bytes
+from sdcl.registry.fuzz import dim, randn, seed_of, shape
+from sdcl.reference import ops as R
 
 # One transcendental (exp) and one division per element: a few ulps in float32 (OpenCL's exp is 3 ulp, native
 # division 2.5 ulp), ~1 ulp in float64. atol covers results near zero, where relative error is meaningless.
@@ -73,9 +73,8 @@ _EXACT_TOL = {
 
 # --------------------------------------------------------------------------------------------- activations
 
-@st.composite
-def _any_shape(draw):
-    return Case("random", tuple(randn(draw(seeds()), draw(shape()), scale=3.0)))
+def _any_shape(d):
+    return Case("random", tuple(randn(seed_of(d), shape(d), scale=3.0)))
 
 
 def _sd_activation_cases():
@@ -95,11 +94,10 @@ def _sd_quick_gelu_cases():
     return [Case("sd15_text_mlp", tuple(randn(0, (2, 77, 3072))))]
 
 
-@st.composite
-def _geglu_cases(draw):
-    shp = draw(shape(max_elems=50_000))
-    f = draw(dim(65))
-    return Case("random", tuple(randn(draw(seeds()), shp[:-1] + (2 * f,))))
+def _geglu_cases(d):
+    shp = shape(d, max_elems=50_000)
+    f = dim(d, 65)
+    return Case("random", tuple(randn(seed_of(d), shp[:-1] + (2 * f,))))
 
 
 def _sd_geglu_cases():
@@ -113,18 +111,17 @@ def _geglu_bytes(c: Case) -> int:
 
 # ---------------------------------------------------------------------------------------------- embeddings
 
-@st.composite
-def _timestep_cases(draw):
-    n, dimension = draw(dim(5)), draw(dim(129))
-    shift = draw(st.sampled_from([0.0, 1.0]))
+def _timestep_cases(d):
+    n, dimension = dim(d, 5), dim(d, 129)
+    shift = d.choice([0.0, 1.0])
     if dimension // 2 == shift:     # denominator half - shift = 0: NaN frequencies, a degenerate config
         shift = 0.0
-    rng = np.random.default_rng(draw(seeds()))
+    rng = np.random.default_rng(seed_of(d))
     t = rng.uniform(0, 1000, n)
-    if draw(st.booleans()):
+    if d.boolean():
         t = np.floor(t)             # the integer steps samplers use
-    return Case("random", (t, dimension), {"flip_sin_to_cos": draw(st.booleans()), "downscale_freq_shift": shift,
-                                           "max_period": draw(st.sampled_from([10000.0, 1000.0]))})
+    return Case("random", (t, dimension), {"flip_sin_to_cos": d.boolean(), "downscale_freq_shift": shift,
+                                           "max_period": d.choice([10000.0, 1000.0])})
 
 
 def _timestep_sd():
@@ -134,13 +131,12 @@ def _timestep_sd():
                                                                        "downscale_freq_shift": 0.0})]
 
 
-@st.composite
-def _token_cases(draw):
-    b, length, vocab, d = draw(dim(3)), draw(dim(17)), draw(dim(33)), draw(dim(65))
-    extra = draw(st.sampled_from([0, 1, 7]))
-    seed = draw(seeds())
+def _token_cases(d):
+    b, length, vocab, d = dim(d, 3), dim(d, 17), dim(d, 33), dim(d, 65)
+    extra = d.choice([0, 1, 7])
+    seed = seed_of(d)
     ids = np.random.default_rng(seed).integers(0, vocab, (b, length))
-    ids = ids.astype(draw(st.sampled_from([np.int64, np.int32])))
+    ids = ids.astype(d.choice([np.int64, np.int32]))
     tok, pos = randn(seed, (vocab, d), (length + extra, d))
     return Case("random", (ids, tok, pos))
 
@@ -161,13 +157,12 @@ def _token_bytes(c: Case) -> int:
 
 # ----------------------------------------------------------------------------------------- add, mul (broadcast)
 
-@st.composite
-def _broadcast_cases(draw):
-    a_shape = draw(shape(min_dims=1, max_dims=4))
-    keep = [draw(st.booleans()) for _ in a_shape]
+def _broadcast_cases(d):
+    a_shape = shape(d, min_dims=1, max_dims=4)
+    keep = [d.boolean() for _ in a_shape]
     b_shape = tuple(d if k else 1 for d, k in zip(a_shape, keep))
-    b_shape = b_shape[draw(st.integers(0, len(b_shape))):]          # b may have fewer axes, even none
-    a, b = randn(draw(seeds()), a_shape, b_shape)
+    b_shape = b_shape[d.integers(0, len(b_shape)):]          # b may have fewer axes, even none
+    a, b = randn(seed_of(d), a_shape, b_shape)
     return Case("random", (a, np.asarray(b)))   # a 0-d b is an array too
 
 
@@ -180,15 +175,14 @@ def _broadcast_sd():
 
 # ------------------------------------------------------------------------------------------------- layout
 
-@st.composite
-def _concat_cases(draw):
-    base = list(draw(shape(min_dims=1, max_dims=4, max_elems=20_000)))
-    axis = draw(st.integers(-len(base), len(base) - 1))
-    seed = draw(seeds())
+def _concat_cases(d):
+    base = list(shape(d, min_dims=1, max_dims=4, max_elems=20_000))
+    axis = d.integers(-len(base), len(base) - 1)
+    seed = seed_of(d)
     shapes = []
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(d.integers(1, 4)):
         s = list(base)
-        s[axis] = draw(dim(17))
+        s[axis] = dim(d, 17)
         shapes.append(tuple(s))
     return Case("random", (randn(seed, *shapes),), {"axis": axis})
 
@@ -202,10 +196,9 @@ def _concat_bytes(c: Case) -> int:
     return 2 * sum(x.nbytes for x in c.args[0])
 
 
-@st.composite
-def _upsample_cases(draw):
-    return Case("random", tuple(randn(draw(seeds()), draw(shape(min_dims=4, max_dims=4, max_size=33,
-                                                                  max_elems=20_000)))))
+def _upsample_cases(d):
+    return Case("random", tuple(randn(seed_of(d), shape(d, min_dims=4, max_dims=4, max_size=33,
+                                                                  max_elems=20_000))))
 
 
 def _upsample_sd():
@@ -214,11 +207,10 @@ def _upsample_sd():
             Case("vae_upsample_128", tuple(randn(2, (1, 512, 128, 128))))]
 
 
-@st.composite
-def _permute_cases(draw):
-    shp = draw(shape(min_dims=1, max_dims=4))
-    axes = tuple(draw(st.permutations(range(len(shp)))))
-    return Case("random", tuple(randn(draw(seeds()), shp)), {"axes": axes})
+def _permute_cases(d):
+    shp = shape(d, min_dims=1, max_dims=4)
+    axes = tuple(d.permutation(len(shp)))
+    return Case("random", tuple(randn(seed_of(d), shp)), {"axes": axes})
 
 
 def _permute_sd():
@@ -227,34 +219,37 @@ def _permute_sd():
             Case("sd_crop_rows", tuple(randn(2, (2, 4, 65, 64))), {"axes": (2, 0, 1, 3)})]
 
 
+_NAIVE = Variant("naive", launcher="sdcl.opencl_impl.variants.naive:{op}")
+
 ROWS = [
-    OpSpec("silu", R.silu, (Variant("naive"),), _any_shape, _sd_activation_cases, _ACT_TOL,
+    OpSpec("silu", R.silu, (_NAIVE,), _any_shape, _sd_activation_cases, _ACT_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("gelu", R.gelu, (Variant("naive"),), _any_shape, _sd_gelu_cases, _GELU_TOL,
+    OpSpec("gelu", R.gelu, (_NAIVE,), _any_shape, _sd_gelu_cases, _GELU_TOL,
            flops=lambda c: 6 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("gelu_tanh", R.gelu_tanh, (Variant("naive"),), _any_shape, _sd_gelu_cases, _GELU_TANH_TOL,
+    OpSpec("gelu_tanh", R.gelu_tanh, (_NAIVE,), _any_shape, _sd_gelu_cases, _GELU_TANH_TOL,
            flops=lambda c: 9 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("quick_gelu", R.quick_gelu, (Variant("naive"),), _any_shape, _sd_quick_gelu_cases, _QUICK_GELU_TOL,
+    OpSpec("quick_gelu", R.quick_gelu, (_NAIVE,), _any_shape, _sd_quick_gelu_cases, _QUICK_GELU_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
     # naive: unfused (split, gelu, multiply: three launches); fused (geglu_fused.cl): one launch, VEC outputs per
     # work-item with vector loads and stores, WG work-items per work-group along a row
     OpSpec("geglu", R.geglu,
-           (Variant("naive"), Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},
-                                      constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64))),
+           (_NAIVE, Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},
+                            constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64),
+                            launcher="sdcl.opencl_impl.variants.rowwise:geglu_fused", tier="fused GELU")),
            _geglu_cases, _sd_geglu_cases, _GEGLU_TOL, flops=lambda c: 4 * c.args[0].size, bytes=_geglu_bytes),
-    OpSpec("timestep_embedding", R.timestep_embedding, (Variant("naive"),), _timestep_cases, _timestep_sd,
+    OpSpec("timestep_embedding", R.timestep_embedding, (_NAIVE,), _timestep_cases, _timestep_sd,
            _TIME_TOL, flops=lambda c: 6 * c.args[0].size * c.args[1],
            bytes=lambda c: c.args[0].nbytes + c.args[0].size * c.args[1] * c.args[0].itemsize),
-    OpSpec("token_embedding", R.token_embedding, (Variant("naive"),), _token_cases, _token_sd,
+    OpSpec("token_embedding", R.token_embedding, (_NAIVE,), _token_cases, _token_sd,
            _ONE_ROUNDING_TOL, flops=lambda c: c.args[0].size * c.args[1].shape[1], bytes=_token_bytes),
-    OpSpec("add", R.add, (Variant("naive"),), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
+    OpSpec("add", R.add, (_NAIVE,), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
            flops=lambda c: c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("mul", R.mul, (Variant("naive"),), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
+    OpSpec("mul", R.mul, (_NAIVE,), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
            flops=lambda c: c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("concat", R.concat, (Variant("naive"),), _concat_cases, _concat_sd, _EXACT_TOL,
+    OpSpec("concat", R.concat, (_NAIVE,), _concat_cases, _concat_sd, _EXACT_TOL,
            flops=lambda c: 0, bytes=_concat_bytes),
-    OpSpec("upsample_nearest2x", R.upsample_nearest2x, (Variant("naive"),), _upsample_cases, _upsample_sd,
+    OpSpec("upsample_nearest2x", R.upsample_nearest2x, (_NAIVE,), _upsample_cases, _upsample_sd,
            _EXACT_TOL, flops=lambda c: 0, bytes=lambda c: 5 * c.args[0].nbytes),
-    OpSpec("permute", R.permute, (Variant("naive"),), _permute_cases, _permute_sd, _EXACT_TOL,
+    OpSpec("permute", R.permute, (_NAIVE,), _permute_cases, _permute_sd, _EXACT_TOL,
            flops=lambda c: 0, bytes=elementwise_bytes),
 ]

@@ -3,8 +3,8 @@ run's device and environment written into pytest-benchmark's machine_info for th
 
 Options:
   --device SELECTOR        pyopencl's PYOPENCL_CTX syntax ("portable", "nvidia", "0:1")
-  --kernel-overlay DIR     .cl files in DIR replace the same-named files of kernels/ for this run (A/B a kernel
-                           change before committing it; the run records the overlaid files' hashes)
+  --kernel-overlay DIR     kernel files in DIR replace the same-named files of sdcl's kernels for this run (A/B a
+                           kernel change before committing it; the run records the overlaid files' hashes)
   --refresh-peak           measure the device peak again instead of using the cached one
   --bench-budget SECONDS   time per benchmark, ours and torch's rounds together (default 1.0; 0.3 under -m quick)
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,31 +48,16 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     overlay = config.getoption("--kernel-overlay", default=None)
     config._sdcl_overlay = _apply_overlay(Path(overlay)) if overlay else {}
+    config._sdcl_overlay_dir = Path(overlay) if overlay else None
 
 
 def _apply_overlay(folder: Path) -> dict:
-    """Point the runtime at a copy of kernels/ with folder's .cl/.h files laid over it; {file: sha256[:12]}."""
-    import opencl_impl.runtime as runtime
-    from kernels import KERNEL_DIR
-
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".cl", ".h"))
+    """The overlay folder's kernel files and their hashes, {file: sha256[:12]}; the session's Runtime searches the
+    folder before sdcl's kernels."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".cl", ".h"))
     if not files:
         raise pytest.UsageError(f"--kernel-overlay {folder}: no .cl or .h files there")
-    merged = Path(tempfile.mkdtemp(prefix="sdcl-kernels-"))
-    for p in KERNEL_DIR.iterdir():
-        if p.suffix in (".cl", ".h"):
-            shutil.copy2(p, merged / p.name)
-    for p in files:
-        shutil.copy2(p, merged / p.name)
-    runtime.KERNEL_DIR = merged
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in files}
-
-
-def budget(config) -> float:
-    b = config.getoption("--bench-budget")
-    if b is not None:
-        return b
-    return 0.3 if "quick" in (config.getoption("-m") or "") else 1.0
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in files}
 
 
 _SESSION: dict = {}
@@ -82,18 +65,19 @@ _SESSION: dict = {}
 
 @pytest.fixture(scope="session")
 def rt(pytestconfig):
-    """The Runtime of the device under test, its allocator wrapped to record peak memory. Shared with the
-    pipeline's OpenCL backend when that module imports, so layer and end-to-end runs use the same context."""
-    from opencl_impl.runtime import Runtime, select_device
+    """The Runtime of the device under test, with the device's selection policy (layer and end-to-end runs go
+    through it), kernels looked up in the --kernel-overlay folder first, its allocator wrapped to record peak
+    memory."""
+    from sdcl.opencl_impl.devices import select_device
+    from sdcl.opencl_impl.runtime import Runtime
+    from sdcl.opencl_impl.selection import policy_for
+    from sdcl.perf.measure import tracking
+    from sdcl.resources import kernel_dir
 
-    from perf.measure import tracking
-
-    selector = pytestconfig.getoption("--device")
-    try:
-        from opencl_impl.backend import runtime_for
-        rt = runtime_for(selector)
-    except ImportError:
-        rt = Runtime(select_device(selector))
+    overlay = pytestconfig._sdcl_overlay_dir
+    rt = Runtime(select_device(pytestconfig.getoption("--device")),
+                 kernel_path=((overlay,) if overlay else ()) + (kernel_dir(),))
+    rt.policy = policy_for(rt)
     tracking(rt)
     _SESSION["rt"] = rt
     return rt
@@ -101,7 +85,7 @@ def rt(pytestconfig):
 
 @pytest.fixture(scope="session")
 def peak(rt, pytestconfig):
-    from perf.peak import get_peak
+    from sdcl.perf.peak import get_peak
     p = get_peak(rt, refresh=pytestconfig.getoption("--refresh-peak"))
     _SESSION["peak"] = p
     return p
@@ -111,7 +95,7 @@ def peak(rt, pytestconfig):
 def torch_device(rt):
     """(torch device, None) or (None, reason there is no comparable torch baseline)."""
     try:
-        from perf.torch_ops import baseline_device
+        from sdcl.perf.torch_ops import baseline_device
     except ImportError as e:
         return None, f"torch is not importable: {e}"
     return baseline_device(rt.info)
@@ -136,7 +120,7 @@ def progress(capsys):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The device and its peak go into the run's machine_info, which `sdcl perf import` reads."""
-    from opencl_impl.runtime import device_info, device_key, select_device
+    from sdcl.opencl_impl.devices import device_info, device_key, select_device
     rt = _SESSION.get("rt")
     dev = rt.device if rt is not None else select_device(config.getoption("--device"))
     env = {k: v for k, v in os.environ.items() if k.startswith(("PYOPENCL_", "POCL_", "SDCL_", "CUDA_VISIBLE"))}

@@ -1,8 +1,8 @@
 """conv2d variants beyond the naive kernel: GEMM lowerings, im2win, Winograd and a tiled direct convolution.
 
-Each launcher has the naive launcher's signature `launcher(rt, knobs, x, weight, bias=None, stride=1, padding=0)`
-and returns y (N, O, OH, OW). The registry row (conformance/ops_linalg.py) declares their knobs, tuning spaces and
-the shapes each handles (`applies`); a launcher called on a shape it does not handle raises ValueError.
+Each launcher is called as `launcher(call, x, weight, bias=None, stride=1, padding=0)` and returns y (N, O, OH, OW).
+The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and the shapes each handles
+(`applies`); a launcher called on a shape it does not handle raises ValueError.
 
 - gemm1x1: a 1x1, stride-1, unpadded conv is weight (O, C) @ x[n] (C, H*W) per sample: one `ops.matmul` for
   N = 1, one `ops.batched_matmul` (the weight repeated per sample) otherwise; the products already are NCHW.
@@ -31,8 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl as cl
 
-from opencl_impl.ops import _buf, _conv_geometry, _groups, _has, batched_matmul, matmul, to_half, variant
-from opencl_impl.runtime import Runtime
+from sdcl.opencl_impl import ops
+from sdcl.opencl_impl.ops import to_half
+from sdcl.opencl_impl.launch import Call, buffer, groups, i32, with_flags
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.shapes import conv_geometry
+from sdcl.opencl_impl.variants.gemm import gemm
+from sdcl.registry import REGISTRY
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
 
@@ -59,7 +64,7 @@ class ConvShape:
 
     @classmethod
     def of(cls, x, weight, stride, padding) -> "ConvShape":
-        (sh, sw), (pt, pb, pl, pr), (oh, ow) = _conv_geometry(x, weight, stride, padding)
+        (sh, sw), (pt, pb, pl, pr), (oh, ow) = conv_geometry(x, weight, stride, padding)
         n, c, h, w = x.shape
         o, _, kh, kw = weight.shape
         return cls(n, c, h, w, o, kh, kw, oh, ow, sh, sw, pt, pb, pl, pr)
@@ -73,10 +78,6 @@ class ConvShape:
     def winograd(self) -> bool:
         """3x3, stride 1 (any padding)."""
         return (self.kh, self.kw, self.sh, self.sw) == (3, 3, 1, 1)
-
-
-def _i32(*values):
-    return tuple(np.int32(v) for v in values)
 
 
 def _scratch_budget(rt: Runtime, budget: int | None) -> int:
@@ -97,9 +98,9 @@ def _record(rt: Runtime, ev) -> None:
 
 def _bias_in_place(rt: Runtime, knobs: dict, y, bias, o: int, p: int) -> None:
     """y (N, O, P) += bias[o]."""
-    wg = int(knobs.get("WG", 64))
-    knl = rt.kernel("conv2d_im2col.cl", "conv2d_im2col_bias", _has(knobs, HAS_BIAS=True), y.dtype)
-    rt.launch("conv2d", knl, (_groups(y.size, wg),), (wg,), y.data, _buf(rt, bias), np.int64(y.size),
+    wg = int(knobs["WG"])
+    knl = rt.kernel("conv2d_im2col.cl", "conv2d_im2col_bias", with_flags(knobs, HAS_BIAS=True), y.dtype)
+    rt.launch("conv2d", knl, (groups(y.size, wg),), (wg,), y.data, buffer(rt, bias), np.int64(y.size),
               np.int32(o), np.int32(p))
 
 
@@ -110,21 +111,21 @@ def _unsupported(name: str, s: ConvShape, what: str):
 
 # ------------------------------------------------------------------------------------------------------- gemm1x1
 
-@variant("conv2d", "gemm1x1")
-def conv2d_gemm1x1(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
+def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0):
+    rt, knobs = call.rt, call.knobs
     s = ConvShape.of(x, weight, stride, padding)
     if not s.pointwise:
         _unsupported("gemm1x1", s, "1x1 kernels with stride 1 and no padding")
     p = s.h * s.w
     w2 = weight.reshape(s.o, s.c)                                      # (O, C)
     if s.n == 1:
-        y = matmul(w2, x.reshape(s.c, p))                              # (O, P) = y[0]
+        y = ops.matmul(rt, w2, x.reshape(s.c, p))                              # (O, P) = y[0]
     else:
         wn = rt.empty((s.n, s.o, s.c), weight.dtype)                   # (N, O, C): the weight once per sample
-        src = _buf(rt, weight)
+        src = buffer(rt, weight)
         for i in range(s.n):
             _record(rt, cl.enqueue_copy(rt.queue, wn.data, src, dst_offset=i * w2.nbytes, byte_count=w2.nbytes))
-        y = batched_matmul(wn, x.reshape(s.n, s.c, p))                 # (N, O, P) = y
+        y = ops.batched_matmul(rt, wn, x.reshape(s.n, s.c, p))                 # (N, O, P) = y
     if bias is not None and y.size:
         _bias_in_place(rt, knobs, y, bias, s.o, p)
     return y.reshape(s.n, s.o, s.oh, s.ow)
@@ -132,24 +133,22 @@ def conv2d_gemm1x1(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, pad
 
 # -------------------------------------------------------------------------------------------------------- im2col
 
-@variant("conv2d", "im2col")
-def conv2d_im2col(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
-    return im2col_conv(rt, knobs, x, weight, bias, stride, padding)
+def im2col(call: Call, x, weight, bias=None, stride=1, padding=0):
+    return im2col_conv(call.rt, call.knobs, x, weight, bias, stride, padding)
 
 
-@variant("conv2d", "im2col_half")
-def conv2d_im2col_half(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
-    return im2col_conv(rt, knobs, x, weight, bias, stride, padding, half=True)
+def im2col_half(call: Call, x, weight, bias=None, stride=1, padding=0):
+    return im2col_conv(call.rt, call.knobs, x, weight, bias, stride, padding, half=True)
 
 
 def _half_matmul(rt: Runtime, a, b, dtype):
     """a (M, K) @ b (K, N), both float16, into a new array of dtype (float32 or float64: the accumulation), by the
     device type's register-blocked GEMM at the knobs the tuning database holds for it on matmul (else the kernel's
     defaults)."""
-    from opencl_impl.variants_gemm import gemm
     technique = "cpu_reg" if rt.info["type"] == "CPU" else "tiled_reg"
-    db = getattr(rt.policy, "db", None) or {}
-    knobs = db.get("ops", {}).get("matmul", {}).get("defaults", {}).get(technique, {})
+    table = getattr(rt.policy, "table", None) or {}
+    tuned = table.get("ops", {}).get("matmul", {}).get("defaults", {}).get(technique, {})
+    knobs = REGISTRY["matmul"].variant(technique).complete(tuned)
     (m, k), n = a.shape, b.shape[1]
     c = rt.empty((m, n), dtype)
     gemm(rt, "conv2d", technique, knobs, a.data, b.data, c.data, m, n, k, lda=k, ldb=n, ldc=n, dtype=c.dtype,
@@ -165,20 +164,20 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     rows, total, p = s.c * s.kh * s.kw, s.n * s.oh * s.ow, s.oh * s.ow
     w2 = weight.reshape(s.o, rows)                                     # (O, C*KH*KW)
     if half and w2.dtype != np.float16:
-        w2 = to_half(w2)
-    defines = _has(knobs, HAS_BIAS=bias is not None)
+        w2 = to_half(rt, w2)
+    defines = with_flags(knobs, HAS_BIAS=bias is not None)
     lower_defines = {**defines, "COLS_HALF": 1} if half else defines
     cols_dtype = np.dtype(np.float16) if half else x.dtype
-    wg, per_item = int(knobs.get("WG", 64)), int(knobs.get("COLS_PER_ITEM", 4))
+    wg, per_item = int(knobs["WG"]), int(knobs["COLS_PER_ITEM"])
     lower = rt.kernel("conv2d_im2col.cl", "conv2d_im2col", lower_defines, x.dtype)
-    xb = _buf(rt, x)
+    xb = buffer(rt, x)
     q = _chunk(total, rows * cols_dtype.itemsize + s.o * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
-    product = (lambda a, b: _half_matmul(rt, a, b, x.dtype)) if half else matmul
+    product = (lambda a, b: _half_matmul(rt, a, b, x.dtype)) if half else (lambda a, b: ops.matmul(rt, a, b))
 
     def cols_of(q0: int, qn: int):
         cols = rt.empty((rows, qn), cols_dtype)
-        rt.launch("conv2d", lower, (_groups(-(-qn // per_item), wg), rows), (wg, 1), xb, cols.data,
-                  np.int64(q0), *_i32(qn, s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl))
+        rt.launch("conv2d", lower, (groups(-(-qn // per_item), wg), rows), (wg, 1), xb, cols.data,
+                  np.int64(q0), *i32(qn, s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl))
         return cols
 
     if s.n == 1 and q == total:       # one chunk of one sample: the product (O, P) already is y
@@ -189,12 +188,12 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
         return y.reshape(1, s.o, s.oh, s.ow)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     scatter = rt.kernel("conv2d_im2col.cl", "conv2d_im2col_scatter", defines, x.dtype)
-    bb = xb if bias is None else _buf(rt, bias)
+    bb = xb if bias is None else buffer(rt, bias)
     for q0 in range(0, total, q):
         qn = min(q, total - q0)
         g = product(w2, cols_of(q0, qn))                               # (O, qn)
-        rt.launch("conv2d", scatter, (_groups(s.o * qn, wg),), (wg,), g.data, bb, y.data, np.int64(q0),
-                  *_i32(qn, s.o, p))
+        rt.launch("conv2d", scatter, (groups(s.o * qn, wg),), (wg,), g.data, bb, y.data, np.int64(q0),
+                  *i32(qn, s.o, p))
         del g
     return y
 
@@ -212,9 +211,8 @@ def im2col_scratch_elements(s: ConvShape) -> int:
     return s.c * s.kh * s.kw * s.n * s.oh * s.ow
 
 
-@variant("conv2d", "im2win")
-def conv2d_im2win(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
-    return im2win_conv(rt, knobs, x, weight, bias, stride, padding)
+def im2win(call: Call, x, weight, bias=None, stride=1, padding=0):
+    return im2win_conv(call.rt, call.knobs, x, weight, bias, stride, padding)
 
 
 def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None):
@@ -222,28 +220,28 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     (n, oy) at a time, so chunks are whole (n, oy) ranges."""
     s = ConvShape.of(x, weight, stride, padding)
     wwin = (s.ow - 1) * s.sw + s.kw
-    defines = _has(knobs, HAS_BIAS=bias is not None)
-    wg, vec, owb, lo = (int(knobs.get(k, d)) for k, d in (("WG", 64), ("OC_VEC", 8), ("OW_BLOCK", 4), ("LOCAL_O", 8)))
+    defines = with_flags(knobs, HAS_BIAS=bias is not None)
+    wg, vec, owb, lo = (int(knobs[k]) for k in ("WG", "OC_VEC", "OW_BLOCK", "LOCAL_O"))
     op = -(-s.o // vec) * vec                                          # O padded to whole vectors (zero filters)
     transform = rt.kernel("conv2d_im2win.cl", "conv2d_im2win_transform", defines, x.dtype)
     inner = rt.kernel("conv2d_im2win.cl", "conv2d_im2win", defines, x.dtype)
     wt = rt.empty((s.c, s.kw * s.kh, op), x.dtype)                     # wt[c, j*KH + i, o]
     rt.launch("conv2d", rt.kernel("conv2d_im2win.cl", "conv2d_im2win_weights", defines, x.dtype),
-              (_groups(wt.size, wg),), (wg,), _buf(rt, weight), wt.data,
-              *_i32(wt.size, s.c, s.o, op, s.kh, s.kw))
+              (groups(wt.size, wg),), (wg,), buffer(rt, weight), wt.data,
+              *i32(wt.size, s.c, s.o, op, s.kh, s.kw))
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    xb = _buf(rt, x)
-    bb = xb if bias is None else _buf(rt, bias)
+    xb = buffer(rt, x)
+    bb = xb if bias is None else buffer(rt, bias)
     rows_total = s.n * s.oh
     chunk = _chunk(rows_total, im2win_scratch_elements(s, 1) * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
     for r0 in range(0, rows_total, chunk):
         rn = min(chunk, rows_total - r0)
         win = rt.empty((rn, s.c, wwin * s.kh), x.dtype)                # win[row - r0, c, u*KH + i]
         columns = rn * s.c * wwin
-        rt.launch("conv2d", transform, (_groups(columns, wg),), (wg,), xb, win.data, np.int64(r0),
-                  np.int64(columns), *_i32(s.c, s.h, s.w, s.oh, wwin, s.kh, s.sh, s.pt, s.pl))
-        rt.launch("conv2d", inner, (_groups(op // vec, lo), -(-s.ow // owb), rn), (lo, 1, 1), win.data, wt.data, bb,
-                  y.data, np.int64(r0), *_i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw))
+        rt.launch("conv2d", transform, (groups(columns, wg),), (wg,), xb, win.data, np.int64(r0),
+                  np.int64(columns), *i32(s.c, s.h, s.w, s.oh, wwin, s.kh, s.sh, s.pt, s.pl))
+        rt.launch("conv2d", inner, (groups(op // vec, lo), -(-s.ow // owb), rn), (lo, 1, 1), win.data, wt.data, bb,
+                  y.data, np.int64(r0), *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw))
         del win
     return y
 
@@ -257,37 +255,35 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
     a2 = (m + 2) ** 2
     th, tw = -(-s.oh // m), -(-s.ow // m)
     tiles = s.n * th * tw
-    defines = _has(knobs, HAS_BIAS=bias is not None)
-    wg = int(knobs.get("WG", 64))
+    defines = with_flags(knobs, HAS_BIAS=bias is not None)
+    wg = int(knobs["WG"])
     k_w, k_in, k_out = (rt.kernel("conv2d_winograd.cl", f"conv2d_{name}_{part}", defines, x.dtype)
                         for part in ("weights", "input", "output"))
     u = rt.empty((a2, s.o, s.c), x.dtype)                              # U[xi, o, c]
-    rt.launch("conv2d", k_w, (_groups(s.o * s.c, wg),), (wg,), _buf(rt, weight), u.data, *_i32(s.o, s.c))
+    rt.launch("conv2d", k_w, (groups(s.o * s.c, wg),), (wg,), buffer(rt, weight), u.data, *i32(s.o, s.c))
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    xb = _buf(rt, x)
-    bb = xb if bias is None else _buf(rt, bias)
+    xb = buffer(rt, x)
+    bb = xb if bias is None else buffer(rt, bias)
     chunk = _chunk(tiles, a2 * (s.c + s.o) * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
     for t0 in range(0, tiles, chunk):
         tq = min(chunk, tiles - t0)
         v = rt.empty((a2, s.c, tq), x.dtype)                           # V[xi, c, t - t0]
-        rt.launch("conv2d", k_in, (_groups(tq, wg), s.c), (wg, 1), xb, v.data, np.int64(t0),
-                  *_i32(tq, s.c, s.h, s.w, th, tw, s.pt, s.pl))
-        mt = batched_matmul(u, v)                                      # M[xi, o, t - t0]
+        rt.launch("conv2d", k_in, (groups(tq, wg), s.c), (wg, 1), xb, v.data, np.int64(t0),
+                  *i32(tq, s.c, s.h, s.w, th, tw, s.pt, s.pl))
+        mt = ops.batched_matmul(rt, u, v)                                      # M[xi, o, t - t0]
         del v
-        rt.launch("conv2d", k_out, (_groups(tq, wg), s.o), (wg, 1), mt.data, bb, y.data, np.int64(t0),
-                  *_i32(tq, s.o, s.oh, s.ow, th, tw))
+        rt.launch("conv2d", k_out, (groups(tq, wg), s.o), (wg, 1), mt.data, bb, y.data, np.int64(t0),
+                  *i32(tq, s.o, s.oh, s.ow, th, tw))
         del mt
     return y
 
 
-@variant("conv2d", "winograd2x2")
-def conv2d_winograd2x2(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
-    return _winograd("winograd2x2", 2, rt, knobs, x, weight, bias, stride, padding)
+def winograd2x2(call: Call, x, weight, bias=None, stride=1, padding=0):
+    return _winograd("winograd2x2", 2, call.rt, call.knobs, x, weight, bias, stride, padding)
 
 
-@variant("conv2d", "winograd4x4")
-def conv2d_winograd4x4(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
-    return _winograd("winograd4x4", 4, rt, knobs, x, weight, bias, stride, padding)
+def winograd4x4(call: Call, x, weight, bias=None, stride=1, padding=0):
+    return _winograd("winograd4x4", 4, call.rt, call.knobs, x, weight, bias, stride, padding)
 
 
 def winograd_conv(m: int, rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None):
@@ -297,20 +293,16 @@ def winograd_conv(m: int, rt: Runtime, knobs: dict, x, weight, bias=None, stride
 
 # -------------------------------------------------------------------------------------------------- direct_tiled
 
-DIRECT_DEFAULTS = {"TILE_H": 8, "TILE_W": 8, "PX_PER_ITEM": 4, "OC_PER_ITEM": 8, "C_CHUNK": 16}   # as the kernel's
-
-
 def direct_local_elements(knobs: dict, kh: int, kw: int, sh: int, sw: int, channels: int) -> int:
     """REAL elements of local memory conv2d_direct_tiled uses when it stages `channels` input channels."""
-    k = {**DIRECT_DEFAULTS, **knobs}
+    k = knobs
     ph, pw = (k["TILE_H"] - 1) * sh + kh, (k["TILE_W"] * k["PX_PER_ITEM"] - 1) * sw + kw
     return channels * (ph * pw + k["OC_PER_ITEM"] * kh * kw)
 
 
-@variant("conv2d", "direct_tiled")
-def conv2d_direct_tiled(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0):
+def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0):
+    rt, k = call.rt, call.knobs
     s = ConvShape.of(x, weight, stride, padding)
-    k = {**DIRECT_DEFAULTS, **knobs}
     per_channel = direct_local_elements(k, s.kh, s.kw, s.sh, s.sw, 1) * x.dtype.itemsize
     cc = min(k["C_CHUNK"], s.c, rt.info["local_mem_kib"] * 1024 // per_channel)
     if cc < 1:
@@ -320,10 +312,10 @@ def conv2d_direct_tiled(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1
     oblocks = -(-s.o // k["OC_PER_ITEM"])
     tow = k["TILE_W"] * k["PX_PER_ITEM"]
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    knl = rt.kernel("conv2d_direct.cl", "conv2d_direct_tiled", _has(k, HAS_BIAS=bias is not None), x.dtype)
-    xb = _buf(rt, x)
-    rt.launch("conv2d", knl, (-(-s.ow // tow) * k["TILE_W"], _groups(s.oh, k["TILE_H"]), s.n * oblocks),
-              (k["TILE_W"], k["TILE_H"], 1), xb, _buf(rt, weight), xb if bias is None else _buf(rt, bias), y.data,
+    knl = rt.kernel("conv2d_direct.cl", "conv2d_direct_tiled", with_flags(k, HAS_BIAS=bias is not None), x.dtype)
+    xb = buffer(rt, x)
+    rt.launch("conv2d", knl, (-(-s.ow // tow) * k["TILE_W"], groups(s.oh, k["TILE_H"]), s.n * oblocks),
+              (k["TILE_W"], k["TILE_H"], 1), xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias), y.data,
               cl.LocalMemory(cc * per_channel),
-              *_i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks))
+              *i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks))
     return y

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from conformance.check import cast_case, device_args
-from conformance.registry import REGISTRY
-from perf import measure
+from sdcl.conformance.check import cast_case, device_args
+from sdcl.registry import REGISTRY
+from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.perf import measure
 
 # Cheap ops whose smallest SD case runs in about a millisecond on PoCL: the CI subset.
 QUICK_OPS = ("silu", "softmax")
@@ -60,8 +61,6 @@ def pytest_generate_tests(metafunc):
 
 @pytest.mark.op
 def test_op(benchmark, rt, peak, torch_device, item, pytestconfig):
-    from opencl_impl.ops import run_variant
-
     spec = REGISTRY[item.op]
     v = spec.variant(item.variant)
     missing = [n for n in v.needs if not rt.info.get(n)]
@@ -72,22 +71,18 @@ def test_op(benchmark, rt, peak, torch_device, item, pytestconfig):
     pool = measure.tracking(rt)
     pool.reset()
     args, kwargs = device_args(rt, spec, v.name, case)
-    call = lambda: run_variant(spec.name, v.name, v.knobs, *args, **kwargs)
+    call = lambda: run_variant(rt, spec.name, v.name, v.knobs, *args, **kwargs)
 
     tdev, why_not = torch_device
     baseline = None
     if tdev is not None:
-        from perf.torch_ops import op_call
+        from sdcl.perf.torch_ops import op_call
         baseline = op_call(spec.name, case.args, case.kwargs, tdev)
 
-    timing = measure.run(benchmark, rt, call, baseline, budget_s=_budget(pytestconfig))
+    timing = measure.run(benchmark, rt, call, baseline, budget_s=measure.budget(pytestconfig))
     info = measure.summary(timing, measure.wall_rounds(benchmark), spec.flops(case), spec.bytes(case), peak)
     benchmark.extra_info.update(
         kind="op", device=peak["device"], op=spec.name, variant=v.name, knobs=dict(v.knobs),
         case=case.summary(), dtype="float32", peak_alloc_bytes=pool.peak_bytes,
         torch_device=tdev, torch_missing_reason=why_not, **info)
 
-
-def _budget(config) -> float:
-    from perf.conftest import budget
-    return budget(config)

@@ -17,19 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-try:
-    from reference.configs import get_config
-    from reference.text_encoder import TextEncoder
-    from reference.text_encoder import param_shapes as text_shapes
-    from reference.unet import UNet, _plan
-    from reference.unet import param_shapes as unet_shapes
-    from reference.vae import VAE
-    from reference.vae import param_shapes as vae_shapes
-    from reference.weights import random_tensor
-except ImportError as e:  # the models are written in parallel with these benchmarks
-    pytest.skip(f"model code not importable: {e}", allow_module_level=True)
-
-from perf import measure
+from sdcl.opencl_impl.ops import DeviceOps
+from sdcl.perf import measure
+from sdcl.reference.configs import get_config
+from sdcl.reference.text_encoder import TextEncoder
+from sdcl.reference.text_encoder import param_shapes as text_shapes
+from sdcl.reference.unet import UNet, _plan
+from sdcl.reference.unet import param_shapes as unet_shapes
+from sdcl.reference.vae import VAE
+from sdcl.reference.vae import param_shapes as vae_shapes
+from sdcl.reference.weights import random_tensor
 
 BATCH, CONTEXT = 2, 77
 
@@ -128,19 +125,6 @@ def _weights(cfg, layer: Layer, seed: int = 0) -> dict:
             else np.broadcast_to(np.float32(0), tuple(s)) for k, s in shapes.items()}
 
 
-def _ops_used(build, call) -> set:
-    """The op names a call uses, found by running it once on a recording NumPy namespace (tiny config)."""
-    from reference import ops as R
-    used = set()
-
-    class Recorder:
-        def __getattr__(self, name):
-            used.add(name)
-            return getattr(R, name)
-    call(build(Recorder()))
-    return used
-
-
 def _has_block(config: str, layer: Layer) -> bool:
     """Whether the config's model has the layer (the tiny models have fewer blocks)."""
     _, shapes_of, part = MODELS[layer.model]
@@ -152,8 +136,6 @@ def _has_block(config: str, layer: Layer) -> bool:
     pytest.param(n, layer, marks=[pytest.mark.fullsize] if full else [], id=f"{n}-{layer.name}")
     for n, full in CONFIGS for layer in LAYERS if _has_block(n, layer)])
 def test_layer(benchmark, rt, torch_device, layer, config, pytestconfig, progress):
-    from opencl_impl import ops as cl_ops
-
     cfg = get_config(config)
     cls, _, part = MODELS[layer.model]
     host_w = _weights(cfg, layer)
@@ -161,23 +143,16 @@ def test_layer(benchmark, rt, torch_device, layer, config, pytestconfig, progres
     inputs = {k: rng.standard_normal(s).astype(np.float32) for k, s in layer.inputs(cfg).items()}
     plan = _plan(cfg.unet)
 
-    missing = sorted(op for op in _ops_used(
-        lambda ops: cls(getattr(cfg, part), host_w, ops=ops),
-        lambda m: layer.run(m, plan, **inputs)) if not hasattr(cl_ops, op)) if not config.startswith("sd") else []
-    if missing:
-        pytest.skip(f"OpenCL ops not implemented yet: {', '.join(missing)}")
-
     pool = measure.tracking(rt)
     pool.reset()
     dev_w = {k: rt.to_device(v) if k.startswith(layer.prefix) else v for k, v in host_w.items()}
-    model = cls(getattr(cfg, part), dev_w, ops=cl_ops)
+    model = cls(getattr(cfg, part), dev_w, ops=DeviceOps(rt))
     dev_in = {k: rt.to_device(v) for k, v in inputs.items()}
     call = lambda: layer.run(model, plan, **dev_in)
 
     baseline, why_not = _torch_baseline(torch_device, cls, cfg, part, host_w, layer, plan, inputs)
-    from perf.conftest import budget
     bar = progress(f"{config} {layer.name}")
-    timing = measure.run(benchmark, rt, call, baseline, budget_s=4 * budget(pytestconfig), min_rounds=3,
+    timing = measure.run(benchmark, rt, call, baseline, budget_s=4 * measure.budget(pytestconfig), min_rounds=3,
                          max_rounds=50, progress=bar)
     info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
     benchmark.extra_info.update(kind="layer", device=rt.info["device"], model=config, layer=layer.name,
@@ -194,7 +169,7 @@ def _torch_baseline(torch_device, cls, cfg, part, host_w, layer, plan, inputs):
     try:
         import torch
 
-        from perf import torch_ops
+        from sdcl.perf import torch_ops
         model = cls(getattr(cfg, part), host_w, ops=torch_ops)
         model.w = {k: torch.from_numpy(np.ascontiguousarray(v)).to(tdev) if k.startswith(layer.prefix) else v
                    for k, v in host_w.items()}

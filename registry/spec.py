@@ -1,18 +1,30 @@
-"""The op registry: one row per op, read by conformance, perf, the tuner and the docs.
+"""The row types of the op registry: Case, Tolerance, Variant, OpSpec, and the ladder's tiers.
 
-A row (`OpSpec`) declares the reference function, the OpenCL variants with their tuning spaces, a Hypothesis
-strategy for inputs (random shapes with sizes 1, primes and sizes that are not multiples of any tile), the real
-SD 1.5 / SD 2.1-base shapes (explicit examples, and the perf shapes), the tolerance per dtype with its
-numerical reason, and the FLOP and byte counts. Rows live in the family modules `conformance/ops_*.py`; this
-module defines the row types and collects them in `REGISTRY`.
+A row (`OpSpec`) declares the reference function, the OpenCL variants, a case generator for fuzzing (random
+shapes with sizes 1, primes and sizes that are not multiples of any tile; see sdcl.registry.fuzz), the real
+SD 1.5 / SD 2.1-base shapes (explicit examples, and the perf shapes), the tolerance per dtype with its numerical
+reason, and the FLOP and byte counts. A `Variant` is the one declaration of an OpenCL implementation: its launcher,
+default knobs, tuning space, constraint, device types, needed features, dtypes and ladder tier. Everything above
+the registry (runtime, policy, gate, tuner, benchmarks, ladder, dashboard) reads these declarations.
+
+Plain data and small functions: no pyopencl, no Hypothesis.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+DTYPES = ("float32", "float64")
+
+# The ladder's rows, in order: each optimization the project measures, as in the papers' per-technique tables.
+# A variant names the tier that introduces it (Variant.tier); `sdcl ladder` allows, at row i, every variant whose
+# tier is one of the first i + 1. A tier not listed here (a plugin's own) comes after these, in order of appearance.
+TIERS = ("naive", "reductions", "tiled GEMM", "im2col", "im2win", "tiled direct conv", "Winograd", "fused GroupNorm",
+         "fused GELU", "partially fused softmax", "FlashAttention", "tensor-core GEMM (3xTF32)", "half storage")
 
 
 @dataclass(frozen=True)
@@ -57,13 +69,19 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Variant:
-    """An OpenCL implementation of an op: launcher name in opencl_impl.ops, default knobs, tuning space."""
+    """An OpenCL implementation of an op, declared once.
+
+    launcher: "module:function" of its host code, called as function(call, *args, **kwargs) with a
+    sdcl.opencl_impl.launch.Call (runtime, op, this variant, its complete knobs); "{op}" in it stands for the op's
+    name, so one declaration can serve several ops (the GEMM techniques serve matmul, batched_matmul and linear).
+    knobs: the -D macros (and host-side knobs) used when nothing is tuned; the launcher always receives every knob
+    (these, overridden by the chosen ones), so kernels hold no defaults of their own."""
 
     name: str
-    knobs: dict = field(default_factory=dict)          # the -D macros used when nothing is tuned
+    knobs: dict = field(default_factory=dict)          # the default knob setting
     space: dict = field(default_factory=dict)          # knob -> candidate values, for the tuner
     constraint: Callable | None = None                 # (knobs, device_info) -> bool: may this config build?
-    needs: tuple = ()                                  # device features, e.g. ("fp64",): skipped with a reason
+    needs: tuple = ()                                  # device features, e.g. ("nvidia_ptx",): skipped with a reason
     applies: Callable | None = None                    # (args, kwargs) -> bool: the shapes it handles (None: all)
     devices: tuple = ()                                # device types it is written for ("CPU", "GPU"; () = any):
                                                        # untuned selection passes over the others
@@ -72,15 +90,24 @@ class Variant:
     half_args: tuple = ()                              # positions of the arguments it reads in half storage
                                                        # (float16): checked, tuned and timed with those arguments
                                                        # so stored; the policy picks it only for such calls
+    launcher: str = ""                                 # "module:function" (see above)
+    tier: str = "naive"                                # the ladder row that introduces it (TIERS)
+    dtypes: tuple = DTYPES                             # the compute dtypes it implements (others: refused, skipped)
 
     def runs_on(self, info: dict) -> bool:
         """Whether the policy may pick it on a device of this info: written for its type, and every feature it
         needs present."""
         return (not self.devices or info.get("type") in self.devices) and all(info.get(f) for f in self.needs)
 
+    def launcher_for(self, op: str) -> str:
+        return self.launcher.replace("{op}", op)
+
+    def complete(self, knobs: dict | None) -> dict:
+        """Every knob: the declared defaults overridden by the given ones."""
+        return {**self.knobs, **(knobs or {})}
+
     def configs(self, info: dict | None = None) -> list:
         """Every knob setting in the space that the constraint admits (the default first)."""
-        import itertools
         names = sorted(self.space)
         out = [dict(self.knobs)]
         for values in itertools.product(*(self.space[n] for n in names)):
@@ -95,7 +122,7 @@ class OpSpec:
     name: str
     reference: Callable
     variants: tuple                                     # of Variant
-    strategy: Callable                                  # () -> hypothesis strategy of Case (float64 arrays)
+    fuzz: Callable                                      # (sdcl.registry.fuzz.Draw) -> Case (float64 arrays)
     sd_cases: Callable                                  # () -> list of Case at real SD shapes
     tolerance: dict                                     # "float32" / "float64" -> Tolerance
     flops: Callable                                     # Case -> int
@@ -108,22 +135,13 @@ class OpSpec:
                 return v
         raise KeyError(f"{self.name} has no variant {name!r}; it has {[v.name for v in self.variants]}")
 
+    def tolerance_of(self, variant: str, dtype) -> Tolerance:
+        """The tolerance a variant is judged by: its own (e.g. Winograd's, with its reason), else the row's."""
+        own = next((v.tolerance for v in self.variants if v.name == variant), None)
+        return (own or self.tolerance)[np.dtype(dtype).name]
+
 
 def elementwise_bytes(case: Case) -> int:
     """Read every input once, write one output of the first input's size."""
     arrays = case.arrays()
     return sum(a.nbytes for a in arrays) + arrays[0].nbytes
-
-
-def _collect() -> dict:
-    from conformance import ops_elementwise, ops_linalg, ops_norm  # noqa: F401  (families register rows)
-    rows = {}
-    for module in (ops_linalg, ops_norm, ops_elementwise):
-        for spec in module.ROWS:
-            if spec.name in rows:
-                raise ValueError(f"op {spec.name} declared twice in the registry")
-            rows[spec.name] = spec
-    return rows
-
-
-REGISTRY: dict = _collect()

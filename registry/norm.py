@@ -4,11 +4,11 @@ from __future__ import annotations
 
 
 import numpy as np
-from hypothesis import strategies as st
 
-from conformance.registry import Case, OpSpec, Tolerance, Variant, elementwise_bytes
-from conformance.strategies import dim, normalized_rows, randn, seeds, shape
-from reference import ops as R
+
+from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant, elementwise_bytes
+from sdcl.registry.fuzz import dim, dims, normalized_rows, randn, seed_of, shape
+from sdcl.reference import ops as R
 
 # group_norm / layer_norm: mean and variance are sums of n terms, each work-item of the naive kernel adding
 # L = ceil(n / WG) of them in order before a log2(WG)-level tree. The mean's error is a random walk of
@@ -44,28 +44,27 @@ _SOFTMAX_TOL = {
 
 # ---------------------------------------------------------------------------------------------- group_norm
 
-def _affine(draw, seed, c):
+def _affine(d, seed, c):
     w, b = randn(seed + 1, (c,), (c,))
     out = {}
-    if draw(st.booleans()):
+    if d.boolean():
         out["weight"] = w
-    if draw(st.booleans()):
+    if d.boolean():
         out["bias"] = b
     return out
 
 
-@st.composite
-def _group_norm_cases(draw):
-    n, g, cpg = draw(dim(3)), draw(st.sampled_from([1, 2, 3, 4, 8, 32])), draw(dim(9))
-    spatial = tuple(draw(st.lists(dim(33), min_size=0, max_size=2)))    # (N, C), (N, C, L) or (N, C, H, W)
-    seed = draw(seeds())
-    offset = draw(st.sampled_from([0.0, 3.0, -2.0]))
-    std = draw(st.sampled_from([1.0, 1.0, 0.01, 100.0]))
+def _group_norm_cases(d):
+    n, g, cpg = dim(d, 3), d.choice([1, 2, 3, 4, 8, 32]), dim(d, 9)
+    spatial = dims(d, 2, 33)    # (N, C), (N, C, L) or (N, C, H, W)
+    seed = seed_of(d)
+    offset = d.choice([0.0, 3.0, -2.0])
+    std = d.choice([1.0, 1.0, 0.01, 100.0])
     (x,) = randn(seed, (n, g * cpg) + spatial)
     x = normalized_rows(x, x.size // (n * g), std * offset, std)    # each group: mean offset*std, std std
-    kwargs = _affine(draw, seed, g * cpg)
-    if draw(st.booleans()):
-        kwargs["eps"] = draw(st.sampled_from([1e-6, 1e-3, 1.0]))
+    kwargs = _affine(d, seed, g * cpg)
+    if d.boolean():
+        kwargs["eps"] = d.choice([1e-6, 1e-3, 1.0])
     return Case("random", (x, g), kwargs)
 
 
@@ -87,18 +86,17 @@ def _norm_flops(c: Case) -> int:
 
 # ---------------------------------------------------------------------------------------------- layer_norm
 
-@st.composite
-def _layer_norm_cases(draw):
+def _layer_norm_cases(d):
     # at most 300 rows: each row is a work-group of WG work-items, which a simulator (Oclgrind) runs one by one
-    shp = draw(shape(min_dims=0, max_dims=2, max_size=65, max_elems=300)) + (draw(dim(700)),)
-    seed = draw(seeds())
-    offset = draw(st.sampled_from([0.0, 3.0]))
-    std = draw(st.sampled_from([1.0, 0.01, 100.0]))
+    shp = shape(d, min_dims=0, max_dims=2, max_size=65, max_elems=300) + (dim(d, 700),)
+    seed = seed_of(d)
+    offset = d.choice([0.0, 3.0])
+    std = d.choice([1.0, 0.01, 100.0])
     (x,) = randn(seed, shp)
     x = normalized_rows(x, shp[-1], std * offset, std)               # each row: mean offset*std, std std
-    kwargs = _affine(draw, seed, shp[-1])
-    if draw(st.booleans()):
-        kwargs["eps"] = draw(st.sampled_from([1e-6, 1e-3]))
+    kwargs = _affine(d, seed, shp[-1])
+    if d.boolean():
+        kwargs["eps"] = d.choice([1e-6, 1e-3])
     return Case("random", (x,), kwargs)
 
 
@@ -114,12 +112,11 @@ def _layer_norm_sd():
 
 # ------------------------------------------------------------------------------------------------- softmax
 
-@st.composite
-def _softmax_cases(draw):
-    shp = draw(shape(min_dims=1, max_dims=4))
-    axis = draw(st.integers(-len(shp), len(shp) - 1))
-    seed = draw(seeds())
-    kind = draw(st.sampled_from(["randn", "randn", "large", "neg_inf"]))
+def _softmax_cases(d):
+    shp = shape(d, min_dims=1, max_dims=4)
+    axis = d.integers(-len(shp), len(shp) - 1)
+    seed = seed_of(d)
+    kind = d.choice(["randn", "randn", "large", "neg_inf"])
     (x,) = randn(seed, shp, scale=3.0)
     if kind == "large":            # inputs near 10000: exp without subtracting the max overflows
         x = 1e4 + x
@@ -163,11 +160,15 @@ def _packed(per: str):
 # GPU form; VEC 16 with a handful of work-items the CPU form (PoCL vectorizes explicit vector types, not a
 # work-item's loop: on the 2-core EPYC, VEC 16 runs group_norm 2x320x64x64 ~14x faster than VEC 1). The defaults
 # are the CPU form, PoCL being the default device; the tuner picks per device.
-_NAIVE_NORM = Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]}, constraint=_wg_fits)
+NAIVE = "sdcl.opencl_impl.variants.naive:{op}"
+ROWWISE = "sdcl.opencl_impl.variants.rowwise:"
+_NAIVE_NORM = Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]}, constraint=_wg_fits,
+                      launcher=NAIVE)
 # reduce (group_norm_reduce.cl): each (sample, group) split over up to SPLIT work-groups of WG (a host-side knob:
 # the chunks are at least WG*VEC elements long), pass 1 moments per chunk, pass 2 combine and normalize.
 _GROUP_NORM_REDUCE = Variant("reduce", {"WG": 4, "SPLIT": 8, "VEC": 16},
-                             space={"WG": [4, 64, 256], "SPLIT": [8, 64], "VEC": [1, 16]}, constraint=_lanes_fit)
+                             space={"WG": [4, 64, 256], "SPLIT": [8, 64], "VEC": [1, 16]}, constraint=_lanes_fit,
+                             launcher=ROWWISE + "{op}_reduce", tier="reductions")
 
 ROWS = [
     OpSpec("group_norm", R.group_norm, (_NAIVE_NORM, _GROUP_NORM_REDUCE),
@@ -178,19 +179,21 @@ ROWS = [
     OpSpec("group_norm_silu", R.group_norm_silu,
            (_NAIVE_NORM, _GROUP_NORM_REDUCE,
             Variant("fused", {"WG": 4, "VEC": 16}, space={"WG": [4, 16, 64, 256], "VEC": [1, 16]},
-                    constraint=_lanes_fit)),
+                    constraint=_lanes_fit, launcher=ROWWISE + "group_norm_silu_fused", tier="fused GroupNorm")),
            _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=lambda c: _norm_flops(c) + 4 * c.args[0].size,
            bytes=elementwise_bytes),
     # reduce (layer_norm_reduce.cl): TPR work-items per row, WG/TPR rows per work-group
     OpSpec("layer_norm", R.layer_norm,
            (_NAIVE_NORM, Variant("reduce", {"WG": 8, "TPR": 1, "VEC": 16},
                                  space={"WG": [8, 64, 256], "TPR": [1, 4, 32], "VEC": [1, 16]},
-                                 constraint=_packed("TPR"))),
+                                 constraint=_packed("TPR"), launcher=ROWWISE + "layer_norm_reduce",
+                                 tier="reductions")),
            _layer_norm_cases, _layer_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
     # reduce (softmax_reduce.cl): TPL work-items per line, WG/TPL lines per work-group
     OpSpec("softmax", R.softmax,
-           (Variant("naive"), Variant("reduce", {"WG": 16, "TPL": 1, "VEC": 16},
-                                      space={"WG": [16, 64, 256], "TPL": [1, 4, 64], "VEC": [1, 16]},
-                                      constraint=_packed("TPL"))),
+           (Variant("naive", launcher=NAIVE),
+            Variant("reduce", {"WG": 16, "TPL": 1, "VEC": 16},
+                    space={"WG": [16, 64, 256], "TPL": [1, 4, 64], "VEC": [1, 16]},
+                    constraint=_packed("TPL"), launcher=ROWWISE + "softmax_reduce", tier="reductions")),
            _softmax_cases, _softmax_sd, _SOFTMAX_TOL, flops=_softmax_flops, bytes=elementwise_bytes),
 ]

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import strategies as st
 
-from conformance.registry import Case, OpSpec, Tolerance, Variant
-from conformance.strategies import dim, randn, seeds
-from reference import ops as R
+
+from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant
+from sdcl.registry.fuzz import dim, dims, randn, seed_of
+from sdcl.reference import ops as R
+
+NAIVE = "sdcl.opencl_impl.variants.naive:{op}"     # the naive launcher of each op
+GEMM = "sdcl.opencl_impl.variants.gemm:{op}"       # matmul, batched_matmul, linear over the gemm kernels
+CONV = "sdcl.opencl_impl.variants.conv:"
+ATTENTION = "sdcl.opencl_impl.variants.attention:"
 
 # A length-K dot product summed in order: each addition rounds the running sum s_k (|s_k| ~ sqrt(k) for zero-mean
 # terms), so the error is a random walk of std ~ eps * K / sqrt(6), while the outputs reach max|ref| ~ 4 sqrt(K)
@@ -48,10 +53,9 @@ def _io_bytes(case: Case, out_elems: int) -> int:
 
 # -------------------------------------------------------------------------------------------------- matmul
 
-@st.composite
-def _matmul_cases(draw):
-    m, k, n = draw(dim(65)), draw(dim(129)), draw(dim(65))
-    return Case("random", tuple(randn(draw(seeds()), (m, k), (k, n))))
+def _matmul_cases(d):
+    m, k, n = dim(d, 65), dim(d, 129), dim(d, 65)
+    return Case("random", tuple(randn(seed_of(d), (m, k), (k, n))))
 
 
 def _matmul_sd():
@@ -66,10 +70,9 @@ def _matmul_flops(c: Case) -> int:
 
 # ------------------------------------------------------------------------------------------ batched_matmul
 
-@st.composite
-def _bmm_cases(draw):
-    b, m, k, n = draw(dim(5)), draw(dim(33)), draw(dim(65)), draw(dim(33))
-    return Case("random", tuple(randn(draw(seeds()), (b, m, k), (b, k, n))))
+def _bmm_cases(d):
+    b, m, k, n = dim(d, 5), dim(d, 33), dim(d, 65), dim(d, 33)
+    return Case("random", tuple(randn(seed_of(d), (b, m, k), (b, k, n))))
 
 
 def _bmm_sd():
@@ -86,12 +89,11 @@ def _bmm_flops(c: Case) -> int:
 
 # -------------------------------------------------------------------------------------------------- linear
 
-@st.composite
-def _linear_cases(draw):
-    lead = tuple(draw(st.lists(dim(17), min_size=0, max_size=2)))
-    n_in, n_out = draw(dim(129)), draw(dim(65))
-    x, w, b = randn(draw(seeds()), lead + (n_in,), (n_out, n_in), (n_out,))
-    if draw(st.booleans()):
+def _linear_cases(d):
+    lead = dims(d, 2, 17)
+    n_in, n_out = dim(d, 129), dim(d, 65)
+    x, w, b = randn(seed_of(d), lead + (n_in,), (n_out, n_in), (n_out,))
+    if d.boolean():
         return Case("random_bias", (x, w, b))
     return Case("random", (x, w))
 
@@ -156,19 +158,25 @@ def _mma_fits(k: dict, info: dict) -> bool:
             and (k["MWG"] + k["NWG"]) * (k["KWG"] + 4) * 4 <= info.get("local_mem_kib", 32) * 1024)
 
 
-_GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint=_tiled_fits)
+_NAIVE = Variant("naive", launcher=NAIVE)
+_GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint=_tiled_fits, launcher=GEMM,
+                      tier="tiled GEMM")
 # GPU-style (NVIDIA: 64x64 or 128x128 work-group tiles, 8x8 outputs per work-item)
 _GEMM_TILED_REG = Variant(
     "tiled_reg", {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4},
     space={"MWG": [64, 128], "NWG": [64, 128, 256], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16, 32],
            "VWM": [4], "VWN": [4]},
-    constraint=_tiled_reg_fits, devices=("GPU",))
+    constraint=_tiled_reg_fits, devices=("GPU",), launcher=GEMM, tier="tiled GEMM")
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
-_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4}, space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]},
-                      devices=("CPU",))
-_CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KV": 16}, space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]},
-                      devices=("CPU",))
-# NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float64 calls run tiled_reg). SPLIT 3 (3xTF32: x = hi + lo,
+# One kernel serves both layouts (B^T is a run-time flag), so both declare every knob: KU unrolls the B (K, N) path,
+# KV is the B^T path's vector width; each tunes its own.
+_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4, "KV": 16},
+                      space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]}, devices=("CPU",), launcher=GEMM,
+                      tier="tiled GEMM")
+_CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KU": 4, "KV": 16},
+                      space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]}, devices=("CPU",), launcher=GEMM,
+                      tier="tiled GEMM")
+# NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float32 only: TF32 is a float32 format). SPLIT 3 (3xTF32: x = hi + lo,
 # lo*hi + hi*lo + hi*hi, the dropped lo*lo ~2^-22 relative) keeps float32-level products, and each KWG step's mma
 # sums (the tensor cores truncate as they accumulate) are added to float32 accumulators with rounded adds, so the
 # rows' float32 tolerance holds: measured max|err| / max|C| 6.4e-7 at 4096^3 on an H200 (fma kernels: 3.0e-6).
@@ -177,14 +185,15 @@ _CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KV": 16}, space={"MR": [2, 
 # 4096^3 on the H200), which the float32 rows' 2e-5 cannot admit, and the registry has one tolerance per op and
 # dtype; a row of its own would need ~1.5e-3 (4x margin).
 _GEMM_MMA_TF32 = Variant(
-    "mma_tf32", {"MWG": 64, "NWG": 64, "KWG": 16, "WARPS_M": 2, "WARPS_N": 2, "SPLIT": 3},
+    "mma_tf32", {"MWG": 64, "NWG": 64, "KWG": 16, "WARPS_M": 2, "WARPS_N": 2, "SPLIT": 3, "MMA_EMULATE": 0},
     space={"MWG": [64, 128], "NWG": [64, 128], "KWG": [16, 32], "WARPS_M": [2, 4], "WARPS_N": [2, 4]},
-    constraint=_mma_fits, needs=("nvidia_ptx",), devices=("GPU",))
+    constraint=_mma_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), launcher=GEMM,
+    tier="tensor-core GEMM (3xTF32)")
 
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which
 # also needs NVIDIA PTX, comes before tiled_reg and runs only where the tuner measured it.
-_GEMM_NN_VARIANTS = (Variant("naive"), _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
-_GEMM_NT_VARIANTS = (Variant("naive"), _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NT)
+_GEMM_NN_VARIANTS = (_NAIVE, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
+_GEMM_NT_VARIANTS = (_NAIVE, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NT)
 
 # Half storage: the weight (and im2col_half's lowered input) is rounded once to IEEE half, 11 significant bits, unit
 # roundoff u = 2^-11 = 4.9e-4; products then accumulate in the input dtype. An output's error is sum_k x_k w_k d_k
@@ -201,33 +210,32 @@ _HALF_TOL = {
 # rounded on the device first (a model stored in half passes float16 weights and pays no conversion).
 _LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
     Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
-            devices=("GPU",), tolerance=_HALF_TOL, half_args=(1,)),
+            devices=("GPU",), tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM, tier="half storage"),
     Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",), tolerance=_HALF_TOL,
-            half_args=(1,)))
+            half_args=(1,), launcher=GEMM, tier="half storage"))
 
 
 # -------------------------------------------------------------------------------------------------- conv2d
 
-@st.composite
-def _conv_cases(draw):
-    n, c, o = draw(dim(3)), draw(dim(33)), draw(dim(33))
-    kh = draw(st.sampled_from([1, 3, 3, 2, 5]))
-    kw = draw(st.sampled_from([kh, kh, kh, 1, 3]))
-    stride = draw(st.sampled_from([1, 1, 2, (2, 1), (1, 3)]))
-    padding = draw(st.sampled_from([0, 1, 1, (1, 0), (0, 1, 0, 1), (2, 1, 0, 3)]))
+def _conv_cases(d):
+    n, c, o = dim(d, 3), dim(d, 33), dim(d, 33)
+    kh = d.choice([1, 3, 3, 2, 5])
+    kw = d.choice([kh, kh, kh, 1, 3])
+    stride = d.choice([1, 1, 2, (2, 1), (1, 3)])
+    padding = d.choice([0, 1, 1, (1, 0), (0, 1, 0, 1), (2, 1, 0, 3)])
     # A third of the cases belong to the families that the specialised variants handle, so that their fuzzing is not
     # mostly filtered away by `applies`: 1x1 stride 1 unpadded (gemm1x1), 3x3 stride 1 with any padding (Winograd).
-    family = draw(st.sampled_from(["any", "any", "any", "any", "pointwise", "3x3_stride1"]))
+    family = d.choice(["any", "any", "any", "any", "pointwise", "3x3_stride1"])
     if family == "pointwise":
         kh, kw, stride, padding = 1, 1, 1, 0
     elif family == "3x3_stride1":
         kh, kw, stride = 3, 3, 1
     pads = _pads4(padding)
-    h = max(draw(dim(33)), kh - pads[0] - pads[1])          # at least one output row and column
-    w = max(draw(dim(33)), kw - pads[2] - pads[3])
-    x, wt, b = randn(draw(seeds()), (n, c, h, w), (o, c, kh, kw), (o,))
+    h = max(dim(d, 33), kh - pads[0] - pads[1])          # at least one output row and column
+    w = max(dim(d, 33), kw - pads[2] - pads[3])
+    x, wt, b = randn(seed_of(d), (n, c, h, w), (o, c, kh, kw), (o,))
     kwargs = {"stride": stride, "padding": padding}
-    if draw(st.booleans()):
+    if d.boolean():
         return Case("random_bias", (x, wt, b), kwargs)
     return Case("random", (x, wt), kwargs)
 
@@ -333,41 +341,44 @@ _WINOGRAD4_TOL = {
 # (fastest at 64x64 latents, 7x slower than im2col at 8x8 with 2560 channels), im2win and direct_tiled run where
 # the tuner timed them fastest.
 _CONV_VARIANTS = (
-    Variant("naive"),
+    _NAIVE,
     # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
     Variant("direct_tiled", {"TILE_H": 8, "TILE_W": 4, "PX_PER_ITEM": 8, "OC_PER_ITEM": 16, "C_CHUNK": 32},
             space={"TILE_H": [4, 8], "TILE_W": [4, 8], "PX_PER_ITEM": [4, 8], "OC_PER_ITEM": [8, 16], "C_CHUNK": [16]},
-            constraint=_direct_fits),
+            constraint=_direct_fits, launcher=CONV + "direct_tiled", tier="tiled direct conv"),
     Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
             space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
-            constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256)),
+            constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256),
+            launcher=CONV + "im2win", tier="im2win"),
     Variant("winograd4x4", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
-            tolerance=_WINOGRAD4_TOL),
+            tolerance=_WINOGRAD4_TOL, launcher=CONV + "winograd4x4", tier="Winograd"),
     # GEMM lowerings: the GEMM itself is the matmul / batched_matmul row's business (tuned there); the knobs here are
     # the layout kernels' work-group size and how many lowered columns a work-item writes.
     Variant("im2col", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
-            constraint=_wg_fits),
-    Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise),
-    Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3),
+            constraint=_wg_fits, launcher=CONV + "im2col", tier="im2col"),
+    Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise,
+            launcher=CONV + "gemm1x1", tier="im2col"),
+    Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
+            launcher=CONV + "winograd2x2", tier="Winograd"),
     # half storage of the weight (argument 1) and of the lowered input; the GEMM is the device type's register-blocked
     # kernel at the matmul row's tuned knobs
     Variant("im2col_half", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
-            constraint=_wg_fits, tolerance=_HALF_TOL, half_args=(1,)),
+            constraint=_wg_fits, tolerance=_HALF_TOL, half_args=(1,), launcher=CONV + "im2col_half",
+            tier="half storage"),
 )
 
 
 # ----------------------------------------------------------------------------------------------- attention
 
-@st.composite
-def _attention_cases(draw):
-    b, heads, d = draw(dim(3)), draw(st.sampled_from([1, 2, 3, 5, 8])), draw(dim(17))
-    causal = draw(st.booleans())
-    lq = draw(dim(33))
-    lk = lq if causal else draw(dim(33))
-    q, k, v = randn(draw(seeds()), (b, lq, heads * d), (b, lk, heads * d), (b, lk, heads * d))
+def _attention_cases(d):
+    b, heads, hd = dim(d, 3), d.choice([1, 2, 3, 5, 8]), dim(d, 17)
+    causal = d.boolean()
+    lq = dim(d, 33)
+    lk = lq if causal else dim(d, 33)
+    q, k, v = randn(seed_of(d), (b, lq, heads * hd), (b, lk, heads * hd), (b, lk, heads * hd))
     kwargs = {"causal": causal}
-    if draw(st.booleans()):
-        kwargs["scale"] = draw(st.sampled_from([0.05, 0.125, 1.0, 3.0]))
+    if d.boolean():
+        kwargs["scale"] = d.choice([0.05, 0.125, 1.0, 3.0])
     return Case("random", (q, k, v, heads), kwargs)
 
 
@@ -447,21 +458,22 @@ def _head_dim_at_most_max(args, kwargs) -> bool:
 _TILES = {"BQ": 32, "BK": 32, "WL": 1, "RQ": 4, "VEC": 16}
 _TILE_SPACE = {"BQ": [32, 64], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]}   # BK 16: 32 KiB devices
 _ATTENTION_VARIANTS = (
-    Variant("naive"),
+    _NAIVE,
     # gemm: heads-first permutes, S = Q K^T and P V by the public batched_matmul, the public softmax between
-    Variant("gemm"),
+    Variant("gemm", launcher=ATTENTION + "gemm", tier="tiled GEMM"),
     # softmax_fused (attention_softmax_fused.cl): S by the GEMM; per-row max and sum (TPR work-items per row, WG
     # per work-group, vectors of VEC); P V with exp(S*scale - max)/sum made per tile in local memory
     Variant("softmax_fused", {**_TILES, "WG": 64, "TPR": 1}, space={**_TILE_SPACE, "TPR": [1, 64]},
-            constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max),
+            constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max,
+            launcher=ATTENTION + "softmax_fused", tier="partially fused softmax"),
     # flash (attention_flash.cl): the same tiles, the online softmax in the work-group, no S in global memory
     Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
-            applies=_head_dim_at_most_max),
+            applies=_head_dim_at_most_max, launcher=ATTENTION + "flash", tier="FlashAttention"),
     # flash_reg (attention_flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query
     # rows x BK/WL keys of the scores and RQ rows x D/WL columns of the output in registers
     Variant("flash_reg", {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8},
             space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,
-            applies=_head_dim_at_most_max, devices=("GPU",)),
+            applies=_head_dim_at_most_max, devices=("GPU",), launcher=ATTENTION + "flash_reg", tier="FlashAttention"),
 )
 
 

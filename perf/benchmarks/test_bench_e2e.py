@@ -1,5 +1,5 @@
-"""End-to-end benchmarks: prompt to PNG through reference.pipeline.StableDiffusion with every stage on the OpenCL
-device (opencl_impl.backend.opencl_backend), seeded random weights; tiny models by default, the full-size ones
+"""End-to-end benchmarks: prompt to PNG through sdcl.reference.pipeline.StableDiffusion with every stage on the OpenCL
+device (sdcl.opencl_impl.backend), seeded random weights; tiny models by default, the full-size ones
 (512 x 512, 20 DDIM steps) under `-m fullsize` (`sdcl perf run --full-size`).
 
 extra_info holds the pipeline's own per-stage timings of the last round (text encoder, UNet loop, per step,
@@ -12,40 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-try:
-    from opencl_impl.backend import opencl_backend
-    from reference.configs import get_config
-    from reference.pipeline import StableDiffusion, init_weights
-except ImportError as e:  # the pipeline and models are written in parallel with these benchmarks
-    pytest.skip(f"pipeline not importable: {e}", allow_module_level=True)
-
-from perf import measure
+from sdcl.opencl_impl.backend import opencl_backend_for
+from sdcl.perf import measure
+from sdcl.reference.configs import get_config
+from sdcl.reference.pipeline import StableDiffusion, init_weights
 
 PROMPT = "a red bicycle leaning against a brick wall"
 CASES = [("tiny-sd1", 4, None, False), ("tiny-sd2", 4, None, False),
          ("sd15", 20, 512, True), ("sd21-base", 20, 512, True)]
-
-
-TINY_OF = {"tiny-sd1": "tiny-sd1", "tiny-sd2": "tiny-sd2", "sd15": "tiny-sd1", "sd21-base": "tiny-sd2"}
-
-
-def _ops_used(model: str) -> set:
-    """The op names the pipeline calls, found by running the tiny model of the family (same code paths) once
-    on NumPy through a recording ops namespace."""
-    from reference import ops as R
-    from reference.pipeline import Backend
-
-    used = set()
-
-    class Recorder:
-        def __getattr__(self, name):
-            used.add(name)
-            return getattr(R, name)
-    cfg = get_config(model)
-    b = Backend("recorder", Recorder())
-    StableDiffusion(cfg, init_weights(cfg, seed=0), text_backend=b, unet_backend=b, vae_backend=b)(
-        PROMPT, steps=1, height=cfg.vae.sample_size, width=cfg.vae.sample_size)
-    return used
 
 
 def _torch_pipeline(torch_device, cfg, weights, steps, size, out):
@@ -57,7 +31,7 @@ def _torch_pipeline(torch_device, cfg, weights, steps, size, out):
         import torch
         from PIL import Image
 
-        from perf.torch_ops import synchronize, torch_pipeline
+        from sdcl.perf.torch_ops import synchronize, torch_pipeline
         pipe = torch_pipeline(cfg, weights, tdev)
 
         def call():
@@ -75,14 +49,9 @@ def _torch_pipeline(torch_device, cfg, weights, steps, size, out):
 def test_prompt_to_png(benchmark, rt, torch_device, model, steps, size, pytestconfig, tmp_path, progress):
     from PIL import Image
 
-    from opencl_impl import ops as cl_ops
-    missing = sorted(op for op in _ops_used(TINY_OF[model]) if not hasattr(cl_ops, op))
-    if missing:
-        pytest.skip(f"OpenCL ops not implemented yet: {', '.join(missing)}")
-
     cfg = get_config(model)
     size = size or cfg.vae.sample_size
-    backend = opencl_backend(pytestconfig.getoption("--device"))
+    backend = opencl_backend_for(rt)
     pool = measure.tracking(rt)
     pool.reset()
     weights = init_weights(cfg, seed=0)
@@ -92,9 +61,8 @@ def test_prompt_to_png(benchmark, rt, torch_device, model, steps, size, pytestco
     def call():
         Image.fromarray(pipe(PROMPT, seed=0, steps=steps, height=size, width=size)).save(out)
 
-    from perf.conftest import budget
     baseline, why_not = _torch_pipeline(torch_device, cfg, weights, steps, size, tmp_path / "torch.png")
-    timing = measure.run(benchmark, rt, call, baseline, budget_s=10 * budget(pytestconfig), min_rounds=1,
+    timing = measure.run(benchmark, rt, call, baseline, budget_s=10 * measure.budget(pytestconfig), min_rounds=1,
                          max_rounds=20, progress=progress(f"{model} prompt to PNG"))
     info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
     assert out.stat().st_size > 0

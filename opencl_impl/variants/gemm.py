@@ -10,32 +10,29 @@ Techniques:
 - tiled_reg:  GPU-style: local-memory tiles with MWI x NWI outputs per work-item in registers, REAL4 loads where the
               layout is aligned; tails by bounds checks (no host-side padding).
 - cpu_reg:    CPU-style (PoCL): no local memory; each work-item an MR x NR register block of vectors.
-- mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32, 3xTF32 split by default); float32 only:
-              float64 calls run tiled_reg at its default knobs. On any other device the launcher raises
+- mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32, 3xTF32 split by default); float32 only
+              (its declaration says so: float64 calls are refused, never handed to another kernel). On any other
+              device the launcher raises
               MmaUnavailable (a DeviceError, and a KernelBuildError so that the tuner records it as a config that
               does not build there) unless MMA_EMULATE=1 (a slow OpenCL C emulation, for tests).
 
 Half storage (linear's tiled_reg_half and cpu_reg_half): the weight is a float16 array (A_HALF / B_HALF in the
 kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first, which
-is what a model stored in half does once at load time (opencl_impl.ops.to_half).
+is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from opencl_impl.ops import _buf, _real, to_half, variant
-from opencl_impl.runtime import DeviceError, KernelBuildError, Runtime
+from sdcl.opencl_impl.devices import DeviceError
+from sdcl.opencl_impl.launch import Call, buffer, real
+from sdcl.opencl_impl.ops import to_half
+from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
 
 KERNEL_FILE = "gemm.cl"
 FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK = 1, 2, 4, 8   # the kernels' GEMM_* flags
-
-# The knob defaults, repeated from kernels/gemm.cl so that the launcher computes the same NDRange the kernel was
-# built for when a knob is left out.
-TILED_DEFAULTS = {"TS": 16}
-TILED_REG_DEFAULTS = {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4}
-CPU_REG_DEFAULTS = {"MR": 8, "NR": 16, "KU": 4, "KV": 16}
-MMA_DEFAULTS = {"MWG": 64, "NWG": 64, "KWG": 16, "WARPS_M": 2, "WARPS_N": 2, "SPLIT": 3, "MMA_EMULATE": 0}
+TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
 
 
 def _ceil_to(n: int, step: int) -> int:
@@ -59,29 +56,25 @@ def _ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
     raise ValueError(f"gemm: unknown technique {technique!r}")
 
 
-_DEFAULTS = {"tiled": TILED_DEFAULTS, "tiled_reg": TILED_REG_DEFAULTS, "cpu_reg": CPU_REG_DEFAULTS,
-             "mma_tf32": MMA_DEFAULTS}
-
-
 def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: int, k: int, *,
          lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", alpha: float = 1.0,
          batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0), c_strides=(0, 0),
          dtype=np.float32, a_half: bool = False, b_half: bool = False):
     """Launch C_z = alpha * A_z @ B_z (+ bias) for z < batch (layout: see kernels/gemm.cl).
 
-    a, b, c, bias: cl.Buffers (bias may be None); *_strides: (outer, inner) element offsets between batch items,
-    item z at (z // batch_inner) * outer + (z % batch_inner) * inner; a_half / b_half: that operand's buffer holds
-    half (float16) elements. Returns the kernel's event, or None when C is empty."""
+    knobs: every knob of the technique (a declaration's complete knobs: Variant.complete). a, b, c, bias:
+    cl.Buffers (bias may be None); *_strides: (outer, inner) element offsets between batch items, item z at
+    (z // batch_inner) * outer + (z % batch_inner) * inner; a_half / b_half: that operand's buffer holds half
+    (float16) elements. Returns the kernel's event, or None when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
         return None
     if (a_half or b_half) and technique not in ("tiled", "tiled_reg", "cpu_reg"):
         raise ValueError(f"gemm: half-stored operands are read by tiled, tiled_reg and cpu_reg, not {technique}")
     if technique == "mma_tf32":
-        if np.dtype(dtype) != np.float32:   # TF32 is a float32 format: float64 runs the register-blocked kernel
-            technique, knobs = "tiled_reg", {}
-        else:
-            _check_mma(rt, knobs)
-    kn = {**_DEFAULTS[technique], **knobs}    # every knob explicit: the NDRange and the build agree
+        if np.dtype(dtype) != np.float32:
+            raise ValueError(f"gemm mma_tf32: TF32 is a float32 format, got {np.dtype(dtype).name}")
+        _check_mma(rt, knobs)
+    kn = knobs
     vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
     flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
              | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M))
@@ -91,7 +84,7 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     gsize, lsize = _ndrange(technique, kn, m, n, batch)
     return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, c,
                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
-                     *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), _real(dtype, alpha),
+                     *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), real(dtype, alpha),
                      np.int32(flags))
 
 
@@ -115,49 +108,44 @@ def _check_mma(rt: Runtime, knobs: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- the ops
+# One launcher per op (the declarations name "sdcl.opencl_impl.variants.gemm:{op}"); the technique is the variant's
+# name, "_half" marking half storage of linear's weight.
 
-def _matmul(rt: Runtime, technique: str, knobs: dict, a, b):
+def _technique(call: Call) -> tuple:
+    name = call.variant.name
+    return name.removesuffix("_half"), name.endswith("_half")
+
+
+def matmul(call: Call, a, b):
+    rt, (technique, _) = call.rt, _technique(call)
     (m, k), n = a.shape, b.shape[1]
     c = rt.empty((m, n), a.dtype)
     if c.size:
-        gemm(rt, "matmul", technique, knobs, _buf(rt, a), _buf(rt, b), c.data, m, n, k,
+        gemm(rt, "matmul", technique, call.knobs, buffer(rt, a), buffer(rt, b), c.data, m, n, k,
              lda=k, ldb=n, ldc=n, dtype=a.dtype)
     return c
 
 
-def _batched_matmul(rt: Runtime, technique: str, knobs: dict, a, b):
+def batched_matmul(call: Call, a, b):
+    rt, (technique, _) = call.rt, _technique(call)
     (nb, m, k), n = a.shape, b.shape[2]
     c = rt.empty((nb, m, n), a.dtype)
     if c.size:
-        gemm(rt, "batched_matmul", technique, knobs, _buf(rt, a), _buf(rt, b), c.data, m, n, k,
+        gemm(rt, "batched_matmul", technique, call.knobs, buffer(rt, a), buffer(rt, b), c.data, m, n, k,
              lda=k, ldb=n, ldc=n, batch=nb, a_strides=(m * k, 0), b_strides=(k * n, 0), c_strides=(m * n, 0),
              dtype=a.dtype)
     return c
 
 
-def _linear(rt: Runtime, technique: str, knobs: dict, x, weight, bias=None, half: bool = False):
+def linear(call: Call, x, weight, bias=None):
+    rt, (technique, half) = call.rt, _technique(call)
     n_out, n_in = weight.shape
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
     y = rt.empty(x.shape[:-1] + (n_out,), x.dtype)
     if half and weight.dtype != np.float16:
-        weight = to_half(weight)
+        weight = to_half(rt, weight)
     if y.size:
-        gemm(rt, "linear", technique, knobs, _buf(rt, x), _buf(rt, weight), y.data, rows, n_out, n_in,
-             lda=n_in, ldb=n_in, ldc=n_out, trans_b=True, bias=None if bias is None else _buf(rt, bias),
+        gemm(rt, "linear", technique, call.knobs, buffer(rt, x), buffer(rt, weight), y.data, rows, n_out, n_in,
+             lda=n_in, ldb=n_in, ldc=n_out, trans_b=True, bias=None if bias is None else buffer(rt, bias),
              dtype=x.dtype, b_half=half)
     return y
-
-
-def _launcher(layout, technique: str, **fixed):
-    """The registered launcher of one (op, technique): the op's layout function at that technique."""
-    def launch(rt, knobs, *args, **kwargs):
-        return layout(rt, technique, knobs, *args, **kwargs, **fixed)
-    launch.__name__ = f"{layout.__name__}_{technique}"
-    return launch
-
-
-for _technique in _DEFAULTS:
-    for _op, _layout in (("matmul", _matmul), ("batched_matmul", _batched_matmul), ("linear", _linear)):
-        variant(_op, _technique)(_launcher(_layout, _technique))
-for _technique in ("tiled_reg", "cpu_reg"):   # half storage of linear's weight
-    variant("linear", f"{_technique}_half")(_launcher(_linear, _technique, half=True))

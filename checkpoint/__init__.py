@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from reference.configs import CONFIGS, SDConfig
+from sdcl.reference.configs import CONFIGS, SDConfig
 
 COMPONENTS = ("unet", "vae", "text_encoder")
 
@@ -283,13 +283,13 @@ def expected_shapes(config: SDConfig, components=COMPONENTS) -> dict:
     out = {}
     for comp in components:
         if comp == "unet":
-            from reference.unet import param_shapes
+            from sdcl.reference.unet import param_shapes
             shapes = param_shapes(config.unet)
         elif comp == "vae":
-            from reference.vae import param_shapes
+            from sdcl.reference.vae import param_shapes
             shapes = param_shapes(config.vae)
         elif comp == "text_encoder":
-            from reference.text_encoder import param_shapes
+            from sdcl.reference.text_encoder import param_shapes
             shapes = param_shapes(config.text_encoder)
         else:
             raise ValueError(f"unknown component {comp!r}; choose from {', '.join(COMPONENTS)}")

@@ -1,0 +1,95 @@
+"""From an op call to a variant's host code: which variant runs (the runtime's policy), checking that it can take
+the call, and calling the launcher its registry declaration names.
+
+Launchers are found through their declaration (`Variant.launcher`, "module:function"), imported when first run: no
+module registers anything by being imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from sdcl.opencl_impl.launch import Call
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.selection import Policy
+from sdcl.registry import REGISTRY
+from sdcl.registry.spec import OpSpec, Variant
+
+_LAUNCHERS: dict = {}   # "module:function" -> the function (import lookups, done once)
+
+
+class LauncherError(LookupError):
+    """A variant's declaration names a launcher that cannot be imported."""
+
+
+def launcher(spec: OpSpec, v: Variant):
+    """The host function a variant's declaration names."""
+    ref = v.launcher_for(spec.name)
+    fn = _LAUNCHERS.get(ref)
+    if fn is None:
+        module, _, attr = ref.partition(":")
+        if not module or not attr:
+            raise LauncherError(f"{spec.name} {v.name}: the declaration names no launcher ('module:function'), "
+                                f"got {v.launcher!r}")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise LauncherError(f"{spec.name} {v.name}: launcher {ref} cannot be loaded: {e}") from None
+        _LAUNCHERS[ref] = fn
+    return fn
+
+
+def has_half(args) -> bool:
+    """Whether a call passes a float16 (half-stored) array."""
+    return any(getattr(a, "dtype", None) == np.float16 for a in args)
+
+
+def compute_dtype(args) -> np.dtype | None:
+    """The dtype a call computes in: that of its first float32 / float64 array (a half-stored weight is read into
+    it). None for a call without one."""
+    for a in args:
+        if isinstance(a, (list, tuple)) and a:
+            a = a[0]
+        dt = getattr(a, "dtype", None)
+        if dt is not None and dt in (np.float32, np.float64) and not isinstance(a, np.ndarray):
+            return np.dtype(dt)
+    return None
+
+
+def check_call(spec: OpSpec, v: Variant, args) -> None:
+    """Refuse a call the variant does not implement, by name: a dtype outside Variant.dtypes; a half-stored
+    (float16) argument to a variant that would misread it (only Variant.half_args variants read half)."""
+    dt = compute_dtype(args)
+    if dt is not None and dt.name not in v.dtypes:
+        raise ValueError(f"{spec.name}: variant {v.name!r} implements {', '.join(v.dtypes)}, not {dt.name}")
+    if has_half(args) and not v.half_args:
+        halves = [f"{a.dtype}{a.shape}" for a in args if getattr(a, "dtype", None) == np.float16]
+        readers = [x.name for x in spec.variants if x.half_args]
+        raise ValueError(f"{spec.name}: variant {v.name!r} reads float32/float64 arrays, got half-stored "
+                         f"{', '.join(halves)}; the half-storage variants are {readers}")
+
+
+def run_variant(rt: Runtime, op: str, variant: str, knobs: dict | None, *args, **kwargs):
+    """Run one named variant of an op with the given knobs (the rest at their declared defaults)."""
+    spec = REGISTRY[op]
+    v = spec.variant(variant)
+    check_call(spec, v, args)
+    return launcher(spec, v)(Call(rt, op, v, v.complete(knobs)), *args, **kwargs)
+
+
+def choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:
+    """The (variant, knobs) to run: the runtime's policy (sdcl.opencl_impl.selection.Policy) if it has one, else the
+    naive kernel; a half-stored weight, which only the half-storage variants read, gets an untuned policy's pick."""
+    if rt.policy is not None:
+        return rt.policy(op, args, kwargs or {})
+    if has_half(args):
+        return Policy(info=rt.info)(op, args, kwargs or {})
+    return "naive", {}
+
+
+def dispatch(rt: Runtime, op: str, *args, **kwargs):
+    """Run the op call through the variant the runtime chooses."""
+    variant, knobs = choose(rt, op, args, kwargs)
+    return run_variant(rt, op, variant, knobs, *args, **kwargs)

@@ -1,0 +1,1 @@
+"""Launchers: the host code of each variant, named by its registry declaration (Variant.launcher)."""

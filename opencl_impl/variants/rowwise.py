@@ -1,0 +1,127 @@
+"""Variants of the row-wise ops: group_norm, group_norm_silu, layer_norm and softmax (`reduce`: work-group tree
+reductions spread wide enough for SD's shapes; `fused`: GroupNorm + SiLU in one launch), and geglu (`fused`).
+
+Each is the launcher its registry declaration names (sdcl.registry.norm, sdcl.registry.elementwise), called with a
+Call holding every knob. Knobs that only the host reads (SPLIT) are not passed to the kernel build, so they cost no
+extra build.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdcl.opencl_impl.launch import Call, buffer, groups, real, with_flags
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.variants.naive import activation
+
+
+def _affine_args(rt: Runtime, xb, weight, bias) -> tuple:
+    """The weight and bias buffers (x's buffer stands in for a missing one: the kernel does not read it)."""
+    return (xb if weight is None else buffer(rt, weight)), (xb if bias is None else buffer(rt, bias))
+
+
+# ---------------------------------------------------------------------------------- group_norm: two-pass reduce
+
+def _split(count: int, wg: int, most: int) -> tuple:
+    """(split, chunk): a block of `count` cut into `split` non-empty chunks of `chunk` elements (the last one
+    shorter), at most `most` of them and none much shorter than a work-group."""
+    want = max(1, min(most, -(-count // wg)))
+    chunk = -(-count // want)
+    return -(-count // chunk), chunk
+
+
+def group_norm_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
+    rt, knobs = call.rt, call.knobs
+    wg, most, vec = (int(knobs[n]) for n in ("WG", "SPLIT", "VEC"))
+    y = rt.empty(x.shape, x.dtype)
+    if not y.size:
+        return y
+    n, c = x.shape[:2]
+    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    count = c // num_groups * spatial
+    split, chunk = _split(count, wg * vec, most)
+    blocks = n * num_groups
+    defines = with_flags({"WG": wg, "VEC": vec}, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None)
+    xb = buffer(rt, x)
+    partial = rt.empty((blocks, split, 2), x.dtype)     # (mean, M2) per chunk
+    stats = rt.kernel("group_norm_reduce.cl", "group_norm_reduce_stats", defines, x.dtype)
+    rt.launch("group_norm", stats, (split * wg, blocks), (wg, 1),
+              xb, partial.data, np.int64(count), np.int64(chunk), np.int32(split))
+    apply = rt.kernel("group_norm_reduce.cl", "group_norm_reduce_apply", defines, x.dtype)
+    rt.launch("group_norm", apply, (split * wg, blocks), (wg, 1),
+              xb, partial.data, *_affine_args(rt, xb, weight, bias), y.data, np.int32(c), np.int32(num_groups),
+              np.int64(spatial), np.int64(chunk), np.int32(split), real(x.dtype, eps))
+    return y
+
+
+def group_norm_silu_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
+    """The two-pass group_norm, then silu: three launches (the fused variant does it in one)."""
+    return activation(call.rt, "silu", group_norm_reduce(call, x, num_groups, weight, bias, eps))
+
+
+def group_norm_silu_fused(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
+    rt, knobs = call.rt, call.knobs
+    wg, vec = (int(knobs[n]) for n in ("WG", "VEC"))
+    y = rt.empty(x.shape, x.dtype)
+    if not y.size:
+        return y
+    n, c = x.shape[:2]
+    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    knl = rt.kernel("group_norm_silu.cl", "group_norm_silu_fused",
+                    with_flags({"WG": wg, "VEC": vec}, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None),
+                    x.dtype)
+    xb = buffer(rt, x)
+    rt.launch("group_norm_silu", knl, (wg, n * num_groups), (wg, 1),
+              xb, *_affine_args(rt, xb, weight, bias), y.data, np.int32(c), np.int32(num_groups),
+              np.int64(spatial), real(x.dtype, eps))
+    return y
+
+
+# ------------------------------------------------------------------------------------ layer_norm: packed rows
+
+def layer_norm_reduce(call: Call, x, weight=None, bias=None, eps=1e-5):
+    rt, knobs = call.rt, call.knobs
+    wg, tpr, vec = (int(knobs[n]) for n in ("WG", "TPR", "VEC"))
+    y = rt.empty(x.shape, x.dtype)
+    d = x.shape[-1]
+    if not y.size:
+        return y
+    rows, rpw = x.size // d, wg // tpr
+    knl = rt.kernel("layer_norm_reduce.cl", "layer_norm_reduce",
+                    with_flags({"WG": wg, "TPR": tpr, "VEC": vec}, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None),
+                    x.dtype)
+    xb = buffer(rt, x)
+    rt.launch("layer_norm", knl, (tpr, groups(rows, rpw)), (tpr, rpw),
+              xb, *_affine_args(rt, xb, weight, bias), y.data, np.int64(rows), np.int32(d), real(x.dtype, eps))
+    return y
+
+
+# -------------------------------------------------------------------------------------- softmax: packed lines
+
+def softmax_reduce(call: Call, x, axis=-1):
+    rt, knobs = call.rt, call.knobs
+    wg, tpl, vec = (int(knobs[n]) for n in ("WG", "TPL", "VEC"))
+    y = rt.empty(x.shape, x.dtype)
+    ax = axis % x.ndim
+    length, inner = x.shape[ax], int(np.prod(x.shape[ax + 1:], dtype=np.int64))
+    if not y.size:
+        return y
+    lines, lpw = x.size // length, wg // tpl
+    knl = rt.kernel("softmax_reduce.cl", "softmax_reduce", {"WG": wg, "TPL": tpl, "VEC": vec}, x.dtype)
+    rt.launch("softmax", knl, (tpl, groups(lines, lpw)), (tpl, lpw),
+              buffer(rt, x), y.data, np.int64(lines), np.int32(length), np.int64(inner))
+    return y
+
+
+# -------------------------------------------------------------------------------------------- geglu: one launch
+
+def geglu_fused(call: Call, x):
+    rt, knobs = call.rt, call.knobs
+    vec, wg = (int(knobs[n]) for n in ("VEC", "WG"))
+    f = x.shape[-1] // 2
+    y = rt.empty(x.shape[:-1] + (f,), x.dtype)
+    if not y.size:
+        return y
+    knl = rt.kernel("geglu_fused.cl", "geglu_fused", {"VEC": vec, "WG": wg}, x.dtype)
+    rt.launch("geglu", knl, (groups(-(-f // vec), wg), y.size // f), (wg, 1), buffer(rt, x), y.data, np.int64(f))
+    return y
