@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.opencl_impl.dispatch import run
 from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import POISON, Runtime
 from sdcl.registry import Case, OpSpec
@@ -88,7 +88,7 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     rt.guarded.clear()
     try:
         args, kwargs = device_args(rt, spec, variant, case)
-        out = run_variant(rt, spec.name, variant, knobs, *args, **kwargs)
+        out = run(rt, spec, spec.variant(variant), knobs, *args, **kwargs)
         rt.queue.finish()
         got = out.get()
         problems = rt.check_guards()

@@ -25,7 +25,10 @@ class LauncherError(LookupError):
 
 
 def launcher(spec: OpSpec, v: Variant):
-    """The host function a variant's declaration names."""
+    """The host function a variant's declaration names ("module:function"), or the function itself where the
+    declaration holds one (a test's or a plugin's variant)."""
+    if callable(v.launcher):
+        return v.launcher
     ref = v.launcher_for(spec.name)
     fn = _LAUNCHERS.get(ref)
     if fn is None:
@@ -71,12 +74,16 @@ def check_call(spec: OpSpec, v: Variant, args) -> None:
                          f"{', '.join(halves)}; the half-storage variants are {readers}")
 
 
-def run_variant(rt: Runtime, op: str, variant: str, knobs: dict | None, *args, **kwargs):
-    """Run one named variant of an op with the given knobs (the rest at their declared defaults)."""
-    spec = REGISTRY[op]
-    v = spec.variant(variant)
+def run(rt: Runtime, spec: OpSpec, v: Variant, knobs: dict | None, *args, **kwargs):
+    """Run a declared variant of an op with the given knobs (the rest at their declared defaults)."""
     check_call(spec, v, args)
-    return launcher(spec, v)(Call(rt, op, v, v.complete(knobs)), *args, **kwargs)
+    return launcher(spec, v)(Call(rt, spec.name, v, v.complete(knobs)), *args, **kwargs)
+
+
+def run_variant(rt: Runtime, op: str, variant: str, knobs: dict | None, *args, **kwargs):
+    """Run one named variant of a registry op with the given knobs (the rest at their declared defaults)."""
+    spec = REGISTRY[op]
+    return run(rt, spec, spec.variant(variant), knobs, *args, **kwargs)
 
 
 def choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:

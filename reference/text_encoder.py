@@ -22,7 +22,7 @@ import numpy as np
 
 import sdcl.reference.ops as reference_ops
 from sdcl.reference.configs import TextEncoderConfig
-from sdcl.checkpoint import check_shapes
+from sdcl.reference.validation import check_shapes
 from sdcl.reference.weights import random_weights
 
 PREFIX = "text_model."

@@ -20,7 +20,7 @@ import numpy as np
 
 import sdcl.reference.ops as _reference_ops
 from sdcl.reference.configs import UNetConfig
-from sdcl.checkpoint import check_shapes
+from sdcl.reference.validation import check_shapes
 from sdcl.reference.weights import random_weights
 
 ATTN_GROUP_NORM_EPS = 1e-6   # Transformer2DModel's GroupNorm

@@ -30,7 +30,7 @@ import numpy as np
 
 from sdcl.reference import ops as _reference_ops
 from sdcl.reference.configs import VAEConfig
-from sdcl.checkpoint import check_shapes  # the shared missing / unexpected / mis-shaped report
+from sdcl.reference.validation import check_shapes  # the shared missing / unexpected / mis-shaped report
 from sdcl.reference.weights import random_weights
 
 NORM_EPS = 1e-6

@@ -90,7 +90,7 @@ class Variant:
     half_args: tuple = ()                              # positions of the arguments it reads in half storage
                                                        # (float16): checked, tuned and timed with those arguments
                                                        # so stored; the policy picks it only for such calls
-    launcher: str = ""                                 # "module:function" (see above)
+    launcher: object = ""                              # "module:function" (see above), or the function itself
     tier: str = "naive"                                # the ladder row that introduces it (TIERS)
     dtypes: tuple = DTYPES                             # the compute dtypes it implements (others: refused, skipped)
 
@@ -100,7 +100,7 @@ class Variant:
         return (not self.devices or info.get("type") in self.devices) and all(info.get(f) for f in self.needs)
 
     def launcher_for(self, op: str) -> str:
-        return self.launcher.replace("{op}", op)
+        return self.launcher.replace("{op}", op) if isinstance(self.launcher, str) else self.launcher
 
     def complete(self, knobs: dict | None) -> dict:
         """Every knob: the declared defaults overridden by the given ones."""

@@ -14,7 +14,7 @@ if not os.environ.get("_SDCL_PROFILE_SET"):
 def _devices():
     try:
         import pyopencl.tools
-        from sdcl.opencl_impl.runtime import default_device
+        from sdcl.opencl_impl.devices import default_device
     except ImportError:
         return []
     if os.environ.get("PYOPENCL_TEST"):

@@ -1,4 +1,4 @@
-"""reference/checkpoint.py: safetensors weights in the single-file LDM layout and the diffusers folder layout.
+"""sdcl.checkpoint (checkpoint/): safetensors weights in the single-file LDM layout and the diffusers folder layout.
 
 Oracles are independent of the code under test:
 - the LDM name mapping is checked against diffusers' own single-file loader: `UNet2DConditionModel.from_single_file`
@@ -35,7 +35,7 @@ from safetensors.torch import load_file as torch_load_file
 from safetensors.torch import save_file as torch_save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from sdcl.reference import checkpoint as ck
+from sdcl import checkpoint as ck
 from sdcl.checkpoint import CheckpointError
 from sdcl.conformance.oracles import clip_text_config, unet_kwargs, vae_kwargs
 from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2
@@ -90,7 +90,7 @@ def _assert_same(actual: dict, expected: dict):
 
 
 def _config_folder(cfg, folder):
-    """diffusers-format config.json files written by diffusers / transformers themselves (not by checkpoint.py)."""
+    """diffusers-format config.json files written by diffusers / transformers themselves (not by sdcl.checkpoint)."""
     m = _torch_models(cfg)
     m["unet"].save_config(os.path.join(folder, "unet"))
     m["vae"].save_config(os.path.join(folder, "vae"))

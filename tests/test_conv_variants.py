@@ -71,34 +71,35 @@ def test_float64_default(rt, variant):
 def _run_chunked(rt, variant, fn, case, *extra):
     """fn(*extra, rt, knobs, x, w, b, stride, padding, scratch_bytes=...) on the device, against the reference with
     the variant's tolerance; returns the number of kernel launches."""
-    from sdcl.opencl_impl.variants_conv import ConvShape
+    from sdcl.opencl_impl.variants.conv import ConvShape
 
     x, w = (rt.to_device(a.astype(np.float32)) for a in case.args[:2])
     b = rt.to_device(case.args[2].astype(np.float32)) if len(case.args) > 2 else None
     s = ConvShape.of(x, w, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0))
     rt.profile, rt.events[:] = True, []
     try:
-        got = fn(*extra, rt, {}, x, w, b, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0),
+        got = fn(*extra, rt, SPEC.variant(variant).knobs, x, w, b, case.kwargs.get("stride", 1),
+                 case.kwargs.get("padding", 0),
                  scratch_bytes=2048).get()
         launches = len(rt.events)
     finally:
         rt.profile, rt.events[:] = False, []
     ref = reference_output(SPEC, case, np.float32)
-    tol = (SPEC.variant(variant).tolerance or SPEC.tolerance)["float32"]
+    tol = SPEC.tolerance_of(variant, "float32")
     assert got.shape == ref.shape == (s.n, s.o, s.oh, s.ow)
     assert np.all(np.abs(got - ref) <= tol.atol * np.abs(ref).max()), np.abs(got - ref).max()
     return launches
 
 
 def test_im2col_chunks(rt):
-    from sdcl.opencl_impl.variants_conv import im2col_conv
+    from sdcl.opencl_impl.variants.conv import im2col_conv
     # 2*7*10 = 140 output positions of (27 lowered rows + 5 outputs) * 4 bytes: 2 KiB hold 16, so 9 chunks of
     # (lower, GEMM, scatter)
     assert _run_chunked(rt, "im2col", im2col_conv, WINOGRAD[0]) >= 3 * 9
 
 
 def test_im2win_chunks(rt):
-    from sdcl.opencl_impl.variants_conv import im2win_conv
+    from sdcl.opencl_impl.variants.conv import im2win_conv
     # one output row of the 5x3 stride-(2, 1) case is 6 channels x 16 window columns x 5 rows = 1920 bytes: 4 chunks
     # of one row each (transform, inner), after the weight reordering
     assert _run_chunked(rt, "im2win", im2win_conv, GENERAL[1]) >= 1 + 2 * 4
@@ -106,7 +107,7 @@ def test_im2win_chunks(rt):
 
 @pytest.mark.parametrize("m,chunks", [(2, 10), (4, 12)])
 def test_winograd_chunks(rt, m, chunks):
-    from sdcl.opencl_impl.variants_conv import winograd_conv
+    from sdcl.opencl_impl.variants.conv import winograd_conv
     # a tile takes (m+2)^2 * (3 + 5) * 4 bytes: 2 KiB hold 4 of the 40 tiles for m = 2, 1 of the 12 for m = 4
     assert _run_chunked(rt, f"winograd{m}x{m}", winograd_conv, WINOGRAD[0], m) >= 1 + 3 * chunks
 
@@ -117,12 +118,12 @@ def test_winograd_chunks(rt, m, chunks):
                                                                                            (2, 2, 1, 1), padding=1)),
                                           ("winograd2x2", GENERAL[1]), ("winograd4x4", GENERAL[2])])
 def test_launcher_refuses_what_applies_excludes(rt, variant, case):
-    from sdcl.opencl_impl.ops import run_variant
+    from sdcl.opencl_impl.dispatch import run_variant
     v = SPEC.variant(variant)
     assert not v.applies(case.args, case.kwargs)
     x, w = (rt.to_device(a.astype(np.float32)) for a in case.args[:2])
     with pytest.raises(ValueError, match=f"conv2d {variant}: handles"):
-        run_variant("conv2d", variant, v.knobs, x, w, None, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0))
+        run_variant(rt, "conv2d", variant, v.knobs, x, w, None, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0))
 
 
 def test_applies_reads_positional_and_keyword_calls():

@@ -1,6 +1,6 @@
 """The GEMM variants (kernels/gemm.cl) at EVERY knob setting the tuner may pick on the device under test.
 
-test_conformance_ops checks each variant at its default knobs on fuzzed and SD shapes; the tuner (perf/tuner.py)
+test_conformance_ops checks each variant at its default knobs on fuzzed and SD shapes; the tuner (sdcl.perf.tuner)
 may store any config in `Variant.configs(rt.info)`, so each of those runs here on one awkward shape per op, chosen
 to cross every tile edge (M, N, K not multiples of any tile, some < a tile):
 - matmul 67x36 @ 36x72: lda, ldb, ldc multiples of 4, so whole tiles take the REAL4 paths and edge tiles the
@@ -64,6 +64,8 @@ def test_float64_default_and_largest_tiles(rt, technique):
     most local memory, which the constraints admit counting 8-byte words."""
     if not rt.info["fp64"]:
         pytest.skip(f"{rt.info['device']} has no fp64")
+    if "float64" not in REGISTRY["matmul"].variant(technique).dtypes:
+        pytest.skip(f"{technique} implements {REGISTRY['matmul'].variant(technique).dtypes} only")
     cases = _cases()
     failures = []
     for op in GEMM_OPS:
@@ -94,7 +96,7 @@ def test_mma_tf32_plain_tf32_is_outside_float32_tolerance(rt):
 def test_strided_heads_and_bias_along_m(rt):
     """gemm()'s two-level batch strides (heads of a (B, L, H*D) activation, no copy), alpha and a bias along M,
     which no registry op exercises: Q K^T per head, scaled, for every technique at its default knobs."""
-    from sdcl.opencl_impl.variants_gemm import gemm
+    from sdcl.opencl_impl.variants.gemm import gemm
 
     b, lq, lk, heads, d = 2, 19, 23, 3, 8
     q, k, bias = randn(5, (b, lq, heads * d), (b, lk, heads * d), (lq,))
@@ -104,6 +106,7 @@ def test_strided_heads_and_bias_along_m(rt):
     expected = (0.25 * qh @ kh.transpose(0, 1, 3, 2) + bias[:, None]).reshape(b * heads, lq, lk)
     for technique in TECHNIQUES:
         knobs = {"MMA_EMULATE": 1} if technique == "mma_tf32" and not rt.info.get("nvidia_ptx") else {}
+        knobs = REGISTRY["matmul"].variant(technique).complete(knobs)    # gemm() takes every knob
         dq, dk, dbias = rt.to_device(q), rt.to_device(k), rt.to_device(bias)
         out = rt.empty((b * heads, lq, lk))
         gemm(rt, "test", technique, knobs, dq.data, dk.data, out.data, lq, lk, d, lda=heads * d, ldb=heads * d,
@@ -116,15 +119,27 @@ def test_strided_heads_and_bias_along_m(rt):
 
 def test_mma_tf32_refuses_devices_without_nvidia_ptx(rt):
     """A clear DeviceError, which the tuner also sees as a config that does not build there (KernelBuildError)."""
-    from sdcl.opencl_impl.ops import run_variant
-    from sdcl.opencl_impl.runtime import DeviceError, KernelBuildError
+    from sdcl.opencl_impl.devices import DeviceError
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.opencl_impl.runtime import KernelBuildError
 
     if rt.info.get("nvidia_ptx"):
         pytest.skip(f"{rt.info['device']} runs NVIDIA PTX")
     a, b = (rt.to_device(x.astype(np.float32)) for x in randn(6, (8, 8), (8, 8)))
     with pytest.raises(DeviceError, match="NVIDIA") as err:
-        run_variant("matmul", "mma_tf32", {}, a, b)
+        run_variant(rt, "matmul", "mma_tf32", {}, a, b)
     assert isinstance(err.value, KernelBuildError)
+
+
+def test_mma_tf32_refuses_float64_by_name(rt):
+    """Its declaration says float32 only: a float64 call is refused, never handed to another kernel."""
+    from sdcl.opencl_impl.dispatch import run_variant
+
+    if not rt.info["fp64"]:
+        pytest.skip(f"{rt.info['device']} has no fp64")
+    a, b = (rt.to_device(x) for x in randn(6, (8, 8), (8, 8)))
+    with pytest.raises(ValueError, match="matmul: variant 'mma_tf32' implements float32, not float64"):
+        run_variant(rt, "matmul", "mma_tf32", {"MMA_EMULATE": 1}, a, b)
 
 
 def test_tiled_reg_prefetch_at_every_config(rt):

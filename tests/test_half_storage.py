@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sdcl.opencl_impl import ops as O
+from sdcl.opencl_impl.dispatch import run_variant
 from sdcl.opencl_impl.selection import Policy
 from sdcl.opencl_impl.storage import half_weights, is_gemm_weight
 
@@ -18,7 +19,7 @@ def test_to_half_rounds_like_numpy_bit_for_bit(rt, dtype):
     x = np.concatenate([rng.standard_normal(3000) * 10.0 ** rng.integers(-9, 6, 3000),
                         [65504, 65519.9, 65520, 1e6, -1e6, 6e-8, 2.9e-8, 3.1e-8, -0.0, 0.0, np.inf, -np.inf,
                          1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11]]).astype(dtype)   # ties to even, overflow, subnormals
-    got = O.to_half(rt.to_device(x)).get()
+    got = O.to_half(rt, rt.to_device(x)).get()
     with np.errstate(over="ignore"):
         want = x.astype(np.float16)
     assert got.dtype == np.float16
@@ -26,7 +27,7 @@ def test_to_half_rounds_like_numpy_bit_for_bit(rt, dtype):
 
 
 def test_to_half_keeps_nan(rt):
-    got = O.to_half(rt.to_device(np.array([np.nan, 1.0], np.float32))).get()
+    got = O.to_half(rt, rt.to_device(np.array([np.nan, 1.0], np.float32))).get()
     assert np.isnan(got[0]) and got[1] == 1.0
 
 
@@ -34,12 +35,12 @@ def test_policy_sends_half_weights_to_half_variants_only(rt):
     pol = Policy(info=rt.info)
     x = rt.to_device(np.ones((3, 8), np.float32))
     w32 = rt.to_device(np.ones((5, 8), np.float32))
-    w16 = O.to_half(w32)
+    w16 = O.to_half(rt, w32)
     want = "cpu_reg_half" if rt.info["type"] == "CPU" else "tiled_reg_half"
     assert pol("linear", (x, w16, None))[0] == want
     assert not pol("linear", (x, w32, None))[0].endswith("_half")   # float32 weights keep float32 precision
     xc = rt.to_device(np.ones((1, 8, 5, 5), np.float32))
-    wc = O.to_half(rt.to_device(np.ones((4, 8, 3, 3), np.float32)))
+    wc = O.to_half(rt, rt.to_device(np.ones((4, 8, 3, 3), np.float32)))
     assert pol("conv2d", (xc, wc, None, 1, 1))[0] == "im2col_half"
 
 
@@ -50,7 +51,7 @@ def test_half_weight_through_the_public_op_equals_the_rounded_product(rt):
     b = rng.standard_normal(9).astype(np.float32)
     saved, rt.policy = rt.policy, None       # no policy: a half weight still runs a half variant
     try:
-        got = O.linear(rt.to_device(x), rt.to_device(w.astype(np.float16)), rt.to_device(b)).get()
+        got = O.linear(rt, rt.to_device(x), rt.to_device(w.astype(np.float16)), rt.to_device(b)).get()
     finally:
         rt.policy = saved
     # exactly the product with the half-rounded weight, up to float32 accumulation
@@ -61,16 +62,16 @@ def test_half_weight_through_the_public_op_equals_the_rounded_product(rt):
 
 def test_a_float32_variant_refuses_a_half_weight(rt):
     x = rt.to_device(np.ones((3, 8), np.float32))
-    w16 = O.to_half(rt.to_device(np.ones((5, 8), np.float32)))
+    w16 = O.to_half(rt, rt.to_device(np.ones((5, 8), np.float32)))
     with pytest.raises(ValueError, match=r"linear: variant 'naive' reads float32/float64 arrays.*half-storage"):
-        O.run_variant("linear", "naive", {}, x, w16)
+        run_variant(rt, "linear", "naive", {}, x, w16)
 
 
 def test_half_weight_must_be_contiguous_and_activations_stay_float(rt):
-    x16 = O.to_half(rt.to_device(np.ones((3, 8), np.float32)))
+    x16 = O.to_half(rt, rt.to_device(np.ones((3, 8), np.float32)))
     w = rt.to_device(np.ones((5, 8), np.float32))
     with pytest.raises(ValueError, match="linear: expected float32 or float64, got float16"):
-        O.linear(x16, w)
+        O.linear(rt, x16, w)
 
 
 def test_half_weights_converts_the_gemm_matrices_only():
@@ -95,8 +96,7 @@ def test_ladder_half_row_runs_the_half_variants(rt):
     from sdcl.reference.configs import get_config
     from sdcl.reference.pipeline import init_weights
 
-    i = [name for name, _ in ladder.RUNGS].index("+ half storage")
-    assert ladder._registered(i)
+    i = [name for name, _, _ in ladder.rungs()].index("+ half storage")
     config = get_config("tiny-sd2")
     saved = rt.policy
     try:

@@ -13,7 +13,7 @@ import pytest
 from sdcl.conformance.check import run_case
 from sdcl.registry import REGISTRY, Case
 from sdcl.registry.fuzz import normalized_rows, randn
-from sdcl.opencl_impl.variants_norm import _split
+from sdcl.opencl_impl.variants.rowwise import _split
 
 OPS = ("group_norm", "group_norm_silu", "layer_norm", "softmax", "geglu", "attention")
 
@@ -100,18 +100,3 @@ def test_group_norm_split_covers_every_element_once(count, wg, most):
     split, chunk = _split(count, wg, most)
     assert 1 <= split <= max(1, most)
     assert (split - 1) * chunk < count <= split * chunk          # no empty chunk, none missing
-
-
-def test_launcher_defaults_are_the_registry_defaults():
-    """A launcher called with no knobs (run_variant(op, name, {})) runs the registry's default setting."""
-    from sdcl.opencl_impl import variants_attention as A
-    from sdcl.opencl_impl import variants_norm as N
-    knobs = lambda op, name: REGISTRY[op].variant(name).knobs  # noqa: E731
-    assert knobs("group_norm", "reduce") == knobs("group_norm_silu", "reduce") == N.GROUP_NORM
-    assert knobs("group_norm_silu", "fused") == {k: N.GROUP_NORM[k] for k in ("WG", "VEC")}
-    assert knobs("layer_norm", "reduce") == N.LAYER_NORM
-    assert knobs("softmax", "reduce") == N.SOFTMAX
-    assert knobs("geglu", "fused") == N.GEGLU
-    assert knobs("attention", "flash") == A.TILE_KNOBS
-    assert knobs("attention", "softmax_fused") == {**A.TILE_KNOBS, **A.STATS_KNOBS}
-    assert knobs("attention", "flash_reg") == A.FLASH_REG_KNOBS

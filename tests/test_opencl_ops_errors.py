@@ -4,16 +4,19 @@
 - Valid inputs that take unusual host paths (host or integer timesteps, host int32 ids, first-axis slices that
   start at an offset into their buffer) give the reference's answer.
 - A planted broken kernel (one that skips the last element, one that writes one element past the end) is caught
-  by conformance.check.run_case, on any device: the poison and guard regions see it.
+  by sdcl.conformance.check.run_case, on any device: the poison and guard regions see it.
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from sdcl.conformance.check import run_case
-from sdcl.registry import REGISTRY, Case
 import sdcl.opencl_impl.ops as O
+from sdcl.conformance.check import run_case
+from sdcl.opencl_impl.launch import groups
 from sdcl.reference import ops as R
+from sdcl.registry import REGISTRY, Case, Variant
 
 F32 = np.float32
 
@@ -73,7 +76,7 @@ def test_bad_input_names_op_and_shapes(rt, name, op, build, parts):
     with pytest.raises(ValueError):          # the reference rejects it too: the contract is the same
         getattr(R, op)(*args)
     with pytest.raises(ValueError) as err:
-        getattr(O, op)(*[_to_device(rt, a) for a in args])
+        getattr(O, op)(rt, *[_to_device(rt, a) for a in args])
     msg = str(err.value)
     assert msg.startswith(f"{op}: "), msg
     for part in parts:
@@ -82,14 +85,14 @@ def test_bad_input_names_op_and_shapes(rt, name, op, build, parts):
 
 def test_host_array_is_rejected_with_its_type(rt):
     with pytest.raises(ValueError, match=r"silu: expected pyopencl arrays, got ndarray"):
-        O.silu(_arr(3))
+        O.silu(rt, _arr(3))
     with pytest.raises(ValueError, match=r"linear: expected pyopencl arrays, got ndarray"):
-        O.linear(rt.to_device(_arr(2, 3)), _arr(4, 3))
+        O.linear(rt, rt.to_device(_arr(2, 3)), _arr(4, 3))
 
 
 def test_integer_device_array_is_rejected(rt):
     with pytest.raises(ValueError, match=r"gelu: expected float32 or float64, got int32 \(shape \(3,\)\)"):
-        O.gelu(rt.to_device(np.arange(3, dtype=np.int32)))
+        O.gelu(rt, rt.to_device(np.arange(3, dtype=np.int32)))
 
 
 # ------------------------------------------------------------------------------- valid inputs, unusual paths
@@ -106,20 +109,20 @@ def test_timestep_embedding_host_timesteps(rt, timesteps):
     # The UNet passes host timesteps: the result is float32 (float64 for float64 timesteps), as the reference's.
     # Error bound: the argument t f carries ~4 t eps (registry row), 2.4e-4 for t < 1000 in float32.
     ref = R.timestep_embedding(timesteps, 33, True, 1.0)
-    got = O.timestep_embedding(timesteps, 33, True, 1.0).get()
+    got = O.timestep_embedding(rt, timesteps, 33, True, 1.0).get()
     _close(got, ref, 3e-4 if ref.dtype == np.float32 else 1e-12)
 
 
 def test_timestep_embedding_integer_device_timesteps(rt):
     t = np.array([1, 250, 999], dtype=np.int64)
-    got = O.timestep_embedding(rt.to_device(t), 320).get()
+    got = O.timestep_embedding(rt, rt.to_device(t), 320).get()
     _close(got, R.timestep_embedding(t, 320), 3e-4)
 
 
 def test_token_embedding_int32_host_ids(rt):
     ids = np.array([[0, 5, 9], [9, 1, 2]], dtype=np.int32)
     tok, pos = _arr(10, 8), _arr(4, 8, seed=1)
-    got = O.token_embedding(ids, rt.to_device(tok), rt.to_device(pos)).get()
+    got = O.token_embedding(rt, ids, rt.to_device(tok), rt.to_device(pos)).get()
     _close(got, R.token_embedding(ids, tok, pos), 6e-8)    # one rounded addition
 
 
@@ -128,11 +131,11 @@ def test_first_axis_slices_at_an_offset(rt):
     # the models slice the CFG batch and the VAE's quant_conv weight this way.
     a, b = _arr(3, 5, 7), _arr(3, 5, 7, seed=1)
     da, db = rt.to_device(a), rt.to_device(b)
-    _close(O.add(da[1:], db[2:]).get(), R.add(a[1:], b[2:]), 6e-8)
+    _close(O.add(rt, da[1:], db[2:]).get(), R.add(a[1:], b[2:]), 6e-8)
     w = _arr(6, 7, seed=2)
     dw = rt.to_device(w)
-    _close(O.linear(da[1:], dw[3:]).get(), R.linear(a[1:], w[3:]), 1e-5)
-    _close(O.permute(da[2:], (2, 0, 1)).get(), R.permute(a[2:], (2, 0, 1)), 0)
+    _close(O.linear(rt, da[1:], dw[3:]).get(), R.linear(a[1:], w[3:]), 1e-5)
+    _close(O.permute(rt, da[2:], (2, 0, 1)).get(), R.permute(a[2:], (2, 0, 1)), 0)
 
 
 # ------------------------------------------------------------------------------- planted broken kernels
@@ -158,41 +161,31 @@ __kernel void silu_planted(__global const REAL *x, __global REAL *y, const long 
 }
 
 
-@pytest.fixture
-def planted(tmp_path):
-    """Register a silu variant running a planted kernel from tmp_path (Runtime.program joins KERNEL_DIR with the
-    file name, and pathlib keeps an absolute path as it is); unregistered afterwards."""
-    names = []
+def _planted_spec(tmp_path, kind: str):
+    """The silu row with one more variant, declared here (its launcher a function, not a "module:function" name),
+    running a planted kernel from tmp_path."""
+    src = tmp_path / f"silu_{kind}.cl"
+    src.write_text("#ifdef REAL_IS_DOUBLE\n#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n#endif\n" + _PLANTED[kind])
 
-    def plant(kind: str) -> str:
-        src = tmp_path / f"silu_{kind}.cl"
-        src.write_text("#ifdef REAL_IS_DOUBLE\n#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n#endif\n"
-                       + _PLANTED[kind])
-        name = f"planted_{kind}"
+    def launch(call, x):
+        rt = call.rt
+        y = rt.empty(x.shape, x.dtype)
+        knl = rt.kernel(str(src), "silu_planted", call.knobs, x.dtype)   # an absolute path: found as it is
+        rt.launch("silu", knl, (groups(x.size, 64),), None, x.data, y.data, np.int64(x.size))
+        return y
 
-        @O.variant("silu", name)
-        def launch(rt, knobs, x):
-            y = rt.empty(x.shape, x.dtype)
-            knl = rt.kernel(str(src), "silu_planted", knobs, x.dtype)
-            rt.launch("silu", knl, (O._groups(x.size, 64),), None, x.data, y.data, np.int64(x.size))
-            return y
-
-        names.append(name)
-        return name
-
-    yield plant
-    for name in names:
-        O.VARIANTS["silu"].pop(name, None)
+    spec = REGISTRY["silu"]
+    return dataclasses.replace(spec, variants=spec.variants + (Variant(f"planted_{kind}", launcher=launch),))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind,expected", [("skip_last", "never written"), ("one_past_end", "out-of-bounds")])
 @pytest.mark.parametrize("size", [1, 63, 129])
-def test_planted_kernel_is_caught(rt, planted, kind, expected, dtype, size):
+def test_planted_kernel_is_caught(rt, tmp_path, kind, expected, dtype, size):
     if dtype == "float64" and not rt.info["fp64"]:
         pytest.skip(f"{rt.info['device']} has no fp64")
     case = Case("planted", (np.linspace(-3, 3, size),))
-    res = run_case(rt, REGISTRY["silu"], planted(kind), {}, case, dtype)
+    res = run_case(rt, _planted_spec(tmp_path, kind), f"planted_{kind}", {}, case, dtype)
     assert not res.passed
     assert expected in res.message, res.message
 
@@ -203,5 +196,5 @@ def test_the_real_kernel_passes_the_same_case(rt):
     assert res.passed, res.message
 
 
-def test_planted_variants_are_unregistered():
-    assert not [n for n in O.VARIANTS["silu"] if n.startswith("planted_")]
+def test_planted_variants_stay_out_of_the_registry():
+    assert [v.name for v in REGISTRY["silu"].variants] == ["naive"]

@@ -6,23 +6,24 @@ import pytest
 
 cl = pytest.importorskip("pyopencl")
 
-from sdcl.opencl_impl import runtime  # noqa: E402
-from sdcl.opencl_impl.runtime import DeviceError, KernelBuildError, build_options, select_device  # noqa: E402
+from sdcl.opencl_impl import devices, runtime  # noqa: E402
+from sdcl.opencl_impl.devices import DeviceError, select_device  # noqa: E402
+from sdcl.opencl_impl.runtime import KernelBuildError, Runtime, build_options  # noqa: E402
 
 
 def test_no_platform_says_how_to_install_pocl(monkeypatch):
-    monkeypatch.setattr(runtime, "platforms", lambda: [])
+    monkeypatch.setattr(devices, "platforms", lambda: [])
     monkeypatch.delenv("PYOPENCL_CTX", raising=False)
     with pytest.raises(DeviceError, match="pocl-opencl-icd"):
-        runtime.default_device()
+        devices.default_device()
     with pytest.raises(DeviceError, match="no OpenCL platform"):
         select_device("0:0")
 
 
 def test_nvidia_driver_without_icd_names_the_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(runtime.ctypes.util, "find_library", lambda name: "libnvidia-opencl.so.1")
-    monkeypatch.setattr(runtime, "Path", lambda p: tmp_path / "vendors" if p == "/etc/OpenCL/vendors" else tmp_path / "x")
-    hint = runtime._nvidia_icd_hint()
+    monkeypatch.setattr(devices.ctypes.util, "find_library", lambda name: "libnvidia-opencl.so.1")
+    monkeypatch.setattr(devices, "Path", lambda p: tmp_path / "vendors" if p == "/etc/OpenCL/vendors" else tmp_path / "x")
+    hint = devices._nvidia_icd_hint()
     assert "/etc/OpenCL/vendors/nvidia.icd" in hint and "libnvidia-opencl.so.1" in hint
 
 
@@ -36,7 +37,7 @@ def test_bad_selectors_are_named(monkeypatch):
 
 def test_default_is_pocl_cpu(monkeypatch):
     monkeypatch.delenv("PYOPENCL_CTX", raising=False)
-    dev = runtime.default_device()
+    dev = devices.default_device()
     assert "portable" in dev.platform.name.lower()
 
 
@@ -45,34 +46,57 @@ def test_options_are_d_macros():
     assert build_options({}, np.float64)[:2] == ["-DREAL=double", "-DREAL_IS_DOUBLE"]
 
 
-def test_a_kernel_that_fails_to_build_reports_device_options_and_log(tmp_path):
-    rt = runtime.Runtime(runtime.default_device())
-    bad = tmp_path / "broken.cl"
-    bad.write_text("__kernel void broken_naive(__global float *y) { y[0] = undeclared_name; }\n")
+def test_a_kernel_that_fails_to_build_reports_device_options_and_log_once(tmp_path, monkeypatch):
+    rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
+    (tmp_path / "broken.cl").write_text("__kernel void broken_naive(__global float *y) { y[0] = undeclared_name; }\n")
     with pytest.raises(KernelBuildError) as err:
-        rt.program(str(bad), {"WG": 32})
+        rt.program("broken.cl", {"WG": 32})
     msg = str(err.value)
     assert "broken.cl" in msg and rt.info["device"] in msg and "-DWG=32" in msg and "undeclared_name" in msg
+    # built once: asking again reports the same failure without compiling again
+    monkeypatch.setattr(cl, "Program", lambda *a, **k: pytest.fail("a failed build was compiled again"))
+    with pytest.raises(KernelBuildError, match="undeclared_name"):
+        rt.program("broken.cl", {"WG": 32})
 
 
 def test_programs_are_cached_per_file_and_options(tmp_path):
-    rt = runtime.Runtime(runtime.default_device())
-    src = tmp_path / "k.cl"
-    src.write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = WG; }\n")
-    a = rt.program(str(src), {"WG": 2})
-    assert rt.program(str(src), {"WG": 2}) is a
-    assert rt.program(str(src), {"WG": 3}) is not a
+    rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
+    (tmp_path / "k.cl").write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = WG; }\n")
+    a = rt.program("k.cl", {"WG": 2})
+    assert rt.program("k.cl", {"WG": 2}) is a
+    assert rt.program("k.cl", {"WG": 3}) is not a
 
 
-def test_included_headers_are_built_and_their_changes_rebuild(tmp_path, monkeypatch):
-    monkeypatch.setattr(runtime, "KERNEL_DIR", tmp_path)
+def test_the_kernel_path_is_searched_in_order(tmp_path):
+    """A folder before sdcl's kernels on the path replaces a file of the same name (an A/B overlay, a plugin)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, value in ((first, 1), (second, 2)):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "k.cl").write_text(f"__kernel void k(__global float *y) {{ y[0] = {value}; }}\n")
+    (second / "only.cl").write_text("__kernel void k(__global float *y) { y[0] = 3; }\n")
+    assert "= 1;" in runtime.kernel_source("sub/k.cl", [first, second])
+    assert "= 3;" in runtime.kernel_source("only.cl", [first, second])
+    with pytest.raises(FileNotFoundError, match="missing.cl"):
+        runtime.kernel_source("missing.cl", [first, second])
+
+
+def test_included_headers_are_built_and_their_changes_rebuild(tmp_path):
     (tmp_path / "k.cl").write_text('#include "two.h"\n'
                                    "__kernel void k_naive(__global float *y) { y[get_global_id(0)] = TWO; }\n")
     out = np.zeros(4, np.float32)
     for value in (2, 5):   # the header changes between two runtimes: the (disk-cached) binary must follow it
         (tmp_path / "two.h").write_text(f"#define TWO {value}.0f\n")
-        rt = runtime.Runtime(runtime.default_device())
+        rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
         buf = cl.Buffer(rt.context, cl.mem_flags.WRITE_ONLY, out.nbytes)
         rt.program("k.cl").k_naive(rt.queue, (4,), None, buf)
         cl.enqueue_copy(rt.queue, out, buf)
         assert (out == value).all()
+
+
+def test_headers_resolve_beside_the_including_file_then_at_the_top_each_once(tmp_path):
+    (tmp_path / "fam").mkdir()
+    (tmp_path / "common.h").write_text("#define TOP 1\n")
+    (tmp_path / "fam" / "local.h").write_text('#include "common.h"\n#define LOCAL 2\n')
+    (tmp_path / "fam" / "k.cl").write_text('#include "common.h"\n#include "local.h"\nint x = TOP + LOCAL;\n')
+    src = runtime.kernel_source("fam/k.cl", [tmp_path])
+    assert src.count("#define TOP 1") == 1 and "#define LOCAL 2" in src and "#include" not in src

@@ -1,28 +1,40 @@
-"""The tuning databases and the selection policy: what runs when a database says so, when none does, and on a device
-without a database."""
+"""The tuning tables and the selection policy: what runs when a table says so, when none does, on a device without a
+table, and where `sdcl tune` writes."""
 
 import json
 
 import numpy as np
 
 from sdcl.opencl_impl import selection
-from sdcl.opencl_impl.selection import Policy, load_db
-from sdcl.perf.tuner import default_db
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.selection import Policy, load_table
+from sdcl.perf.tuner import default_table
+from sdcl.registry import REGISTRY
+from sdcl.resources import shipped_tuning_dir
 
 
-def _linear_args(rt):
-    return (rt.to_device(np.ones((4, 16), np.float32)), rt.to_device(np.ones((8, 16), np.float32)), None)
+def _linear_args(rt, dtype=np.float32):
+    return (rt.to_device(np.ones((4, 16), dtype)), rt.to_device(np.ones((8, 16), dtype)), None)
 
 
-def test_a_database_entry_picks_the_fastest_allowed_candidate(rt):
+def test_a_table_entry_picks_the_fastest_allowed_variant(rt):
     args = _linear_args(rt)
-    key = selection.call_key(selection.Policy().registry["linear"].reference, args)
-    db = {"ops": {"linear": {"shapes": {key: {"candidates": [
-        {"variant": "tiled", "knobs": {"TS": 8}, "seconds": 1.0},
-        {"variant": "naive", "knobs": {}, "seconds": 2.0}]}}, "defaults": {}}}}
-    assert Policy(db, info=rt.info)("linear", args) == ("tiled", {"TS": 8})
+    key = selection.call_key(REGISTRY["linear"].reference, args)
+    table = {"ops": {"linear": {"shapes": {key: [["tiled", {"TS": 8}, 1.0], ["naive", {}, 2.0]]}, "defaults": {}}}}
+    assert Policy(table, info=rt.info)("linear", args) == ("tiled", {"TS": 8})
     # a ladder row that does not allow tiled yet takes the fastest of what it allows
-    assert Policy(db, {"linear": ["naive"]}, info=rt.info)("linear", args) == ("naive", {})
+    assert Policy(table, {"linear": ["naive"]}, info=rt.info)("linear", args) == ("naive", {})
+
+
+def test_a_tuned_variant_is_not_picked_for_a_dtype_it_does_not_implement(rt):
+    """mma_tf32 is float32 only: a float64 call at its tuned shape goes to the next variant of the entry."""
+    if not rt.info["fp64"]:
+        return
+    args = _linear_args(rt, np.float64)
+    key = selection.call_key(REGISTRY["linear"].reference, args)
+    table = {"ops": {"linear": {"shapes": {key: [["mma_tf32", {}, 1.0], ["tiled", {"TS": 8}, 2.0]]}}}}
+    assert Policy(table, info=rt.info)("linear", args) == ("tiled", {"TS": 8})
+    assert Policy(table, info=rt.info)("linear", _linear_args(rt)) == ("mma_tf32", {})
 
 
 def test_without_an_entry_the_most_advanced_variant_for_the_device_type_runs(rt):
@@ -30,27 +42,50 @@ def test_without_an_entry_the_most_advanced_variant_for_the_device_type_runs(rt)
     assert name == ("cpu_reg" if rt.info["type"] == "CPU" else "tiled_reg")
 
 
-def test_unknown_device_gets_the_default_database_of_its_type(tmp_path, monkeypatch):
+def test_unknown_device_gets_the_default_table_of_its_type(tmp_path):
     cpu = {"device": "cpu-x", "device_type": "CPU", "ops": {"linear": {"defaults": {"cpu_reg": {"MR": 2}}}}}
     gpu = {"device": "gpu-y", "device_type": "GPU", "ops": {"linear": {"defaults": {"cpu_reg": {"MR": 4},
                                                                                     "tiled_reg": {"MWG": 128}}}}}
-    (tmp_path / "default.json").write_text(json.dumps(default_db([gpu, cpu])))
-    monkeypatch.setattr(selection, "TUNING_DIR", tmp_path)
-    got = load_db({"platform": "New", "device": "Thing", "type": "CPU"})
+    (tmp_path / "default.json").write_text(json.dumps(default_table([gpu, cpu])))
+    dirs = (tmp_path / "user", tmp_path)
+    got = load_table({"platform": "New", "device": "Thing", "type": "CPU"}, dirs)
     assert got["ops"]["linear"]["defaults"] == {"cpu_reg": {"MR": 2}} and got["ops"]["linear"]["shapes"] == {}
-    assert load_db({"platform": "New", "device": "Gpu", "type": "GPU"})["ops"]["linear"]["defaults"]["tiled_reg"] \
-        == {"MWG": 128}
+    assert load_table({"platform": "New", "device": "Gpu", "type": "GPU"}, dirs)["ops"]["linear"]["defaults"][
+        "tiled_reg"] == {"MWG": 128}
 
 
-def test_the_repo_default_database_names_only_registered_variants_and_valid_knobs():
-    from sdcl.registry import REGISTRY
-    data = json.loads((selection.TUNING_DIR / "default.json").read_text())
+def test_the_users_table_overrides_the_shipped_one_entry_by_entry(tmp_path):
+    info = {"platform": "P", "device": "D", "type": "CPU"}
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    slug = selection.device_slug(info) + ".json"
+    selection.save_table(info, {"device": "d", "ops": {"matmul": {"defaults": {"tiled": {"TS": 8}},
+                                                                  "shapes": {"a": [["tiled", {}, 1.0]],
+                                                                             "b": [["naive", {}, 1.0]]}}}}, shipped)
+    selection.save_table(info, {"device": "d", "ops": {"matmul": {"shapes": {"b": [["tiled", {"TS": 32}, 0.5]]}}}},
+                         user)
+    got = load_table(info, (user, shipped))
+    assert got["ops"]["matmul"]["shapes"] == {"a": [["tiled", {}, 1.0]], "b": [["tiled", {"TS": 32}, 0.5]]}
+    assert got["ops"]["matmul"]["defaults"] == {"tiled": {"TS": 8}}
+    assert (shipped / slug).is_file() and (user / slug).is_file()
+
+
+def test_the_shipped_tables_name_only_declared_variants_and_valid_knobs():
+    folder = shipped_tuning_dir()
+    data = json.loads((folder / "default.json").read_text())
     assert set(data["by_type"]) >= {"CPU", "GPU"}
-    for part in data["by_type"].values():
-        for op, entry in part["ops"].items():
+    tables = list(data["by_type"].values()) + [json.loads(p.read_text()) for p in folder.glob("*.json")
+                                               if p.name != "default.json"]
+    assert len(tables) >= 4
+    for table in tables:
+        for op, entry in table["ops"].items():
             for name, knobs in entry["defaults"].items():
                 v = REGISTRY[op].variant(name)
                 assert set(knobs) <= set(v.knobs) | set(v.space), (op, name, knobs)
+            for key, ranked in entry["shapes"].items():
+                assert [r[2] for r in ranked] == sorted(r[2] for r in ranked), (op, key)
+                for name, knobs, _ in ranked:
+                    v = REGISTRY[op].variant(name)
+                    assert set(knobs) <= set(v.knobs) | set(v.space), (op, name, knobs)
 
 
 def test_without_an_entry_a_variant_needing_a_missing_feature_is_passed_over(rt):
@@ -59,12 +94,26 @@ def test_without_an_entry_a_variant_needing_a_missing_feature_is_passed_over(rt)
     info = {**rt.info, "type": "GPU", "nvidia_ptx": False}
     allowed = {"linear": ["naive", "tiled", "tiled_reg", "mma_tf32"]}
     assert Policy({"ops": {}}, allowed, info=info)("linear", _linear_args(rt))[0] == "tiled_reg"
+    allowed = {"linear": ["naive", "tiled", "mma_tf32"]}
     assert Policy({"ops": {}}, allowed, info={**info, "nvidia_ptx": True})("linear", _linear_args(rt))[0] == "mma_tf32"
+
+
+def test_ladder_rows_come_from_the_declared_tiers():
+    from sdcl.perf import ladder
+    names = [name for name, _, _ in ladder.rungs()]
+    assert names[0] == "naive" and names[-1] == "+ streaming"
+    declared = {(op, v.name) for op, spec in REGISTRY.items() for v in spec.variants}
+    listed = {(op, n) for _, ops, _ in ladder.rungs() for op, ns in ops.items() for n in ns}
+    assert listed == declared      # every declared variant has its row, and nothing else is listed
+    i = names.index("+ tensor-core GEMM (3xTF32)")
+    assert "mma_tf32" in ladder.allowed_through(i)["matmul"]
+    assert "mma_tf32" not in ladder.allowed_through(i - 1)["matmul"]
+    assert ladder.modes_through(names.index("+ half storage")) == {"half"}
 
 
 def test_ladder_tensor_core_row_is_not_measured_where_its_variants_cannot_run(rt):
     from sdcl.perf import ladder
-    i = [name for name, _ in ladder.RUNGS].index("+ tensor-core GEMM (3xTF32)")
+    i = [name for name, _, _ in ladder.rungs()].index("+ tensor-core GEMM (3xTF32)")
     assert not ladder._for_device(i, {**rt.info, "type": "GPU", "nvidia_ptx": False})
     assert ladder._for_device(i, {**rt.info, "type": "GPU", "nvidia_ptx": True})
     if rt.info.get("nvidia_ptx"):
@@ -78,26 +127,30 @@ def test_ladder_tensor_core_row_is_not_measured_where_its_variants_cannot_run(rt
     assert "not measured" in ladder.to_markdown({"model": "m", "size": 64, "device": "d", "rows": [row]})
 
 
-def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, tmp_path, monkeypatch):
+def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, tmp_path):
     """`sdcl tune --trace-size`: the shapes a model's pass sends to each op, e.g. the matmuls that the conv variants
-    run (no registry SD case lists them), are tuned and then found by the policy; a traced shape that the database
-    already holds is not tuned again."""
+    run (no registry SD case lists them), are tuned into the runtime's tuning folder (never the package) and then
+    found by the policy; a traced shape that the table already holds is not tuned again."""
     from sdcl.perf.tuner import traced_cases, tune
-    monkeypatch.setattr(selection, "TUNING_DIR", tmp_path)
+    rt = Runtime(rt.device, tuning_dir=tmp_path / "tuning")
     traced = traced_cases(rt, "tiny-sd2", 64, log=lambda *a: None)
     assert traced["matmul"] and traced["batched_matmul"] and traced["attention"]
-    spec = Policy().registry["matmul"]
+    spec = REGISTRY["matmul"]
     registry_keys = {selection.call_key(spec.reference, c.args, c.kwargs) for c in spec.sd_cases()}
     keys = [selection.call_key(spec.reference, c.args, c.kwargs) for c in traced["matmul"]]
     assert not set(keys) & registry_keys
+    shipped = set(load_table(rt.info, rt.tuning_dirs)["ops"].get("matmul", {}).get("shapes", {}))
     quiet = dict(max_configs=1, reps=1, log=lambda *a: None, case_filter=lambda s, c: False)
-    db = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, **quiet)
-    shapes = db["ops"]["matmul"]["shapes"]
-    assert set(shapes) == set(keys) and all("_traced_" in e["case"] for e in shapes.values())
-    case, key = traced["matmul"][0], keys[0]
-    best = min(shapes[key]["candidates"], key=lambda c: c["seconds"])
+    table = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, **quiet)
+    written = tmp_path / "tuning" / (selection.device_slug(rt.info) + ".json")
+    assert json.loads(written.read_text()) == table and written.with_suffix(".log.json").is_file()
+    shapes = table["ops"]["matmul"]["shapes"]
+    assert set(shapes) == set(keys) - shipped
+    key = next(iter(shapes))
+    case = traced["matmul"][keys.index(key)]
     args = tuple(rt.to_device(np.asarray(a, np.float32)) for a in case.args)
-    assert Policy(db, info=rt.info)("matmul", args) == (best["variant"], best["knobs"])
-    first = {k: e["seconds"] for k, e in shapes.items()}
+    variant, knobs, _ = shapes[key][0]
+    assert Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)("matmul", args) == (variant, knobs)
+    first = {k: e[0][2] for k, e in shapes.items()}
     again = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, **quiet)
-    assert {k: e["seconds"] for k, e in again["ops"]["matmul"]["shapes"].items()} == first
+    assert {k: e[0][2] for k, e in again["ops"]["matmul"]["shapes"].items()} == first

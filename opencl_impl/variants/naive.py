@@ -161,19 +161,19 @@ def attention(call: Call, q, k, v, heads, causal=False, scale=None):
     return o
 
 
-def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True,
-                              downscale_freq_shift=0.0, max_period=10000.0):
+def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True, downscale_freq_shift=0.0,
+                       max_period=10000.0):
     rt, knobs = call.rt, call.knobs
-    real = np.dtype(np.float64 if timesteps.dtype == np.float64 else np.float32)
+    dt = np.dtype(np.float64 if timesteps.dtype == np.float64 else np.float32)
     if isinstance(timesteps, cla.Array):
         t, time_t = buffer(rt, timesteps), CL_TYPES[np.dtype(timesteps.dtype)]
     else:   # host timesteps: converted to the compute dtype as the reference does, then uploaded
-        t, time_t = rt.to_device(np.asarray(timesteps).astype(real)).data, CL_TYPES[real]
+        t, time_t = rt.to_device(np.asarray(timesteps).astype(dt)).data, CL_TYPES[dt]
     n, half = timesteps.shape[0], dim // 2
-    y = rt.empty((n, dim), real)
-    knl = rt.kernel("timestep_embedding.cl", "timestep_embedding_naive", {**knobs, "TIME_T": time_t}, real)
+    y = rt.empty((n, dim), dt)
+    knl = rt.kernel("timestep_embedding.cl", "timestep_embedding_naive", {**knobs, "TIME_T": time_t}, dt)
     launch_flat(rt, "timestep_embedding", knl, y.size, t, y.data, np.int64(y.size), np.int32(dim),
-                np.int32(half), real(real, math.log(max_period)), real(real, half - downscale_freq_shift),
+                np.int32(half), real(dt, math.log(max_period)), real(dt, half - downscale_freq_shift),
                 np.int32(bool(flip_sin_to_cos)))
     return y
 
