@@ -4,7 +4,7 @@
     results(run_id, name, rounds, median, mean, stddev, min, max, extra_info)
 
 `device` is the OpenCL device key (platform / device / driver version) the run measured, read from the
-machine_info that perf/conftest.py writes; `environment` holds the versions, OpenCL environment variables, the
+machine_info that perf/benchmarks/conftest.py writes; `environment` holds the versions, OpenCL environment variables, the
 measured peak and any kernel overlay; `machine` the rest of pytest-benchmark's machine_info. `rounds` is every
 wall-clock round pytest-benchmark recorded; `extra_info` is the benchmark's own record (kernel rounds, GFLOP/s,
 torch rounds and ratio, peak memory; see docs/PERF.md). JSON columns are stored as text.

@@ -172,3 +172,11 @@ def summary(timing: Timing, wall: list, flops: int | None, nbytes: int | None, p
         if wall and t > 0:
             out["ratio_vs_torch"] = float(np.median(wall)) / t
     return out
+
+
+def budget(config) -> float:
+    """Seconds per benchmark, ours and torch's rounds together: --bench-budget, else 1.0 (0.3 under -m quick)."""
+    b = config.getoption("--bench-budget")
+    if b is not None:
+        return b
+    return 0.3 if "quick" in (config.getoption("-m") or "") else 1.0

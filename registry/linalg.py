@@ -119,7 +119,7 @@ def _linear_bytes(c: Case) -> int:
 
 
 # ------------------------------------------------------------------------------------------- GEMM variants
-# matmul, batched_matmul and linear share the kernels of kernels/gemm.cl (launchers: opencl_impl/variants_gemm.py);
+# matmul, batched_matmul and linear share the kernels of kernels/gemm.cl (launchers: opencl_impl/variants/gemm.py);
 # the layout (B or B^T, bias, batch) is a run-time argument, so one build of a config serves all three ops.
 # A config is admitted when it fits the device's work-group and local-memory limits; local memory is counted in
 # float64 (8 bytes a word), so an admitted config runs in either dtype (the tuner tunes float32, the policy applies

@@ -23,23 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sdcl.registry import REGISTRY  # noqa: E402
-from sdcl.opencl_impl import ops  # noqa: E402
-from sdcl.opencl_impl.runtime import DeviceError, KernelBuildError, Runtime, device_key, select_device  # noqa: E402
+from sdcl.opencl_impl.devices import DeviceError, device_key, select_device
+from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
+from sdcl.registry import REGISTRY
 
 
 def time_ours(rt: Runtime, variant: str, knobs: dict, a, b, reps: int):
     """(median kernel seconds, result) of reps calls after one warm-up (kernel build, first touch)."""
-    out = ops.run_variant("matmul", variant, knobs, a, b)
+    out = run_variant(rt, "matmul", variant, knobs, a, b)
     rt.queue.finish()
     rt.events.clear()
     rt.profile = True
     times = []
     try:
         for _ in range(reps):
-            out = ops.run_variant("matmul", variant, knobs, a, b)
+            out = run_variant(rt, "matmul", variant, knobs, a, b)
             times.append(sum(rt.kernel_times().values()))
     finally:
         rt.profile = False

@@ -1,6 +1,15 @@
-"""Shared fixtures: the OpenCL devices under test, chosen as pyopencl's tests choose them (PYOPENCL_TEST)."""
+"""The test tiers and the shared fixtures.
+
+Tiers, one folder each, marked by the folder (`pytest -m unit`, `-m "not integration"`, ...):
+- unit: no device, no oracle (NumPy only): the reference's own behaviour, the package's shape, statistics;
+- device: on the OpenCL devices under test (default PoCL; `PYOPENCL_TEST` as pyopencl's tests choose them), tiny
+  shapes: every variant against the reference, the runtime, the policy;
+- oracle: the reference against independent implementations (torch, diffusers, transformers, open_clip);
+- integration: the CLI, the benchmark suite and a built wheel, as a user runs them (subprocesses, fresh venvs).
+"""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +50,15 @@ def rt(request):
     if key not in _RUNTIMES:
         _RUNTIMES[key] = Runtime(dev)
     return _RUNTIMES[key]
+
+
+TIERS = ("unit", "device", "oracle", "integration")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with the tier of its folder; a test outside the tier folders is an error."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier folders tests/{{{','.join(TIERS)}}}")
+        item.add_marker(getattr(pytest.mark, tier))

@@ -10,7 +10,7 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
   scatter the (O, Q) product into NCHW with the bias.
 - im2col_half: im2col with half storage: the weight and the lowered input are float16 (a float32 weight is rounded
   on the device first; a model stored in half passes float16 weights), and the GEMM is the device type's
-  register-blocked kernel reading both with vload_half and accumulating in float (variants_gemm.gemm).
+  register-blocked kernel reading both with vload_half and accumulating in float (variants.gemm.gemm).
 - im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d_im2win.cl) and a register-blocked GEMM-like kernel.
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every

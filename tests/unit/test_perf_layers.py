@@ -1,4 +1,4 @@
-"""The layer benchmarks feed each block the shapes it gets in a real forward pass (perf/test_bench_layers.py builds
+"""The layer benchmarks feed each block the shapes it gets in a real forward pass (sdcl.perf.layers builds
 them from the config's plan; here they are recorded from the reference models' own forward, tiny configs, NumPy)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sdcl.reference.unet import init_weights as unet_weights
 from sdcl.reference.vae import VAE
 from sdcl.reference.vae import init_weights as vae_weights
 
-layers = pytest.importorskip("perf.test_bench_layers")
+from sdcl.perf import layers
 
 
 def _shape(a) -> tuple:

@@ -29,7 +29,7 @@ WINDOW = (1300, 2400)
 
 def _has_device() -> bool:
     try:
-        from sdcl.opencl_impl.runtime import all_devices
+        from sdcl.opencl_impl.devices import all_devices
         return bool(all_devices())
     except ImportError:
         return False

@@ -108,21 +108,3 @@ def test_ladder_half_row_runs_the_half_variants(rt):
     assert {f"linear:{half}", "conv2d:im2col_half"} <= set(row["variants"])
     assert not any(v in row["variants"] for v in ("linear:naive", "conv2d:naive"))
     assert all(row[f"{s}_ms"] > 0 for s in ("text_encoder", "unet", "vae"))
-
-
-def test_cli_generate_with_half_storage_is_close_to_float32(tmp_path, capsys):
-    from PIL import Image
-
-    from sdcl.cli import main
-    common = ["a red bicycle", "--model", "tiny-sd2", "--backend", "opencl", "--steps", "2", "--quiet"]
-    assert main(["generate", *common, "-o", str(tmp_path / "f32.png")]) == 0
-    assert main(["generate", *common, "--storage", "half", "-o", str(tmp_path / "half.png")]) == 0
-    a, b = (np.asarray(Image.open(tmp_path / f), np.float64) for f in ("f32.png", "half.png"))
-    mse = np.mean((a - b) ** 2)
-    assert 0 < mse and 10 * np.log10(255 ** 2 / mse) > 30   # rounded weights change the image, a little
-
-
-def test_cli_half_storage_needs_the_opencl_backend(capsys):
-    from sdcl.cli import main
-    assert main(["generate", "x", "--model", "tiny-sd2", "--storage", "half", "--steps", "1", "--quiet"]) == 2
-    assert "--storage half stores the OpenCL backend's" in capsys.readouterr().err

@@ -1,57 +1,14 @@
-"""The pipeline and `sdcl generate` as a user runs them: tiny models, seeded weights, no download."""
+"""`sdcl generate` as a user runs it: tiny models, seeded weights, no download; a checkpoint by path; the OpenCL
+backend beside the reference; half storage."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from sdcl.checkpoint import save_diffusers, save_ldm_checkpoint
-from sdcl.reference.configs import TINY_SD1, TINY_SD2
-from sdcl.reference.pipeline import StableDiffusion, init_weights
 from sdcl.cli import main
-
-KW = dict(steps=3, height=16, width=24, guidance=5.0)
-
-
-@pytest.fixture(scope="module")
-def sd2():
-    return StableDiffusion(TINY_SD2, init_weights(TINY_SD2, seed=0))
-
-
-def test_same_seed_same_image_other_seed_other_image(sd2):
-    a = sd2("a red bicycle", seed=1, **KW)
-    b = sd2("a red bicycle", seed=1, **KW)
-    c = sd2("a red bicycle", seed=2, **KW)
-    assert a.shape == (16, 24, 3) and a.dtype == np.uint8
-    assert np.array_equal(a, b)
-    assert not np.array_equal(a, c)
-
-
-def test_prompt_and_guidance_change_the_image(sd2):
-    base = sd2("a red bicycle", seed=1, **KW)
-    assert not np.array_equal(base, sd2("a blue house", seed=1, **KW))
-    assert not np.array_equal(base, sd2("a red bicycle", negative_prompt="blurry", seed=1, **KW))
-
-
-@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m"])
-def test_other_samplers_run(sd2, sampler):
-    img = sd2("a red bicycle", seed=1, sampler=sampler, **KW)
-    assert img.shape == (16, 24, 3) and img.std() > 0
-
-
-def test_float16_weights_give_nearly_the_float32_image():
-    """float16 storage: every op still computes in float32 and rounds its result to half (2^-11 relative), so
-    3 steps of a tiny model move 8-bit pixels by a few levels at most."""
-    w32 = init_weights(TINY_SD2, seed=0)
-    w16 = {m: {k: v.astype(np.float16) for k, v in ws.items()} for m, ws in w32.items()}
-    img32 = StableDiffusion(TINY_SD2, w32)("a red bicycle", seed=1, **KW)
-    img16 = StableDiffusion(TINY_SD2, w16)("a red bicycle", seed=1, dtype=np.float16, **KW)
-    diff = np.abs(img16.astype(int) - img32.astype(int))
-    assert diff.max() <= 8, diff.max()
-
-
-def test_bad_size_is_a_clear_error(sd2):
-    with pytest.raises(ValueError, match="multiples of 2"):
-        sd2("x", height=15, width=16, steps=1)
+from sdcl.reference.configs import TINY_SD1
+from sdcl.reference.pipeline import init_weights
 
 
 def test_cli_generate_writes_a_png_and_timings(tmp_path, capsys):
@@ -96,3 +53,21 @@ def test_cli_generate_on_the_opencl_device_matches_the_reference(tmp_path):
     assert main(["generate", "a cat", *common, "--backend", "opencl", "-o", str(b)]) == 0
     diff = np.abs(np.asarray(Image.open(a)).astype(int) - np.asarray(Image.open(b)).astype(int))
     assert diff.max() <= 1  # float32 on both sides: at most a rounding flip of an 8-bit level
+
+
+def test_cli_generate_with_half_storage_is_close_to_float32(tmp_path, capsys):
+    from PIL import Image
+
+    from sdcl.cli import main
+    common = ["a red bicycle", "--model", "tiny-sd2", "--backend", "opencl", "--steps", "2", "--quiet"]
+    assert main(["generate", *common, "-o", str(tmp_path / "f32.png")]) == 0
+    assert main(["generate", *common, "--storage", "half", "-o", str(tmp_path / "half.png")]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / f), np.float64) for f in ("f32.png", "half.png"))
+    mse = np.mean((a - b) ** 2)
+    assert 0 < mse and 10 * np.log10(255 ** 2 / mse) > 30   # rounded weights change the image, a little
+
+
+def test_cli_half_storage_needs_the_opencl_backend(capsys):
+    from sdcl.cli import main
+    assert main(["generate", "x", "--model", "tiny-sd2", "--storage", "half", "--steps", "1", "--quiet"]) == 2
+    assert "--storage half stores the OpenCL backend's" in capsys.readouterr().err
