@@ -132,12 +132,12 @@ def _timestep_sd():
 
 
 def _token_cases(d):
-    b, length, vocab, d = dim(d, 3), dim(d, 17), dim(d, 33), dim(d, 65)
+    b, length, vocab, width = dim(d, 3), dim(d, 17), dim(d, 33), dim(d, 65)
     extra = d.choice([0, 1, 7])
     seed = seed_of(d)
     ids = np.random.default_rng(seed).integers(0, vocab, (b, length))
     ids = ids.astype(d.choice([np.int64, np.int32]))
-    tok, pos = randn(seed, (vocab, d), (length + extra, d))
+    tok, pos = randn(seed, (vocab, width), (length + extra, width))
     return Case("random", (ids, tok, pos))
 
 
@@ -160,7 +160,7 @@ def _token_bytes(c: Case) -> int:
 def _broadcast_cases(d):
     a_shape = shape(d, min_dims=1, max_dims=4)
     keep = [d.boolean() for _ in a_shape]
-    b_shape = tuple(d if k else 1 for d, k in zip(a_shape, keep))
+    b_shape = tuple(s if k else 1 for s, k in zip(a_shape, keep))
     b_shape = b_shape[d.integers(0, len(b_shape)):]          # b may have fewer axes, even none
     a, b = randn(seed_of(d), a_shape, b_shape)
     return Case("random", (a, np.asarray(b)))   # a 0-d b is an array too
