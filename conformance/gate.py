@@ -7,6 +7,7 @@ found; returns non-zero when anything failed.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -29,55 +30,99 @@ def _line(row: Row) -> str:
     return f"  {row.verdict:4} model {row.name:40} {row.dtype:8} {row.metric or row.skipped}  {row.failure[:160]}"
 
 
-def run(rt, ops: list, profile: str, folder: Path, skip_models: bool = False, log=print) -> list:
-    """Every row of these ops (then the model checks) on rt's device; the reports rewritten after each row."""
+# Tasks longest first, so that parallel workers finish together: the model checks, then the ops with the most
+# variants and builds (a task is one op, whose rows share their cases' references).
+_WEIGHT = {"conv2d": 9, "attention": 8, "linear": 7, "matmul": 6, "batched_matmul": 6, "group_norm_silu": 4,
+           "group_norm": 3, "layer_norm": 3, "softmax": 3, "geglu": 2}
+
+
+def _tasks(ops: list, skip_models: bool) -> list:
+    return ([] if skip_models else ["models"]) + sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
+
+
+_WORKER: dict = {}     # a worker process's Runtime, made once
+
+
+def run_task(selector: str | None, task: str, profile: str) -> list:
+    """The rows of one task (an op's variants x dtypes, or "models") on the selected device, in this process."""
+    from sdcl.opencl_impl.devices import select_device
+    from sdcl.opencl_impl.runtime import Runtime
     from sdcl.opencl_impl.selection import policy_for
 
+    import sdcl.conformance.profiles  # noqa: F401  (registers the profiles in a fresh worker process)
+
+    rt = _WORKER.get(selector)
+    if rt is None:
+        rt = _WORKER[selector] = Runtime(select_device(selector))
     device = f"{rt.info['platform']} / {rt.info['device']}"
-    refs = References()
-    rows: list = []
-    t0 = time.perf_counter()
-    total = sum(len(REGISTRY[n].variants) for n in ops) * len(DTYPES)
-
-    def add(row: Row) -> None:
-        rows.append(row)
-        done = sum(r.kind == "op" for r in rows)
-        log(f"[{done}/{total} op rows, {time.perf_counter() - t0:5.0f} s]" + _line(row) if row.kind == "op"
-            else f"[{time.perf_counter() - t0:5.0f} s]" + _line(row))
-        write_reports(rows, folder, device, profile)
-
-    for name in ops:
-        spec = REGISTRY[name]
-        for v in spec.variants:
-            for dtype in DTYPES:
-                add(check_row(rt, spec, v.name, dtype, profile, refs=refs, device=device))
-    if not skip_models:
+    if task == "models":
         from sdcl.conformance.models import check_models
         # the models run as a user's pipeline runs them: with the device's selection policy (tuning table)
-        saved, rt.policy = rt.policy, policy_for(rt)
+        rt.policy = policy_for(rt)
         try:
-            for row in check_models(rt, device, profile):
-                add(row)
-            add(_policy_row(rt, device))
+            rows = check_models(rt, device, profile)
+            return rows + [_policy_row(rt, device)]
         finally:
-            rt.policy = saved
-    return rows
+            rt.policy = None
+    refs = _WORKER.setdefault("refs", References())
+    spec = REGISTRY[task]
+    return [check_row(rt, spec, v.name, dtype, profile, refs=refs, device=device)
+            for v in spec.variants for dtype in DTYPES]
+
+
+def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models: bool = False, jobs: int = 1,
+        log=print) -> list:
+    """Every row of these ops (and the model checks) on the selected device, in `jobs` worker processes (1: in
+    this process); the reports rewritten as each task's rows arrive, in registry order."""
+    tasks = _tasks(ops, skip_models)
+    done: dict = {}
+    t0 = time.perf_counter()
+    order = [t for t in (["models"] if not skip_models else []) + list(ops)]
+
+    def arrived(task: str, rows: list) -> None:
+        done[task] = rows
+        for row in rows:
+            log(f"[{time.perf_counter() - t0:5.0f} s, {len(done)}/{len(tasks)} tasks]" + _line(row))
+        ordered = [r for t in order if t in done for r in done[t] if r.kind == "op"] + \
+            [r for t in order if t in done for r in done[t] if r.kind != "op"]
+        write_reports(ordered, folder, device_name(selector), profile)
+
+    if jobs <= 1:
+        for task in tasks:
+            arrived(task, run_task(selector, task, profile))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_task, selector, task, profile): task for task in tasks}
+            for f in as_completed(futures):
+                arrived(futures[f], f.result())
+    return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
+
+
+def device_name(selector: str | None) -> str:
+    from sdcl.opencl_impl.devices import select_device
+    d = select_device(selector)
+    return f"{d.platform.name.strip()} / {d.name.strip()}"
+
+
+def default_jobs() -> int:
+    """Worker processes by default: one per core, at most 4 (each builds kernels while another checks)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def main(args) -> int:
     from sdcl.opencl_impl.devices import device_key, select_device
-    from sdcl.opencl_impl.runtime import Runtime
-
-    import sdcl.conformance.profiles  # noqa: F401  (registers the profiles)
 
     names = args.ops.split(",") if args.ops else list(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown op(s) {unknown}; the registry has {list(REGISTRY)}")
-    rt = Runtime(select_device(args.device))
+    jobs = args.jobs or default_jobs()
     folder = Path(args.report)
-    print(f"conformance on {device_key(rt.device)}, profile {args.profile}; reports in {folder}/", flush=True)
-    rows = run(rt, names, args.profile, folder, args.skip_models, log=lambda s: print(s, flush=True))
+    print(f"conformance on {device_key(select_device(args.device))}, profile {args.profile}, {jobs} worker "
+          f"process(es); reports in {folder}/", flush=True)
+    rows = run(args.device, names, args.profile, folder, args.skip_models, jobs, log=lambda s: print(s, flush=True))
     failed = [r for r in rows if r.verdict == "FAIL"]
     print(f"{len(rows) - len(failed)} passed or skipped, {len(failed)} failed; "
           f"report in {folder}/report.md, report.json, junit.xml")

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The GPU machine's runs, batched into few calls (device time is scarce). Run from the repo root there, with the
-# wheels of ../shared/device/fetch-wheels.sh carried in .whl:
+# wheels of ../shared/device/fetch-wheels.sh and a wheel of sdcl itself carried in .whl (here, before the call:
+# `rm -f .whl/sdcl-*.whl && pip wheel --no-deps -q -w .whl .`):
 #   bash scripts/gpu_session.sh STAGE...
+# Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
+# installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
 # stages: gate attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
-OUT=${OUT:-out}
+REPO=$PWD
+OUT=$(realpath -m "${OUT:-out}")
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 SDCL_CACHE_DIR=/tmp/sdcl-cache
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 SDCL_CACHE_DIR=/tmp/sdcl-cache SDCL_TUNING_DIR=$OUT/tuning
+mkdir -p /tmp/run && cd /tmp/run
 mkdir -p /etc/OpenCL/vendors && echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd
 DEV=${SDCL_DEVICE:-nvidia}
 python3 -m sdcl.cli devices | tee "$OUT/devices.txt"
@@ -19,27 +24,27 @@ for stage in "$@"; do
   echo "=== $stage ($(date +%T))"
   case "$stage" in
     gate)     python3 -m sdcl.cli conformance --device "$DEV" --report "$OUT/gate" ;;
-    attncheck) PYOPENCL_TEST="$DEV" python3 -m pytest -q -p no:cacheprovider tests/test_norm_attention_variants.py \
+    attncheck) PYOPENCL_TEST="$DEV" python3 -m pytest -q -p no:cacheprovider $REPO/tests/device/test_norm_attention_variants.py \
                  -k attention 2>&1 | tail -5 | tee "$OUT/attncheck.txt"
                python3 -m sdcl.cli conformance --device "$DEV" --ops attention --skip-models --report "$OUT/gate-attention" \
                  | tail -5 ;;
     tune)     python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --max-configs ${MAX_CONFIGS:-12} --reps 5 \
                 ${TUNE_OPS:+--ops $TUNE_OPS} \
-                | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
+                | tee -a "$OUT/tune.log" ;;
     tunetrace) # TRACE_TIMEOUT: stop after so many seconds, keeping the database of the ops finished (saved per op)
                timeout ${TRACE_TIMEOUT:-3000} python3 -m sdcl.cli tune --device "$DEV" --model sd21-base \
                  --trace-size ${SIZE:-512} --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} \
                  --max-configs ${MAX_CONFIGS:-8} --reps ${TUNE_REPS:-3} | grep -e "->" -e traced -e rejected \
-                 | tee -a "$OUT/tune.log"; cp tuning/*.json "$OUT/" ;;
-    gemmcheck) # every gemm config's edge, tail and prefetch paths against float64 (tests/test_gemm_variants.py)
+                 | tee -a "$OUT/tune.log" ;;
+    gemmcheck) # every gemm config's edge, tail and prefetch paths against float64 ($REPO/tests/device/test_gemm_variants.py)
                PYOPENCL_TEST="$DEV" timeout ${CHECK_TIMEOUT:-400} python3 -m pytest -q -p no:cacheprovider \
-                 tests/test_gemm_variants.py 2>&1 | tail -15 | tee "$OUT/gemmcheck.txt" ;;
+                 $REPO/tests/device/test_gemm_variants.py 2>&1 | tail -15 | tee "$OUT/gemmcheck.txt" ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
-    gemm)     python3 scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
+    gemm)     python3 $REPO/scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
-    profile)  python3 scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
-              [ -n "${NO_HALF:-}" ] || python3 scripts/profile_step.py --device "$DEV" --half \
+    profile)  python3 $REPO/scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
+              [ -n "${NO_HALF:-}" ] || python3 $REPO/scripts/profile_step.py --device "$DEV" --half \
                 --out "$OUT/profile-half.json" | tee "$OUT/profile-half.txt" ;;
     perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);
               # PERF_ARGS: e.g. "-k test_op" or "--full-size -k 'test_layer or test_e2e'"

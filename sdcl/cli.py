@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", default="conformance-report", help="folder for report.json, junit.xml, report.md")
     c.add_argument("--ops", help="comma-separated op names (default: all)")
     c.add_argument("--skip-models", action="store_true", help="ops only")
+    c.add_argument("--jobs", "-j", type=int, default=0,
+                   help="worker processes, each with its own context on the device (default: one per core, at most 4; "
+                        "1: in this process)")
     c.set_defaults(fn=_cmd_conformance)
 
     # perf: benchmarks beside a torch baseline, their history, regression check and dashboard (docs/PERF.md)

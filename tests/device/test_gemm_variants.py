@@ -20,7 +20,8 @@ from sdcl.registry import REGISTRY, Case
 from sdcl.registry.fuzz import randn
 
 GEMM_OPS = ("matmul", "batched_matmul", "linear")
-TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
+# the GEMM techniques: matmul's variants that its declarations send to the gemm launchers
+TECHNIQUES = tuple(v.name for v in REGISTRY["matmul"].variants if "variants.gemm:" in str(v.launcher))
 
 
 def _cases() -> dict:

@@ -12,6 +12,7 @@ newest dependencies from the package index, used from a directory outside the ch
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -31,8 +32,13 @@ def _run(cmd, cwd, env=None, timeout=900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """A wheel built (pip, isolated build) from a copy of the tree: a build in the checkout would leave build/
+    there, whose stale files a later wheel could pick up."""
+    tree = tmp_path_factory.mktemp("tree") / "sdcl"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                               ".pytest_cache", ".hypothesis", ".whl", ".tox"))
     dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, ROOT], cwd=dist)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, tree], cwd=dist)
     [whl] = dist.glob("sdcl-*.whl")
     return whl
 
