@@ -93,10 +93,17 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        try:
             futures = {pool.submit(run_task, selector, task, profile): task for task in tasks}
             for f in as_completed(futures):
                 arrived(futures[f], f.result())
+        except BaseException:       # an interruption or a failed worker: stop the workers, do not wait for them
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
 
 

@@ -25,6 +25,10 @@ class DeviceError(RuntimeError):
     """No usable OpenCL device, or a device without a feature an op needs."""
 
 
+class SelectorError(DeviceError, ValueError):
+    """A device selector that names no platform or device of this machine (bad input, not a broken machine)."""
+
+
 def _nvidia_icd_hint() -> str:
     vendors = Path("/etc/OpenCL/vendors")
     has_lib = ctypes.util.find_library("nvidia-opencl") is not None or any(
@@ -70,21 +74,21 @@ def select_device(selector: str | None = None) -> "cl.Device":
     plat_sel, dev_sel = parts[0], (parts[1] if len(parts) > 1 else "0")
     if plat_sel.isdigit():
         if int(plat_sel) >= len(plats):
-            raise DeviceError(f"device selector {selector!r}: no platform {plat_sel}; have " + _listing())
+            raise SelectorError(f"device selector {selector!r}: no platform {plat_sel}; have " + _listing())
         plat = plats[int(plat_sel)]
     else:
         found = [p for p in plats if plat_sel.lower() in p.name.lower()]
         if not found:
-            raise DeviceError(f"device selector {selector!r}: no platform matches {plat_sel!r}; have " + _listing())
+            raise SelectorError(f"device selector {selector!r}: no platform matches {plat_sel!r}; have " + _listing())
         plat = found[0]
     devs = plat.get_devices()
     if dev_sel.isdigit():
         if int(dev_sel) >= len(devs):
-            raise DeviceError(f"device selector {selector!r}: platform {plat.name!r} has {len(devs)} device(s)")
+            raise SelectorError(f"device selector {selector!r}: platform {plat.name!r} has {len(devs)} device(s)")
         return devs[int(dev_sel)]
     found = [d for d in devs if dev_sel.lower() in d.name.lower()]
     if not found:
-        raise DeviceError(f"device selector {selector!r}: no device matches {dev_sel!r}; have " + _listing())
+        raise SelectorError(f"device selector {selector!r}: no device matches {dev_sel!r}; have " + _listing())
     return found[0]
 
 

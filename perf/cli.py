@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+
+from sdcl.errors import BadInput, EnvironmentProblem
+from sdcl.files import write_text
 
 # The pytest-benchmark suite (ops, layers, end to end) ships with the package, with its own pytest.ini.
 SUITE_DIR = Path(__file__).resolve().parent / "benchmarks"
@@ -29,6 +34,20 @@ def pytest_command(json_path: str, device: str | None = None, quick: bool = Fals
     return cmd + list(extra or [])
 
 
+def _call(cmd: list, cwd) -> int:
+    """Run a command and wait; on an interruption (Ctrl-C, SIGTERM) stop it too rather than leave it running."""
+    proc = subprocess.Popen(cmd, cwd=cwd)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+
+
 def run(db: str, device: str | None = None, quick: bool = False, full_size: bool = False,
         keyword: str | None = None, extra: list | None = None, keep_json: str | None = None,
         processes: int = 2) -> int:
@@ -38,33 +57,46 @@ def run(db: str, device: str | None = None, quick: bool = False, full_size: bool
     Several processes, as asv does: the rounds of one process are not independent (on a shared machine a whole
     process can sit tens of percent off another: the machine's state drifts over seconds), so the regression rule
     compares the runs' per-process medians too (perf/regress.py, compare: the processes must not overlap)."""
-    from sdcl.perf.history import History
+    from sdcl.perf.history import History, check_history
 
     if processes < 1:
-        raise ValueError(f"--processes must be at least 1, got {processes}")
+        raise BadInput(f"--processes must be at least 1, got {processes}")
+    check_history(Path(db))       # a history that cannot take the run is found before any benchmark runs
+    folder = Path(db).absolute().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"--db {db}: the folder {folder} does not exist or is not writable")
     with tempfile.TemporaryDirectory(prefix="sdcl-perf-") as tmp:
         docs, rc = [], 0
         for i in range(processes):
             json_path = os.path.join(tmp, f"benchmarks-{i}.json")
             cmd = pytest_command(json_path, device, quick, full_size, keyword, extra)
             print(f"$ {' '.join(cmd)}" + (f"   [process {i + 1} of {processes}]" if processes > 1 else ""), flush=True)
-            rc = subprocess.call(cmd, cwd=SUITE_DIR) or rc
+            rc = _call(cmd, SUITE_DIR) or rc
             # pytest-benchmark creates the file when it parses its options, and leaves it empty if nothing ran
             if Path(json_path).exists() and Path(json_path).stat().st_size > 0:
                 docs.append(json.loads(Path(json_path).read_text()))
         if not docs:
-            print(f"sdcl perf run: pytest exited {rc} and no benchmark completed; nothing imported", file=sys.stderr)
-            return rc or 2
+            raise EnvironmentProblem(f"the benchmark suite exited {rc} and no benchmark completed; nothing imported",
+                                     hint="its output above says why")
         merged = merge_processes(docs)
         if keep_json:
-            Path(keep_json).write_text(json.dumps(merged, indent=1))
-        with History(db) as h:
-            run_id = h.import_json(merged, source=keep_json or f"sdcl perf run ({len(docs)} process(es))")
-            new = next(x for x in h.runs() if x.id == run_id)
-            n = len(h.results(run_id))
+            write_text(keep_json, json.dumps(merged, indent=1))
+        try:
+            with History(db) as h:
+                run_id = h.import_json(merged, source=keep_json or f"sdcl perf run ({len(docs)} process(es))")
+                new = next(x for x in h.runs() if x.id == run_id)
+                n = len(h.results(run_id))
+        except (BadInput, sqlite3.Error, OSError) as e:
+            saved = Path(f"{db}.run-{time.strftime('%Y%m%d-%H%M%S')}.json")
+            write_text(saved, json.dumps(merged, indent=1))
+            raise EnvironmentProblem(f"the history {db} could not take the run ({e}); the run is saved in {saved}",
+                                     hint=f"sdcl perf import --db HISTORY {saved}") from None
         print(f"imported run {run_id} ({n} benchmark(s) from {len(docs)} process(es), device {new.device}, "
               f"commit {new.label}) into {db}")
-    return rc
+    if rc:
+        raise EnvironmentProblem(f"the benchmark suite exited {rc}: some benchmarks failed (the others are imported)",
+                                 hint="its output above says which and why")
+    return 0
 
 
 def merge_processes(docs: list) -> dict:
@@ -132,7 +164,7 @@ def check(db: str, device: str | None = None, threshold: float = 0.05, alpha: fl
     from sdcl.perf.history import History, resolve_device
 
     if not Path(db).exists():
-        raise FileNotFoundError(f"no history file {db}: run `sdcl perf run` or `sdcl perf import` first")
+        raise BadInput(f"--db {db}: no such history file", hint="run `sdcl perf run` or `sdcl perf import` first")
     with History(db) as h:
         findings = regress.check(h, resolve_device(h, device), threshold, alpha, metric)
     regressions = [f for f in findings if f.verdict == "regression"]

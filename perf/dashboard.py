@@ -12,12 +12,16 @@ and the ladder table when a ladder JSON is found (`ladder*.json` beside the hist
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from html import escape
 from pathlib import Path
 
 import numpy as np
 
+from sdcl.errors import BadInput
 from sdcl.perf import regress, svg
 from sdcl.perf.history import History, Result
 
@@ -253,36 +257,54 @@ def find_ladders(db_path: Path, extra: list | None = None) -> list:
     paths = sorted(db_path.resolve().parent.glob("ladder*.json")) + [Path(p) for p in extra or []]
     out = []
     for p in dict.fromkeys(paths):
-        out.append((p, json.loads(Path(p).read_text())))
+        try:
+            out.append((p, json.loads(Path(p).read_text())))
+        except ValueError as e:
+            raise BadInput(f"{p}: not a ladder JSON file ({e})") from None
     return out
 
 
 def build(db: str | Path, out: str | Path, ladder: list | None = None, threshold: float = regress.THRESHOLD,
           alpha: float = regress.ALPHA) -> list:
-    """Write the site into `out`; returns the written files (index.html first)."""
+    """Write the site into `out`; returns the written files (index.html first). The site is written into a new
+    folder beside `out` and then put in its place: a failure leaves an earlier site whole and no empty folder."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out}: exists and is not a folder")
     if not Path(db).exists():
-        raise FileNotFoundError(f"no history file {db}")
+        raise BadInput(f"--db {db}: no such history file", hint="run `sdcl perf run` or `sdcl perf import` first")
     ladders = find_ladders(Path(db), ladder)
-    written, summaries = [], []
-    with History(db) as h:
-        devices = h.devices()
-        for device in devices:
-            html, summary = device_page(h, device, ladders, threshold, alpha)
-            path = out / f"device-{_slug(device)}.html"
-            path.write_text(html)
-            written.append(path)
-            summaries.append((path.name, summary))
-    rows = "".join(
-        f"<tr class='{'regression' if s['regressions'] else ''}'><td><a href='{escape(name)}'>{escape(s['device'])}"
-        f"</a></td><td>{s['runs']}</td><td>{escape(s['latest'])}</td><td>{escape(s['date'])}</td>"
-        f"<td>{s['benchmarks']}</td><td>{s['regressions']}</td></tr>" for name, s in summaries)
-    body = ("<h1>sdcl benchmarks</h1>"
-            + (f"<table class='sortable' id='devices'><thead><tr><th>device</th><th>runs</th><th>latest</th>"
-               f"<th>date</th><th>benchmarks</th><th>regressions</th></tr></thead><tbody>{rows}</tbody></table>"
-               if summaries else "<p>The history is empty: run <code>sdcl perf run</code> first.</p>")
-            + "".join(f"<h2>Ladder: {escape(p.name)}</h2>" + ladder_html(d) for p, d in ladders))
-    index = out / "index.html"
-    index.write_text(_page("sdcl benchmarks", body))
-    return [index] + written
+    with History(db) as h:            # a corrupt history is refused here, before anything is written
+        pages = [(device, *device_page(h, device, ladders, threshold, alpha)) for device in h.devices()]
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.absolute().parent))
+    try:
+        written, summaries = [], []
+        for device, html, summary in pages:
+            name = f"device-{_slug(device)}.html"
+            (tmp / name).write_text(html)
+            written.append(name)
+            summaries.append((name, summary))
+        rows = "".join(
+            f"<tr class='{'regression' if s['regressions'] else ''}'><td><a href='{escape(name)}'>"
+            f"{escape(s['device'])}</a></td><td>{s['runs']}</td><td>{escape(s['latest'])}</td>"
+            f"<td>{escape(s['date'])}</td><td>{s['benchmarks']}</td><td>{s['regressions']}</td></tr>"
+            for name, s in summaries)
+        body = ("<h1>sdcl benchmarks</h1>"
+                + (f"<table class='sortable' id='devices'><thead><tr><th>device</th><th>runs</th><th>latest</th>"
+                   f"<th>date</th><th>benchmarks</th><th>regressions</th></tr></thead><tbody>{rows}</tbody></table>"
+                   if summaries else "<p>The history is empty: run <code>sdcl perf run</code> first.</p>")
+                + "".join(f"<h2>Ladder: {escape(p.name)}</h2>" + ladder_html(d) for p, d in ladders))
+        (tmp / "index.html").write_text(_page("sdcl benchmarks", body))
+        tmp.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / "index.html"] + [out / name for name in written]

@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdcl.errors import BadInput
+
 DEFAULT_DB = "perf-history.sqlite"
 
 SCHEMA = """
@@ -109,12 +111,44 @@ class Result:
         return self.name.split("::")[-1]
 
 
+_TABLES = {"runs": {"id", "device", "commit_id", "date", "environment", "machine"},
+           "results": {"run_id", "name", "rounds", "extra_info"}}
+
+
+def check_history(path: Path) -> bool:
+    """Whether `path` holds an sdcl history (True), or is absent or an empty file (False: a new one may be made
+    there). Anything else, a corrupt file or another program's SQLite database, is a BadInput naming the file; it
+    is only read, never changed."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return False
+    if not path.is_file():
+        raise BadInput(f"{path}: not a history file (a folder)")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            cols = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")} for t in _TABLES}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise BadInput(f"{path}: not an sdcl benchmark history (SQLite: {e}); it is left as it is") from None
+    missing = [t for t, want in _TABLES.items() if not want <= cols[t]]
+    if missing:
+        raise BadInput(f"{path}: an SQLite file without sdcl's {' and '.join(missing)} table(s): not an sdcl "
+                       "benchmark history; it is left as it is")
+    return True
+
+
 class History:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path or default_path())
-        self.db = sqlite3.connect(self.path)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.executescript(SCHEMA)
+        exists = check_history(self.path)
+        try:
+            self.db = sqlite3.connect(self.path)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if not exists:
+                self.db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise BadInput(f"{self.path}: cannot be opened as a history (SQLite: {e})") from None
 
     def close(self) -> None:
         self.db.close()
@@ -170,6 +204,8 @@ class History:
                 plain = Path(tmp) / "history.sqlite"
                 plain.write_bytes(gzip.decompress(Path(other).read_bytes()))
                 return self.merge(plain)
+        if not check_history(Path(other)):
+            raise BadInput(f"{other}: no such history file, or an empty one")
         src = History(other)
         ids = []
         try:

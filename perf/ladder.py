@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdcl.files import write_text
 from sdcl.registry import REGISTRY, tiers
 
 # Whole-model modes: the tier that switches one on, and the ladder's last row, which streams each layer's weights.
@@ -229,9 +230,8 @@ def run(device: str | None, model: str, size: int, reps: int, out: str, torch_ba
               "reps": reps, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": measured,
               "note": f"Median of {reps} timed runs after one warm-up; wall time with the queue drained."}
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     stem = f"ladder-{model}-{size}-{rt.info['type'].lower()}" + ("" if rows is None else "-rows")
-    (folder / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (folder / f"{stem}.md").write_text(to_markdown(result))
+    write_text(folder / f"{stem}.json", json.dumps(result, indent=1))
+    write_text(folder / f"{stem}.md", to_markdown(result))
     log(f"wrote {folder / stem}.json and .md")
     return result

@@ -8,6 +8,7 @@ and supplies the ops module the models are written against; latents stay on the 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,14 @@ class StableDiffusion:
         self.vae = VAE(self.config.vae, place(self.vae_backend, self.weights["vae"]), ops=self.vae_backend.ops)
 
     def encode_prompt(self, prompt: str, negative_prompt: str = "") -> np.ndarray:
-        """(2, 77, D) text embeddings: [negative (unconditional), prompt], on the host."""
+        """(2, 77, D) text embeddings: [negative (unconditional), prompt], on the host. A prompt longer than the
+        text encoder reads is cut, with a warning that says how many tokens are dropped."""
+        keep = self.tokenizer.context_length - 2            # the start and end tokens take two places
+        for what, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
+            n = len(self.tokenizer.encode(text))
+            if n > keep:
+                warnings.warn(f"the {what} is {n} tokens long; the text encoder reads {keep}: the last {n - keep} "
+                              "are dropped", stacklevel=3)
         ids = self.tokenizer([negative_prompt, prompt])
         return self.text_backend.to_host(self.text_encoder(ids))
 

@@ -35,14 +35,9 @@ def alphas_cumprod(config: SchedulerConfig) -> np.ndarray:
     return np.cumprod(1.0 - betas)
 
 
-def _timesteps(config: SchedulerConfig, n: int, extra_point: bool = False) -> np.ndarray:
-    """The n inference timesteps, descending, for config.timestep_spacing, as diffusers lays them out.
-
-    extra_point: DPM-Solver lays n + 1 points for "leading" and "linspace" and drops the lowest one.
-    """
+def _layout(config: SchedulerConfig, n: int, extra_point: bool = False) -> np.ndarray:
+    """The n timesteps, descending, as diffusers lays them out for config.timestep_spacing (unchecked)."""
     T = config.num_train_timesteps
-    if not 1 <= n <= T:
-        raise ValueError(f"num_inference_steps must be in 1..{T}, got {n}")
     m = n + 1 if extra_point else n
     if config.timestep_spacing == "leading":
         ts = (np.arange(m) * (T // m))[::-1][:n] + config.steps_offset
@@ -53,9 +48,38 @@ def _timesteps(config: SchedulerConfig, n: int, extra_point: bool = False) -> np
     else:
         raise ValueError(f"unsupported timestep_spacing {config.timestep_spacing!r}; "
                          "use 'leading', 'linspace' or 'trailing'")
-    ts = ts.astype(np.int64)
-    if len(np.unique(ts)) != len(ts):
-        raise ValueError(f"{n} steps give repeated timesteps with spacing {config.timestep_spacing!r}")
+    return ts.astype(np.int64)
+
+
+def _valid(config: SchedulerConfig, ts: np.ndarray) -> bool:
+    """Timesteps within the training schedule, none repeated."""
+    return bool(ts.size and 0 <= ts.min() and ts.max() < config.num_train_timesteps
+                and len(np.unique(ts)) == len(ts))
+
+
+def max_steps(config: SchedulerConfig, extra_point: bool = False) -> int:
+    """The most inference steps whose timesteps all lie in the training schedule, unrepeated ("leading" with
+    steps_offset 1 reaches T at T steps, so its most is T - 1; DPM-Solver's extra point costs one more)."""
+    n = config.num_train_timesteps
+    while n > 1 and not _valid(config, _layout(config, n, extra_point)):
+        n -= 1
+    return n
+
+
+def _timesteps(config: SchedulerConfig, n: int, extra_point: bool = False) -> np.ndarray:
+    """The n inference timesteps, descending, for config.timestep_spacing, as diffusers lays them out.
+
+    extra_point: DPM-Solver lays n + 1 points for "leading" and "linspace" and drops the lowest one.
+    """
+    T = config.num_train_timesteps
+    if not 1 <= n <= T:
+        raise ValueError(f"steps must be in 1..{max_steps(config, extra_point)}, got {n}")
+    ts = _layout(config, n, extra_point)
+    if not _valid(config, ts):
+        raise ValueError(f"steps must be in 1..{max_steps(config, extra_point)} with timestep_spacing "
+                         f"{config.timestep_spacing!r} and steps_offset {config.steps_offset}, got {n} (its timesteps "
+                         f"{'repeat' if len(np.unique(ts)) != len(ts) else f'reach {int(ts.max())}'}, the training "
+                         f"schedule has 0..{T - 1})")
     return ts
 
 
@@ -216,6 +240,14 @@ class DPMSolverPP2MScheduler:
 
 
 SCHEDULERS = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp_2m": DPMSolverPP2MScheduler}
+_EXTRA_POINT = {"dpmpp_2m": True}     # samplers that lay one more point than they step through
+
+
+def steps_range(name: str, config: SchedulerConfig) -> tuple:
+    """(1, most) inference steps the sampler `name` takes with this schedule."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    return 1, max_steps(config, _EXTRA_POINT.get(name, False))
 
 
 def make_scheduler(name: str, config: SchedulerConfig, **kw):

@@ -331,7 +331,7 @@ def test_bad_arguments():
         s.step(FIXED, s.timesteps[0], START)
     with pytest.raises(ValueError, match="beta_schedule"):
         EulerDiscreteScheduler(SchedulerConfig(beta_schedule="squaredcos_cap_v2"))
-    with pytest.raises(ValueError, match="num_inference_steps"):
+    with pytest.raises(ValueError, match=r"steps must be in 1\.\.999, got 1001"):
         DDIMScheduler(SD).set_timesteps(1001)
     s = EulerDiscreteScheduler(SD)
     s.set_timesteps(10)
@@ -341,3 +341,24 @@ def test_bad_arguments():
     d.set_timesteps(10)
     with pytest.raises(RuntimeError, match="in order"):
         d.step(FIXED, d.timesteps[3], START)
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler", "dpmpp_2m"])
+def test_the_most_steps_run_and_one_more_is_refused_by_name(name):
+    """steps_range's upper end is the most steps whose timesteps all lie in the training schedule: it lays out,
+    steps through and matches diffusers' timesteps; one more is a ValueError naming the range (not an IndexError
+    from a timestep beyond the schedule)."""
+    from sdcl.reference.schedulers import steps_range
+    lo, hi = steps_range(name, SD)
+    assert lo == 1 and hi == (998 if name == "dpmpp_2m" else 999)
+    s = make_scheduler(name, SD)
+    s.set_timesteps(hi)
+    assert s.timesteps.max() < SD.num_train_timesteps
+    oracle = make_oracle(name, SD)
+    oracle.set_timesteps(hi)
+    np.testing.assert_array_equal(s.timesteps, oracle.timesteps.numpy())
+    x = START
+    for t in s.timesteps[:3]:
+        x = s.step(FIXED, t, s.scale_model_input(x, t))
+    with pytest.raises(ValueError, match=rf"steps must be in 1\.\.{hi}"):
+        make_scheduler(name, SD).set_timesteps(hi + 1)

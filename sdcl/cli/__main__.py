@@ -1,0 +1,7 @@
+"""`python -m sdcl.cli ...`: the sdcl command."""
+
+import sys
+
+from sdcl.cli import main
+
+sys.exit(main())
