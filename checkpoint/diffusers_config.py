@@ -12,7 +12,9 @@ import os
 from dataclasses import asdict
 
 from sdcl.checkpoint.diffusers_folder import DIFFUSERS_FILES
+from sdcl.files import write_text
 from sdcl.reference.configs import SDConfig
+from sdcl.reference.validation import CheckpointError
 
 _DIFFUSERS_VERSION = "0.42.1"  # the diffusers these folders were checked against (tests/test_checkpoint.py)
 
@@ -64,28 +66,32 @@ _COMPARED_FIELDS = {
 
 
 def config_json_differences(folder: str, config: SDConfig, components) -> list:
-    """One line per _COMPARED_FIELDS field in which the folder's config.json files and `config` disagree
-    (a missing or unreadable config.json is not compared)."""
+    """One line per _COMPARED_FIELDS field in which the folder's config.json files and `config` disagree, or that a
+    config.json lacks (then `config`'s value is the one used: the caller warns). A config.json that exists but cannot
+    be read or is not a JSON object is a CheckpointError naming it."""
     ours = diffusers_configs(config)
     notes = []
     for comp in components:
-        path = os.path.join(folder, DIFFUSERS_FILES[comp][0], "config.json")
+        rel = f"{DIFFUSERS_FILES[comp][0]}/config.json"
+        path = os.path.join(folder, rel)
+        if not os.path.exists(path):
+            notes.append(f"{rel} is missing: config {config.name!r} is used for all of it")
+            continue
         try:
             with open(path, encoding="utf-8") as fh:
                 theirs = json.load(fh)
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{os.path.join(folder, rel)}: cannot be read as JSON ({e})") from None
         if not isinstance(theirs, dict):
-            continue
+            raise CheckpointError(f"{os.path.join(folder, rel)}: not a JSON object (a {type(theirs).__name__})")
         for name in _COMPARED_FIELDS[comp]:
-            if name in theirs and json.dumps(theirs[name]) != json.dumps(ours[comp][name]):
-                notes.append(f"{DIFFUSERS_FILES[comp][0]}/config.json has {name}={json.dumps(theirs[name])}, "
+            if name not in theirs:
+                notes.append(f"{rel} has no {name}: config {config.name!r}'s {json.dumps(ours[comp][name])} is used")
+            elif json.dumps(theirs[name]) != json.dumps(ours[comp][name]):
+                notes.append(f"{rel} has {name}={json.dumps(theirs[name])}, "
                              f"config {config.name!r} {json.dumps(ours[comp][name])}")
     return notes
 
 
 def write_json(path: str, obj: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
+    write_text(path, json.dumps(obj, indent=2) + "\n")

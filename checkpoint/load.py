@@ -113,7 +113,7 @@ def _load_diffusers(folder: str, config: SDConfig, dtype, components, variant) -
             raise CheckpointError(f"{folder}: diffusers folder does not match config {config.name!r}:\n" +
                                   "\n".join(report + ([line] if line else []) + [f"note: {n}" for n in notes]))
         if notes:
-            warnings.warn(f"{folder}: config.json disagrees with config {config.name!r}, which is used: " +
+            warnings.warn(f"{folder}: config.json differs from config {config.name!r}, which is used: " +
                           "; ".join(notes), stacklevel=3)
         expected = expected_shapes(config, components)
         return {comp: {key: opened[comp].read(key, dtype) for key in expected[comp]} for comp in components}

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def exit_code(e: BaseException) -> int:
-    """The exit code of an exception that reached the command line."""
-    from sdcl.errors import EXIT_CHECK_FAILED  # noqa: F401  (documented beside the others)
+    """The exit code of an exception that reached the command line (a failed check is not an exception: its
+    command returns EXIT_CHECK_FAILED)."""
     if isinstance(e, SdclError):
         return e.exit_code
     if isinstance(e, KeyboardInterrupt):

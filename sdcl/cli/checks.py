@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from sdcl.errors import BadInput
+from sdcl.errors import BadInput, EnvironmentProblem
 
 # argparse types raise ArgumentTypeError, whose message argparse prints after "argument --option: ".
 
@@ -98,3 +98,24 @@ def existing(path, option: str) -> Path:
     if not path.exists():
         raise BadInput(f"{option} {path}: no such file or folder")
     return path
+
+
+def check_memory(config, size: int, itemsize: int, devices: dict | None) -> None:
+    """Refuse a run whose weights and largest activations cannot fit (sdcl.reference.memory: a lower bound): on each
+    OpenCL device of `devices` (stage -> cl.Device), its global memory and its largest allocation; with no devices
+    (the NumPy reference), the host's memory."""
+    from sdcl.reference.memory import footprint
+    need = footprint(config, size, size, itemsize)
+    if not devices:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need.peak > total:
+            raise EnvironmentProblem(f"{config.name} at {size}x{size} needs {need.describe()} of host memory; this "
+                                     f"host has {total / 2**30:.1f} GiB", hint="a smaller --size")
+        return
+    for stage, dev in devices.items():
+        glob, alloc = dev.global_mem_size, dev.max_mem_alloc_size
+        if need.largest > alloc or need.peak > glob:
+            raise EnvironmentProblem(
+                f"{config.name} at {size}x{size} needs {need.describe()} on {dev.name.strip()} ({stage}); it has "
+                f"{glob / 2**30:.2f} GiB of global memory and allocates at most {alloc / 2**30:.2f} GiB at once",
+                hint="a smaller --size, or --storage half, or another --device")

@@ -7,13 +7,12 @@ built or any kernel compiled; the image is written atomically (a failure leaves 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
-from sdcl.cli.checks import existing, finite, integer, nonempty, output_file
-from sdcl.errors import BadInput, EnvironmentProblem
+from sdcl.cli.checks import check_memory, existing, finite, integer, nonempty, output_file
+from sdcl.errors import BadInput
 
 
 def add_parser(sub, parents) -> None:
@@ -80,27 +79,6 @@ def check(args, config) -> tuple:
     return size, out
 
 
-def check_memory(args, config, size: int, devices: dict) -> None:
-    """Refuse a run whose weights and largest activations cannot fit: the device's global memory and largest
-    allocation (OpenCL), or the host's memory (reference)."""
-    from sdcl.reference.memory import footprint
-    itemsize = 2 if args.dtype == "float16" else 4
-    need = footprint(config, size, size, itemsize)
-    if args.backend == "reference":
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if need.peak > total:
-            raise EnvironmentProblem(f"{config.name} at {size}x{size} needs {need.describe()} of host memory; this "
-                                     f"host has {total / 2**30:.1f} GiB", hint="a smaller --size")
-        return
-    for stage, dev in devices.items():
-        glob, alloc = dev.global_mem_size, dev.max_mem_alloc_size
-        if need.largest > alloc or need.peak > glob:
-            raise EnvironmentProblem(
-                f"{config.name} at {size}x{size} needs {need.describe()} on {dev.name.strip()} ({stage}); it has "
-                f"{glob / 2**30:.2f} GiB of global memory and allocates at most {alloc / 2**30:.2f} GiB at once",
-                hint="a smaller --size, or --storage half, or another --device")
-
-
 def run(args) -> int:
     from PIL import Image
 
@@ -116,7 +94,7 @@ def run(args) -> int:
         main = args.device
         devices = {stage: select_device(sel if sel is not None else main)
                    for stage, sel in (("text encoder", args.text_device), ("UNet", None), ("VAE", args.vae_device))}
-    check_memory(args, config, size, devices)
+    check_memory(config, size, 2 if args.dtype == "float16" else 4, devices)
     weights = _load_weights(args, config)
     if args.storage == "half":
         from sdcl.opencl_impl.storage import half_weights

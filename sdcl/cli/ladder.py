@@ -3,7 +3,7 @@ timings, beside torch."""
 
 from __future__ import annotations
 
-from sdcl.cli.checks import integer, nonempty, writable_folder
+from sdcl.cli.checks import check_memory, integer, nonempty, writable_folder
 from sdcl.errors import BadInput
 
 
@@ -23,8 +23,14 @@ def add_parser(sub, parents) -> None:
 
 
 def run(args) -> int:
+    from sdcl.opencl_impl.devices import select_device
     from sdcl.perf.ladder import rungs, run as ladder_run
+    from sdcl.reference.configs import get_config
     writable_folder(args.out, "--out")
+    config = get_config(args.model)
+    if args.size % config.vae_scale:
+        raise BadInput(f"--size must be a multiple of {config.vae_scale} for {config.name}, got {args.size}")
+    check_memory(config, args.size, 4, {"ladder": select_device(args.device)})
     rows = None
     if args.rows:
         n = len(rungs())

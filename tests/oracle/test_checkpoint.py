@@ -531,6 +531,25 @@ def test_config_json_disagreement_warns(tmp_path):
         ck.load_checkpoint(tmp_path, cfg, components=("vae", "text_encoder"))
 
 
+def test_config_json_missing_field_warns_and_corrupt_is_an_error(tmp_path):
+    """A field config.json lacks means the --model config's value is used: a warning says which; a missing
+    config.json likewise; a config.json that is not JSON is an error naming it."""
+    cfg = TINY_SD2
+    ck.save_diffusers(_weights(cfg), cfg, tmp_path)
+    path = tmp_path / "unet" / "config.json"
+    c = json.loads(path.read_text())
+    del c["norm_eps"]
+    path.write_text(json.dumps(c))
+    with pytest.warns(UserWarning, match="unet/config.json has no norm_eps: config 'tiny-sd2'"):
+        ck.load_checkpoint(tmp_path, cfg, components=("unet",))
+    (tmp_path / "vae" / "config.json").unlink()
+    with pytest.warns(UserWarning, match="vae/config.json is missing"):
+        ck.load_checkpoint(tmp_path, cfg, components=("vae",))
+    (tmp_path / "text_encoder" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"text_encoder/config.json: cannot be read as JSON"):
+        ck.load_checkpoint(tmp_path, cfg, components=("text_encoder",))
+
+
 def test_saving_invalid_weights_writes_nothing(tmp_path):
     cfg = TINY_SD1
     w = _weights(cfg)
