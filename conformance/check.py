@@ -1,8 +1,9 @@
 """Run one registry case on one device variant and compare it with the reference, in float64 on the host.
 
 The device sees the inputs rounded to the dtype under test; the reference runs in float64 on those same rounded
-inputs, so the measured error is the device's alone. Outputs are poisoned and guarded (Runtime.guard_bytes), so
-an unwritten element or an out-of-bounds write fails on any device.
+inputs, so the measured error is the device's alone. Inputs and outputs sit between poisoned guard regions
+(Runtime.guard_bytes; the poison is a NaN pattern), so an unwritten element, an out-of-bounds write, and an
+out-of-bounds read (its NaN reaches the output) fail on any device.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from sdcl.opencl_impl.dispatch import run
 from sdcl.opencl_impl.ops import to_half
-from sdcl.opencl_impl.runtime import POISON, Runtime
+from sdcl.opencl_impl.runtime import INPUT_POISON, POISON, Runtime
 from sdcl.registry import Case, OpSpec
 
 
@@ -47,8 +48,16 @@ def cast_case(case: Case, dtype) -> Case:
 
 
 def _to_device(rt: Runtime, a):
+    """A float input on the device; with rt.guard_bytes set, inside poisoned guard regions (Runtime.empty) like the
+    outputs: a kernel that reads past an input reads the NaN poison, which shows in its output, and one that writes
+    there is caught by check_guards."""
     if isinstance(a, np.ndarray) and a.dtype.kind == "f":
-        return rt.to_device(a)
+        if not rt.guard_bytes:
+            return rt.to_device(a)
+        y = rt.empty(a.shape, a.dtype, poison=INPUT_POISON)
+        if a.size:
+            y.set(a.copy(order="C"))        # np.ascontiguousarray would make a 0-d array 1-d
+        return y
     if isinstance(a, list):
         return [_to_device(rt, x) for x in a]
     return a
@@ -128,9 +137,12 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         idx = np.unravel_index(i, e.shape)
+        poisoned = int(np.count_nonzero(np.isnan(g) & ~np.isnan(e)))
         problems.append(f"{int(bad.sum())} element(s) outside rtol={tol.rtol:g} "
                         f"atol={tol.atol:g}*max|{tol.atol_scale}|; "
-                        f"first at {tuple(int(x) for x in idx)}: got {g.flat[i]!r}, reference {e.flat[i]!r}")
+                        f"first at {tuple(int(x) for x in idx)}: got {g.flat[i]!r}, reference {e.flat[i]!r}"
+                        + (f" ({poisoned} NaN where the reference is finite: a read outside an input's bounds picks "
+                           f"up the NaN poison of its guard region)" if poisoned else ""))
     res.passed = not problems
     res.message = "; ".join(problems)
     return res

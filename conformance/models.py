@@ -105,6 +105,7 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
     for family in families:
         config = get_config(family)
         w64 = init_weights(config, seed=1, dtype=np.float64)
+        first = len(rows)
         for dtype in dtypes:
             dt = np.dtype(dtype)
             # the reference sees the weights rounded to the dtype under test, computed in float64
@@ -143,6 +144,9 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             compare("vae_decoder", vae_r.decode, vae_d.decode,
                     [rng.standard_normal((1, config.vae.latent_channels, 5, 7))])
             rows.extend(_pipeline_rows(rt, config, family, dtype, device, w_ref, w_dev))
+        if not rt.info["fp64"]:     # the float64 checks, listed as skipped with the reason rather than left out
+            rows.extend(Row("model", r.name, r.variant, "float64", device, skipped="device has no fp64 (cl_khr_fp64)")
+                        for r in rows[first:])
         rows.extend(_half_storage_rows(rt, config, family, device, w64))
     return rows
 

@@ -1,22 +1,36 @@
-// geglu: x (R, 2F) -> y (R, F), y[r, f] = h * gelu(g) with h = x[r*2F + f], g = x[r*2F + F + f]
-// (the first half of the last axis is the value, the second the gate).
-// naive (unfused, as a framework runs it: split, then gelu, then multiply, each a launch of its own with its
-// intermediate in global memory): geglu_split writes the halves h and g, each (R, F) packed; then gelu_naive
-// (gelu.cl) turns g into gelu(g) and mul_naive (mul.cl) multiplies. One work-item per element of h over the flat
-// index i = r*F + f, NDRange rounded up by the host. The fused variant is geglu_fused.cl.
-#ifdef REAL_IS_DOUBLE
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+// geglu, fused variant: x (R, 2F) -> y (R, F), y[r, f] = h * gelu(g) with h = x[r*2F + f], g = x[r*2F + F + f]
+// (gelu: the reference's erf formula, GELU in common.h): split, GELU and product in one launch, h and g read once,
+// y written once, no intermediate in global memory. (The naive variant is elementwise.cl's geglu_split.)
+// Work-item (j, r) of the 2-D NDRange (ceil(ceil(F / VEC) / WG) * WG, R) computes y[r, VEC*j .. VEC*j + VEC) with
+// vector loads and stores (vloadn / vstoren: element alignment suffices) when the whole vector lies inside the
+// row, element by element for the row's tail (F not a multiple of VEC); work-items past the row return.
+// Knobs (-D):
+//   VEC  outputs per work-item along a row: 1, 2, 4, 8 or 16
+//   WG   work-items per work-group along a row, at most the device's max work-group size
+#include "common.h"
+#ifndef VEC
+#error "VEC (outputs per work-item: 1, 2, 4, 8 or 16) must be set with -D"
 #endif
-#ifndef REAL
-#define REAL float
+#ifndef WG
+#error "WG (work-items per work-group) must be set with -D"
 #endif
 
-__kernel void geglu_split(__global const REAL *x, __global REAL *h, __global REAL *g, const long n, const long F)
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void geglu_fused(__global const REAL *x, __global REAL *y, const long F)
 {
-    const long i = get_global_id(0);
-    if (i >= n) return;
-    const long r = i / F;
-    const long f = i % F;
-    h[i] = x[r * 2 * F + f];
-    g[i] = x[r * 2 * F + F + f];
+    const long f0 = (long)get_global_id(0) * VEC;
+    const long r = get_global_id(1);
+    if (f0 >= F) return;
+    const __global REAL *h = x + r * 2 * F + f0;
+    const __global REAL *g = h + F;
+    __global REAL *yr = y + r * F + f0;
+    if (f0 + VEC <= F) {
+        const VREAL gv = VLOAD(g);
+        VSTORE(VLOAD(h) * GELU(gv), yr);
+    } else {
+        for (int k = 0; k < F - f0; ++k) {
+            const REAL gs = g[k];
+            yr[k] = h[k] * GELU(gs);
+        }
+    }
 }

@@ -2,14 +2,11 @@
 // denom = half - downscale_freq_shift. Columns [0, half) hold sin(t f_k) and [half, 2 half) cos(t f_k) (k = column
 // mod half); flip swaps the halves (cos first); an odd dim leaves a last column of zeros.
 // naive: one work-item per output element over the flat index, NDRange rounded up by the host.
-#ifdef REAL_IS_DOUBLE
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef REAL
-#define REAL float
-#endif
+// -D TIME_T: the element type of the timesteps array (int, long, uint, float, double, ...), set by the host from
+// the array it is given.
+#include "common.h"
 #ifndef TIME_T
-#define TIME_T REAL // the element type of the timesteps array (int, long, uint, float, double, ...)
+#error "TIME_T (the timesteps' element type) must be set with -D"
 #endif
 
 __kernel void timestep_embedding_naive(__global const TIME_T *t, __global REAL *y, const long total,

@@ -64,11 +64,6 @@ def i32(*values) -> tuple:
     return tuple(np.int32(v) for v in values)
 
 
-def with_flags(defines: dict, **flags) -> dict:
-    """Knobs plus the structural defines (HAS_BIAS=1 ...) that select a kernel's optional arguments."""
-    return {**defines, **{k: int(v) for k, v in flags.items()}}
-
-
 def pick(knobs: dict, *names) -> dict:
     """The knobs a kernel is built with, out of all of a variant's (some are read by the host only)."""
     return {n: knobs[n] for n in names}

@@ -63,7 +63,7 @@ def to_half(rt: Runtime, x) -> cla.Array:
     """x (float32 or float64, on the device) rounded to half storage: float16, round to nearest even (vstore_half),
     as numpy's astype(np.float16). Magnitudes above 65504 become inf."""
     y = rt.empty(x.shape, np.float16)
-    knl = rt.kernel("half.cl", "to_half", {}, x.dtype)
+    knl = rt.kernel("elementwise.cl", "to_half", {}, x.dtype)
     launch_flat(rt, "to_half", knl, x.size, buffer(rt, x), y.data, np.int64(x.size))
     return y
 

@@ -19,6 +19,9 @@ from sdcl.resources import kernel_cache_dir, kernel_dir, shipped_tuning_dir, use
 
 # A NaN bit pattern no arithmetic produces: an output word still holding it was never written.
 POISON = 0x7FBADBAD
+# Another NaN pattern around inputs (conformance): a kernel that reads past an input reads it; told apart from POISON
+# so that a copied or propagated input poison is not taken for an unwritten output.
+INPUT_POISON = 0x7FC0FFEE
 
 
 class KernelBuildError(RuntimeError):
@@ -97,7 +100,7 @@ class Runtime:
     profile: bool = False
     policy: object = None                         # (op, args, kwargs) -> (variant, knobs); None: naive everywhere
     guard_bytes: int = 0                          # conformance: outputs sit between poisoned guard regions
-    guarded: list = field(default_factory=list)   # (parent buffer, guard bytes, payload bytes) since last check
+    guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
 
     def __post_init__(self):
         self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
@@ -161,9 +164,9 @@ class Runtime:
     def to_device(self, a: np.ndarray) -> "cla.Array":
         return cla.to_device(self.queue, np.ascontiguousarray(a), allocator=self.allocator)
 
-    def empty(self, shape: tuple, dtype=np.float32) -> "cla.Array":
+    def empty(self, shape: tuple, dtype=np.float32, poison: int = POISON) -> "cla.Array":
         """Every launcher allocates its outputs (and scratch) here. With guard_bytes set, the array is a
-        sub-buffer of a larger allocation filled with the POISON pattern, so that an element the kernel never
+        sub-buffer of a larger allocation filled with the `poison` pattern, so that an element the kernel never
         writes, or a write outside the array, is seen by `check_guards` on any device."""
         shape = tuple(int(s) for s in shape)
         if not self.guard_bytes:
@@ -172,17 +175,17 @@ class Runtime:
         g = self.guard_bytes
         total = 2 * g + -(-nbytes // 4) * 4          # the fill pattern is 4 bytes (half arrays may be odd-sized)
         parent = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, total)
-        cl.enqueue_fill_buffer(self.queue, parent, np.uint32(POISON), 0, total)
-        self.guarded.append((parent, g, nbytes))
+        cl.enqueue_fill_buffer(self.queue, parent, np.uint32(poison), 0, total)
+        self.guarded.append((parent, g, nbytes, poison))
         return cla.Array(self.queue, shape, dtype, data=parent.get_sub_region(g, max(nbytes, 4)))
 
     def check_guards(self) -> list:
         """Problems found in the guard regions of arrays allocated since the last call (and forget them)."""
         problems = []
-        for parent, g, nbytes in self.guarded:
+        for parent, g, nbytes, pattern in self.guarded:
             host = np.empty(parent.size, dtype=np.uint8)
             cl.enqueue_copy(self.queue, host, parent)
-            poison = np.full(parent.size // 4, POISON, dtype=np.uint32).view(np.uint8)
+            poison = np.full(parent.size // 4, pattern, dtype=np.uint32).view(np.uint8)
             for where, lo, hi in (("before", 0, g), ("after", g + nbytes, parent.size)):
                 bad = np.flatnonzero(host[lo:hi] != poison[lo:hi])
                 if bad.size:

@@ -1,5 +1,6 @@
 """A planted slowdown: a copy of a real kernel file with extra work at the top of one entry point, used as a
---kernel-overlay to prove that `sdcl perf check` catches a slower kernel (tests/test_perf_history.py).
+--kernel-overlay to prove that `sdcl perf check` catches a slower kernel (tests/integration/test_perf_history.py).
+The other entry points of the file are unchanged.
 
 The extra work is a straight-line chain of `DELAY` dependent multiply-adds per work-item whose result feeds a
 store that never happens (the value is never -1) but that the compiler cannot prove dead. Straight-line code,
@@ -16,9 +17,13 @@ from pathlib import Path
 from sdcl.resources import kernel_dir
 
 
+# `__kernel [__attribute__((...))] void <entry>(`
+_ENTRY = r"__kernel\s+(?:__attribute__\s*\(\(.*?\)\)\s*)?void\s+{}\s*\("
+
+
 def plant_delay(source: str, entry: str, delay: int) -> str:
     """`source` with `delay` multiply-adds inserted at the start of `__kernel void <entry>(...)`."""
-    m = re.search(r"__kernel\s+void\s+" + re.escape(entry) + r"\s*\(([^)]*)\)\s*\{", source)
+    m = re.search(_ENTRY.format(re.escape(entry)) + r"([^)]*)\)\s*\{", source)
     if m is None:
         raise ValueError(f"no __kernel void {entry}(...) in the source")
     params = [p.strip() for p in m.group(1).split(",")]
@@ -32,10 +37,22 @@ def plant_delay(source: str, entry: str, delay: int) -> str:
     return source[:m.end()] + block + source[m.end():]
 
 
+def kernel_file_of(entry: str, folder: Path | None = None) -> Path:
+    """The kernel file (relative to `folder`, default sdcl's kernels/) that defines `__kernel void <entry>(...)`."""
+    folder = Path(folder) if folder else kernel_dir()
+    pattern = re.compile(_ENTRY.format(re.escape(entry)))
+    found = [p for p in sorted(folder.rglob("*.cl")) if pattern.search(p.read_text())]
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} kernel files in {folder} define {entry}, expected one: {found}")
+    return found[0].relative_to(folder)
+
+
 def planted_overlay(folder: Path, op: str, variant: str = "naive", delay: int = 48) -> Path:
-    """Write kernels/<op>.cl with a planted delay in <op>_<variant> into folder; returns the folder."""
+    """Write a copy of the kernel file holding <op>_<variant> (at its path relative to kernels/) with a planted delay in
+    that entry point into folder; returns the folder."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    src = (kernel_dir() / f"{op}.cl").read_text()
-    (folder / f"{op}.cl").write_text(plant_delay(src, f"{op}_{variant}", delay))
+    entry = f"{op}_{variant}"
+    rel = kernel_file_of(entry)
+    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+    (folder / rel).write_text(plant_delay((kernel_dir() / rel).read_text(), entry, delay))
     return folder

@@ -230,7 +230,7 @@ ROWS = [
            flops=lambda c: 9 * c.args[0].size, bytes=elementwise_bytes),
     OpSpec("quick_gelu", R.quick_gelu, (_NAIVE,), _any_shape, _sd_quick_gelu_cases, _QUICK_GELU_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
-    # naive: unfused (split, gelu, multiply: three launches); fused (geglu_fused.cl): one launch, VEC outputs per
+    # naive: unfused (split, gelu, multiply: three launches); fused (geglu.cl): one launch, VEC outputs per
     # work-item with vector loads and stores, WG work-items per work-group along a row
     OpSpec("geglu", R.geglu,
            (_NAIVE, Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},

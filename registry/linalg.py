@@ -119,7 +119,7 @@ def _linear_bytes(c: Case) -> int:
 
 
 # ------------------------------------------------------------------------------------------- GEMM variants
-# matmul, batched_matmul and linear share the kernels of kernels/gemm.cl (launchers: opencl_impl/variants/gemm.py);
+# matmul, batched_matmul and linear share the kernels of kernels/gemm/ (launchers: opencl_impl/variants/gemm.py);
 # the layout (B or B^T, bias, batch) is a run-time argument, so one build of a config serves all three ops.
 # A config is admitted when it fits the device's work-group and local-memory limits; local memory is counted in
 # float64 (8 bytes a word), so an admitted config runs in either dtype (the tuner tunes float32, the policy applies
@@ -415,8 +415,8 @@ MAX_HEAD_DIM = 160
 
 
 def attention_local_bytes(variant: str, k: dict, d: int, itemsize: int = 4) -> int:
-    """Local memory of attention_flash.cl / attention_flash_reg.cl / attention_softmax_fused.cl's pv kernel for tile
-    knobs k, head dim d."""
+    """Local memory of kernels/attention/tiled.cl's attention_flash / attention_softmax_fused_pv and of
+    attention/flash_reg.cl for tile knobs k, head dim d."""
     if variant == "flash_reg":      # Q and P tiles (row stride BQ + 4), K tile (BK + 1), V tile, partial max and sum
         dp = -(-d // k["WL"]) * k["WL"]
         return (d * (k["BQ"] + 4) + k["BK"] * (k["BQ"] + 4) + d * (k["BK"] + 1) + k["BK"] * dp
@@ -461,15 +461,16 @@ _ATTENTION_VARIANTS = (
     _NAIVE,
     # gemm: heads-first permutes, S = Q K^T and P V by the public batched_matmul, the public softmax between
     Variant("gemm", launcher=ATTENTION + "gemm", tier="tiled GEMM"),
-    # softmax_fused (attention_softmax_fused.cl): S by the GEMM; per-row max and sum (TPR work-items per row, WG
-    # per work-group, vectors of VEC); P V with exp(S*scale - max)/sum made per tile in local memory
+    # softmax_fused (attention/softmax_fused_stats.cl, attention/tiled.cl): S by the GEMM; per-row max and sum (TPR
+    # work-items per row, WG per work-group, vectors of VEC); P V with exp(S*scale - max)/sum made per tile in local
+    # memory
     Variant("softmax_fused", {**_TILES, "WG": 64, "TPR": 1}, space={**_TILE_SPACE, "TPR": [1, 64]},
             constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max,
             launcher=ATTENTION + "softmax_fused", tier="partially fused softmax"),
-    # flash (attention_flash.cl): the same tiles, the online softmax in the work-group, no S in global memory
+    # flash (attention/tiled.cl): the same tiles, the online softmax in the work-group, no S in global memory
     Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
             applies=_head_dim_at_most_max, launcher=ATTENTION + "flash", tier="FlashAttention"),
-    # flash_reg (attention_flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query
+    # flash_reg (attention/flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query
     # rows x BK/WL keys of the scores and RQ rows x D/WL columns of the output in registers
     Variant("flash_reg", {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8},
             space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,

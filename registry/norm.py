@@ -18,7 +18,7 @@ from sdcl.reference import ops as R
 # relative error gives y a relative error of half that. For L <= 4096 (VAE groups of 2^20 elements at WG 256)
 # the random walk is ~65 eps = 4e-6 (float32); 1e-5 (rtol and atol * max|ref|) holds it with margin; float64:
 # same count with eps = 2^-53.
-# The reduce and fused variants (group_norm_reduce.cl) get the moments by Welford's update per vector lane and Chan
+# The reduce and fused variants (norm/group_norm.cl) get the moments by Welford's update per vector lane and Chan
 # et al.'s pairwise merges. An error rounded in at a lane's k-th of L' updates reaches its mean damped by k/L', so a
 # lane's mean takes a random walk of ~sqrt(L'/3) eps |mean|, and the merged mean averages the lanes' (at least 64:
 # the rows' constraint asks WG*VEC >= 64): for n elements ~sqrt(n/3)/64 eps |mean| at most, below the naive
@@ -164,7 +164,7 @@ NAIVE = "sdcl.opencl_impl.variants.naive:{op}"
 ROWWISE = "sdcl.opencl_impl.variants.rowwise:"
 _NAIVE_NORM = Variant("naive", {"WG": 256}, space={"WG": [32, 64, 128, 256, 512]}, constraint=_wg_fits,
                       launcher=NAIVE)
-# reduce (group_norm_reduce.cl): each (sample, group) split over up to SPLIT work-groups of WG (a host-side knob:
+# reduce (norm/group_norm.cl): each (sample, group) split over up to SPLIT work-groups of WG (a host-side knob:
 # the chunks are at least WG*VEC elements long), pass 1 moments per chunk, pass 2 combine and normalize.
 _GROUP_NORM_REDUCE = Variant("reduce", {"WG": 4, "SPLIT": 8, "VEC": 16},
                              space={"WG": [4, 64, 256], "SPLIT": [8, 64], "VEC": [1, 16]}, constraint=_lanes_fit,
@@ -174,7 +174,7 @@ ROWS = [
     OpSpec("group_norm", R.group_norm, (_NAIVE_NORM, _GROUP_NORM_REDUCE),
            _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
     # group_norm then silu: the same reductions plus one exp and one division per element (see the silu row);
-    # reduce: group_norm's reduce then silu; fused (group_norm_silu.cl): one work-group of WG per (sample, group)
+    # reduce: group_norm's reduce then silu; fused (norm/group_norm.cl): one work-group of WG per (sample, group)
     # does statistics, normalization, affine and SiLU in one launch.
     OpSpec("group_norm_silu", R.group_norm_silu,
            (_NAIVE_NORM, _GROUP_NORM_REDUCE,
@@ -182,14 +182,14 @@ ROWS = [
                     constraint=_lanes_fit, launcher=ROWWISE + "group_norm_silu_fused", tier="fused GroupNorm")),
            _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=lambda c: _norm_flops(c) + 4 * c.args[0].size,
            bytes=elementwise_bytes),
-    # reduce (layer_norm_reduce.cl): TPR work-items per row, WG/TPR rows per work-group
+    # reduce (norm/layer_norm.cl): TPR work-items per row, WG/TPR rows per work-group
     OpSpec("layer_norm", R.layer_norm,
            (_NAIVE_NORM, Variant("reduce", {"WG": 8, "TPR": 1, "VEC": 16},
                                  space={"WG": [8, 64, 256], "TPR": [1, 4, 32], "VEC": [1, 16]},
                                  constraint=_packed("TPR"), launcher=ROWWISE + "layer_norm_reduce",
                                  tier="reductions")),
            _layer_norm_cases, _layer_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
-    # reduce (softmax_reduce.cl): TPL work-items per line, WG/TPL lines per work-group
+    # reduce (norm/softmax.cl): TPL work-items per line, WG/TPL lines per work-group
     OpSpec("softmax", R.softmax,
            (Variant("naive", launcher=NAIVE),
             Variant("reduce", {"WG": 16, "TPL": 1, "VEC": 16},

@@ -5,7 +5,9 @@ and both products register-blocked).
 
 Each is the launcher its registry declaration names (the attention row, sdcl.registry.linalg), called with a Call
 holding every knob. The head dimension D is compiled into the tiled kernels (-D HEAD_DIM, one build per D: 40, 64, 80,
-160 in SD).
+160 in SD). Kernels: kernels/attention/naive.cl (gemm's scale-and-mask), attention/softmax_fused_stats.cl,
+attention/tiled.cl (flash and softmax_fused's P V: one build of a tile setting and D serves both),
+attention/flash_reg.cl.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sdcl.registry.linalg import attention_local_bytes
 TILE_KNOBS = ("BQ", "BK", "WL", "RQ", "VEC")     # the tile knobs of flash and softmax_fused's P V kernel
 STATS_KNOBS = ("WG", "TPR", "VEC")               # softmax_fused's row statistics
 FLASH_REG_KNOBS = ("BQ", "BK", "WL", "RQ")       # flash_reg's tiles
+_FILES = {"flash": "attention/tiled.cl", "flash_reg": "attention/flash_reg.cl"}
 
 
 def _geometry(q, k, heads):
@@ -79,7 +82,7 @@ def gemm(call: Call, q, k, v, heads, causal=False, scale=None):
     if not q.size:
         return rt.empty(q.shape, q.dtype)
     s = ops.batched_matmul(rt, _heads_first(rt, q, b, lq, heads, d), _heads_first(rt, k, b, lk, heads, d, transpose=True))
-    knl = rt.kernel("attention_gemm.cl", "attention_gemm_scale_mask", {}, q.dtype)
+    knl = rt.kernel("attention/naive.cl", "attention_gemm_scale_mask", {}, q.dtype)
     launch_flat(rt, "attention", knl, s.size, s.data, np.int64(s.size), np.int32(lq), np.int32(lk),
                  real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
     o = ops.batched_matmul(rt, ops.softmax(rt, s, -1), _heads_first(rt, v, b, lk, heads, d))      # (B*H, Lq, D)
@@ -101,11 +104,11 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
     rows = b * heads * lq
     stats = rt.empty((rows, 2), q.dtype)
     sc, cz = real(q.dtype, _scale(d, scale)), np.int32(bool(causal))
-    knl = rt.kernel("attention_softmax_fused.cl", "attention_softmax_fused_stats", stats_knobs, q.dtype)
+    knl = rt.kernel("attention/softmax_fused_stats.cl", "attention_softmax_fused_stats", stats_knobs, q.dtype)
     tpr, rpw = stats_knobs["TPR"], stats_knobs["WG"] // stats_knobs["TPR"]
     rt.launch("attention", knl, (tpr, groups(rows, rpw)), (tpr, rpw),
               s.data, stats.data, np.int64(rows), np.int32(lq), np.int32(lk), sc, cz)
-    knl = rt.kernel("attention_softmax_fused.cl", "attention_softmax_fused_pv", tile, q.dtype)
+    knl = rt.kernel("attention/tiled.cl", "attention_softmax_fused_pv", tile, q.dtype)
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               s.data, stats.data, buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk), sc, cz)
     return o
@@ -126,13 +129,14 @@ def flash_reg(call: Call, q, k, v, heads, causal=False, scale=None):
 
 
 def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, names: tuple):
-    """One launch of kernels/attention_<which>.cl (flash, flash_reg: the same arguments and grid)."""
+    """One launch of attention_<which> (flash in kernels/attention/tiled.cl, flash_reg in attention/flash_reg.cl:
+    the same arguments and grid)."""
     b, lq, lk, d = _geometry(q, k, heads)
     o = rt.empty(q.shape, q.dtype)
     if not o.size:
         return o
     tile = _tile_knobs(rt, knobs, d, q.dtype, which, names)
-    knl = rt.kernel(f"attention_{which}.cl", f"attention_{which}", tile, q.dtype)
+    knl = rt.kernel(_FILES[which], f"attention_{which}", tile, q.dtype)
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
               real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))

@@ -11,7 +11,7 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
 - im2col_half: im2col with half storage: the weight and the lowered input are float16 (a float32 weight is rounded
   on the device first; a model stored in half passes float16 weights), and the GEMM is the device type's
   register-blocked kernel reading both with vload_half and accumulating in float (variants.gemm.gemm).
-- im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d_im2win.cl) and a register-blocked GEMM-like kernel.
+- im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d/im2win.cl) and a register-blocked GEMM-like kernel.
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every
   call (no cache: a buffer's address says nothing about whether its contents changed, and a pooled buffer is
@@ -19,6 +19,8 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
 - direct_tiled: output tiles per work-group, input patch and filters staged in local memory, OC_PER_ITEM output
   channels per work-item.
 
+Kernels: kernels/conv2d/<variant>.cl (gemm1x1's and im2col's layout kernels in conv2d/im2col.cl); the bias is a
+run-time flag, and COLS_PER_ITEM a run-time argument, so a build of a file serves every call at its -D knobs.
 GEMMs go through the public ops, so they run whatever matmul / batched_matmul variant the runtime's policy picks.
 Scratch (the lowered matrices, the transformed tiles) is allocated with `rt.empty` and bounded by `SCRATCH_BYTES`:
 larger problems are processed in chunks of output positions, rows or tiles.
@@ -33,7 +35,7 @@ import pyopencl as cl
 
 from sdcl.opencl_impl import ops
 from sdcl.opencl_impl.ops import to_half
-from sdcl.opencl_impl.launch import Call, buffer, groups, i32, with_flags
+from sdcl.opencl_impl.launch import Call, buffer, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry
 from sdcl.opencl_impl.variants.gemm import gemm
@@ -96,10 +98,11 @@ def _record(rt: Runtime, ev) -> None:
         rt.events.append(("conv2d", ev))
 
 
-def _bias_in_place(rt: Runtime, knobs: dict, y, bias, o: int, p: int) -> None:
-    """y (N, O, P) += bias[o]."""
-    wg = int(knobs["WG"])
-    knl = rt.kernel("conv2d_im2col.cl", "conv2d_im2col_bias", with_flags(knobs, HAS_BIAS=True), y.dtype)
+def _bias_in_place(rt: Runtime, defines: dict, y, bias, o: int, p: int) -> None:
+    """y (N, O, P) += bias[o], by conv2d/im2col.cl built with these defines (WG, and COLS_HALF where the caller's
+    other kernels have it: one build serves them all)."""
+    wg = int(defines["WG"])
+    knl = rt.kernel("conv2d/im2col.cl", "conv2d_im2col_bias", defines, y.dtype)
     rt.launch("conv2d", knl, (groups(y.size, wg),), (wg,), y.data, buffer(rt, bias), np.int64(y.size),
               np.int32(o), np.int32(p))
 
@@ -127,7 +130,7 @@ def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0):
             _record(rt, cl.enqueue_copy(rt.queue, wn.data, src, dst_offset=i * w2.nbytes, byte_count=w2.nbytes))
         y = ops.batched_matmul(rt, wn, x.reshape(s.n, s.c, p))                 # (N, O, P) = y
     if bias is not None and y.size:
-        _bias_in_place(rt, knobs, y, bias, s.o, p)
+        _bias_in_place(rt, pick(knobs, "WG"), y, bias, s.o, p)
     return y.reshape(s.n, s.o, s.oh, s.ow)
 
 
@@ -165,11 +168,10 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     w2 = weight.reshape(s.o, rows)                                     # (O, C*KH*KW)
     if half and w2.dtype != np.float16:
         w2 = to_half(rt, w2)
-    defines = with_flags(knobs, HAS_BIAS=bias is not None)
-    lower_defines = {**defines, "COLS_HALF": 1} if half else defines
+    defines = {**pick(knobs, "WG"), **({"COLS_HALF": 1} if half else {})}
     cols_dtype = np.dtype(np.float16) if half else x.dtype
     wg, per_item = int(knobs["WG"]), int(knobs["COLS_PER_ITEM"])
-    lower = rt.kernel("conv2d_im2col.cl", "conv2d_im2col", lower_defines, x.dtype)
+    lower = rt.kernel("conv2d/im2col.cl", "conv2d_im2col", defines, x.dtype)
     xb = buffer(rt, x)
     q = _chunk(total, rows * cols_dtype.itemsize + s.o * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
     product = (lambda a, b: _half_matmul(rt, a, b, x.dtype)) if half else (lambda a, b: ops.matmul(rt, a, b))
@@ -177,23 +179,23 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     def cols_of(q0: int, qn: int):
         cols = rt.empty((rows, qn), cols_dtype)
         rt.launch("conv2d", lower, (groups(-(-qn // per_item), wg), rows), (wg, 1), xb, cols.data,
-                  np.int64(q0), *i32(qn, s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl))
+                  np.int64(q0), *i32(qn, s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, per_item))
         return cols
 
     if s.n == 1 and q == total:       # one chunk of one sample: the product (O, P) already is y
         cols = x.reshape(s.c, p) if s.pointwise and not half else cols_of(0, total)
         y = product(w2, cols)
         if bias is not None:
-            _bias_in_place(rt, knobs, y, bias, s.o, p)
+            _bias_in_place(rt, defines, y, bias, s.o, p)
         return y.reshape(1, s.o, s.oh, s.ow)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    scatter = rt.kernel("conv2d_im2col.cl", "conv2d_im2col_scatter", defines, x.dtype)
+    scatter = rt.kernel("conv2d/im2col.cl", "conv2d_im2col_scatter", defines, x.dtype)
     bb = xb if bias is None else buffer(rt, bias)
     for q0 in range(0, total, q):
         qn = min(q, total - q0)
         g = product(w2, cols_of(q0, qn))                               # (O, qn)
         rt.launch("conv2d", scatter, (groups(s.o * qn, wg),), (wg,), g.data, bb, y.data, np.int64(q0),
-                  *i32(qn, s.o, p))
+                  *i32(qn, s.o, p, bias is not None))
         del g
     return y
 
@@ -220,13 +222,13 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     (n, oy) at a time, so chunks are whole (n, oy) ranges."""
     s = ConvShape.of(x, weight, stride, padding)
     wwin = (s.ow - 1) * s.sw + s.kw
-    defines = with_flags(knobs, HAS_BIAS=bias is not None)
+    defines = pick(knobs, "WG", "OC_VEC", "OW_BLOCK", "LOCAL_O")
     wg, vec, owb, lo = (int(knobs[k]) for k in ("WG", "OC_VEC", "OW_BLOCK", "LOCAL_O"))
     op = -(-s.o // vec) * vec                                          # O padded to whole vectors (zero filters)
-    transform = rt.kernel("conv2d_im2win.cl", "conv2d_im2win_transform", defines, x.dtype)
-    inner = rt.kernel("conv2d_im2win.cl", "conv2d_im2win", defines, x.dtype)
+    transform = rt.kernel("conv2d/im2win.cl", "conv2d_im2win_transform", defines, x.dtype)
+    inner = rt.kernel("conv2d/im2win.cl", "conv2d_im2win", defines, x.dtype)
     wt = rt.empty((s.c, s.kw * s.kh, op), x.dtype)                     # wt[c, j*KH + i, o]
-    rt.launch("conv2d", rt.kernel("conv2d_im2win.cl", "conv2d_im2win_weights", defines, x.dtype),
+    rt.launch("conv2d", rt.kernel("conv2d/im2win.cl", "conv2d_im2win_weights", defines, x.dtype),
               (groups(wt.size, wg),), (wg,), buffer(rt, weight), wt.data,
               *i32(wt.size, s.c, s.o, op, s.kh, s.kw))
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
@@ -241,7 +243,7 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
         rt.launch("conv2d", transform, (groups(columns, wg),), (wg,), xb, win.data, np.int64(r0),
                   np.int64(columns), *i32(s.c, s.h, s.w, s.oh, wwin, s.kh, s.sh, s.pt, s.pl))
         rt.launch("conv2d", inner, (groups(op // vec, lo), -(-s.ow // owb), rn), (lo, 1, 1), win.data, wt.data, bb,
-                  y.data, np.int64(r0), *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw))
+                  y.data, np.int64(r0), *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw, bias is not None))
         del win
     return y
 
@@ -255,9 +257,9 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
     a2 = (m + 2) ** 2
     th, tw = -(-s.oh // m), -(-s.ow // m)
     tiles = s.n * th * tw
-    defines = with_flags(knobs, HAS_BIAS=bias is not None)
+    defines = pick(knobs, "WG")
     wg = int(knobs["WG"])
-    k_w, k_in, k_out = (rt.kernel("conv2d_winograd.cl", f"conv2d_{name}_{part}", defines, x.dtype)
+    k_w, k_in, k_out = (rt.kernel("conv2d/winograd.cl", f"conv2d_{name}_{part}", defines, x.dtype)
                         for part in ("weights", "input", "output"))
     u = rt.empty((a2, s.o, s.c), x.dtype)                              # U[xi, o, c]
     rt.launch("conv2d", k_w, (groups(s.o * s.c, wg),), (wg,), buffer(rt, weight), u.data, *i32(s.o, s.c))
@@ -273,7 +275,7 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
         mt = ops.batched_matmul(rt, u, v)                                      # M[xi, o, t - t0]
         del v
         rt.launch("conv2d", k_out, (groups(tq, wg), s.o), (wg, 1), mt.data, bb, y.data, np.int64(t0),
-                  *i32(tq, s.o, s.oh, s.ow, th, tw))
+                  *i32(tq, s.o, s.oh, s.ow, th, tw, bias is not None))
         del mt
     return y
 
@@ -312,10 +314,11 @@ def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0):
     oblocks = -(-s.o // k["OC_PER_ITEM"])
     tow = k["TILE_W"] * k["PX_PER_ITEM"]
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    knl = rt.kernel("conv2d_direct.cl", "conv2d_direct_tiled", with_flags(k, HAS_BIAS=bias is not None), x.dtype)
+    knl = rt.kernel("conv2d/direct_tiled.cl", "conv2d_direct_tiled",
+                    pick(k, "TILE_H", "TILE_W", "PX_PER_ITEM", "OC_PER_ITEM", "C_CHUNK"), x.dtype)
     xb = buffer(rt, x)
     rt.launch("conv2d", knl, (-(-s.ow // tow) * k["TILE_W"], groups(s.oh, k["TILE_H"]), s.n * oblocks),
               (k["TILE_W"], k["TILE_H"], 1), xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias), y.data,
               cl.LocalMemory(cc * per_channel),
-              *i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks))
+              *i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks, bias is not None))
     return y

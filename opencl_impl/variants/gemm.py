@@ -1,9 +1,9 @@
-"""GEMM variants of matmul, batched_matmul and linear: launchers of the kernels in kernels/gemm.cl.
+"""GEMM variants of matmul, batched_matmul and linear: launchers of the kernels in kernels/gemm/.
 
 All three ops are one strided, batched product (`gemm` below), which other ops may call too (attention's Q K^T
 and P V, a 1x1 convolution): C_z = alpha * A_z @ B_z (+ bias), B_z optionally stored transposed, batch items at
-two-level strides so that heads of a (B, L, H*D) activation need no copy. The technique is a kernel entry point
-(`gemm_<technique>`); its knobs are -D macros documented in the kernel file.
+two-level strides so that heads of a (B, L, H*D) activation need no copy. The technique is a kernel file and entry
+point (kernels/gemm/<technique>.cl, `gemm_<technique>`); its knobs are -D macros documented in the kernel file.
 
 Techniques:
 - tiled:      local-memory tiles, TS x TS work-groups, one output per work-item; tails by bounds checks.
@@ -30,8 +30,7 @@ from sdcl.opencl_impl.launch import Call, buffer, real
 from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
 
-KERNEL_FILE = "gemm.cl"
-FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK = 1, 2, 4, 8   # the kernels' GEMM_* flags
+FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK = 1, 2, 4, 8   # the kernels' GEMM_* flags (kernels/gemm/gemm.h)
 TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
 
 
@@ -60,7 +59,7 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
          lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", alpha: float = 1.0,
          batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0), c_strides=(0, 0),
          dtype=np.float32, a_half: bool = False, b_half: bool = False):
-    """Launch C_z = alpha * A_z @ B_z (+ bias) for z < batch (layout: see kernels/gemm.cl).
+    """Launch C_z = alpha * A_z @ B_z (+ bias) for z < batch (layout: see kernels/gemm/gemm.h).
 
     knobs: every knob of the technique (a declaration's complete knobs: Variant.complete). a, b, c, bias:
     cl.Buffers (bias may be None); *_strides: (outer, inner) element offsets between batch items, item z at
@@ -78,9 +77,8 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
     flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
              | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M))
-    defines = {**kn, **({"GEMM_MMA": 1} if technique == "mma_tf32" else {}),
-               **({"A_HALF": 1} if a_half else {}), **({"B_HALF": 1} if b_half else {})}
-    knl = rt.kernel(KERNEL_FILE, f"gemm_{technique}", defines, dtype)
+    defines = {**kn, **({"A_HALF": 1} if a_half else {}), **({"B_HALF": 1} if b_half else {})}
+    knl = rt.kernel(f"gemm/{technique}.cl", f"gemm_{technique}", defines, dtype)
     gsize, lsize = _ndrange(technique, kn, m, n, batch)
     return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, c,
                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),

@@ -2,7 +2,12 @@
 every optimized variant is measured against and the fallback the policy runs where nothing else applies.
 
 Each function is the launcher its registry declaration names ("sdcl.opencl_impl.variants.naive:{op}"), called with
-a Call and the op's arguments; kernels/<op>.cl holds the kernel `<op>_naive`.
+a Call and the op's arguments. The kernels, `<op>_naive`, have no -D knobs but group_norm's and layer_norm's WG, so
+one build per dtype of a file serves every op in it:
+kernels/elementwise.cl (activations, add, mul, geglu's split), kernels/layout.cl (permute, concat,
+upsample_nearest2x, token_embedding), kernels/norm/naive.cl (group_norm, layer_norm), norm/softmax_naive.cl,
+gemm/naive.cl, conv2d/naive.cl, attention/naive.cl, timestep_embedding.cl. Optional arguments (a bias, a weight) are
+run-time flags.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ import math
 import numpy as np
 import pyopencl.array as cla
 
-from sdcl.opencl_impl.launch import TILE_2D, Call, buffer, groups, launch_flat, real, with_flags
+from sdcl.opencl_impl.launch import TILE_2D, Call, buffer, groups, i32, launch_flat, real
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import CL_TYPES, conv_geometry, fold_broadcast, fold_permute
 
 
 def activation(rt: Runtime, op: str, x):
-    """Launch the flat kernel <op>_naive of kernels/<op>.cl: y[i] = f(x[i]) (silu, gelu, gelu_tanh, quick_gelu)."""
+    """Launch the flat kernel <op>_naive of kernels/elementwise.cl: y[i] = f(x[i]) (silu, gelu, gelu_tanh,
+    quick_gelu)."""
     y = rt.empty(x.shape, x.dtype)
-    knl = rt.kernel(f"{op}.cl", f"{op}_naive", {}, x.dtype)
+    knl = rt.kernel("elementwise.cl", f"{op}_naive", {}, x.dtype)
     launch_flat(rt, op, knl, x.size, buffer(rt, x), y.data, np.int64(x.size))
     return y
 
@@ -44,76 +50,76 @@ def quick_gelu(call: Call, x):
 def geglu(call: Call, x):
     """Unfused, as a framework runs it: split into (h, g), gelu(g), h * gelu(g): three launches, the halves and
     gelu(g) in global memory (the fused variant, variants/rowwise.py, does it in one)."""
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     f = x.shape[-1] // 2
     h, g = rt.empty(x.shape[:-1] + (f,), x.dtype), rt.empty(x.shape[:-1] + (f,), x.dtype)
-    knl = rt.kernel("geglu.cl", "geglu_split", knobs, x.dtype)
+    knl = rt.kernel("elementwise.cl", "geglu_split", {}, x.dtype)
     launch_flat(rt, "geglu", knl, h.size, buffer(rt, x), h.data, g.data, np.int64(h.size), np.int64(f))
     return binary(rt, "mul", h, activation(rt, "gelu", g))
 
 
 def matmul(call: Call, a, b):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     (m, k), n = a.shape, b.shape[1]
     c = rt.empty((m, n), a.dtype)
     if c.size:
-        knl = rt.kernel("matmul.cl", "matmul_naive", knobs, a.dtype)
+        knl = rt.kernel("gemm/naive.cl", "matmul_naive", {}, a.dtype)
         rt.launch("matmul", knl, (groups(n, TILE_2D), groups(m, TILE_2D)), None,
-                  buffer(rt, a), buffer(rt, b), c.data, np.int32(m), np.int32(n), np.int32(k))
+                  buffer(rt, a), buffer(rt, b), c.data, *i32(m, n, k))
     return c
 
 
 def batched_matmul(call: Call, a, b):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     (nb, m, k), n = a.shape, b.shape[2]
     c = rt.empty((nb, m, n), a.dtype)
     if c.size:
-        knl = rt.kernel("batched_matmul.cl", "batched_matmul_naive", knobs, a.dtype)
+        knl = rt.kernel("gemm/naive.cl", "batched_matmul_naive", {}, a.dtype)
         rt.launch("batched_matmul", knl, (groups(n, TILE_2D), groups(m, TILE_2D), nb), None,
-                  buffer(rt, a), buffer(rt, b), c.data, np.int32(m), np.int32(n), np.int32(k))
+                  buffer(rt, a), buffer(rt, b), c.data, *i32(m, n, k))
     return c
 
 
 def linear(call: Call, x, weight, bias=None):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     n_out, n_in = weight.shape
     rows = x.size // n_in if n_in else int(np.prod(x.shape[:-1]))
     y = rt.empty(x.shape[:-1] + (n_out,), x.dtype)
     if y.size:
-        knl = rt.kernel("linear.cl", "linear_naive", with_flags(knobs, HAS_BIAS=bias is not None), x.dtype)
+        knl = rt.kernel("gemm/naive.cl", "linear_naive", {}, x.dtype)
         w = buffer(rt, weight)
         rt.launch("linear", knl, (groups(n_out, TILE_2D), groups(rows, TILE_2D)), None,
                   buffer(rt, x), w, w if bias is None else buffer(rt, bias), y.data,
-                  np.int32(rows), np.int32(n_in), np.int32(n_out))
+                  *i32(rows, n_in, n_out, bias is not None))
     return y
 
 
 def conv2d(call: Call, x, weight, bias=None, stride=1, padding=0):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     (sh, sw), (top, _, left, _), (oh, ow) = conv_geometry(x, weight, stride, padding)
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     y = rt.empty((n, o, oh, ow), x.dtype)
-    knl = rt.kernel("conv2d.cl", "conv2d_naive", with_flags(knobs, HAS_BIAS=bias is not None), x.dtype)
+    knl = rt.kernel("conv2d/naive.cl", "conv2d_naive", {}, x.dtype)
     wbuf = buffer(rt, weight)
     launch_flat(rt, "conv2d", knl, y.size, buffer(rt, x), wbuf, wbuf if bias is None else buffer(rt, bias), y.data,
-                np.int64(y.size), *(np.int32(v) for v in (c, h, w, o, kh, kw, oh, ow, sh, sw, top, left)))
+                np.int64(y.size), *i32(c, h, w, o, kh, kw, oh, ow, sh, sw, top, left, bias is not None))
     return y
 
 
 def group_norm(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     y = rt.empty(x.shape, x.dtype)
     n, c = x.shape[:2]
     spatial = int(np.prod(x.shape[2:], dtype=np.int64))
     if y.size:
-        knl = rt.kernel("group_norm.cl", "group_norm_naive",
-                        with_flags(knobs, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None), x.dtype)
+        wg = int(call.knobs["WG"])
+        knl = rt.kernel("norm/naive.cl", "group_norm_naive", {"WG": wg}, x.dtype)
         xb = buffer(rt, x)
-        wg = knobs["WG"]
         rt.launch("group_norm", knl, (n * num_groups * wg,), (wg,),
                   xb, xb if weight is None else buffer(rt, weight), xb if bias is None else buffer(rt, bias), y.data,
-                  np.int32(c), np.int32(num_groups), np.int64(spatial), real(x.dtype, eps))
+                  np.int32(c), np.int32(num_groups), np.int64(spatial), real(x.dtype, eps),
+                  *i32(weight is not None, bias is not None))
     return y
 
 
@@ -122,39 +128,38 @@ def group_norm_silu(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5)
 
 
 def layer_norm(call: Call, x, weight=None, bias=None, eps=1e-5):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     y = rt.empty(x.shape, x.dtype)
     d = x.shape[-1]
     if y.size:
-        knl = rt.kernel("layer_norm.cl", "layer_norm_naive",
-                        with_flags(knobs, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None), x.dtype)
+        wg = int(call.knobs["WG"])
+        knl = rt.kernel("norm/naive.cl", "layer_norm_naive", {"WG": wg}, x.dtype)
         xb = buffer(rt, x)
-        wg = knobs["WG"]
         rt.launch("layer_norm", knl, ((x.size // d) * wg,), (wg,),
                   xb, xb if weight is None else buffer(rt, weight), xb if bias is None else buffer(rt, bias), y.data,
-                  np.int32(d), real(x.dtype, eps))
+                  np.int32(d), real(x.dtype, eps), *i32(weight is not None, bias is not None))
     return y
 
 
 def softmax(call: Call, x, axis=-1):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     y = rt.empty(x.shape, x.dtype)
     ax = axis % x.ndim
     length, inner = x.shape[ax], int(np.prod(x.shape[ax + 1:], dtype=np.int64))
     lines = x.size // length if length else 0
-    knl = rt.kernel("softmax.cl", "softmax_naive", knobs, x.dtype)
+    knl = rt.kernel("norm/softmax_naive.cl", "softmax_naive", {}, x.dtype)
     launch_flat(rt, "softmax", knl, lines, buffer(rt, x), y.data, np.int64(lines), np.int32(length),
                 np.int64(inner))
     return y
 
 
 def attention(call: Call, q, k, v, heads, causal=False, scale=None):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     b, lq, hd = q.shape
     lk, d = k.shape[1], hd // heads
     o = rt.empty(q.shape, q.dtype)
     rows = b * heads * lq
-    knl = rt.kernel("attention.cl", "attention_naive", knobs, q.dtype)
+    knl = rt.kernel("attention/naive.cl", "attention_naive", {}, q.dtype)
     launch_flat(rt, "attention", knl, rows if d else 0, buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data,
                 np.int64(rows), np.int32(heads), np.int32(lq), np.int32(lk), np.int32(d),
                 real(q.dtype, 1.0 / math.sqrt(d) if scale is None else scale), np.int32(bool(causal)))
@@ -163,7 +168,7 @@ def attention(call: Call, q, k, v, heads, causal=False, scale=None):
 
 def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True, downscale_freq_shift=0.0,
                        max_period=10000.0):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     dt = np.dtype(np.float64 if timesteps.dtype == np.float64 else np.float32)
     if isinstance(timesteps, cla.Array):
         t, time_t = buffer(rt, timesteps), CL_TYPES[np.dtype(timesteps.dtype)]
@@ -171,7 +176,7 @@ def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True, downsca
         t, time_t = rt.to_device(np.asarray(timesteps).astype(dt)).data, CL_TYPES[dt]
     n, half = timesteps.shape[0], dim // 2
     y = rt.empty((n, dim), dt)
-    knl = rt.kernel("timestep_embedding.cl", "timestep_embedding_naive", {**knobs, "TIME_T": time_t}, dt)
+    knl = rt.kernel("timestep_embedding.cl", "timestep_embedding_naive", {"TIME_T": time_t}, dt)
     launch_flat(rt, "timestep_embedding", knl, y.size, t, y.data, np.int64(y.size), np.int32(dim),
                 np.int32(half), real(dt, math.log(max_period)), real(dt, half - downscale_freq_shift),
                 np.int32(bool(flip_sin_to_cos)))
@@ -179,12 +184,12 @@ def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True, downsca
 
 
 def token_embedding(call: Call, ids, token_table, position_table):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     ids = np.asarray(ids)
     b, length = ids.shape
     d = token_table.shape[1]
     y = rt.empty((b, length, d), token_table.dtype)
-    knl = rt.kernel("token_embedding.cl", "token_embedding_naive", knobs, token_table.dtype)
+    knl = rt.kernel("layout.cl", "token_embedding_naive", {}, token_table.dtype)
     if y.size:
         ids_dev = rt.to_device(ids.astype(np.int64))
         launch_flat(rt, "token_embedding", knl, y.size, ids_dev.data, buffer(rt, token_table),
@@ -193,10 +198,10 @@ def token_embedding(call: Call, ids, token_table, position_table):
 
 
 def binary(rt: Runtime, op: str, a, b):
-    """Launch the flat kernel <op>_naive of kernels/<op>.cl: y = a (op) b, b broadcast (add, mul)."""
+    """Launch the flat kernel <op>_naive of kernels/elementwise.cl: y = a (op) b, b broadcast (add, mul)."""
     dims, strides = fold_broadcast(a.shape, b.shape)
     y = rt.empty(a.shape, a.dtype)
-    knl = rt.kernel(f"{op}.cl", f"{op}_naive", {}, a.dtype)
+    knl = rt.kernel("elementwise.cl", f"{op}_naive", {}, a.dtype)
     launch_flat(rt, op, knl, a.size, buffer(rt, a), buffer(rt, b), y.data, np.int64(a.size),
                 *(np.int64(d) for d in dims[1:]), *(np.int64(s) for s in strides))
     return y
@@ -211,13 +216,13 @@ def mul(call: Call, a, b):
 
 
 def concat(call: Call, xs, axis=1):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     ax = axis % xs[0].ndim
     total = sum(x.shape[ax] for x in xs)
     shape = xs[0].shape[:ax] + (total,) + xs[0].shape[ax + 1:]
     inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
     y = rt.empty(shape, xs[0].dtype)
-    knl = rt.kernel("concat.cl", "concat_naive", knobs, xs[0].dtype)
+    knl = rt.kernel("layout.cl", "concat_naive", {}, xs[0].dtype)
     off = 0
     for x in xs:
         launch_flat(rt, "concat", knl, x.size, buffer(rt, x), y.data, np.int64(x.size),
@@ -227,20 +232,20 @@ def concat(call: Call, xs, axis=1):
 
 
 def upsample_nearest2x(call: Call, x):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     n, c, h, w = x.shape
     y = rt.empty((n, c, 2 * h, 2 * w), x.dtype)
-    knl = rt.kernel("upsample_nearest2x.cl", "upsample_nearest2x_naive", knobs, x.dtype)
+    knl = rt.kernel("layout.cl", "upsample_nearest2x_naive", {}, x.dtype)
     launch_flat(rt, "upsample_nearest2x", knl, y.size, buffer(rt, x), y.data, np.int64(y.size), np.int32(h),
                 np.int32(w))
     return y
 
 
 def permute(call: Call, x, axes):
-    rt, knobs = call.rt, call.knobs
+    rt = call.rt
     dims, strides = fold_permute(x.shape, tuple(axes))
     y = rt.empty(tuple(x.shape[a] for a in axes), x.dtype)
-    knl = rt.kernel("permute.cl", "permute_naive", knobs, x.dtype)
+    knl = rt.kernel("layout.cl", "permute_naive", {}, x.dtype)
     launch_flat(rt, "permute", knl, x.size, buffer(rt, x), y.data, np.int64(x.size),
                 *(np.int64(d) for d in dims[1:]), *(np.int64(s) for s in strides))
     return y

@@ -3,14 +3,16 @@ reductions spread wide enough for SD's shapes; `fused`: GroupNorm + SiLU in one 
 
 Each is the launcher its registry declaration names (sdcl.registry.norm, sdcl.registry.elementwise), called with a
 Call holding every knob. Knobs that only the host reads (SPLIT) are not passed to the kernel build, so they cost no
-extra build.
+extra build. Kernels: kernels/norm/group_norm.cl (group_norm's reduce and group_norm_silu's fused variant: one build
+of a (WG, VEC) serves both), norm/layer_norm.cl, norm/softmax.cl, geglu.cl. A missing weight or bias is a run-time
+flag, not a build of its own.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sdcl.opencl_impl.launch import Call, buffer, groups, real, with_flags
+from sdcl.opencl_impl.launch import Call, buffer, groups, i32, real
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.variants.naive import activation
 
@@ -41,16 +43,17 @@ def group_norm_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-
     count = c // num_groups * spatial
     split, chunk = _split(count, wg * vec, most)
     blocks = n * num_groups
-    defines = with_flags({"WG": wg, "VEC": vec}, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None)
+    defines = {"WG": wg, "VEC": vec}
     xb = buffer(rt, x)
     partial = rt.empty((blocks, split, 2), x.dtype)     # (mean, M2) per chunk
-    stats = rt.kernel("group_norm_reduce.cl", "group_norm_reduce_stats", defines, x.dtype)
+    stats = rt.kernel("norm/group_norm.cl", "group_norm_reduce_stats", defines, x.dtype)
     rt.launch("group_norm", stats, (split * wg, blocks), (wg, 1),
               xb, partial.data, np.int64(count), np.int64(chunk), np.int32(split))
-    apply = rt.kernel("group_norm_reduce.cl", "group_norm_reduce_apply", defines, x.dtype)
+    apply = rt.kernel("norm/group_norm.cl", "group_norm_reduce_apply", defines, x.dtype)
     rt.launch("group_norm", apply, (split * wg, blocks), (wg, 1),
               xb, partial.data, *_affine_args(rt, xb, weight, bias), y.data, np.int32(c), np.int32(num_groups),
-              np.int64(spatial), np.int64(chunk), np.int32(split), real(x.dtype, eps))
+              np.int64(spatial), np.int64(chunk), np.int32(split), real(x.dtype, eps),
+              *i32(weight is not None, bias is not None))
     return y
 
 
@@ -67,13 +70,11 @@ def group_norm_silu_fused(call: Call, x, num_groups, weight=None, bias=None, eps
         return y
     n, c = x.shape[:2]
     spatial = int(np.prod(x.shape[2:], dtype=np.int64))
-    knl = rt.kernel("group_norm_silu.cl", "group_norm_silu_fused",
-                    with_flags({"WG": wg, "VEC": vec}, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None),
-                    x.dtype)
+    knl = rt.kernel("norm/group_norm.cl", "group_norm_silu_fused", {"WG": wg, "VEC": vec}, x.dtype)
     xb = buffer(rt, x)
     rt.launch("group_norm_silu", knl, (wg, n * num_groups), (wg, 1),
               xb, *_affine_args(rt, xb, weight, bias), y.data, np.int32(c), np.int32(num_groups),
-              np.int64(spatial), real(x.dtype, eps))
+              np.int64(spatial), real(x.dtype, eps), *i32(weight is not None, bias is not None))
     return y
 
 
@@ -87,12 +88,11 @@ def layer_norm_reduce(call: Call, x, weight=None, bias=None, eps=1e-5):
     if not y.size:
         return y
     rows, rpw = x.size // d, wg // tpr
-    knl = rt.kernel("layer_norm_reduce.cl", "layer_norm_reduce",
-                    with_flags({"WG": wg, "TPR": tpr, "VEC": vec}, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None),
-                    x.dtype)
+    knl = rt.kernel("norm/layer_norm.cl", "layer_norm_reduce", {"WG": wg, "TPR": tpr, "VEC": vec}, x.dtype)
     xb = buffer(rt, x)
     rt.launch("layer_norm", knl, (tpr, groups(rows, rpw)), (tpr, rpw),
-              xb, *_affine_args(rt, xb, weight, bias), y.data, np.int64(rows), np.int32(d), real(x.dtype, eps))
+              xb, *_affine_args(rt, xb, weight, bias), y.data, np.int64(rows), np.int32(d), real(x.dtype, eps),
+              *i32(weight is not None, bias is not None))
     return y
 
 
@@ -107,7 +107,7 @@ def softmax_reduce(call: Call, x, axis=-1):
     if not y.size:
         return y
     lines, lpw = x.size // length, wg // tpl
-    knl = rt.kernel("softmax_reduce.cl", "softmax_reduce", {"WG": wg, "TPL": tpl, "VEC": vec}, x.dtype)
+    knl = rt.kernel("norm/softmax.cl", "softmax_reduce", {"WG": wg, "TPL": tpl, "VEC": vec}, x.dtype)
     rt.launch("softmax", knl, (tpl, groups(lines, lpw)), (tpl, lpw),
               buffer(rt, x), y.data, np.int64(lines), np.int32(length), np.int64(inner))
     return y
@@ -122,6 +122,6 @@ def geglu_fused(call: Call, x):
     y = rt.empty(x.shape[:-1] + (f,), x.dtype)
     if not y.size:
         return y
-    knl = rt.kernel("geglu_fused.cl", "geglu_fused", {"VEC": vec, "WG": wg}, x.dtype)
+    knl = rt.kernel("geglu.cl", "geglu_fused", {"VEC": vec, "WG": wg}, x.dtype)
     rt.launch("geglu", knl, (groups(-(-f // vec), wg), y.size // f), (wg, 1), buffer(rt, x), y.data, np.int64(f))
     return y

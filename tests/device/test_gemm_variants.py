@@ -1,4 +1,4 @@
-"""The GEMM variants (kernels/gemm.cl) at EVERY knob setting the tuner may pick on the device under test.
+"""The GEMM variants (kernels/gemm/*.cl) at EVERY knob setting the tuner may pick on the device under test.
 
 test_conformance_ops checks each variant at its default knobs on fuzzed and SD shapes; the tuner (sdcl.perf.tuner)
 may store any config in `Variant.configs(rt.info)`, so each of those runs here on one awkward shape per op, chosen

@@ -60,10 +60,11 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"sdcl"}, tops
-    for needed in ("sdcl/kernels/gemm.cl", "sdcl/kernels/moments.h", "sdcl/tuning/default.json",
+    for needed in ("sdcl/kernels/gemm/tiled_reg.cl", "sdcl/kernels/common.h", "sdcl/kernels/norm/moments.h",
+                   "sdcl/tuning/default.json",
                    "sdcl/reference/bpe_simple_vocab_16e6.txt.gz", "sdcl/perf/benchmarks/test_bench_ops.py",
                    "sdcl/perf/benchmarks/pytest.ini", "sdcl/registry/linalg.py", "sdcl/checkpoint/__init__.py"):
-        assert any(n == needed or n.startswith(needed.rsplit(".", 1)[0]) for n in names), needed
+        assert needed in names, needed
     assert any(n.startswith("sdcl/tuning/") and n.endswith(".json") and "default" not in n for n in names)
 
 

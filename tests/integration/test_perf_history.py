@@ -4,7 +4,7 @@ Two claims, each shown with real `sdcl perf run` runs (pytest-benchmark JSON, im
 quick silu benchmark on the default OpenCL device:
 - a rerun of the same code is not flagged (two runs, same kernels; each run is several processes, as
   `sdcl perf run` does, since a process can sit tens of percent off another for its whole life);
-- a planted slowdown of one kernel is caught: the third run overlays kernels/silu.cl with a copy whose
+- a planted slowdown of one kernel is caught: the third run overlays kernels/elementwise.cl with a copy whose
   silu_naive does 48 extra multiply-adds per element (perf/planted.py; about 3x the kernel time on PoCL, well
   above the run-to-run swings of a loaded 2-core machine).
 The statistics underneath (Mann-Whitney U, the rule, step detection) are checked against SciPy and by hand.
@@ -86,7 +86,7 @@ def test_planted_slowdown_of_one_kernel_is_caught(two_runs, tmp_path, capsys):
 
     with History(db) as h:
         newest = h.runs()[-1]
-        assert newest.environment["kernel_overlay"].keys() == {"silu.cl"}
+        assert newest.environment["kernel_overlay"].keys() == {"elementwise.cl"}
         findings = [f for f in regress.check(h) if "silu" in f.name]
     assert [f.verdict for f in findings] == ["regression"], findings[0].line()
     assert findings[0].change > 0.2 and findings[0].p < regress.ALPHA

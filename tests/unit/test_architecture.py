@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAPPING = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
 
 # package -> layer; a module may import its own package, and packages of lower layers only
-LAYER = {"sdcl.resources": 0, "sdcl.files": 0, "sdcl.reference": 1, "sdcl.registry": 2, "sdcl.checkpoint": 2,
+LAYER = {"sdcl.resources": 0, "sdcl.files": 0, "sdcl.errors": 0, "sdcl.reference": 1, "sdcl.registry": 2, "sdcl.checkpoint": 2,
          "sdcl.opencl_impl": 3, "sdcl.conformance": 4, "sdcl.perf": 5, "sdcl": 6}
 # third-party packages that only the test-and-oracle layers may import (the runtime must work without them)
 TEST_ONLY = {"hypothesis": {"sdcl.conformance"}, "torch": {"sdcl.conformance", "sdcl.perf"},

@@ -1,0 +1,42 @@
+// conv2d/naive.cl, conv2d_naive: cross-correlation, NCHW, weight (O, C, KH, KW), optional bias (O,):
+//   y[n, o, oy, ox] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[n, c, oy*SH - PT + i, ox*SW - PL + j]
+// where taps outside the input (the zero padding: PT rows on top, PL columns on the left; the bottom and right
+// padding only show in OH, OW) read as 0. Packed layouts, shared by every conv2d kernel:
+//   x[n, c, h, w] = x[((n*C + c)*H + h)*W + w],  w[o, c, i, j] = w[((o*C + c)*KH + i)*KW + j],
+//   y[n, o, oy, ox] = y[((n*O + o)*OH + oy)*OW + ox].
+// One work-item per output element over the flat index (long: N*O*OH*OW >= 2^31 is fine); the host rounds the
+// NDRange up and the tail returns early. has_bias (0 or 1): whether the bias argument is read (the host passes any
+// buffer without one). No -D knobs: one build per dtype.
+#include "common.h"
+
+__kernel void conv2d_naive(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
+                           __global REAL *y, const long total,
+                           const int C, const int H, const int W, const int O, const int KH, const int KW,
+                           const int OH, const int OW, const int SH, const int SW, const int PT, const int PL,
+                           const int has_bias)
+{
+    const long idx = get_global_id(0);
+    if (idx >= total) return;
+    const int ox = idx % OW;
+    const int oy = (idx / OW) % OH;
+    const int o = (idx / ((long)OW * OH)) % O;
+    const long n = idx / ((long)OW * OH * O);
+    const int y0 = oy * SH - PT;
+    const int x0 = ox * SW - PL;
+    REAL acc = 0;
+    for (int c = 0; c < C; ++c) {
+        const __global REAL *xc = x + (n * C + c) * H * (long)W;
+        const __global REAL *wc = w + ((long)o * C + c) * KH * KW;
+        for (int i = 0; i < KH; ++i) {
+            const int yy = y0 + i;
+            if (yy < 0 || yy >= H) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int xx = x0 + j;
+                if (xx < 0 || xx >= W) continue;
+                acc += wc[i * KW + j] * xc[(long)yy * W + xx];
+            }
+        }
+    }
+    if (has_bias) acc += bias[o];
+    y[idx] = acc;
+}

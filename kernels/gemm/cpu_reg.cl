@@ -1,0 +1,154 @@
+// gemm/cpu_reg.cl, gemm_cpu_reg: CPU-style (PoCL), the GEMM of gemm/gemm.h (layout, arguments, flags). No local
+// memory, no barriers. Each work-item computes an MR x NR block of C in registers, streaming along k; the
+// work-group size is the driver's choice. NDRange (ceil(N/NR), ceil(M/MR), Z).
+//  B (K, N): the NR columns are one REALNR vector: per k, one vector load of B's row segment and MR fma with
+//            A's elements broadcast (an AVX-512 fma with a broadcast memory operand each).
+//  B^T (N, K) (GEMM_TRANS_B): B's rows are contiguous along k, so each of the MR x NR outputs is a dot product
+//            vectorised along k in REALKV vectors (MR + NR vector loads per MR*NR vector fma), its lanes summed at
+//            the end.
+// Tails, with no branch in the k loop: rows of A (and of B^T) past M (N) are clamped to the last one and their
+// results are not stored; with B (K, N) the last column block slides left to end at N (when N >= NR) and stores
+// only the columns it owns, and N < NR takes a scalar path. The k remainder (K % KU, K % KV) runs scalar.
+// Knobs (-D):
+//   MR   rows of C per work-item
+//   NR   columns of C per work-item; with B (K, N) also the vector width: 4, 8 or 16 (other values run that path
+//        scalar)
+//   KU   B (K, N): the k loop unrolled KU times
+//   KV   B^T (N, K): the vector width along k: 4, 8 or 16
+#include "common.h"
+#ifndef MR
+#error "MR (rows of C per work-item) must be set with -D"
+#endif
+#ifndef NR
+#error "NR (columns of C per work-item) must be set with -D"
+#endif
+#ifndef KU
+#error "KU (the unrolling of the B (K, N) path's k loop) must be set with -D"
+#endif
+#ifndef KV
+#error "KV (the B^T path's vector width along k) must be set with -D"
+#endif
+#include "gemm.h"
+
+#if NR == 4 || NR == 8 || NR == 16
+#define REALNR CAT(REAL, NR)
+#else
+#define NR_NOT_A_VECTOR // B (K, N) then runs scalar: NR in 4, 8, 16 is the vector path
+#endif
+#define REALKV CAT(REAL, KV)
+
+// C rows m0 .. m0+MR of B (K, N) columns n0 .. n0+NR.
+inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
+                       __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
+                       const REAL alpha, const int flags, const int m0, const int n0)
+{
+#ifdef NR_NOT_A_VECTOR
+    const bool scalar = true;
+#else
+    const bool scalar = N < NR;      // narrower than one vector: one work-item computes all N columns
+#endif
+    if (scalar) {
+        for (int r = 0; r < MR && m0 + r < M; ++r)
+            for (int n = n0; n < min(n0 + NR, N); ++n) {
+                REAL s = 0;
+                for (int k = 0; k < K; ++k)
+                    s = fma(LD_A(ar[r], k), LD_B(b, (long)k * ldb + n), s);
+                c[(long)(m0 + r) * ldc + n] = epilogue(s, alpha, bias, flags, m0 + r, n);
+            }
+        return;
+    }
+#ifndef NR_NOT_A_VECTOR
+    const int ns = min(n0, N - NR);    // the block's first column: the last block slides left to end at N
+    const __global B_T *bp = b + ns;
+    REALNR acc[MR];
+#pragma unroll
+    for (int r = 0; r < MR; ++r)
+        acc[r] = 0;
+    int k = 0;
+    for (; k + KU <= K; k += KU) {
+#pragma unroll
+        for (int u = 0; u < KU; ++u) {
+            const REALNR bv = LDN_B(NR, bp, (long)(k + u) * ldb);
+#pragma unroll
+            for (int r = 0; r < MR; ++r)
+                acc[r] = fma((REALNR)(LD_A(ar[r], k + u)), bv, acc[r]);
+        }
+    }
+    for (; k < K; ++k) {
+        const REALNR bv = LDN_B(NR, bp, (long)k * ldb);
+#pragma unroll
+        for (int r = 0; r < MR; ++r)
+            acc[r] = fma((REALNR)(LD_A(ar[r], k)), bv, acc[r]);
+    }
+    for (int r = 0; r < MR && m0 + r < M; ++r) {
+        const int m = m0 + r;
+        __global REAL *crow = c + (long)m * ldc;
+        if (ns == n0) {
+            REALNR v = (REALNR)(alpha) * acc[r];
+            if (flags & GEMM_BIAS_N)
+                v += CAT(vload, NR)(0, bias + n0);
+            else if (flags & GEMM_BIAS_M)
+                v += (REALNR)(bias[m]);
+            CAT(vstore, NR)(v, 0, crow + n0);
+        } else {
+            REAL t[NR];
+            CAT(vstore, NR)(acc[r], 0, t);
+            for (int j = n0 - ns; j < NR; ++j)
+                crow[ns + j] = epilogue(t[j], alpha, bias, flags, m, ns + j);
+        }
+    }
+#endif
+}
+
+// C rows m0 .. m0+MR of B^T (N, K) rows n0 .. n0+NR.
+inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
+                       __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
+                       const REAL alpha, const int flags, const int m0, const int n0)
+{
+    const __global B_T *br[NR];
+    for (int j = 0; j < NR; ++j)
+        br[j] = b + (long)min(n0 + j, N - 1) * ldb;
+    REALKV acc[MR][NR];
+#pragma unroll
+    for (int r = 0; r < MR; ++r)
+#pragma unroll
+        for (int j = 0; j < NR; ++j)
+            acc[r][j] = 0;
+    int k = 0;
+    for (; k + KV <= K; k += KV) {
+        REALKV av[MR], bv[NR];
+#pragma unroll
+        for (int r = 0; r < MR; ++r)
+            av[r] = LDN_A(KV, ar[r], k);
+#pragma unroll
+        for (int j = 0; j < NR; ++j)
+            bv[j] = LDN_B(KV, br[j], k);
+#pragma unroll
+        for (int r = 0; r < MR; ++r)
+#pragma unroll
+            for (int j = 0; j < NR; ++j)
+                acc[r][j] = fma(av[r], bv[j], acc[r][j]);
+    }
+    for (int r = 0; r < MR && m0 + r < M; ++r)
+        for (int j = 0; j < NR && n0 + j < N; ++j) {
+            REAL s = CAT(HSum, KV)(acc[r][j]);
+            for (int kk = k; kk < K; ++kk)
+                s = fma(LD_A(ar[r], kk), LD_B(br[j], kk), s);
+            c[(long)(m0 + r) * ldc + n0 + j] = epilogue(s, alpha, bias, flags, m0 + r, n0 + j);
+        }
+}
+
+__kernel void gemm_cpu_reg(GEMM_ARGS)
+{
+    const int n0 = get_global_id(0) * NR, m0 = get_global_id(1) * MR;
+    GEMM_BATCH(get_global_id(2));
+    if (m0 >= M || n0 >= N)
+        return;
+    const __global A_T *ar[MR];
+    for (int r = 0; r < MR; ++r)
+        ar[r] = a + (long)min(m0 + r, M - 1) * lda;
+    if (flags & GEMM_TRANS_B)
+        cpu_reg_nt(ar, b, bias, c, M, N, K, ldb, ldc, alpha, flags, m0, n0);
+    else
+        cpu_reg_nn(ar, b, bias, c, M, N, K, ldb, ldc, alpha, flags, m0, n0);
+}

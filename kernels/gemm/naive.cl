@@ -1,0 +1,55 @@
+// gemm/naive.cl: the naive variants of matmul, batched_matmul and linear, the baselines of the GEMM kernels of this
+// folder: one work-item per output element and a plain loop over k. No -D knobs: one build per dtype serves the three.
+// All row-major and packed:
+//   matmul_naive          C (M, N) = A (M, K) @ B (K, N):  A[m, k] = a[m*K + k], B[k, n] = b[k*N + n],
+//                         C[m, n] = c[m*N + n]; NDRange (N, M)
+//   batched_matmul_naive  C[i] = A[i] @ B[i] for i < batch:  A[i, m, k] = a[(i*M + m)*K + k],
+//                         B[i, k, n] = b[(i*K + k)*N + n], C[i, m, n] = c[(i*M + m)*N + n]; NDRange (N, M, batch)
+//   linear_naive          y = x W^T (+ bias) over the last axis, x seen as R rows of IN values: x[r, i] = x[r*IN + i],
+//                         W[o, i] = w[o*IN + i], y[r, o] = y[r*OUT + o]; both operands of the dot product are read
+//                         along contiguous rows; has_bias (0 or 1): whether bias[o] is added (the host passes any
+//                         buffer without one); NDRange (OUT, R)
+// The host rounds N (OUT) and M (R) up to 16; the tails return early. (One kernel over gemm/gemm.h's run-time layout
+// serves the three as well, but it ran the H200's matmul at half this kernel's speed, 87 against 40 us at 77x1024x1024:
+// the baseline stays the plain loop.)
+#include "common.h"
+
+__kernel void matmul_naive(__global const REAL *a, __global const REAL *b, __global REAL *c,
+                           const int M, const int N, const int K)
+{
+    const int n = get_global_id(0);
+    const int m = get_global_id(1);
+    if (m >= M || n >= N) return;
+    const __global REAL *arow = a + (long)m * K;
+    REAL acc = 0;
+    for (int k = 0; k < K; ++k) acc += arow[k] * b[(long)k * N + n];
+    c[(long)m * N + n] = acc;
+}
+
+__kernel void batched_matmul_naive(__global const REAL *a, __global const REAL *b, __global REAL *c,
+                                   const int M, const int N, const int K)
+{
+    const int n = get_global_id(0);
+    const int m = get_global_id(1);
+    const long i = get_global_id(2);
+    if (m >= M || n >= N) return;
+    const __global REAL *arow = a + (i * M + m) * K;
+    const __global REAL *bmat = b + i * K * N;
+    REAL acc = 0;
+    for (int k = 0; k < K; ++k) acc += arow[k] * bmat[(long)k * N + n];
+    c[(i * M + m) * N + n] = acc;
+}
+
+__kernel void linear_naive(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
+                           __global REAL *y, const int R, const int IN, const int OUT, const int has_bias)
+{
+    const int o = get_global_id(0);
+    const int r = get_global_id(1);
+    if (r >= R || o >= OUT) return;
+    const __global REAL *xrow = x + (long)r * IN;
+    const __global REAL *wrow = w + (long)o * IN;
+    REAL acc = 0;
+    for (int i = 0; i < IN; ++i) acc += xrow[i] * wrow[i];
+    if (has_bias) acc += bias[o];
+    y[(long)r * OUT + o] = acc;
+}

@@ -1,0 +1,27 @@
+// norm/softmax_naive.cl, softmax_naive: softmax along one axis of a packed array seen as (OUTER, L, INNER): the axis
+// has length L and stride INNER (INNER = 1 for the last axis); line (o, i) holds x[(o*L + l)*INNER + i] for l < L.
+//   y = exp(x - max) / sum(exp(x - max)); -inf entries give 0; a line of only -inf gives NaN (-inf - -inf), as the
+//   reference and torch do.
+// One work-item per line, three passes over it (max, sum, write); a flat NDRange over the OUTER*INNER lines, rounded
+// up by the host, the tail returns early. No -D knobs. The reduce variant is norm/softmax.cl.
+#include "common.h"
+
+__kernel void softmax_naive(__global const REAL *x, __global REAL *y, const long lines, const int L,
+                            const long INNER)
+{
+    const long line = get_global_id(0);
+    if (line >= lines) return;
+    const long o = line / INNER;
+    const long i = line % INNER;
+    const __global REAL *xl = x + o * L * INNER + i;
+    __global REAL *yl = y + o * L * INNER + i;
+
+    REAL m = -INFINITY;
+    for (int l = 0; l < L; ++l) {
+        const REAL v = xl[l * INNER];
+        m = v > m ? v : m;
+    }
+    REAL s = 0;
+    for (int l = 0; l < L; ++l) s += exp(xl[l * INNER] - m);
+    for (int l = 0; l < L; ++l) yl[l * INNER] = exp(xl[l * INNER] - m) / s;
+}
