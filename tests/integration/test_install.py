@@ -81,7 +81,7 @@ def test_runtime_dependencies_only_devices_and_generate(env):
     # every module and data folder in use is the installed one
     probe = ("import importlib, pkgutil, sdcl, sdcl.resources as r;"
              "mods = [m.name for m in pkgutil.walk_packages(sdcl.__path__, 'sdcl.')"
-              if not m.name.startswith(('sdcl.conformance', 'sdcl.perf'))"
+             " if not m.name.startswith(('sdcl.conformance', 'sdcl.perf'))"
                  " and not m.name.endswith('__main__')];"
              "[importlib.import_module(m) for m in mods];"
              "import sys; print('\\n'.join([sys.modules[m].__file__ for m in mods] + "
