@@ -20,8 +20,10 @@ from sdcl.resources import kernel_cache_dir, kernel_dir, shipped_tuning_dir, use
 # A NaN bit pattern no arithmetic produces: an output word still holding it was never written.
 POISON = 0x7FBADBAD
 # Another NaN pattern around inputs (conformance): a kernel that reads past an input reads it; told apart from POISON
-# so that a copied or propagated input poison is not taken for an unwritten output.
-INPUT_POISON = 0x7FC0FFEE
+# so that a copied or propagated input poison is not taken for an unwritten output. It is a NaN read as float32
+# (exponent 0xFF), as float64 (the high word 0x7FF8FFEE: exponent 0x7FF) and as both halves (0xFFEE, 0x7FF8),
+# so an out-of-bounds read of any precision brings a NaN into the output.
+INPUT_POISON = 0x7FF8FFEE
 
 
 class KernelBuildError(RuntimeError):

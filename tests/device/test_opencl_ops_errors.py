@@ -3,8 +3,9 @@
 - Bad input raises ValueError naming the op and the shapes, wherever the reference raises for the same input.
 - Valid inputs that take unusual host paths (host or integer timesteps, host int32 ids, first-axis slices that
   start at an offset into their buffer) give the reference's answer.
-- A planted broken kernel (one that skips the last element, one that writes one element past the end) is caught
-  by sdcl.conformance.check.run_case, on any device: the poison and guard regions see it.
+- A planted broken kernel (one that skips the last element, one that writes one element past the end, one that
+  reads one element past the end of its input) is caught by sdcl.conformance.check.run_case, on any device: the
+  poison and guard regions see it.
 """
 
 import dataclasses
@@ -158,6 +159,15 @@ __kernel void silu_planted(__global const REAL *x, __global REAL *y, const long 
     if (i == n - 1) y[n] = 0;
 }
 """,
+    # reads one element past the end of its input: the last output takes x[n] into account (0 * NaN is NaN;
+    # the compiler may not fold 0 * v to 0 without -cl-fast-relaxed-math / -cl-finite-math-only)
+    "reads_past_end": """
+__kernel void silu_planted(__global const REAL *x, __global REAL *y, const long n)
+{
+    const long i = get_global_id(0);
+    if (i < n) y[i] = x[i] / ((REAL)1 + exp(-x[i])) + (REAL)0 * x[i + 1];
+}
+""",
 }
 
 
@@ -179,7 +189,8 @@ def _planted_spec(tmp_path, kind: str):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kind,expected", [("skip_last", "never written"), ("one_past_end", "out-of-bounds")])
+@pytest.mark.parametrize("kind,expected", [("skip_last", "never written"), ("one_past_end", "out-of-bounds"),
+                                           ("reads_past_end", "read outside an input's bounds")])
 @pytest.mark.parametrize("size", [1, 63, 129])
 def test_planted_kernel_is_caught(rt, tmp_path, kind, expected, dtype, size):
     if dtype == "float64" and not rt.info["fp64"]:
