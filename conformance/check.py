@@ -36,11 +36,83 @@ class Result:
         return asdict(self)
 
 
+_CHUNK = 1 << 20     # elements per pass of the comparison: its float64 temporaries stay small (no page faults)
+
+
+def _chunks(n: int):
+    for lo in range(0, n, _CHUNK):
+        yield slice(lo, min(n, lo + _CHUNK))
+
+
+def _finite_absmax(a: np.ndarray) -> float:
+    flat, m = a.reshape(-1), 0.0
+    for sl in _chunks(flat.size):
+        x = np.abs(flat[sl].astype(np.float64))
+        m = max(m, float(np.max(x, where=np.isfinite(x), initial=0.0)))
+    return m
+
+
+def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res: Result) -> list:
+    """Fill res's error measures of got against the float64 reference, chunk by chunk; the problems found:
+    output words still holding the poison (never written) and elements outside |got - ref| <= rtol |ref| +
+    atol scale. A NaN where the reference has one too counts as equal."""
+    g_all, e_all = got.reshape(-1), expected.reshape(-1)
+    tiny, subnormal = np.finfo(np.float64).tiny, np.finfo(dtype).smallest_subnormal
+    unwritten = first_unwritten = bad_count = poisoned = 0
+    first_bad = -1
+    err_sq = ref_sq = 0.0
+    for sl in _chunks(g_all.size):
+        gc = g_all[sl]
+        words = gc.view(np.uint32) if gc.dtype == np.float32 else gc.view(np.uint64) >> np.uint64(32)
+        hit = words == POISON
+        if hit.any():
+            if not unwritten:
+                first_unwritten = sl.start + int(np.flatnonzero(hit)[0])
+            unwritten += int(np.count_nonzero(hit))
+        g, e = gc.astype(np.float64), e_all[sl].astype(np.float64, copy=False)
+        err = np.abs(g - e)
+        g_nan, e_nan = np.isnan(g), np.isnan(e)
+        both_nan = g_nan & e_nan
+        err[both_nan] = 0.0
+        err[np.isnan(err)] = np.inf
+        abs_e = np.abs(e)
+        res.max_abs = max(res.max_abs, float(err.max(initial=0.0)))
+        res.max_rel = max(res.max_rel, float(np.max(err / np.maximum(abs_e, tiny), initial=0.0)))
+        finite_err = np.where(np.isfinite(err), err, 1e300)
+        finite_e = np.where(np.isfinite(e), e, 0.0)
+        with np.errstate(over="ignore"):
+            err_sq += float(finite_err @ finite_err)
+        ref_sq += float(finite_e @ finite_e)
+        with np.errstate(over="ignore", invalid="ignore"):
+            spacing = np.spacing(abs_e.astype(dtype)).astype(np.float64)
+            res.max_ulp = max(res.max_ulp, float(np.max(err / np.maximum(spacing, subnormal), initial=0.0)))
+        bad = ~(err <= tol.rtol * abs_e + tol.atol * scale) & ~both_nan
+        if bad.any():
+            if first_bad < 0:
+                first_bad = sl.start + int(np.flatnonzero(bad)[0])
+            bad_count += int(np.count_nonzero(bad))
+        poisoned += int(np.count_nonzero(g_nan & ~e_nan))
+    res.rel_l2 = float(np.sqrt(err_sq) / (np.sqrt(ref_sq) if ref_sq > 0 else 1.0))
+    problems = []
+    if unwritten:
+        problems.append(f"{unwritten} of {got.size} output element(s) never written "
+                        f"(first at flat index {first_unwritten})")
+    if bad_count:
+        idx = np.unravel_index(first_bad, expected.shape)
+        problems.append(f"{bad_count} element(s) outside rtol={tol.rtol:g} "
+                        f"atol={tol.atol:g}*max|{tol.atol_scale}|; "
+                        f"first at {tuple(int(x) for x in idx)}: got {float(g_all[first_bad])!r}, "
+                        f"reference {float(e_all[first_bad])!r}"
+                        + (f" ({poisoned} NaN where the reference is finite: a read outside an input's bounds picks "
+                           f"up the NaN poison of its guard region)" if poisoned else ""))
+    return problems
+
+
 def cast_case(case: Case, dtype) -> Case:
     """The case with every float array rounded to dtype (integer arrays, e.g. token ids, untouched)."""
     def c(a):
         if isinstance(a, np.ndarray):
-            return a.astype(dtype) if a.dtype.kind == "f" else a
+            return a.astype(dtype, copy=False) if a.dtype.kind == "f" else a
         if isinstance(a, list):
             return [c(x) for x in a]
         return a
@@ -110,39 +182,13 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     if spec.output_dtype_follows_input and got.dtype != dtype:
         res.message = f"dtype {got.dtype} != input dtype {dtype}"
         return res
-    words = got.view(np.uint32) if got.dtype == np.float32 else got.view(np.uint64) >> np.uint64(32)
-    unwritten = int(np.count_nonzero(words == POISON))
-    if unwritten:
-        problems.append(f"{unwritten} of {got.size} output element(s) never written "
-                        f"(first at flat index {int(np.flatnonzero(words == POISON)[0])})")
-    g, e = got.astype(np.float64), expected.astype(np.float64)
-    err = np.abs(g - e)
-    both_nan = np.isnan(g) & np.isnan(e)
-    err[both_nan] = 0.0
-    err[np.isnan(err)] = np.inf
     tol = spec.tolerance_of(variant, dtype)      # the variant's own (e.g. Winograd's, with its reason), else the row's
     if tol.atol_scale == "input":
-        first = next(a for a in case.arrays() if a.dtype.kind == "f").astype(np.float64)
-        scale = float(np.max(np.abs(first[np.isfinite(first)]), initial=0.0))
+        first = next(a for a in case.arrays() if a.dtype.kind == "f")
     else:
-        scale = float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0))
-    res.max_abs = float(err.max(initial=0.0))
-    res.max_rel = float(np.max(err / np.maximum(np.abs(e), np.finfo(np.float64).tiny), initial=0.0))
-    norm = np.linalg.norm(np.where(np.isfinite(e), e, 0.0))
-    res.rel_l2 = float(np.linalg.norm(np.where(np.isfinite(err), err, 1e300)) / (norm if norm > 0 else 1.0))
-    spacing = np.spacing(np.abs(e).astype(dtype)).astype(np.float64)
-    res.max_ulp = float(np.max(err / np.maximum(spacing, np.finfo(dtype).smallest_subnormal), initial=0.0))
-    bound = tol.rtol * np.abs(e) + tol.atol * scale
-    bad = ~(err <= bound) & ~both_nan
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        idx = np.unravel_index(i, e.shape)
-        poisoned = int(np.count_nonzero(np.isnan(g) & ~np.isnan(e)))
-        problems.append(f"{int(bad.sum())} element(s) outside rtol={tol.rtol:g} "
-                        f"atol={tol.atol:g}*max|{tol.atol_scale}|; "
-                        f"first at {tuple(int(x) for x in idx)}: got {g.flat[i]!r}, reference {e.flat[i]!r}"
-                        + (f" ({poisoned} NaN where the reference is finite: a read outside an input's bounds picks "
-                           f"up the NaN poison of its guard region)" if poisoned else ""))
+        first = expected
+    scale = _finite_absmax(first)
+    problems += compare(got, expected, dtype, tol, scale, res)
     res.passed = not problems
     res.message = "; ".join(problems)
     return res

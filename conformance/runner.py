@@ -36,9 +36,10 @@ def skip_reason(rt, spec: OpSpec, v: Variant, dtype: str) -> str | None:
     return None
 
 
-def sd_cases(spec: OpSpec, v: Variant, profile: str) -> list:
+def sd_cases(spec: OpSpec, v: Variant, profile: str, refs: "References | None" = None) -> list:
     """The row's SD-shape cases this variant handles; in the ci profile only those of at most CI_SD_FLOP_LIMIT."""
-    cases = [c for c in spec.sd_cases() if v.applies is None or v.applies(c.args, c.kwargs)]
+    every = refs.sd_cases(spec) if refs is not None else spec.sd_cases()
+    cases = [c for c in every if v.applies is None or v.applies(c.args, c.kwargs)]
     if profile == "ci":
         cases = [c for c in cases if spec.flops(c) <= CI_SD_FLOP_LIMIT]
     return cases
@@ -65,16 +66,34 @@ def _digest(case: Case) -> bytes:
 
 class References:
     """float64 references by (op, dtype, case contents), computed once; least recently used dropped beyond
-    max_bytes."""
+    max_bytes. Also the SD-shape cases of the op checked last (made once for all its rows, so their digests are
+    computed once too: hashing a 33M-element case costs as much as checking it)."""
 
     def __init__(self, max_bytes: int = 2 << 30):
         self.max_bytes = max_bytes
         self._memo: OrderedDict = OrderedDict()
         self._bytes = 0
+        self._sd: tuple = (None, [])
+        self._digests: dict = {}        # id(case) -> (case, digest) for the SD cases held in _sd
         self.hits = self.misses = 0
 
+    def sd_cases(self, spec: OpSpec) -> list:
+        if self._sd[0] is not spec.sd_cases:
+            self._sd = (spec.sd_cases, list(spec.sd_cases()))
+            self._digests = {}
+        return self._sd[1]
+
+    def _digest(self, case: Case) -> bytes:
+        held = self._digests.get(id(case))
+        if held is not None and held[0] is case:
+            return held[1]
+        d = _digest(case)
+        if any(case is c for c in self._sd[1]):
+            self._digests[id(case)] = (case, d)
+        return d
+
     def get(self, spec: OpSpec, case: Case, dtype) -> np.ndarray:
-        key = (spec.name, np.dtype(dtype).name, _digest(case))
+        key = (spec.name, np.dtype(dtype).name, self._digest(case))
         hit = self._memo.get(key)
         if hit is not None:
             self._memo.move_to_end(key)
@@ -160,7 +179,7 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
             row.passed = False
             row.failure = f"{type(e).__name__}: {e}"
     if sd and row.passed:
-        for case in sd_cases(spec, v, profile):
+        for case in sd_cases(spec, v, profile, refs):
             try:
                 _fold(row, one(case))
             except _Stop as e:

@@ -185,11 +185,13 @@ class Runtime:
         """Problems found in the guard regions of arrays allocated since the last call (and forget them)."""
         problems = []
         for parent, g, nbytes, pattern in self.guarded:
-            host = np.empty(parent.size, dtype=np.uint8)
-            cl.enqueue_copy(self.queue, host, parent)
-            poison = np.full(parent.size // 4, pattern, dtype=np.uint32).view(np.uint8)
             for where, lo, hi in (("before", 0, g), ("after", g + nbytes, parent.size)):
-                bad = np.flatnonzero(host[lo:hi] != poison[lo:hi])
+                host = np.empty(hi - lo, dtype=np.uint8)       # only the guard region comes back
+                if host.size:
+                    cl.enqueue_copy(self.queue, host, parent, src_offset=lo)
+                # the pattern repeats every 4 bytes from the start of the parent buffer
+                poison = np.roll(np.frombuffer(np.uint32(pattern).tobytes(), np.uint8), -(lo % 4))
+                bad = np.flatnonzero(host != np.resize(poison, host.size))
                 if bad.size:
                     problems.append(f"out-of-bounds write {where} an array of {nbytes} bytes: "
                                     f"{bad.size} byte(s) changed, first at byte {lo + bad[0] - g} "
