@@ -69,7 +69,8 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
             if not unwritten:
                 first_unwritten = sl.start + int(np.flatnonzero(hit)[0])
             unwritten += int(np.count_nonzero(hit))
-        g, e = gc.astype(np.float64), e_all[sl].astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):                 # the poison is a signalling NaN
+            g, e = gc.astype(np.float64), e_all[sl].astype(np.float64, copy=False)
         err = np.abs(g - e)
         g_nan, e_nan = np.isnan(g), np.isnan(e)
         both_nan = g_nan & e_nan
