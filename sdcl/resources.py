@@ -13,15 +13,21 @@ import os
 from pathlib import Path
 
 
+_MARKERS = {"kernels": "common.h", "tuning": "default.json"}
+
+
 def package_data_dir(name: str) -> Path:
     """The folder of sdcl's package data `name` ("kernels", "tuning"): `sdcl/<name>` in a wheel install; in an
     editable install or a checkout, the repository folder beside `sdcl/` (setuptools' editable finder maps only
     folders that hold Python modules)."""
+    marker = _MARKERS[name]          # a folder of that name without it is something else (e.g. a cache in the cwd)
     spec = importlib.util.find_spec(f"sdcl.{name}")
     if spec is not None and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
+        for folder in map(Path, spec.submodule_search_locations):
+            if (folder / marker).is_file():
+                return folder
     beside = Path(__file__).resolve().parent.parent / name
-    if beside.is_dir():
+    if (beside / marker).is_file():
         return beside
     raise FileNotFoundError(f"sdcl's {name}/ folder is missing from this installation (looked for sdcl/{name} and "
                             f"{beside}): reinstall sdcl")
