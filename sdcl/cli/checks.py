@@ -13,16 +13,14 @@ from sdcl.errors import BadInput, EnvironmentProblem
 # argparse types raise ArgumentTypeError, whose message argparse prints after "argument --option: ".
 
 
-def nonempty(option: str):
+def nonempty(text: str) -> str:
     """argparse type: a non-empty string (an empty path or selector would silently mean 'none')."""
-    def check(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError("empty")
-        return text
-    return check
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty")
+    return text
 
 
-def integer(option: str, lo: int | None = None, hi: int | None = None):
+def integer(lo: int | None = None, hi: int | None = None):
     """argparse type: an int in [lo, hi]."""
     def check(text: str) -> int:
         try:
@@ -36,7 +34,7 @@ def integer(option: str, lo: int | None = None, hi: int | None = None):
     return check
 
 
-def finite(option: str, lo: float | None = None, hi: float | None = None):
+def finite(lo: float | None = None, hi: float | None = None):
     """argparse type: a finite float (NaN and infinities give NaN latents: a black image), in [lo, hi]."""
     def check(text: str) -> float:
         try:

@@ -8,11 +8,11 @@ from sdcl.cli.checks import nonempty
 def add_parser(sub, parents) -> None:
     c = sub.add_parser("conformance", parents=parents,
                        help="the conformance gate: every op, layer and the pipeline vs the reference")
-    c.add_argument("--device", type=nonempty("--device"), help="device selector (PYOPENCL_CTX syntax); default: PoCL")
+    c.add_argument("--device", type=nonempty, help="device selector (PYOPENCL_CTX syntax); default: PoCL")
     c.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"))
-    c.add_argument("--report", default="conformance-report", type=nonempty("--report"),
+    c.add_argument("--report", default="conformance-report", type=nonempty,
                    help="folder for report.json, junit.xml, report.md")
-    c.add_argument("--ops", type=nonempty("--ops"), help="comma-separated op names (default: all)")
+    c.add_argument("--ops", type=nonempty, help="comma-separated op names (default: all)")
     c.add_argument("--skip-models", action="store_true", help="ops only")
     c.add_argument("--jobs", "-j", type=int, default=0,
                    help="worker processes, each with its own context on the device (default: one per core, at most "

@@ -22,9 +22,9 @@ def add_parser(sub, parents) -> None:
     g.add_argument("prompt")
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--model", default="sd21-base", choices=sorted(CONFIGS))
-    g.add_argument("--checkpoint", type=nonempty("--checkpoint"),
+    g.add_argument("--checkpoint", type=nonempty,
                    help="a real checkpoint: LDM .safetensors file or diffusers folder")
-    g.add_argument("--weight-seed", type=integer("--weight-seed", 0), default=0,
+    g.add_argument("--weight-seed", type=integer(0), default=0,
                    help="seed of the random weights when no checkpoint")
     g.add_argument("--backend", choices=("reference", "opencl"), default="reference")
     g.add_argument("--dtype", choices=("float32", "float16"), default="float32",
@@ -32,16 +32,16 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--storage", choices=("float32", "half"), default="float32",
                    help="OpenCL backend: half stores the linear and conv2d weights as float16 (half-storage variants, "
                         "float32 compute)")
-    g.add_argument("--device", type=nonempty("--device"), help="OpenCL device selector (PYOPENCL_CTX syntax), for all "
+    g.add_argument("--device", type=nonempty, help="OpenCL device selector (PYOPENCL_CTX syntax), for all "
                                                                "stages")
-    g.add_argument("--text-device", type=nonempty("--text-device"), help="device for the text encoder, if not --device")
-    g.add_argument("--vae-device", type=nonempty("--vae-device"), help="device for the VAE decoder, if not --device")
-    g.add_argument("--seed", type=integer("--seed", 0), default=0)
-    g.add_argument("--steps", type=integer("--steps", 1), default=20)
-    g.add_argument("--guidance", type=finite("--guidance"), default=7.5)
-    g.add_argument("--size", type=integer("--size", 1), help="image height and width (default: the model's)")
+    g.add_argument("--text-device", type=nonempty, help="device for the text encoder, if not --device")
+    g.add_argument("--vae-device", type=nonempty, help="device for the VAE decoder, if not --device")
+    g.add_argument("--seed", type=integer(0), default=0)
+    g.add_argument("--steps", type=integer(1), default=20)
+    g.add_argument("--guidance", type=finite(), default=7.5)
+    g.add_argument("--size", type=integer(1), help="image height and width (default: the model's)")
     g.add_argument("--sampler", default="ddim", choices=sorted(SCHEDULERS))
-    g.add_argument("--eta", type=finite("--eta", 0.0, 1.0), default=0.0,
+    g.add_argument("--eta", type=finite(0.0, 1.0), default=0.0,
                    help="DDIM's noise (0: deterministic DDIM, 1: DDPM-like); ddim only")
     g.add_argument("--output", "-o", default="out.png")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -11,13 +11,13 @@ def add_parser(sub, parents) -> None:
     from sdcl.reference.configs import CONFIGS
     la = sub.add_parser("ladder", parents=parents,
                         help="cumulative per-optimization timings of text encoder, UNet step, VAE decode")
-    la.add_argument("--device", type=nonempty("--device"), help="device selector (PYOPENCL_CTX syntax); default: PoCL")
+    la.add_argument("--device", type=nonempty, help="device selector (PYOPENCL_CTX syntax); default: PoCL")
     la.add_argument("--model", default="sd21-base", choices=sorted(CONFIGS))
-    la.add_argument("--size", type=integer("--size", 8), default=512, help="image size (latent = size / 8)")
-    la.add_argument("--reps", type=integer("--reps", 1), default=3)
-    la.add_argument("--out", default="ladder", type=nonempty("--out"), help="folder for ladder-*.json and .md")
+    la.add_argument("--size", type=integer(8), default=512, help="image size (latent = size / 8)")
+    la.add_argument("--reps", type=integer(1), default=3)
+    la.add_argument("--out", default="ladder", type=nonempty, help="folder for ladder-*.json and .md")
     la.add_argument("--no-torch", action="store_true", help="skip the torch rows")
-    la.add_argument("--rows", type=nonempty("--rows"), help="comma-separated row numbers to measure (0 = naive; "
+    la.add_argument("--rows", type=nonempty, help="comma-separated row numbers to measure (0 = naive; "
                                                             "default: all)")
     la.set_defaults(run=run)
 

@@ -14,14 +14,14 @@ def add_parser(sub, parents) -> None:
     t = sub.add_parser("tune", parents=parents,
                        help="search each variant's knobs at the real SD shapes; store the fastest verified in the "
                             "device's tuning table ($SDCL_TUNING_DIR, else ~/.cache/sdcl/tuning)")
-    t.add_argument("--device", type=nonempty("--device"), help="device selector (PYOPENCL_CTX syntax); default: PoCL")
+    t.add_argument("--device", type=nonempty, help="device selector (PYOPENCL_CTX syntax); default: PoCL")
     t.add_argument("--model", default="all", choices=("sd15", "sd21-base", "all"), help="whose SD shapes to tune")
-    t.add_argument("--ops", type=nonempty("--ops"), help="comma-separated op names (default: every op with variants "
+    t.add_argument("--ops", type=nonempty, help="comma-separated op names (default: every op with variants "
                                                          "or knobs)")
-    t.add_argument("--max-configs", type=integer("--max-configs", 1), default=24,
+    t.add_argument("--max-configs", type=integer(1), default=24,
                    help="knob settings per variant (random sample beyond)")
-    t.add_argument("--reps", type=integer("--reps", 1), default=5)
-    t.add_argument("--trace-size", type=integer("--trace-size", 8), metavar="SIZE",
+    t.add_argument("--reps", type=integer(1), default=5)
+    t.add_argument("--trace-size", type=integer(8), metavar="SIZE",
                    help="tune, instead of the registry's SD cases, the shapes one text-encoder pass, UNet step and VAE "
                         "decode of --model at SIZE x SIZE send to each op (e.g. the GEMMs inside the conv variants) "
                         "that the table has no entry for")
