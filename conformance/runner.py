@@ -73,27 +73,28 @@ class References:
         self.max_bytes = max_bytes
         self._memo: OrderedDict = OrderedDict()
         self._bytes = 0
-        self._sd: tuple = (None, [])
-        self._digests: dict = {}        # id(case) -> (case, digest) for the SD cases held in _sd
+        self._sd_source = None          # the sd_cases function whose cases are held
+        self._sd: list = []
+        self._sd_digests: dict = {}     # id(case) -> digest (None until needed) of the held SD cases
         self.hits = self.misses = 0
 
     def sd_cases(self, spec: OpSpec) -> list:
-        if self._sd[0] is not spec.sd_cases:
-            self._sd = (spec.sd_cases, list(spec.sd_cases()))
-            self._digests = {}
-        return self._sd[1]
+        if self._sd_source is not spec.sd_cases:
+            self._sd_source, self._sd = spec.sd_cases, list(spec.sd_cases())
+            self._sd_digests = dict.fromkeys(map(id, self._sd))
+        return self._sd
 
-    def _digest(self, case: Case) -> bytes:
-        held = self._digests.get(id(case))
-        if held is not None and held[0] is case:
-            return held[1]
-        d = _digest(case)
-        if any(case is c for c in self._sd[1]):
-            self._digests[id(case)] = (case, d)
-        return d
+    def digest(self, case: Case) -> bytes:
+        """The case's content digest; an SD case held here is hashed once (while it is held, no other live object
+        has its id)."""
+        if id(case) not in self._sd_digests:
+            return _digest(case)
+        if self._sd_digests[id(case)] is None:
+            self._sd_digests[id(case)] = _digest(case)
+        return self._sd_digests[id(case)]
 
     def get(self, spec: OpSpec, case: Case, dtype) -> np.ndarray:
-        key = (spec.name, np.dtype(dtype).name, self._digest(case))
+        key = (spec.name, np.dtype(dtype).name, self.digest(case))
         hit = self._memo.get(key)
         if hit is not None:
             self._memo.move_to_end(key)

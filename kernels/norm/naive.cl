@@ -18,6 +18,26 @@
 #error "WG (work-items per group or row, a power of two) must be set with -D"
 #endif
 
+// The mean of the count values at xs and 1 / sqrt(their biased variance + eps), in every work-item of the
+// work-group: the sum, then the sum of squared deviations from the mean (two passes, so that a large mean does not
+// cancel the variance away), each a strided share per work-item and a tree in scratch.
+void TwoPassMoments(const __global REAL *xs, const long count, const REAL eps, __local REAL *scratch, const int lid,
+                    REAL *mean, REAL *inv_std)
+{
+    REAL s = 0;
+    for (long e = lid; e < count; e += WG) s += xs[e];
+    const REAL m = TreeSum(s, scratch, lid, WG) / (REAL)count;
+    barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the sum before the next tree overwrites scratch
+
+    REAL q = 0;
+    for (long e = lid; e < count; e += WG) {
+        const REAL d = xs[e] - m;
+        q += d * d;
+    }
+    *mean = m;
+    *inv_std = (REAL)1 / sqrt(TreeSum(q, scratch, lid, WG) / (REAL)count + eps);
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_norm_naive(__global const REAL *x, __global const REAL *weight, __global const REAL *bias,
                       __global REAL *y, const int C, const int G, const long S, const REAL eps,
@@ -32,18 +52,8 @@ void group_norm_naive(__global const REAL *x, __global const REAL *weight, __glo
     const __global REAL *xs = x + ng * count;
     __global REAL *ys = y + ng * count;
 
-    REAL s = 0;
-    for (long e = lid; e < count; e += WG) s += xs[e];
-    const REAL mean = TreeSum(s, scratch, lid, WG) / (REAL)count;
-    barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the sum before the next tree overwrites scratch
-
-    REAL q = 0;
-    for (long e = lid; e < count; e += WG) {
-        const REAL d = xs[e] - mean;
-        q += d * d;
-    }
-    const REAL var = TreeSum(q, scratch, lid, WG) / (REAL)count;
-    const REAL inv_std = (REAL)1 / sqrt(var + eps);
+    REAL mean, inv_std;
+    TwoPassMoments(xs, count, eps, scratch, lid, &mean, &inv_std);
 
     for (long e = lid; e < count; e += WG) {
         REAL v = (xs[e] - mean) * inv_std;
@@ -66,18 +76,8 @@ void layer_norm_naive(__global const REAL *x, __global const REAL *weight, __glo
     const __global REAL *xr = x + r * D;
     __global REAL *yr = y + r * D;
 
-    REAL s = 0;
-    for (int e = lid; e < D; e += WG) s += xr[e];
-    const REAL mean = TreeSum(s, scratch, lid, WG) / (REAL)D;
-    barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the sum before the next tree overwrites scratch
-
-    REAL q = 0;
-    for (int e = lid; e < D; e += WG) {
-        const REAL d = xr[e] - mean;
-        q += d * d;
-    }
-    const REAL var = TreeSum(q, scratch, lid, WG) / (REAL)D;
-    const REAL inv_std = (REAL)1 / sqrt(var + eps);
+    REAL mean, inv_std;
+    TwoPassMoments(xr, D, eps, scratch, lid, &mean, &inv_std);
 
     for (int e = lid; e < D; e += WG) {
         REAL v = (xr[e] - mean) * inv_std;
