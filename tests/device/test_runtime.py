@@ -2,13 +2,12 @@
 a kernel that does not build, the -D options and the program cache."""
 
 import numpy as np
+import pyopencl as cl
 import pytest
 
-cl = pytest.importorskip("pyopencl")
-
-from sdcl.opencl_impl import devices, runtime  # noqa: E402
-from sdcl.opencl_impl.devices import DeviceError, select_device  # noqa: E402
-from sdcl.opencl_impl.runtime import KernelBuildError, Runtime, build_options  # noqa: E402
+from sdcl.opencl_impl import devices, runtime
+from sdcl.opencl_impl.devices import DeviceError, select_device
+from sdcl.opencl_impl.runtime import KernelBuildError, Runtime, build_options
 
 
 def test_no_platform_says_how_to_install_pocl(monkeypatch):

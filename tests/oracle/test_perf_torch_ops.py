@@ -7,10 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from sdcl.perf import torch_ops  # noqa: E402
-from sdcl.reference import ops as R  # noqa: E402
+from sdcl.perf import torch_ops
+from sdcl.reference import ops as R
 
 rng = np.random.default_rng(0)
 r = lambda *s: rng.standard_normal(s)

@@ -108,7 +108,6 @@ def tok_sd2():
 def hf_files(tmp_path_factory):
     """vocab.json and merges.txt as openai/clip-vit-large-patch14 has them, from the shipped merges file, with
     transformers' own byte -> unicode table."""
-    pytest.importorskip("transformers")
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     path = tmp_path_factory.mktemp("clip-vit-large-patch14")
@@ -146,11 +145,10 @@ def hf_sd2(hf_files):
 @pytest.fixture(scope="module")
 def open_clip_tokenize():
     """open_clip/tokenizer.py loaded on its own: the package __init__ imports torchvision, not needed here."""
-    for mod in ("ftfy", "regex", "torch"):
-        pytest.importorskip(mod)
+    for mod in ("ftfy", "regex", "torch"):      # what open_clip's tokenizer imports: a missing one fails the test
+        importlib.import_module(mod)
     spec = importlib.util.find_spec("open_clip")
-    if spec is None:
-        pytest.skip("open_clip_torch not installed (pip install --no-deps open_clip_torch==3.3.0)")
+    assert spec is not None, "open_clip_torch is not installed: pip install --no-deps open_clip_torch (README set-up)"
     path = Path(spec.submodule_search_locations[0]) / "tokenizer.py"
     mod_spec = importlib.util.spec_from_file_location("_open_clip_tokenizer_oracle", path)
     module = importlib.util.module_from_spec(mod_spec)
@@ -229,7 +227,8 @@ def test_sd2_exclamation_differs_from_transformers(tok_sd2, hf_sd2, open_clip_to
 # ---- the word split against CLIP's pattern run by the `regex` package -----------------------------------------
 
 def test_split_matches_clip_pattern_on_every_character():
-    regex = pytest.importorskip("regex")
+    import regex
+
     pattern = regex.compile(CLIP_PATTERN, regex.IGNORECASE)
     # Characters cleaned text can hold: assigned in this Python's Unicode database (the `regex` package may know
     # a newer one), no surrogates, and not U+001C..U+001F (str.split whitespace, removed by the cleaning).

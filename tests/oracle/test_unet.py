@@ -24,16 +24,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from numerics import F64_TOL, rel_l2, tol
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-from diffusers import UNet2DConditionModel  # noqa: E402
-from sdcl.conformance.oracles import unet_kwargs  # noqa: E402
-
-import sdcl.reference.ops as ref_ops  # noqa: E402
-from numerics import F64_TOL, rel_l2, tol  # noqa: E402
-from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2  # noqa: E402
-from sdcl.reference.unet import UNet, _crop_to, init_weights, param_shapes  # noqa: E402
+import sdcl.reference.ops as ref_ops
+from sdcl.conformance.oracles import unet_kwargs
+from sdcl.reference.configs import SD15, SD21_BASE, TINY_SD1, TINY_SD2
+from sdcl.reference.unet import UNet, _crop_to, init_weights, param_shapes
 
 # A third tiny model: three levels (so a non-multiple-of-4 latent gets odd sizes at an inner level, and the middle
 # up block's head count is read from the reversed list), one layer per block, a distinct head count per block.
