@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from sdcl.conformance.report import Row, write_reports
-from sdcl.conformance.runner import References, check_row
+from sdcl.conformance.runner import References, check_row, row_configs
 from sdcl.registry import DTYPES, REGISTRY
 
 
@@ -36,8 +36,14 @@ _WEIGHT = {"conv2d": 9, "attention": 8, "linear": 7, "matmul": 6, "batched_matmu
            "group_norm": 3, "layer_norm": 3, "softmax": 3, "geglu": 2}
 
 
-def _tasks(ops: list, skip_models: bool) -> list:
-    return ([] if skip_models else ["models"]) + sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
+def _tasks(ops: list, skip_models: bool, profile: str = "ci") -> list:
+    """The models, then the ops longest first. Under ci a task is an op (its rows share their derandomized cases'
+    references); under dev and thorough, which check every knob setting and run for long, a task is one row
+    ("op:variant:dtype"), so the reports grow row by row."""
+    ops = sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
+    if profile != "ci":
+        ops = [f"{op}:{v.name}:{d}" for op in ops for v in REGISTRY[op].variants for d in DTYPES]
+    return ([] if skip_models else ["models"]) + ops
 
 
 _WORKER: dict = {}     # a worker process's Runtime, made once
@@ -65,19 +71,22 @@ def run_task(selector: str | None, task: str, profile: str) -> list:
         finally:
             rt.policy = None
     refs = _WORKER.setdefault("refs", References())
-    spec = REGISTRY[task]
-    return [check_row(rt, spec, v.name, dtype, profile, refs=refs, device=device)
-            for v in spec.variants for dtype in DTYPES]
+    spec = REGISTRY[task.split(":")[0]]
+    rows = [(v, d) for v in spec.variants for d in DTYPES]
+    if ":" in task:     # one row of the op: "op:variant:dtype"
+        rows = [(spec.variant(task.split(":")[1]), task.split(":")[2])]
+    return [check_row(rt, spec, v.name, dtype, profile, refs=refs, device=device,
+                      configs=row_configs(rt, spec, v, profile)) for v, dtype in rows]
 
 
 def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models: bool = False, jobs: int = 1,
         log=print) -> list:
     """Every row of these ops (and the model checks) on the selected device, in `jobs` worker processes (1: in
     this process); the reports rewritten as each task's rows arrive, in registry order."""
-    tasks = _tasks(ops, skip_models)
+    tasks = _tasks(ops, skip_models, profile)
     done: dict = {}
     t0 = time.perf_counter()
-    order = [t for t in (["models"] if not skip_models else []) + list(ops)]
+    order = (["models"] if not skip_models else []) + [t for op in ops for t in tasks if t.split(":")[0] == op]
 
     def arrived(task: str, rows: list) -> None:
         done[task] = rows

@@ -1,4 +1,6 @@
-"""Hypothesis profiles: `ci` (derandomized, fits the CI budget), `dev`, `thorough` (thousands per op).
+"""Hypothesis profiles: `ci` (derandomized, fits the CI budget), `dev`, `thorough` (thousands per op), and `oclgrind`
+(a few tiny cases per row, for a simulator that interprets every work-item: no SD shapes, sizes up to TINY_MAX_SIZE,
+the default knobs and the smallest tiles of the variant's space, so that full tiles and tails both run).
 
 Select with pytest's `--hypothesis-profile NAME` or `sdcl conformance --profile NAME`.
 """
@@ -11,6 +13,11 @@ _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", max_examples=12, derandomize=True, database=None, **_COMMON)
 settings.register_profile("dev", max_examples=60, **_COMMON)
 settings.register_profile("thorough", max_examples=2000, phases=tuple(Phase), **_COMMON)
+settings.register_profile("oclgrind", max_examples=4, derandomize=True, database=None, **_COMMON)
+
+# Largest size a fuzzer may draw, per profile (None: the row's own limits).
+TINY_MAX_SIZE = 17
+MAX_SIZE = {"oclgrind": TINY_MAX_SIZE}
 
 # SD-shape examples (large arrays) run in every profile but ci, where only those under this many FLOPs run.
 CI_SD_FLOP_LIMIT = 2e9

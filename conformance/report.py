@@ -21,6 +21,7 @@ class Row:
     dtype: str
     device: str
     cases: int = 0
+    configs: int = 0     # knob settings checked (up to the one that failed)
     passed: bool = True
     skipped: str = ""    # the reason, when skipped
     worst_rel_l2: float = 0.0
@@ -29,6 +30,8 @@ class Row:
     metric: str = ""     # model checks: e.g. "PSNR 62.1 dB"
     failure: str = ""
     seconds: float = 0.0
+    notes: str = ""      # e.g. knob settings this device cannot launch
+    unfit: str = ""      # the runner's: why the setting being checked could not be launched
 
     @property
     def verdict(self) -> str:
@@ -55,10 +58,10 @@ def write_reports(rows: list, folder: Path, device: str, profile: str) -> None:
     write_bytes(folder / "junit.xml", ET.tostring(suite, encoding="utf-8", xml_declaration=True))
 
     lines = [f"# sdcl conformance: {device}", "", f"Hypothesis profile `{profile}`.", "",
-             "| kind | name | variant | dtype | cases | worst rel L2 | worst max abs | worst ulp | metric | verdict |",
-             "|---|---|---|---|---:|---:|---:|---:|---|---|"]
+             "| kind | name | variant | dtype | knob settings | cases | worst rel L2 | worst max abs | worst ulp | metric | verdict |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        lines.append(f"| {r.kind} | {r.name} | {r.variant} | {r.dtype} | {r.cases} | {r.worst_rel_l2:.2e} | "
+        lines.append(f"| {r.kind} | {r.name} | {r.variant} | {r.dtype} | {r.configs or ''} | {r.cases} | {r.worst_rel_l2:.2e} | "
                      f"{r.worst_max_abs:.2e} | {r.worst_ulp:.1f} | {r.metric} | {r.verdict} |")
     ran = [r for r in rows if r.verdict != "skip"]
     lines += ["", "## Coverage", "",
@@ -68,6 +71,9 @@ def write_reports(rows: list, folder: Path, device: str, profile: str) -> None:
     if skipped:
         lines += ["Skipped, with the reason:", ""] + [f"- {r.kind} {r.name} {r.variant} {r.dtype}: {r.skipped}"
                                                     for r in skipped] + [""]
+    noted = [r for r in rows if r.notes]
+    if noted:
+        lines += ["Notes:", ""] + [f"- {r.name} {r.variant} {r.dtype}: {r.notes}" for r in noted] + [""]
     failed = [r for r in rows if r.verdict == "FAIL"]
     if failed:
         lines += ["## Failures", ""] + [f"- {r.name} {r.variant} {r.dtype}: {r.failure}" for r in failed] + [""]

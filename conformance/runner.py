@@ -12,16 +12,18 @@ once: nothing is built again for further cases.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+from pathlib import Path
 from collections import OrderedDict
 
 import numpy as np
 
 from sdcl.conformance.check import Result, reference_output, run_case
-from sdcl.conformance.profiles import CI_SD_FLOP_LIMIT
+from sdcl.conformance.profiles import CI_SD_FLOP_LIMIT, MAX_SIZE
 from sdcl.conformance.report import Row
-from sdcl.opencl_impl.runtime import KernelBuildError
-from sdcl.registry import Case, OpSpec, Variant
+from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError
+from sdcl.registry import FEATURES, Case, OpSpec, Variant
 
 
 def skip_reason(rt, spec: OpSpec, v: Variant, dtype: str) -> str | None:
@@ -32,17 +34,55 @@ def skip_reason(rt, spec: OpSpec, v: Variant, dtype: str) -> str | None:
         return "device has no fp64 (cl_khr_fp64)"
     missing = [n for n in v.needs if not rt.info.get(n)]
     if missing:
-        return f"device lacks {', '.join(missing)}"
+        return f"device lacks {', '.join(FEATURES.get(n, n) for n in missing)}"
     return None
 
 
-def sd_cases(spec: OpSpec, v: Variant, profile: str, refs: "References | None" = None) -> list:
-    """The row's SD-shape cases this variant handles; in the ci profile only those of at most CI_SD_FLOP_LIMIT."""
+def sd_cases(spec: OpSpec, v: Variant, profile: str, refs: "References | None" = None, default: bool = True) -> list:
+    """The row's SD-shape cases this variant handles; in the ci profile (and for a knob setting other than the
+    default, `default=False`, in dev) only those of at most CI_SD_FLOP_LIMIT. None in ci for a setting other than
+    the default (a tuning table's: the tuner checked it at its SD shape on its device; ci checks it on the fuzzed
+    shapes), nor under oclgrind (a simulator: tiny fuzzed shapes only)."""
+    if profile == "oclgrind" or (profile == "ci" and not default):
+        return []
     every = refs.sd_cases(spec) if refs is not None else spec.sd_cases()
     cases = [c for c in every if v.applies is None or v.applies(c.args, c.kwargs)]
-    if profile == "ci":
+    if profile == "ci" or (profile != "thorough" and not default):
         cases = [c for c in cases if spec.flops(c) <= CI_SD_FLOP_LIMIT]
     return cases
+
+
+def row_configs(rt, spec: OpSpec, v: Variant, profile: str) -> list:
+    """The knob settings a row checks: the declared default first; in the ci profile then every setting a shipped
+    tuning table (any device's) or the user's table for this device gives the variant; in dev and thorough every
+    setting of the variant's space the device admits (Variant.configs) and those of the tables. A table's setting
+    the device cannot build (the variant's constraint on this device) is left out. Under oclgrind: the default and
+    the smallest setting (least product of its knob values), whose tiles tiny shapes fill and overrun."""
+    from sdcl.opencl_impl.selection import _read, device_slug, shipped_tables, table_configs
+
+    user_dir, shipped_dir = rt.tuning_dirs
+    tables = shipped_tables(shipped_dir) + [t for t in [_read(Path(user_dir) / f"{device_slug(rt.info)}.json")] if t]
+    if profile == "oclgrind":       # the defaults and the smallest tiles (full tiles and tails at tiny sizes)
+        smallest = min(v.configs(rt.info), key=lambda k: math.prod(x for x in k.values() if isinstance(x, int)))
+        return [v.complete(None)] + ([smallest] if smallest != v.complete(None) else [])
+    out = [v.complete(None)] if profile == "ci" else [v.complete(k) for k in v.configs(rt.info)]
+    for k in table_configs(tables, spec.name, v.name):
+        k = v.complete(k)
+        if k not in out and (v.constraint is None or v.constraint(k, rt.info)):
+            out.append(k)
+    return out
+
+
+def examples_per_config(profile: str, n: int, done: int = 0) -> int:
+    """Fuzzed examples for the next of n knob settings still to check, `done` examples run at the ones before: the
+    profile's number (ci: each setting gets it, the derandomized cases are shared), else what remains of that
+    number spread over the n settings, at least MIN_EXAMPLES_PER_CONFIG each (thorough: 2000 per row in all)."""
+    from hypothesis import settings
+    total = settings.get_profile(profile).max_examples
+    return total if profile in ("ci", "oclgrind") else max(MIN_EXAMPLES_PER_CONFIG, -(-(total - done) // max(n, 1)))
+
+
+MIN_EXAMPLES_PER_CONFIG = 10
 
 
 def _digest(case: Case) -> bytes:
@@ -120,43 +160,77 @@ def _fold(row: Row, res: Result) -> None:
         row.failure = f"{res.case}: {res.message}"
 
 
-class _Stop(Exception):
-    """A failure that is not the kernel's answer (a build error): the row stops, nothing is shrunk."""
+class _Stop(BaseException):
+    """A failure that is not the kernel's answer (a build error, a launch the device refuses): the row stops,
+    nothing is shrunk or replayed (a BaseException, which Hypothesis lets through at once)."""
 
 
 def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", knobs: dict | None = None,
-              refs: References | None = None, device: str = "", fuzz: bool = True, sd: bool = True) -> Row:
-    """Check one variant at one dtype: Hypothesis-fuzzed cases (the profile's number), then the SD shapes.
-    knobs: the setting to check (default: the declared defaults)."""
-    from hypothesis import assume, given, settings
-
-    from sdcl.conformance.strategies import cases
-
+              refs: References | None = None, device: str = "", fuzz: bool = True, sd: bool = True,
+              configs: list | None = None) -> Row:
+    """Check one variant at one dtype at each knob setting of `configs` (default: [knobs], the declared defaults
+    completed by the given ones): Hypothesis-fuzzed cases (examples_per_config), then the SD shapes. The row
+    stops at the first setting that fails, and its failure names that setting's knobs."""
     v = spec.variant(variant)
-    knobs = v.complete(knobs)
+    configs = [v.complete(k) for k in (configs or [knobs])]
     refs = refs if refs is not None else References()
     row = Row("op", spec.name, variant, dtype, device or f"{rt.info['platform']} / {rt.info['device']}")
     row.skipped = skip_reason(rt, spec, v, dtype) or ""
     if row.skipped:
         return row
     t0 = time.perf_counter()
+    unfit, fuzzed = [], 0
+    for i, kn in enumerate(configs):
+        row.unfit = ""
+        # the profile's fuzzed examples spread over the settings still to check (those that launch share it all)
+        examples = examples_per_config(profile, len(configs) - i, done=fuzzed) if fuzz else 0
+        fuzzed += _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
+                                sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
+        if row.unfit and i > 0:     # a setting other than the default that this device cannot launch: noted
+            unfit.append((str(kn), row.unfit))
+            row.passed, row.failure = True, ""
+            continue
+        row.configs += 1
+        if not row.passed:
+            if len(configs) > 1:
+                row.failure = f"knobs {kn}: {row.failure}"
+            break
+    if unfit:
+        row.notes = (f"{len(unfit)} knob setting(s) this device cannot launch: {', '.join(k for k, _ in unfit)} "
+                     f"(first: {unfit[0][1]})")
+    row.seconds = time.perf_counter() - t0
+    return row
+
+
+def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs: dict, refs: References, row: Row,
+                  examples: int, sd: list) -> None:
+    """Fold one knob setting's cases into the row: `examples` fuzzed ones, then the SD cases `sd`; returns how many
+    fuzzed cases ran (shrink attempts excluded)."""
+    from hypothesis import assume, given, settings
+
+    from sdcl.conformance.strategies import cases
+
     state = {"failed": None, "counting": True, "stop": None}
+    before = row.cases
 
     def one(case: Case) -> Result:
         if state["stop"]:
             raise _Stop(state["stop"])
         try:
-            return run_case(rt, spec, variant, knobs, case, dtype, expected=refs.get(spec, case, dtype))
+            return run_case(rt, spec, v.name, knobs, case, dtype, expected=refs.get(spec, case, dtype))
         except KernelBuildError as e:
             state["stop"] = f"kernel build failed: {e}"
             raise _Stop(state["stop"]) from None
+        except LaunchLimitError as e:
+            state["stop"] = row.unfit = f"launch refused: {e}"
+            raise _Stop(state["stop"]) from None
         except Exception as e:  # a launcher that crashes (bad shape handling) is a failure of this case
-            return Result(spec.name, variant, dict(knobs), dtype, case.summary(), False,
+            return Result(spec.name, v.name, dict(knobs), dtype, case.summary(), False,
                           message=f"{type(e).__name__}: {e}")
 
-    if fuzz:
-        @settings(settings.get_profile(profile))
-        @given(case=cases(spec))
+    if examples:
+        @settings(settings.get_profile(profile), max_examples=examples)
+        @given(case=cases(spec, MAX_SIZE.get(profile)))
         def fuzzed(case):
             assume(v.applies is None or v.applies(case.args, case.kwargs))
             res = one(case)
@@ -179,13 +253,13 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
         except Exception as e:  # noqa: BLE001  (Hypothesis's own errors, e.g. no valid example)
             row.passed = False
             row.failure = f"{type(e).__name__}: {e}"
-    if sd and row.passed:
-        for case in sd_cases(spec, v, profile, refs):
+    fuzzed = row.cases - before
+    if row.passed:
+        for case in sd:
             try:
                 _fold(row, one(case))
             except _Stop as e:
                 row.passed, row.failure = False, str(e)
             if not row.passed:
                 break
-    row.seconds = time.perf_counter() - t0
-    return row
+    return fuzzed

@@ -114,6 +114,11 @@ def device_info(device: "cl.Device") -> dict:
         "fp64": "cl_khr_fp64" in ext or device.double_fp_config != 0,
         "fp16": "cl_khr_fp16" in ext,
         "nvidia_ptx": "nvidia" in device.platform.name.lower() and bool(device.type & cl.device_type.GPU),  # asm()
+        # Mesa's llvmpipe (rusticl, Clover) ends every loop of a work-item once its loops have taken 65535 back
+        # edges in all (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter per invocation): a kernel that loops
+        # longer returns silently wrong results there (tiled_reg at K >= 800, measured). Kernels that need more
+        # declare needs=("long_loops",).
+        "long_loops": "llvmpipe" not in device.name.lower(),
     }
 
 

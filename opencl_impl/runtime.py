@@ -30,6 +30,11 @@ class KernelBuildError(RuntimeError):
     """A kernel failed to compile; the message carries the device, the options and the compiler log."""
 
 
+class LaunchLimitError(DeviceError):
+    """A built kernel cannot be launched at this work-group size on this device (its CL_KERNEL_WORK_GROUP_SIZE), or
+    the device refused the launch for its resources (OUT_OF_RESOURCES): a knob setting this device does not fit."""
+
+
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
     """-D macros from a dict (True -> a bare define), plus the precision define every kernel reads (REAL)."""
     opts = [f"-DREAL={'double' if np.dtype(dtype) == np.float64 else 'float'}"]
@@ -155,12 +160,54 @@ class Runtime:
             knl = self.programs[key] = getattr(self.program(file, defines, dtype), name)
         return knl
 
+    def kernel_limits(self, knl: "cl.Kernel") -> tuple:
+        """(largest work-group, local bytes it uses itself, whether its work-group size is fixed at build time) of a
+        built kernel on this device. The work-group limit falls below the device's where the kernel needs many
+        registers; a kernel built with reqd_work_group_size was compiled for that size (NVIDIA reports 256 for
+        gemm_tiled at 32 x 32 and launches it), so only the others are held to it."""
+        key = ("limits", knl.int_ptr)
+        hit = self.programs.get(key)
+        if hit is None:
+            info = cl.kernel_work_group_info
+            hit = self.programs[key] = (knl.get_work_group_info(info.WORK_GROUP_SIZE, self.device),
+                                        knl.get_work_group_info(info.LOCAL_MEM_SIZE, self.device),
+                                        any(knl.get_work_group_info(info.COMPILE_WORK_GROUP_SIZE, self.device)))
+        return hit
+
+    def local_bytes_left(self, knl: "cl.Kernel") -> int:
+        """The local memory a launch of this kernel may pass (cl.LocalMemory): the device's, less the kernel's own."""
+        return self.device.local_mem_size - self.kernel_limits(knl)[1]
+
     def launch(self, op: str, knl: "cl.Kernel", global_size: tuple, local_size: tuple | None, *args) -> "cl.Event":
-        """Enqueue a kernel; keep its event for per-op timing when profiling is on."""
-        ev = knl(self.queue, global_size, local_size, *args)
+        """Enqueue a kernel; keep its event for per-op timing when profiling is on. A work-group larger than the
+        kernel allows on this device, or a launch the device refuses for its resources, raises LaunchLimitError
+        naming the kernel, its sizes and the limits."""
+        if local_size is not None:
+            n = 1
+            for x in local_size:
+                n *= x
+            wg, _, fixed = self.kernel_limits(knl)
+            if n > wg and not fixed:
+                dyn = sum(a.size for a in args if isinstance(a, cl.LocalMemory))
+                raise LaunchLimitError(self._launch_text(knl, global_size, local_size, dyn, "does not fit"))
+        try:
+            ev = knl(self.queue, global_size, local_size, *args)
+        except cl.Error as e:
+            if "OUT_OF_RESOURCES" not in str(e) and "INVALID_WORK_GROUP_SIZE" not in str(e):
+                raise
+            dyn = sum(a.size for a in args if isinstance(a, cl.LocalMemory))
+            raise LaunchLimitError(self._launch_text(knl, global_size, local_size, dyn, f"was refused ({e})")) \
+                from None
         if self.profile:
             self.events.append((op, ev))
         return ev
+
+    def _launch_text(self, knl, global_size, local_size, dyn: int, what: str) -> str:
+        wg, own_local, _ = self.kernel_limits(knl)
+        return (f"{knl.function_name} {what} on {self.info['device']}: global {tuple(global_size)}, work-group "
+                f"{tuple(local_size) if local_size else 'any'}, {dyn} B of local memory passed; the kernel allows "
+                f"work-groups of {wg} and uses {own_local} B of local memory itself, of the device's "
+                f"{self.device.local_mem_size} B")
 
     # --- arrays --------------------------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray) -> "cla.Array":

@@ -92,6 +92,30 @@ def load_table(info: dict, dirs) -> dict:
     return _overlay(base, user) if user else base
 
 
+def shipped_tables(shipped_dir) -> list:
+    """Every tuning table sdcl ships: one per device it was tuned on, and default.json's per device type."""
+    out = []
+    for path in sorted(Path(shipped_dir).glob("*.json")):
+        t = _read(path) or {}
+        out += list(t.get("by_type", {}).values()) if "by_type" in t else [t]
+    return out
+
+
+def table_configs(tables, op: str, variant: str) -> list:
+    """The distinct knob settings these tables give a variant of an op (its defaults, and every ranked entry of
+    every shape), in the order met. A half variant also takes its base kernel's defaults (as the policy does)."""
+    out = []
+    for t in tables:
+        entry = t.get("ops", {}).get(op, {})
+        defaults = entry.get("defaults", {})
+        found = [defaults[n] for n in dict.fromkeys((variant, variant.removesuffix("_half"))) if n in defaults]
+        found += [c[1] for ranked in entry.get("shapes", {}).values() for c in ranked if c[0] == variant]
+        for k in found:
+            if dict(k) not in out:
+                out.append(dict(k))
+    return out
+
+
 def table_text(table: dict) -> str:
     """A tuning table as JSON text with one line per variant's defaults and per shape (short, diffable)."""
     def one(v):

@@ -2,7 +2,9 @@
 
 Every candidate (variant x knob setting the device's limits admit) is first built and checked against the
 reference at that very shape; a candidate that fails to build or gives a wrong answer is discarded and reported,
-never stored. Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up). The device's
+never stored. Before a variant's fastest knobs at a shape are stored (they then serve that shape in every dtype,
+and may become the variant's default for every other shape), they also pass the gate's ci-profile fuzzing in float32
+and float64 (where the device has it); knobs that fail there are rejected, and the variant's next fastest are tried. Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up). The device's
 tuning table (sdcl.opencl_impl.selection) keeps, per shape, each variant at its fastest knobs, fastest first; it is
 written into the runtime's tuning folder (the user's, never the installed package), with the raw log of every
 candidate's time beside it (<device>.log.json).
@@ -18,12 +20,13 @@ import time
 import numpy as np
 
 from sdcl.conformance.check import cast_case, device_args, reference_output, run_case
+from sdcl.conformance.runner import References, check_row
 from sdcl.files import write_text
 from sdcl.opencl_impl.devices import device_key
 from sdcl.opencl_impl.dispatch import run_variant
-from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
+from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, Runtime
 from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, Policy, call_key, device_slug, load_table, save_table
-from sdcl.registry import REGISTRY, Case
+from sdcl.registry import DTYPES, REGISTRY, Case
 
 
 def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np.float32, reps: int = 5) -> float:
@@ -117,6 +120,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
     table.update({"device": device_key(rt.device), DEVICE_TYPE_KEY: rt.info["type"],
                   "tuned": time.strftime("%Y-%m-%d %H:%M:%S")})
     rng = random.Random(seed)
+    refs = References()
     rejected, raw = [], []
     names = ops or [n for n, s in REGISTRY.items() if len(s.variants) > 1 or any(v.space for v in s.variants)]
     for op in names:
@@ -124,6 +128,19 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
         entry = table["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
         wins: dict = {}
         extra = (extra_cases or {}).get(op, [])
+        checked: dict = {}
+
+        def fuzz_check(name: str, knobs: dict, spec=spec, checked=checked) -> str:
+            """Why these knobs may not be stored (they become the variant's knobs for every shape and dtype the
+            table then serves): the ci profile's fuzzed shapes, in every dtype the variant and device do; ""."""
+            key = (name, json.dumps(knobs, sort_keys=True))
+            if key not in checked:
+                rows = [check_row(rt, spec, name, d, "ci", knobs=knobs, refs=refs, sd=False) for d in DTYPES]
+                bad = [r for r in rows if r.verdict == "FAIL"]
+                checked[key] = f"wrong at fuzzed shapes in {bad[0].dtype}: {bad[0].failure[:200]}" if bad else ""
+                if bad:
+                    log(f"  {op:18} {name:16} {knobs}  rejected: {checked[key]}")
+            return checked[key]
         for traced, case in [(False, c) for c in spec.sd_cases()] + [(True, c) for c in extra]:
             if case_filter and not traced and not case_filter(spec, case):
                 continue
@@ -146,6 +163,9 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                     except KernelBuildError as e:
                         rejected.append((op, v.name, knobs, case.name, f"build failed: {str(e).splitlines()[0]}"))
                         continue
+                    except LaunchLimitError as e:
+                        rejected.append((op, v.name, knobs, case.name, f"does not fit: {e}"))
+                        continue
                     if not res.passed:
                         rejected.append((op, v.name, knobs, case.name, f"wrong: {res.message[:200]}"))
                         continue
@@ -154,11 +174,17 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                     raw.append({"op": op, "shape": key, "case": case.name, "variant": v.name, "knobs": knobs,
                                 "seconds": t, "rel_l2": res.rel_l2})
                     log(f"  {op:18} {case.name:28} {v.name:16} {knobs}  {t * 1e3:9.3f} ms  rel_l2 {res.rel_l2:.1e}")
-            if not timed:
-                continue
-            best: dict = {}      # per variant, its fastest knobs at this shape
+            best: dict = {}      # per variant, its fastest knobs at this shape that pass the fuzzed check too
             for t, n, k, _ in sorted(timed, key=lambda r: r[0]):
-                best.setdefault(n, [n, k, t])
+                if n in best:
+                    continue
+                why = fuzz_check(n, k)
+                if why:
+                    rejected.append((op, n, k, case.name, why))
+                else:
+                    best[n] = [n, k, t]
+            if not best:
+                continue
             entry["shapes"][key] = list(best.values())
             for n, (_, k, _) in best.items():   # per variant, the knobs that were fastest for it on most shapes
                 wins.setdefault(n, []).append(k)

@@ -9,7 +9,7 @@ the tuner and the benchmarks read it, never the other way round.
 
 from __future__ import annotations
 
-from sdcl.registry.spec import DTYPES, TIERS, Case, OpSpec, Tolerance, Variant, elementwise_bytes
+from sdcl.registry.spec import DTYPES, FEATURES, TIERS, Case, OpSpec, Tolerance, Variant, elementwise_bytes
 
 
 def _collect() -> dict:
@@ -36,4 +36,4 @@ def tiers() -> list:
     return out
 
 
-__all__ = ["DTYPES", "REGISTRY", "TIERS", "Case", "OpSpec", "Tolerance", "Variant", "elementwise_bytes", "tiers"]
+__all__ = ["DTYPES", "FEATURES", "REGISTRY", "TIERS", "Case", "OpSpec", "Tolerance", "Variant", "elementwise_bytes", "tiers"]

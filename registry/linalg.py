@@ -24,13 +24,17 @@ ATTENTION = "sdcl.opencl_impl.variants.attention:"
 # (unit inputs, ~1e5 outputs): error / max|ref| ~ 0.1 sqrt(K) eps per element, and ~4.5x that for the largest of
 # ~1e5 elements. For K up to 23040 (SD's 3x3 conv over the 2560 concatenated channels of up_blocks.0) that is
 # 5e-6 in float32 (measured on PoCL: 5.4e-6) and 1e-14 in float64; the worst-case bound K eps sum|terms| is far
-# beyond what rounding does in practice. The bound is absolute (atol * max|ref|, rtol 0) because the error
-# follows the row's magnitude, not the element's (an output near 0 from cancellation keeps it).
+# beyond what rounding does in practice. The bound is absolute (rtol 0) because the error follows the size of the
+# terms, not the result's: an output near 0 from cancellation keeps it. Its scale is max|ref|, or per element
+# sqrt(sum_k (a_k b_k)^2) where larger (Tolerance "dot"): the size the partial sums of those terms reach with random
+# signs, ~sqrt(K) for unit inputs like max|ref|/4, so the same atol holds for a single output whose terms cancel
+# ((1x44)@(44x1) on the H200: that output's max|ref| was far below its terms' size).
 _DOT_TOL = {
     "float32": Tolerance(0.0, 2e-5, "length-K dot product: rounding random walk ~0.1 sqrt(K) eps of max|ref|, "
-                                    "x4.5 for the largest of 1e5 outputs: 5e-6 at K = 23040; 4x margin"),
+                                    "x4.5 for the largest of 1e5 outputs: 5e-6 at K = 23040; 4x margin; "
+                                    "cancelling sums: of their terms' size", atol_scale="dot"),
     "float64": Tolerance(0.0, 4e-14, "length-K dot product, as float32 with eps = 2^-53: 1e-14 at K = 23040; "
-                                     "4x margin"),
+                                     "4x margin; cancelling sums: of their terms' size", atol_scale="dot"),
 }
 
 # Attention: scores s = q.k * scale are D-term dot products (error ~ sqrt(D) eps |s|-scale, passed by exp to the
@@ -166,7 +170,7 @@ _GEMM_TILED_REG = Variant(
     "tiled_reg", {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4},
     space={"MWG": [64, 128], "NWG": [64, 128, 256], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16, 32],
            "VWM": [4], "VWN": [4]},
-    constraint=_tiled_reg_fits, devices=("GPU",), launcher=GEMM, tier="tiled GEMM")
+    constraint=_tiled_reg_fits, devices=("GPU",), needs=("long_loops",), launcher=GEMM, tier="tiled GEMM")
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
 # One kernel serves both layouts (B^T is a run-time flag), so both declare every knob: KU unrolls the B (K, N) path,
 # KV is the B^T path's vector width; each tunes its own.
@@ -201,16 +205,19 @@ _GEMM_NT_VARIANTS = (_NAIVE, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_
 # random walk of std u/sqrt(3) sqrt(sum (x_k w_k)^2) ~ 0.28e-3 sqrt(K) against max|ref| ~ 4 sqrt(K) (as _DOT_TOL):
 # 7e-5 of max|ref| per element (x sqrt 2 for two operands), ~4.5x that, 4.5e-4, for the largest of ~1e5 outputs.
 # The float accumulation adds _DOT_TOL's 5e-6. The bound is the storage's, so float64 accumulation keeps it.
+# Scale "dot" as _DOT_TOL: where the terms cancel, the worst case 2u sum|x_k w_k| <= 2u sqrt(K) sqrt(sum (x_k w_k)^2)
+# stays within 4u of that scale up to K = 4 (the fuzzer's short dots), the random walk's 4.5 sqrt(2/3) u beyond.
 _HALF_TOL = {
     dt: Tolerance(0.0, 2e-3, "half storage: each stored operand rounded once to 11 significant bits (u = 2^-11): "
                              "<= 2u of max|ref| at K = 1, ~4.5e-4 for the largest of 1e5 outputs at large K; "
-                             "2x margin over the K = 1 worst case")
+                             "2x margin over the K = 1 worst case; cancelling sums: of their terms' size",
+                  atol_scale="dot")
     for dt in ("float32", "float64")}
 # The weight (argument 1) is read as half by the device type's register-blocked kernel; a float32 weight passed in is
 # rounded on the device first (a model stored in half passes float16 weights and pays no conversion).
 _LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
     Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
-            devices=("GPU",), tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM, tier="half storage"),
+            devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM, tier="half storage"),
     Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",), tolerance=_HALF_TOL,
             half_args=(1,), launcher=GEMM, tier="half storage"))
 
@@ -329,9 +336,9 @@ def _direct_fits(k: dict, info: dict) -> bool:
 _WINOGRAD4_TOL = {
     "float32": Tolerance(0.0, 1.6e-4, "F(4x4,3x3): A^T entries up to 8 (points +-2) amplify the transformed "
                                       "products' rounding; measured 3.7e-5 of max|ref| at K = 17280 (6-12x the "
-                                      "direct dot's): 8x the dot-product tolerance"),
+                                      "direct dot's): 8x the dot-product tolerance", atol_scale="dot"),
     "float64": Tolerance(0.0, 3.2e-13, "F(4x4,3x3) as float32 with eps = 2^-53: measured 7.8e-14 at K = 17280; "
-                                       "8x the dot-product tolerance"),
+                                       "8x the dot-product tolerance", atol_scale="dot"),
 }
 
 # Order matters where nothing is tuned: the policy then runs the last variant here that handles the shape
@@ -345,7 +352,7 @@ _CONV_VARIANTS = (
     # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
     Variant("direct_tiled", {"TILE_H": 8, "TILE_W": 4, "PX_PER_ITEM": 8, "OC_PER_ITEM": 16, "C_CHUNK": 32},
             space={"TILE_H": [4, 8], "TILE_W": [4, 8], "PX_PER_ITEM": [4, 8], "OC_PER_ITEM": [8, 16], "C_CHUNK": [16]},
-            constraint=_direct_fits, launcher=CONV + "direct_tiled", tier="tiled direct conv"),
+            constraint=_direct_fits, needs=("long_loops",), launcher=CONV + "direct_tiled", tier="tiled direct conv"),
     Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
             space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
             constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256),

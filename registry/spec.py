@@ -27,6 +27,14 @@ TIERS = ("naive", "reductions", "tiled GEMM", "im2col", "im2win", "tiled direct 
          "fused GELU", "partially fused softmax", "FlashAttention", "tensor-core GEMM (3xTF32)", "half storage")
 
 
+# The device features a variant may need (Variant.needs), as sdcl.opencl_impl.devices.device_info reports them.
+FEATURES = {
+    "nvidia_ptx": "nvidia_ptx (inline NVIDIA PTX: mma.sync on an NVIDIA GPU)",
+    "long_loops": "long_loops (loops past 65535 iterations per work-item: Mesa llvmpipe silently ends them, "
+                  "gallivm's LP_MAX_TGSI_LOOP_ITERATIONS)",
+}
+
+
 @dataclass(frozen=True)
 class Case:
     """One named input: positional args (arrays, lists of arrays, scalars) and keyword args."""
@@ -58,13 +66,19 @@ class Case:
 @dataclass(frozen=True)
 class Tolerance:
     """Pass when every element satisfies |got - ref| <= rtol * |ref| + atol * scale (ref in float64), where
-    scale is max|ref|, or with atol_scale="input" max|first input|: for ops whose rounding error is absolute in
-    |x| rather than in |ref|, e.g. gelu's 1 + erf(x/sqrt 2), which cancels as x -> -inf where ref -> 0."""
+    scale is max|ref|, or
+    - with atol_scale="input", max|first input|: for ops whose rounding error is absolute in |x| rather than in
+      |ref|, e.g. gelu's 1 + erf(x/sqrt 2), which cancels as x -> -inf where ref -> 0;
+    - with atol_scale="dot", per element the larger of max|ref| and sqrt(sum_k (a_k b_k)^2), the op's reference
+      applied to the squared inputs (for ops bilinear in their inputs: matmul, linear with b^2, conv2d): the
+      rounding of a dot product follows the size of its terms and partial sums, and a sum of terms that cancels
+      (a small result) keeps the error of the terms. That magnitude is what a sum of those terms with random
+      signs reaches, so an atol calibrated on random data relative to max|ref| holds there too."""
 
     rtol: float
     atol: float
     reason: str
-    atol_scale: str = "ref"     # "ref" or "input"
+    atol_scale: str = "ref"     # "ref", "input" or "dot"
 
 
 @dataclass(frozen=True)

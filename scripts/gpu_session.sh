@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate devtests attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep devtests attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -42,6 +42,11 @@ for stage in "$@"; do
     devtests) # the device tier of the tests, on the GPU (TESTS_TIMEOUT: stop after so many seconds)
                PYOPENCL_TEST="$DEV" timeout ${TESTS_TIMEOUT:-400} python3 -m pytest -q -p no:cacheprovider \
                  $REPO/tests/device 2>&1 | tail -25 | tee "$OUT/devtests.txt" ;;
+    deep)     # the gate at a deeper profile (PROFILE: thorough or dev), every knob setting; OPS: a subset; reports grow
+              # row by row, so a run stopped at DEEP_TIMEOUT keeps what it checked
+              timeout ${DEEP_TIMEOUT:-500} python3 -m sdcl.cli conformance --device "$DEV" --profile ${PROFILE:-thorough} \
+                --skip-models ${OPS:+--ops $OPS} --jobs ${JOBS:-12} --report "$OUT/deep-${PROFILE:-thorough}" \
+                | tail -40 ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 $REPO/scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \

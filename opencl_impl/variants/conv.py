@@ -305,17 +305,18 @@ def direct_local_elements(knobs: dict, kh: int, kw: int, sh: int, sw: int, chann
 def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0):
     rt, k = call.rt, call.knobs
     s = ConvShape.of(x, weight, stride, padding)
+    knl = rt.kernel("conv2d/direct_tiled.cl", "conv2d_direct_tiled",
+                    pick(k, "TILE_H", "TILE_W", "PX_PER_ITEM", "OC_PER_ITEM", "C_CHUNK"), x.dtype)
     per_channel = direct_local_elements(k, s.kh, s.kw, s.sh, s.sw, 1) * x.dtype.itemsize
-    cc = min(k["C_CHUNK"], s.c, rt.info["local_mem_kib"] * 1024 // per_channel)
+    left = rt.local_bytes_left(knl)      # the device's local memory less the kernel's own (NVIDIA: 1 byte)
+    cc = min(k["C_CHUNK"], s.c, left // per_channel)
     if cc < 1:
         raise ValueError(f"conv2d direct_tiled: one input channel's patch needs {per_channel} bytes of local memory "
                          f"for kernel {s.kh}x{s.kw}, stride ({s.sh}, {s.sw}) and knobs {k}; "
-                         f"{rt.info['device']} has {rt.info['local_mem_kib']} KiB")
+                         f"{rt.info['device']} leaves this kernel {left} bytes")
     oblocks = -(-s.o // k["OC_PER_ITEM"])
     tow = k["TILE_W"] * k["PX_PER_ITEM"]
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    knl = rt.kernel("conv2d/direct_tiled.cl", "conv2d_direct_tiled",
-                    pick(k, "TILE_H", "TILE_W", "PX_PER_ITEM", "OC_PER_ITEM", "C_CHUNK"), x.dtype)
     xb = buffer(rt, x)
     rt.launch("conv2d", knl, (-(-s.ow // tow) * k["TILE_W"], groups(s.oh, k["TILE_H"]), s.n * oblocks),
               (k["TILE_W"], k["TILE_H"], 1), xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias), y.data,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from sdcl.cli.checks import nonempty
+from sdcl.conformance import PROFILES
 
 
 def add_parser(sub, parents) -> None:
     c = sub.add_parser("conformance", parents=parents,
                        help="the conformance gate: every op, layer and the pipeline vs the reference")
     c.add_argument("--device", type=nonempty, help="device selector (PYOPENCL_CTX syntax); default: PoCL")
-    c.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"))
+    c.add_argument("--profile", default="ci", choices=PROFILES)
     c.add_argument("--report", default="conformance-report", type=nonempty,
                    help="folder for report.json, junit.xml, report.md")
     c.add_argument("--ops", type=nonempty, help="comma-separated op names (default: all)")

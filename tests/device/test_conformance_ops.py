@@ -3,13 +3,14 @@
 Templates over sdcl.registry.REGISTRY, run by the gate's own runner (sdcl.conformance.runner.check_row): adding a
 variant or an op adds no test code. `test_fuzzed_shapes` fuzzes with the Hypothesis profile in force (ci unless
 SDCL_HYPOTHESIS_PROFILE says otherwise); `test_sd_shapes` runs the real SD shapes (under ci, those up to
-CI_SD_FLOP_LIMIT FLOPs).
+CI_SD_FLOP_LIMIT FLOPs). Both at every knob setting of `row_configs` (ci: the defaults and the tuning tables'
+settings; dev and thorough: every setting the variant's space admits on the device).
 """
 
 import pytest
 from hypothesis import settings
 
-from sdcl.conformance.runner import References, check_row, sd_cases
+from sdcl.conformance.runner import References, check_row, row_configs, sd_cases
 from sdcl.registry import DTYPES, REGISTRY
 
 VARIANTS = [(op, v.name) for op, spec in REGISTRY.items() for v in spec.variants]
@@ -17,7 +18,9 @@ REFS = References(max_bytes=1 << 30)   # references shared by the rows of this m
 
 
 def _check(rt, op, variant, dtype, **parts):
-    row = check_row(rt, REGISTRY[op], variant, dtype, settings._current_profile, refs=REFS, **parts)
+    spec, profile = REGISTRY[op], settings._current_profile
+    row = check_row(rt, spec, variant, dtype, profile, refs=REFS,
+                    configs=row_configs(rt, spec, spec.variant(variant), profile), **parts)
     if row.skipped:
         pytest.skip(row.skipped)
     assert row.passed, row.failure

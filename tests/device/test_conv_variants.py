@@ -136,3 +136,19 @@ def test_applies_reads_positional_and_keyword_calls():
     w1 = np.zeros((4, 4, 1, 1))
     assert pw((x, w1, None, 1, 0), {}) and pw((x, w1), {"padding": (0, 0, 0, 0)})
     assert not pw((x, w1, None, 1, (0, 1, 0, 0)), {}) and not pw((x, w1), {"stride": 2})
+
+
+def test_direct_tiled_stages_what_local_memory_the_kernel_leaves(rt, monkeypatch):
+    """The launcher sizes its channel chunk by the local memory the built kernel leaves (the device's less the
+    kernel's own: NVIDIA refused 48 KiB passed beside the kernel's 1 byte); with room for one channel it stages one
+    at a time and still gives the reference's answer, with none it says so."""
+    from sdcl.opencl_impl.variants.conv import direct_local_elements
+    case = Case("few", tuple(randn(3, (1, 5, 9, 11), (4, 5, 3, 3), (4,))), {"padding": 1})
+    k = SPEC.variant("direct_tiled").knobs
+    one = direct_local_elements(k, 3, 3, 1, 1, 1) * 4
+    monkeypatch.setattr(type(rt), "local_bytes_left", lambda self, knl: one)
+    res = run_case(rt, SPEC, "direct_tiled", k, case, np.float32)
+    assert res.passed, res.message
+    monkeypatch.setattr(type(rt), "local_bytes_left", lambda self, knl: one - 1)
+    with pytest.raises(ValueError, match=f"leaves this kernel {one - 1} bytes"):
+        run_case(rt, SPEC, "direct_tiled", k, case, np.float32)

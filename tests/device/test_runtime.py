@@ -58,6 +58,19 @@ def test_a_kernel_that_fails_to_build_reports_device_options_and_log_once(tmp_pa
         rt.program("broken.cl", {"WG": 32})
 
 
+def test_a_work_group_past_the_kernels_limit_is_refused_with_the_limits(tmp_path):
+    from sdcl.opencl_impl.runtime import LaunchLimitError
+    rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
+    (tmp_path / "k.cl").write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = 1; }\n")
+    knl = rt.kernel("k.cl", "k_naive")
+    wg, _, fixed = rt.kernel_limits(knl)
+    assert not fixed and 1 <= wg <= rt.device.max_work_group_size
+    y = rt.empty((2 * wg,))
+    rt.launch("k", knl, (wg,), (wg,), y.data)       # at the limit: runs
+    with pytest.raises(LaunchLimitError, match=rf"k_naive .*work-group \({2 * wg},\).*allows work-groups of {wg}"):
+        rt.launch("k", knl, (2 * wg,), (2 * wg,), y.data)
+
+
 def test_programs_are_cached_per_file_and_options(tmp_path):
     rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
     (tmp_path / "k.cl").write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = WG; }\n")

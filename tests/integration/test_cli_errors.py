@@ -131,7 +131,13 @@ def test_debug_shows_the_traceback(place):
 def test_no_opencl_platform_is_an_environment_problem_with_a_hint(place):
     empty = place / "no-vendors"
     empty.mkdir()
-    res = sdcl("devices", cwd=place, env={"OCL_ICD_VENDORS": str(empty), "OPENCL_VENDOR_PATH": str(empty)})
+    # pyopencl's wheel loader also reads the ICDs beside it ($PYOPENCL_HOME/.libs, where pip's Oclgrind puts its
+    # own), and pyopencl sets PYOPENCL_HOME when imported: point it at the empty folder after that import
+    hook = place / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"import os, pyopencl\nos.environ['PYOPENCL_HOME'] = {str(empty)!r}\n")
+    res = sdcl("devices", cwd=place, env={"OCL_ICD_VENDORS": str(empty), "OPENCL_VENDOR_PATH": str(empty),
+                                           "PYTHONPATH": str(hook)})
     one_error(res, 3, "no OpenCL platform", "pocl-opencl-icd")
 
 

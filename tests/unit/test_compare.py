@@ -50,3 +50,45 @@ def test_nan_in_both_is_equal():
     e = np.array([1.0, np.nan, 3.0])
     res = _result()
     assert C.compare(e.astype(np.float32), e, np.dtype(np.float32), Tolerance(1e-6, 0.0, "t"), 3.0, res) == []
+
+
+def _cancelling_dot(k: int = 44):
+    """(1xK)@(Kx1) whose terms (size ~100) cancel to a result of 1e-3, and the float32 in-order sum a correct kernel
+    returns: its rounding error follows the terms, far above 2e-5 of the tiny result."""
+    rng = np.random.default_rng(1)
+    a = (100 * rng.standard_normal((1, k))).astype(np.float32)
+    b = rng.standard_normal((k, 1)).astype(np.float32)
+    head = a[0, :-1].astype(np.float64) @ b[:-1, 0].astype(np.float64)
+    b[-1, 0] = np.float32((1e-3 - head) / a[0, -1])
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    s = np.float32(0)
+    for x, y in zip(a[0], b[:, 0]):
+        s = np.float32(s + np.float32(x * y))
+    return a64, b64, a64 @ b64, np.array([[s]], np.float32)
+
+
+def test_dot_scale_follows_the_terms_of_a_cancelling_sum():
+    from sdcl.registry import REGISTRY, Case
+    spec = REGISTRY["matmul"]
+    tol = spec.tolerance_of("naive", "float32")
+    assert tol.atol_scale == "dot"
+    a, b, expected, got = _cancelling_dot()
+    scale = float(np.abs(expected).max())
+    elem = C.dot_scale(spec, Case("c", (a, b)), expected.size)
+    assert np.allclose(elem(), np.sqrt(np.sum((a[0] * b[:, 0]) ** 2)))
+    assert abs(float(got[0, 0]) - expected[0, 0]) > tol.atol * scale          # the old max|ref| scale fails it
+    assert C.compare(got, expected, np.dtype(np.float32), tol, scale, _result(), elem) == []
+    # a kernel that drops one term of the sum, or rounds one product to half, still fails
+    dropped = np.array([[got[0, 0] - np.float32(a[0, 5] * b[5, 0])]], np.float32)
+    assert C.compare(dropped, expected, np.dtype(np.float32), tol, scale, _result(), elem)
+    halfway = np.array([[got[0, 0] + np.float32(a[0, 5] * b[5, 0] * 2.0 ** -11)]], np.float32)
+    assert C.compare(halfway, expected, np.dtype(np.float32), tol, scale, _result(), elem)
+
+
+def test_dot_scale_is_not_computed_when_the_ref_scale_passes():
+    e = np.linspace(1.0, 2.0, 10)
+
+    def never():
+        raise AssertionError("the per-element scale was computed")
+    assert C.compare(e.astype(np.float32), e, np.dtype(np.float32), Tolerance(1e-6, 0.0, "t", "dot"), 2.0,
+                     _result(), never) == []

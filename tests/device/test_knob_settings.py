@@ -1,0 +1,60 @@
+"""Every knob setting is checked: a bug present at one setting only (here gemm_tiled built with TS=32, dropping the
+last k of a partial tail tile) fails the gate's row under ci (the shipped tuning tables use TS=32) and under dev
+(every setting of the space), naming the setting, while the defaults alone pass; and the tuner, whose candidate
+passes at a shape where the bug does not show (K a multiple of 32), rejects it on the fuzzed shapes before storing it.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sdcl.conformance.runner import check_row, row_configs
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.registry import REGISTRY, Case
+from sdcl.resources import kernel_dir
+
+LOOP = "for (int kk = 0; kk < TS; ++kk)"
+PLANTED = "for (int kk = 0; kk < ((TS == 32 && K - k0 < TS) ? K - k0 - 1 : TS); ++kk)"
+
+
+@pytest.fixture
+def planted(rt, tmp_path):
+    """A runtime whose gemm/tiled.cl carries the TS=32-only bug (its folder first on the kernel path)."""
+    src = (kernel_dir() / "gemm" / "tiled.cl").read_text()
+    assert src.count(LOOP) == 1
+    (tmp_path / "kernels" / "gemm").mkdir(parents=True)
+    (tmp_path / "kernels" / "gemm" / "tiled.cl").write_text(src.replace(LOOP, PLANTED))
+    return Runtime(rt.device, kernel_path=(tmp_path / "kernels", kernel_dir()), tuning_dir=tmp_path / "tuning")
+
+
+def test_a_bug_at_one_knob_setting_fails_the_row(planted):
+    spec = REGISTRY["matmul"]
+    v = spec.variant("tiled")
+    assert v.knobs["TS"] != 32
+    control = check_row(planted, spec, "tiled", "float32", "ci", sd=False)          # the defaults only
+    assert control.passed and control.configs == 1, control.failure
+    for profile in ("ci", "dev"):
+        configs = row_configs(planted, spec, v, profile)
+        assert v.complete({"TS": 32}) in configs
+        row = check_row(planted, spec, "tiled", "float32", profile, configs=configs, sd=False)
+        assert not row.passed and row.failure.startswith("knobs {'TS': 32}"), (profile, row.failure)
+
+
+def test_the_tuner_rejects_knobs_that_fail_at_fuzzed_shapes(planted, rt, monkeypatch):
+    from sdcl.opencl_impl.selection import call_key
+    from sdcl.perf.tuner import tune
+    spec = REGISTRY["matmul"]
+    only_32 = dataclasses.replace(spec.variant("tiled"), knobs={"TS": 32}, space={})
+    monkeypatch.setitem(REGISTRY, "matmul", dataclasses.replace(spec, variants=(spec.variant("naive"), only_32)))
+    rng = np.random.default_rng(0)
+    case = Case("k64", (rng.standard_normal((40, 64)), rng.standard_normal((64, 24))))
+    key = call_key(spec.reference, case.args)
+    quiet = dict(reps=1, log=lambda *a: None, case_filter=lambda s, c: False, extra_cases={"matmul": [case]})
+    control = tune(Runtime(rt.device, tuning_dir=planted.tuning_dir / "control"), ops=["matmul"], **quiet)
+    assert ["tiled", {"TS": 32}] in [e[:2] for e in control["ops"]["matmul"]["shapes"][key]]
+    table = tune(planted, ops=["matmul"], **quiet)
+    assert [e[0] for e in table["ops"]["matmul"]["shapes"][key]] == ["naive"]
+    assert "tiled" not in table["ops"]["matmul"]["defaults"]
+    log = (planted.tuning_dir / next(p.name for p in planted.tuning_dir.glob("*.log.json"))).read_text()
+    assert "wrong at fuzzed shapes in float32" in log

@@ -1,0 +1,51 @@
+"""The profiles' shares of the work: fuzzed examples per knob setting, the tiny sizes of the oclgrind profile, and the
+tuning tables' knob settings that the ci profile checks."""
+
+import numpy as np
+from hypothesis import given, settings
+
+import sdcl.conformance.profiles  # noqa: F401  (registers the profiles)
+from sdcl.conformance.runner import examples_per_config
+from sdcl.conformance.strategies import cases
+from sdcl.opencl_impl.selection import table_configs
+from sdcl.registry import REGISTRY
+
+
+def test_thorough_spreads_at_least_2000_examples_over_the_settings():
+    for n in (1, 3, 17, 52):
+        done, total = 0, 0
+        for i in range(n):
+            k = examples_per_config("thorough", n - i, done)
+            done += k
+            total += k
+        assert total >= 2000 and total < 2000 + 10 * n
+    assert examples_per_config("ci", 52) == settings.get_profile("ci").max_examples
+    assert examples_per_config("dev", 52) == 10               # the floor per setting
+
+
+def test_a_setting_that_did_not_launch_leaves_its_share_to_the_rest():
+    # three settings, the second refused at launch (ran 0): the third makes up the row's 2000
+    first = examples_per_config("thorough", 3)
+    assert first + examples_per_config("thorough", 1, done=first) >= 2000
+
+
+def test_oclgrind_sizes_stay_tiny():
+    seen = []
+
+    @settings(max_examples=40, database=None, derandomize=True)
+    @given(case=cases(REGISTRY["conv2d"], max_size=17))
+    def draw(case):
+        seen.append(max(max(a.shape) for a in case.arrays()))
+    draw()
+    assert seen and max(seen) <= 17
+
+
+def test_table_configs_take_defaults_and_every_ranked_entry():
+    tables = [{"ops": {"matmul": {"defaults": {"tiled": {"TS": 16}},
+                                  "shapes": {"a": [["cpu_reg", {"MR": 4}, 1.0], ["tiled", {"TS": 32}, 2.0]],
+                                             "b": [["tiled", {"TS": 16}, 1.0]]}}}},
+              {"ops": {"linear": {"defaults": {"tiled_reg": {"MWG": 128}}, "shapes": {}}}}]
+    assert table_configs(tables, "matmul", "tiled") == [{"TS": 16}, {"TS": 32}]
+    assert table_configs(tables, "linear", "tiled_reg_half") == [{"MWG": 128}]   # a half variant: its base's
+    assert table_configs(tables, "matmul", "naive") == []
+    assert np.all([isinstance(k, dict) for k in table_configs(tables, "matmul", "cpu_reg")])
