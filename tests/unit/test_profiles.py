@@ -49,3 +49,10 @@ def test_table_configs_take_defaults_and_every_ranked_entry():
     assert table_configs(tables, "linear", "tiled_reg_half") == [{"MWG": 128}]   # a half variant: its base's
     assert table_configs(tables, "matmul", "naive") == []
     assert np.all([isinstance(k, dict) for k in table_configs(tables, "matmul", "cpu_reg")])
+
+
+def test_gate_tasks_are_ops_under_ci_and_rows_otherwise():
+    from sdcl.conformance.gate import _tasks
+    assert _tasks(["silu", "matmul"], skip_models=False) == ["models", "matmul", "silu"]   # longest first
+    rows = _tasks(["silu"], skip_models=True, profile="thorough")
+    assert rows == ["silu:naive:float32", "silu:naive:float64"]    # each row reported as it finishes
