@@ -92,12 +92,6 @@ def _chunk(total: int, bytes_per_item: int, budget: int) -> int:
     return max(1, min(total, budget // max(bytes_per_item, 1)))
 
 
-def _record(rt: Runtime, ev) -> None:
-    """Keep a copy's event beside the kernels' so that profiled timings count it."""
-    if rt.profile:
-        rt.events.append(("conv2d", ev))
-
-
 def _bias_in_place(rt: Runtime, defines: dict, y, bias, o: int, p: int) -> None:
     """y (N, O, P) += bias[o], by conv2d/im2col.cl built with these defines (WG, and COLS_HALF where the caller's
     other kernels have it: one build serves them all)."""
@@ -124,10 +118,9 @@ def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0):
     if s.n == 1:
         y = ops.matmul(rt, w2, x.reshape(s.c, p))                              # (O, P) = y[0]
     else:
-        wn = rt.empty((s.n, s.o, s.c), weight.dtype)                   # (N, O, C): the weight once per sample
-        src = buffer(rt, weight)
-        for i in range(s.n):
-            _record(rt, cl.enqueue_copy(rt.queue, wn.data, src, dst_offset=i * w2.nbytes, byte_count=w2.nbytes))
+        # (N, O, C): the weight once per sample, by a kernel (host copies into a buffer at an offset are what
+        # Oclgrind's uninitialized-value tracking misses)
+        wn = ops.concat(rt, [w2] * s.n, axis=0).reshape(s.n, s.o, s.c)
         y = ops.batched_matmul(rt, wn, x.reshape(s.n, s.c, p))                 # (N, O, P) = y
     if bias is not None and y.size:
         _bias_in_place(rt, pick(knobs, "WG"), y, bias, s.o, p)
