@@ -172,9 +172,8 @@ def device_args(rt: Runtime, spec: OpSpec, variant: str, case: Case) -> tuple:
 
 def guard_bytes_for(rt: Runtime) -> int:
     """Guard size: a whole number of the device's sub-buffer alignment, at least 4 KiB. None on Oclgrind, which checks
-    every access against its buffer's bounds itself, and whose uninitialized-value tracking does not see what is
-    written into a sub-buffer (it reported every guarded input, and every scratch array a first kernel filled for a
-    second, as uninitialized)."""
+    every access against its buffer's bounds itself, and whose uninitialized-value tracking reported every guarded
+    input, and every guarded scratch array a first kernel filled for a second, as uninitialized."""
     if rt.info["platform"] == "Oclgrind":
         return 0
     align = max(rt.device.mem_base_addr_align // 8, 4)

@@ -19,5 +19,6 @@ settings.register_profile("oclgrind", max_examples=4, derandomize=True, database
 TINY_MAX_SIZE = 17
 MAX_SIZE = {"oclgrind": TINY_MAX_SIZE}
 
-# SD-shape examples (large arrays) run in every profile but ci, where only those under this many FLOPs run.
+# SD-shape examples (large arrays): under ci (and dev, for knob settings other than the default) only those under
+# this many FLOPs run; under oclgrind none (sdcl.conformance.runner.sd_cases).
 CI_SD_FLOP_LIMIT = 2e9

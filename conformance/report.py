@@ -31,7 +31,6 @@ class Row:
     failure: str = ""
     seconds: float = 0.0
     notes: str = ""      # e.g. knob settings this device cannot launch
-    unfit: str = ""      # the runner's: why the setting being checked could not be launched
 
     @property
     def verdict(self) -> str:
@@ -58,11 +57,12 @@ def write_reports(rows: list, folder: Path, device: str, profile: str) -> None:
     write_bytes(folder / "junit.xml", ET.tostring(suite, encoding="utf-8", xml_declaration=True))
 
     lines = [f"# sdcl conformance: {device}", "", f"Hypothesis profile `{profile}`.", "",
-             "| kind | name | variant | dtype | knob settings | cases | worst rel L2 | worst max abs | worst ulp | metric | verdict |",
+             "| kind | name | variant | dtype | knob settings | cases | worst rel L2 | worst max abs | worst ulp | metric "
+             "| verdict |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        lines.append(f"| {r.kind} | {r.name} | {r.variant} | {r.dtype} | {r.configs or ''} | {r.cases} | {r.worst_rel_l2:.2e} | "
-                     f"{r.worst_max_abs:.2e} | {r.worst_ulp:.1f} | {r.metric} | {r.verdict} |")
+        lines.append(f"| {r.kind} | {r.name} | {r.variant} | {r.dtype} | {r.configs or ''} | {r.cases} | "
+                     f"{r.worst_rel_l2:.2e} | {r.worst_max_abs:.2e} | {r.worst_ulp:.1f} | {r.metric} | {r.verdict} |")
     ran = [r for r in rows if r.verdict != "skip"]
     lines += ["", "## Coverage", "",
               f"{len(ran)} of {len(rows)} rows ran on {device}; "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from pathlib import Path
 from collections import OrderedDict
 
 import numpy as np
@@ -58,13 +57,13 @@ def row_configs(rt, spec: OpSpec, v: Variant, profile: str) -> list:
     setting of the variant's space the device admits (Variant.configs) and those of the tables. A table's setting
     the device cannot build (the variant's constraint on this device) is left out. Under oclgrind: the default and
     the smallest setting (least product of its knob values), whose tiles tiny shapes fill and overrun."""
-    from sdcl.opencl_impl.selection import _read, device_slug, shipped_tables, table_configs
+    from sdcl.opencl_impl.selection import load_table, shipped_tables, table_configs
 
-    user_dir, shipped_dir = rt.tuning_dirs
-    tables = shipped_tables(shipped_dir) + [t for t in [_read(Path(user_dir) / f"{device_slug(rt.info)}.json")] if t]
     if profile == "oclgrind":       # the defaults and the smallest tiles (full tiles and tails at tiny sizes)
         smallest = min(v.configs(rt.info), key=lambda k: math.prod(x for x in k.values() if isinstance(x, int)))
         return [v.complete(None)] + ([smallest] if smallest != v.complete(None) else [])
+    # every shipped table, and the device's own as the policy reads it (the user's laid over the shipped one)
+    tables = shipped_tables(rt.tuning_dirs[1]) + [load_table(rt.info, rt.tuning_dirs)]
     out = [v.complete(None)] if profile == "ci" else [v.complete(k) for k in v.configs(rt.info)]
     for k in table_configs(tables, spec.name, v.name):
         k = v.complete(k)
@@ -181,13 +180,13 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
     t0 = time.perf_counter()
     unfit, fuzzed = [], 0
     for i, kn in enumerate(configs):
-        row.unfit = ""
         # the profile's fuzzed examples spread over the settings still to check (those that launch share it all)
         examples = examples_per_config(profile, len(configs) - i, done=fuzzed) if fuzz else 0
-        fuzzed += _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
-                                sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
-        if row.unfit and i > 0:     # a setting other than the default that this device cannot launch: noted
-            unfit.append((str(kn), row.unfit))
+        ran, refused = _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
+                                     sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
+        fuzzed += ran
+        if refused and i > 0:       # a setting other than the default that this device cannot launch: noted
+            unfit.append((str(kn), refused))
             row.passed, row.failure = True, ""
             continue
         row.configs += 1
@@ -203,14 +202,14 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
 
 
 def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs: dict, refs: References, row: Row,
-                  examples: int, sd: list) -> None:
+                  examples: int, sd: list) -> tuple:
     """Fold one knob setting's cases into the row: `examples` fuzzed ones, then the SD cases `sd`; returns how many
-    fuzzed cases ran (shrink attempts excluded)."""
+    fuzzed cases ran (shrink attempts excluded) and why the device refused to launch it ("" if it did not)."""
     from hypothesis import assume, given, settings
 
     from sdcl.conformance.strategies import cases
 
-    state = {"failed": None, "counting": True, "stop": None}
+    state = {"failed": None, "counting": True, "stop": None, "refused": ""}
     before = row.cases
 
     def one(case: Case) -> Result:
@@ -222,7 +221,7 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
             state["stop"] = f"kernel build failed: {e}"
             raise _Stop(state["stop"]) from None
         except LaunchLimitError as e:
-            state["stop"] = row.unfit = f"launch refused: {e}"
+            state["stop"] = state["refused"] = f"launch refused: {e}"
             raise _Stop(state["stop"]) from None
         except Exception as e:  # a launcher that crashes (bad shape handling) is a failure of this case
             return Result(spec.name, v.name, dict(knobs), dtype, case.summary(), False,
@@ -262,4 +261,4 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
                 row.passed, row.failure = False, str(e)
             if not row.passed:
                 break
-    return fuzzed
+    return fuzzed, state["refused"]

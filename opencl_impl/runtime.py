@@ -5,6 +5,7 @@ are parameters of the Runtime, not module globals.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ class KernelBuildError(RuntimeError):
 class LaunchLimitError(DeviceError):
     """A built kernel cannot be launched at this work-group size on this device (its CL_KERNEL_WORK_GROUP_SIZE), or
     the device refused the launch for its resources (OUT_OF_RESOURCES): a knob setting this device does not fit."""
+
+
+_REFUSED = (cl.status_code.OUT_OF_RESOURCES, cl.status_code.INVALID_WORK_GROUP_SIZE)   # what LaunchLimitError names
 
 
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
@@ -183,27 +187,23 @@ class Runtime:
         kernel allows on this device, or a launch the device refuses for its resources, raises LaunchLimitError
         naming the kernel, its sizes and the limits."""
         if local_size is not None:
-            n = 1
-            for x in local_size:
-                n *= x
             wg, _, fixed = self.kernel_limits(knl)
-            if n > wg and not fixed:
-                dyn = sum(a.size for a in args if isinstance(a, cl.LocalMemory))
-                raise LaunchLimitError(self._launch_text(knl, global_size, local_size, dyn, "does not fit"))
+            if math.prod(local_size) > wg and not fixed:
+                raise LaunchLimitError(self._launch_text(knl, global_size, local_size, args, "does not fit"))
         try:
             ev = knl(self.queue, global_size, local_size, *args)
         except cl.Error as e:
-            if "OUT_OF_RESOURCES" not in str(e) and "INVALID_WORK_GROUP_SIZE" not in str(e):
+            if getattr(e, "code", None) not in _REFUSED:
                 raise
-            dyn = sum(a.size for a in args if isinstance(a, cl.LocalMemory))
-            raise LaunchLimitError(self._launch_text(knl, global_size, local_size, dyn, f"was refused ({e})")) \
+            raise LaunchLimitError(self._launch_text(knl, global_size, local_size, args, f"was refused ({e})")) \
                 from None
         if self.profile:
             self.events.append((op, ev))
         return ev
 
-    def _launch_text(self, knl, global_size, local_size, dyn: int, what: str) -> str:
+    def _launch_text(self, knl, global_size, local_size, args, what: str) -> str:
         wg, own_local, _ = self.kernel_limits(knl)
+        dyn = sum(a.size for a in args if isinstance(a, cl.LocalMemory))
         return (f"{knl.function_name} {what} on {self.info['device']}: global {tuple(global_size)}, work-group "
                 f"{tuple(local_size) if local_size else 'any'}, {dyn} B of local memory passed; the kernel allows "
                 f"work-groups of {wg} and uses {own_local} B of local memory itself, of the device's "

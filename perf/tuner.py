@@ -4,7 +4,8 @@ Every candidate (variant x knob setting the device's limits admit) is first buil
 reference at that very shape; a candidate that fails to build or gives a wrong answer is discarded and reported,
 never stored. Before a variant's fastest knobs at a shape are stored (they then serve that shape in every dtype,
 and may become the variant's default for every other shape), they also pass the gate's ci-profile fuzzing in float32
-and float64 (where the device has it); knobs that fail there are rejected, and the variant's next fastest are tried. Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up). The device's
+and float64 (where the device has it); knobs that fail there are rejected, and the variant's next fastest are tried.
+Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up). The device's
 tuning table (sdcl.opencl_impl.selection) keeps, per shape, each variant at its fastest knobs, fastest first; it is
 written into the runtime's tuning folder (the user's, never the installed package), with the raw log of every
 candidate's time beside it (<device>.log.json).

@@ -36,4 +36,5 @@ def tiers() -> list:
     return out
 
 
-__all__ = ["DTYPES", "FEATURES", "REGISTRY", "TIERS", "Case", "OpSpec", "Tolerance", "Variant", "elementwise_bytes", "tiers"]
+__all__ = ["DTYPES", "FEATURES", "REGISTRY", "TIERS", "Case", "OpSpec", "Tolerance", "Variant", "elementwise_bytes",
+           "tiers"]

@@ -217,7 +217,8 @@ _HALF_TOL = {
 # rounded on the device first (a model stored in half passes float16 weights and pays no conversion).
 _LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
     Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
-            devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM, tier="half storage"),
+            devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM,
+            tier="half storage"),
     Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",), tolerance=_HALF_TOL,
             half_args=(1,), launcher=GEMM, tier="half storage"))
 

@@ -58,3 +58,22 @@ def test_the_tuner_rejects_knobs_that_fail_at_fuzzed_shapes(planted, rt, monkeyp
     assert "tiled" not in table["ops"]["matmul"]["defaults"]
     log = (planted.tuning_dir / next(p.name for p in planted.tuning_dir.glob("*.log.json"))).read_text()
     assert "wrong at fuzzed shapes in float32" in log
+
+
+def test_a_setting_the_device_refuses_is_noted_and_the_rest_checked(rt, monkeypatch):
+    """A non-default setting whose launch the device refuses (here: every 32 x 32 work-group) is listed in the row's
+    notes with the reason, not failed; the other settings are checked and the row passes."""
+    from sdcl.opencl_impl.runtime import LaunchLimitError
+    planted = Runtime(rt.device)
+    real = planted.launch
+
+    def launch(op, knl, global_size, local_size, *args):
+        if local_size is not None and tuple(local_size)[:2] == (32, 32):
+            raise LaunchLimitError("planted: 32 x 32 work-groups refused")
+        return real(op, knl, global_size, local_size, *args)
+    monkeypatch.setattr(planted, "launch", launch)
+    spec = REGISTRY["matmul"]
+    configs = [{"TS": 16}, {"TS": 32}, {"TS": 8}]
+    row = check_row(planted, spec, "tiled", "float32", "dev", configs=configs, sd=False)
+    assert row.passed, row.failure
+    assert row.configs == 2 and "{'TS': 32}" in row.notes and "planted: 32 x 32" in row.notes

@@ -71,6 +71,21 @@ def test_a_work_group_past_the_kernels_limit_is_refused_with_the_limits(tmp_path
         rt.launch("k", knl, (2 * wg,), (2 * wg,), y.data)
 
 
+def test_a_launch_the_driver_refuses_is_named_with_the_limits(tmp_path):
+    """A kernel built for 8-wide work-groups launched with 4: not prechecked (its size is fixed at build time), the
+    driver's INVALID_WORK_GROUP_SIZE comes back as LaunchLimitError with the kernel and sizes."""
+    from sdcl.opencl_impl.runtime import LaunchLimitError
+    rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
+    (tmp_path / "k.cl").write_text("__kernel __attribute__((reqd_work_group_size(8, 1, 1))) "
+                                   "void k_naive(__global float *y) { y[get_global_id(0)] = 1; }\n")
+    knl = rt.kernel("k.cl", "k_naive")
+    assert rt.kernel_limits(knl)[2]
+    y = rt.empty((16,))
+    rt.launch("k", knl, (16,), (8,), y.data)
+    with pytest.raises(LaunchLimitError, match=r"k_naive was refused \(.*INVALID_WORK_GROUP_SIZE.*work-group \(4,\)"):
+        rt.launch("k", knl, (16,), (4,), y.data)
+
+
 def test_programs_are_cached_per_file_and_options(tmp_path):
     rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
     (tmp_path / "k.cl").write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = WG; }\n")
