@@ -40,16 +40,22 @@ def _tasks(ops: list, skip_models: bool, profile: str = "ci") -> list:
     """The models, then the ops longest first. Under ci a task is an op (its rows share their derandomized cases'
     references); under dev and thorough, which check every knob setting and run for long, a task is one row
     ("op:variant:dtype"), so the reports grow row by row."""
-    ops = sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
     if profile != "ci":
-        ops = [f"{op}:{v.name}:{d}" for op in ops for v in REGISTRY[op].variants for d in DTYPES]
-    return ([] if skip_models else ["models"]) + ops
+        return row_tasks(ops, skip_models)
+    return ([] if skip_models else ["models"]) + sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
+
+
+def row_tasks(ops: list, skip_models: bool) -> list:
+    """The models, then one task per row ("op:variant:dtype"), the longest ops first."""
+    ops = sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
+    return ([] if skip_models else ["models"]) + [f"{op}:{v.name}:{d}" for op in ops
+                                                  for v in REGISTRY[op].variants for d in DTYPES]
 
 
 _WORKER: dict = {}     # a worker process's Runtime, made once
 
 
-def run_task(selector: str | None, task: str, profile: str) -> list:
+def run_task(selector: str | None, task: str, profile: str, force: dict | None = None) -> list:
     """The rows of one task (an op's variants x dtypes, or "models") on the selected device, in this process."""
     from sdcl.opencl_impl.devices import select_device
     from sdcl.opencl_impl.runtime import Runtime
@@ -63,8 +69,9 @@ def run_task(selector: str | None, task: str, profile: str) -> list:
     device = f"{rt.info['platform']} / {rt.info['device']}"
     if task == "models":
         from sdcl.conformance.models import check_models
-        # the models run as a user's pipeline runs them: with the device's selection policy (tuning table)
-        rt.policy = policy_for(rt)
+        # the models run as a user's pipeline runs them: with the device's selection policy (tuning table), with
+        # the variants `force` names in place of the policy's choice for their ops
+        rt.policy = policy_for(rt, force)
         try:
             rows = check_models(rt, device, profile)
             return rows + [_policy_row(rt, device)]
@@ -80,7 +87,7 @@ def run_task(selector: str | None, task: str, profile: str) -> list:
 
 
 def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models: bool = False, jobs: int = 1,
-        log=print) -> list:
+        log=print, force: dict | None = None) -> list:
     """Every row of these ops (and the model checks) on the selected device, in `jobs` worker processes (1: in
     this process); the reports rewritten as each task's rows arrive, in registry order."""
     tasks = _tasks(ops, skip_models, profile)
@@ -98,13 +105,13 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
 
     if jobs <= 1:
         for task in tasks:
-            arrived(task, run_task(selector, task, profile))
+            arrived(task, run_task(selector, task, profile, force))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
         try:
-            futures = {pool.submit(run_task, selector, task, profile): task for task in tasks}
+            futures = {pool.submit(run_task, selector, task, profile, force): task for task in tasks}
             for f in as_completed(futures):
                 arrived(futures[f], f.result())
         except BaseException:       # an interruption or a failed worker: stop the workers, do not wait for them
@@ -127,6 +134,22 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def parse_force(text: str | None) -> dict:
+    """"op:variant,..." -> {op: variant}, each op and variant checked against the registry."""
+    force = {}
+    for item in (text or "").split(","):
+        if not item:
+            continue
+        op, _, variant = item.partition(":")
+        if op not in REGISTRY:
+            raise ValueError(f"--force {item}: unknown op {op!r}; the registry has {list(REGISTRY)}")
+        names = [v.name for v in REGISTRY[op].variants]
+        if variant not in names:
+            raise ValueError(f"--force {item}: op {op} has no variant {variant!r}; it has {names}")
+        force[op] = variant
+    return force
+
+
 def main(args) -> int:
     from sdcl.opencl_impl.devices import device_key, select_device
 
@@ -134,11 +157,13 @@ def main(args) -> int:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown op(s) {unknown}; the registry has {list(REGISTRY)}")
+    force = parse_force(getattr(args, "force", None))
     jobs = args.jobs or default_jobs()
     folder = Path(args.report)
     print(f"conformance on {device_key(select_device(args.device))}, profile {args.profile}, {jobs} worker "
           f"process(es); reports in {folder}/", flush=True)
-    rows = run(args.device, names, args.profile, folder, args.skip_models, jobs, log=lambda s: print(s, flush=True))
+    rows = run(args.device, names, args.profile, folder, args.skip_models, jobs, log=lambda s: print(s, flush=True),
+               force=force)
     failed = [r for r in rows if r.verdict == "FAIL"]
     print(f"{len(rows) - len(failed)} passed or skipped, {len(failed)} failed; "
           f"report in {folder}/report.md, report.json, junit.xml")

@@ -16,6 +16,7 @@ import pyopencl.array as cla
 import pyopencl.tools as cltools
 
 from sdcl.opencl_impl.devices import DeviceError, device_info
+from sdcl.registry import plugins
 from sdcl.resources import kernel_cache_dir, kernel_dir, shipped_tuning_dir, user_tuning_dir
 
 # A NaN bit pattern no arithmetic produces: an output word still holding it was never written.
@@ -89,12 +90,34 @@ def kernel_source(file: str, path=None) -> str:
     return expand(file)
 
 
+def default_kernel_path() -> tuple:
+    """sdcl's kernels/, then the loaded plugins' kernel folders (sdcl.registry.plugins)."""
+    return (kernel_dir(), *plugins.KERNEL_DIRS)
+
+
+class _KeepAllocated:
+    """An allocator that never gives a buffer back (Oclgrind only, at its tiny shapes). Oclgrind 19.10's
+    uninitialized-value tracking goes wrong where a new buffer takes the address of a released one: values written
+    there by the host or by a kernel read back as uninitialized (docs/CONFORMANCE.md: two rounds of an im2col and a
+    matmul_naive launch, pyopencl alone, report every output of the second round; with the first round's buffers
+    kept, none). Neither the driver's nor a pool's reuse of an address then happens."""
+
+    def __init__(self, queue):
+        self.allocate = cltools.ImmediateAllocator(queue)
+        self.kept = []
+
+    def __call__(self, nbytes: int):
+        buf = self.allocate(nbytes)
+        self.kept.append(buf)
+        return buf
+
+
 @dataclass
 class Runtime:
     """One device: its context, a profiling queue, a memory pool and the program cache.
 
-    kernel_path: folders searched for kernel files, first hit wins (default: sdcl's kernels/); a plugin's or an A/B
-    overlay's folder goes first. tuning_dir: where the policy looks first for this device's tuning table and where
+    kernel_path: folders searched for kernel files, first hit wins (default: sdcl's kernels/, then the loaded plugins'
+    folders, sdcl.registry.plugins); an A/B overlay's folder goes first. tuning_dir: where the policy looks first for this device's tuning table and where
     `sdcl tune` writes it (default: sdcl.resources.user_tuning_dir()); the tables shipped with sdcl come after.
     cache_dir: pyopencl's binary cache of built programs (default: sdcl.resources.kernel_cache_dir())."""
 
@@ -114,15 +137,17 @@ class Runtime:
     guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
 
     def __post_init__(self):
-        self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
+        self.kernel_path = tuple(Path(p) for p in self.kernel_path) or default_kernel_path()
         self.tuning_dir = Path(self.tuning_dir) if self.tuning_dir else user_tuning_dir()
         self.cache_dir = Path(self.cache_dir) if self.cache_dir else kernel_cache_dir()
         self.context = self.context or cl.Context([self.device])
         self.queue = self.queue or cl.CommandQueue(
             self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        self.info = device_info(self.device)
+        if self.allocator is None and self.info["platform"] == "Oclgrind":
+            self.allocator = _KeepAllocated(self.queue)
         # Buffers are reused across steps: freed arrays go back to the pool, not to the driver.
         self.allocator = self.allocator or cltools.MemoryPool(cltools.ImmediateAllocator(self.queue))
-        self.info = device_info(self.device)
 
     @property
     def tuning_dirs(self) -> tuple:

@@ -224,6 +224,11 @@ class Policy:
         return choice
 
 
-def policy_for(rt) -> Policy:
-    """The runtime's device policy: its tuning table (the runtime's tuning dirs), every declared variant allowed."""
-    return Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)
+def policy_for(rt, force: dict | None = None) -> Policy:
+    """The runtime's device policy: its tuning table (the runtime's tuning dirs), every declared variant allowed;
+    `force` (op -> variant name): that op runs that variant wherever it handles the call (else naive)."""
+    allowed = None
+    if force:
+        allowed = {op: [v.name for v in spec.variants] for op, spec in REGISTRY.items()}
+        allowed.update({op: [name] for op, name in force.items()})
+    return Policy(load_table(rt.info, rt.tuning_dirs), allowed=allowed, info=rt.info)

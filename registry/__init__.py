@@ -4,11 +4,13 @@ Rows live in the family modules (linalg: matmul, batched_matmul, linear, conv2d,
 group_norm_silu, layer_norm, softmax; elementwise: activations, embeddings, add, mul and layout ops) and are
 collected in `REGISTRY` (op name -> OpSpec). The row types are in sdcl.registry.spec, the case generators' helpers
 in sdcl.registry.fuzz. This package imports only NumPy and sdcl.reference: the OpenCL runtime, the policy, the gate,
-the tuner and the benchmarks read it, never the other way round.
+the tuner and the benchmarks read it, never the other way round. Installed plugins (sdcl.registry.plugins) add their
+variants when it is first imported; `load_plugin(path)` adds one by path.
 """
 
 from __future__ import annotations
 
+from sdcl.registry import plugins
 from sdcl.registry.spec import DTYPES, FEATURES, TIERS, Case, OpSpec, Tolerance, Variant, elementwise_bytes
 
 
@@ -20,10 +22,16 @@ def _collect() -> dict:
             if spec.name in rows:
                 raise ValueError(f"op {spec.name} declared twice in the registry")
             rows[spec.name] = spec
+    plugins.load_all(rows)
     return rows
 
 
 REGISTRY: dict = _collect()
+
+
+def load_plugin(path: str) -> None:
+    """Add the variants of the plugin module or package at `path` to REGISTRY (sdcl.registry.plugins)."""
+    plugins.load_path(REGISTRY, path)
 
 
 def tiers() -> list:
@@ -37,4 +45,4 @@ def tiers() -> list:
 
 
 __all__ = ["DTYPES", "FEATURES", "REGISTRY", "TIERS", "Case", "OpSpec", "Tolerance", "Variant", "elementwise_bytes",
-           "tiers"]
+           "load_plugin", "tiers"]

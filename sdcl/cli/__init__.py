@@ -1,4 +1,5 @@
-"""The `sdcl` command: one module per subcommand (devices, generate, conformance, tune, ladder, perf, dashboard).
+"""The `sdcl` command: one module per subcommand (devices, generate, conformance, tune, ladder, perf, dashboard,
+report).
 
 Every failure a user can cause is one line naming what is wrong and the value given, plus an optional hint, and a
 documented exit code (sdcl.errors): 0 success; 1 a check failed (a gate row, a benchmark regression); 2 bad input (an
@@ -20,9 +21,9 @@ import warnings
 from sdcl.errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED,
                          BadInput, SdclError, Terminated)
 
-from sdcl.cli import conformance, devices, generate, ladder, perf, tune
+from sdcl.cli import conformance, devices, generate, ladder, perf, report, tune
 
-COMMANDS = (devices, generate, conformance, tune, ladder, perf)
+COMMANDS = (devices, generate, conformance, tune, ladder, perf, report)
 
 EPILOG = ("exit codes: 0 success; 1 a check failed (gate, regression); 2 bad input; 3 environment or device problem; "
           "4 internal error; 130 interrupted; 143 terminated")
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the traceback of an error")
+    common.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="PATH",
+                        help="add the variants of a plugin module or package folder (sdcl.registry.plugins); "
+                             "repeatable")
     p = Parser(prog="sdcl", description="Stable Diffusion on OpenCL, checked against a NumPy reference",
                epilog=EPILOG, parents=[common])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
@@ -121,6 +125,10 @@ def main(argv=None) -> int:
         previous = None
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "plugin", None):
+            from sdcl.registry import load_plugin
+            for path in args.plugin:
+                load_plugin(path)
         return args.run(args)
     except SystemExit as e:     # --help and --version exit 0 through argparse
         return e.code if isinstance(e.code, int) else 0

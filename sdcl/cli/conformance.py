@@ -15,6 +15,9 @@ def add_parser(sub, parents) -> None:
                    help="folder for report.json, junit.xml, report.md")
     c.add_argument("--ops", type=nonempty, help="comma-separated op names (default: all)")
     c.add_argument("--skip-models", action="store_true", help="ops only")
+    c.add_argument("--force", type=nonempty, metavar="OP:VARIANT[,...]",
+                   help="run the model checks with these variants in place of the policy's choice (e.g. a "
+                        "plugin's: --force add:vec,mul:vec)")
     c.add_argument("--jobs", "-j", type=int, default=0,
                    help="worker processes, each with its own context on the device (default: one per core, at most "
                         "4; 1: in this process)")

@@ -24,7 +24,7 @@ LAYER = {"sdcl.resources": 0, "sdcl.files": 0, "sdcl.errors": 0, "sdcl.reference
 # third-party packages that only the test-and-oracle layers may import (the runtime must work without them)
 TEST_ONLY = {"hypothesis": {"sdcl.conformance"}, "torch": {"sdcl.conformance", "sdcl.perf"},
              "diffusers": {"sdcl.conformance", "sdcl.perf"}, "transformers": {"sdcl.conformance", "sdcl.perf"},
-             "pytest": {"sdcl.perf"}}
+             "pytest": {"sdcl.perf", "sdcl.conformance"}}   # conformance: its pytest plugin (pytest --sdcl)
 
 
 def _modules() -> dict:

@@ -1,0 +1,99 @@
+"""Out-of-tree variants (sdcl.registry.plugins) as a user adds them: a plugin folder by `--plugin PATH` and an
+installed package by its `sdcl.variants` entry point both add their variants to the gate, the tuner's candidates
+and the ladder's tiers; a plugin that cannot be loaded or declares what the registry cannot take is one error line
+naming the plugin and the problem (exit 2). scripts/plugin_gate.sh (CI) gates the example and its planted twin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_cli_errors import one_error, sdcl
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sdcl-vecops" / "sdcl_vecops"
+
+pytestmark = pytest.mark.skipif(not EXAMPLE.is_dir(), reason="examples/ is not beside these tests (an installed sdcl)")
+
+
+def write_plugin(folder: Path, body: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("from sdcl.registry import Variant\n" + body)
+    return folder
+
+
+def test_a_plugin_folder_adds_its_variant_to_the_gate(tmp_path):
+    res = sdcl("--plugin", EXAMPLE, "conformance", "--ops", "add", "--skip-models", "--jobs", "2",
+               "--report", tmp_path / "r", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
+    got = {(r["name"], r["variant"], r["dtype"]): (r["verdict"], r["cases"]) for r in rows}
+    for dtype in ("float32", "float64"):        # in the worker processes too
+        verdict, cases = got[("add", "vec", dtype)]
+        assert verdict == "pass" and cases > 10, got
+
+
+def test_an_installed_plugin_is_found_by_its_entry_point(tmp_path):
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(EXAMPLE.parent)], check=True, capture_output=True, cwd=tmp_path)
+    code = ("from sdcl.registry import REGISTRY, tiers; from sdcl.registry.plugins import KERNEL_DIRS; "
+            "print([v.name for v in REGISTRY['mul'].variants], tiers()[-1], [d.name for d in KERNEL_DIRS])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert res.stdout.strip() == "['naive', 'vec'] vectorized elementwise ['kernels']", res.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "no variants", "unknown op", "taken name", "not a variant",
+                                  "import error"])
+def test_a_bad_plugin_is_one_error_naming_it(tmp_path, case):
+    folder = tmp_path / "myplugin"
+    if case == "no variants":
+        write_plugin(folder, "X = 1\n")
+        words = ("myplugin", "declares no VARIANTS")
+    elif case == "unknown op":
+        write_plugin(folder, "VARIANTS = {'addd': [Variant('v', launcher='m:f')]}\n")
+        words = ("myplugin", "op 'addd' is not in the registry")
+    elif case == "taken name":
+        write_plugin(folder, "VARIANTS = {'add': [Variant('naive', launcher='m:f')]}\n")
+        words = ("myplugin", "add already has a variant 'naive'")
+    elif case == "not a variant":
+        write_plugin(folder, "VARIANTS = {'add': ['vec']}\n")
+        words = ("myplugin", "'vec' is not a sdcl.registry.Variant")
+    elif case == "import error":
+        write_plugin(folder, "import sdcl_no_such_module\n")
+        words = ("myplugin", "importing it failed", "sdcl_no_such_module")
+    else:
+        words = ("myplugin", "no such module file or package folder")
+    res = sdcl("--plugin", folder, "conformance", "--ops", "add", "--skip-models", cwd=tmp_path)
+    one_error(res, 2, *words)
+
+
+def test_a_broken_installed_plugin_is_one_error_naming_its_entry_point(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "broken_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[sdcl.variants]\nbroken = broken_plugin_module\n")
+    res = sdcl("conformance", "--ops", "add", "--skip-models", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    one_error(res, 2, "plugin broken (entry point broken_plugin_module of sdcl.variants)", "importing it failed")
+
+
+def test_the_model_checks_run_with_a_forced_plugin_variant(tmp_path):
+    res = sdcl("--plugin", EXAMPLE, "conformance", "--ops", "add", "--force", "add:vec", "--report", tmp_path / "r",
+               cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
+    used = next(r for r in rows if r["name"] == "variants used by the model checks")["metric"].split(", ")
+    assert "add:vec" in used and "add:naive" not in used, used
+    models = [r for r in rows if r["kind"] == "model" and r["variant"] != "policy"]
+    assert len(models) > 10 and all(r["verdict"] in ("pass", "skip") for r in models)
+
+
+def test_forcing_a_variant_an_op_lacks_is_one_error(tmp_path):
+    res = sdcl("conformance", "--ops", "add", "--force", "add:vec", cwd=tmp_path)
+    one_error(res, 2, "--force add:vec", "op add has no variant 'vec'")
