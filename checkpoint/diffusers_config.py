@@ -1,8 +1,8 @@
-"""The config.json files of a diffusers folder: written from our config, and compared with it when reading.
+"""The config.json files of a diffusers folder: written from our config, and compared with a named one.
 
-When reading, our `SDConfig` is authoritative: a folder's config.json is only compared with it, field by
-architectural field, and the differences are reported (as a `UserWarning` by the loader, or as notes in its
-error message).
+Reading a folder's own config is folder_config's job. When the caller names a built-in `SDConfig` instead, that
+config is used, and a folder's config.json is compared with it, field by architectural field: the differences are
+reported (as a `UserWarning` by the loader, or as notes in its error message).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A few shapes tell SD 1.x from SD 2.x without reading a tensor: the text encoder's layout (CLIP or OpenCLIP),
 whether the UNet's proj_in is a linear layer or a 1x1 convolution, and the cross-attention width. `hint`
-compares what a file shows with what the config asked for, and names the config the file fits.
+compares what a file shows with what the config asked for, and names the config the file fits, or else says to
+read the checkpoint's own config.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def hint(config: SDConfig, matches: list, found: dict) -> str:
         return f"hint: the checkpoint matches config {others[0]!r}; load it with that config"
     wanted = _features_of_config(config)
     differ = {k: v for k, v in found.items() if k in wanted and wanted[k] != v}
+    own = "name no config (sdcl generate without --model) to read the checkpoint's own"
     if not differ:
-        return ""
+        return f"hint: the checkpoint is not config {config.name!r}: {own}"
     fits = [name for name, c in CONFIGS.items()
             if all(_features_of_config(c).get(k) == v for k, v in found.items())]
     line = ("hint: the checkpoint has " + ", ".join(f"{k} {v}" for k, v in differ.items()) +
             f" where config {config.name!r} has " + ", ".join(f"{k} {wanted[k]}" for k in differ))
     sd2 = found.get("text encoder") == "OpenCLIP" or found.get("UNet proj_in") == "linear"
     line += f": it looks like an SD {'2' if sd2 else '1'}.x checkpoint"
-    return line + (f"; try config {' or '.join(repr(n) for n in fits)}" if fits else "")
+    return line + (f"; try config {' or '.join(repr(n) for n in fits)}" if fits else f"; {own}")

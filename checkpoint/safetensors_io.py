@@ -48,6 +48,7 @@ class SafetensorsFile:
             raise CheckpointError(f"{self.path}: not a valid safetensors file: {_explain(self.path, e)}") from None
         except OSError as e:
             raise CheckpointError(f"{self.path}: cannot read: {e}") from None
+        self.metadata = dict(self._file.metadata() or {})
         self.shapes, self.dtypes = {}, {}
         for key in self._file.keys():
             view = self._file.get_slice(key)

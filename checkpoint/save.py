@@ -13,7 +13,8 @@ import numpy as np
 from sdcl.checkpoint.diffusers_config import diffusers_configs, write_json
 from sdcl.checkpoint.diffusers_folder import DIFFUSERS_FILES
 from sdcl.checkpoint.expected import COMPONENTS, check_weights, expected_shapes
-from sdcl.checkpoint.ldm import ldm_table
+from sdcl.checkpoint.ldm import ldm_table, text_layout
+from sdcl.checkpoint.ldm_config import OPEN_CLIP_LAYERS_KEY
 from sdcl.checkpoint.safetensors_io import WRITE_DTYPES, write_safetensors
 from sdcl.reference.configs import SDConfig
 from sdcl.reference.validation import CheckpointError
@@ -22,7 +23,8 @@ from sdcl.reference.validation import CheckpointError
 def save_ldm_checkpoint(weights: dict, config: SDConfig, path, dtype=None) -> None:
     """Write {component: {key: array}} as a single-file LDM checkpoint (.safetensors) for `config`. Arrays keep
     their dtype unless `dtype` is given. Writes exactly the tensors the models read (ldm_table): no schedule
-    buffers, no EMA, and for SD 2.x only the OpenCLIP blocks that run, without text_projection / logit_scale."""
+    buffers, no EMA, and for SD 2.x only the OpenCLIP blocks that run, without text_projection / logit_scale; the
+    metadata then says how many run (ldm_config.OPEN_CLIP_LAYERS_KEY: the real files hold one block more)."""
     path = os.fspath(path)
     check_weights(weights, config, what="weights to save")
     arrays = {}
@@ -33,7 +35,10 @@ def save_ldm_checkpoint(weights: dict, config: SDConfig, path, dtype=None) -> No
             raise CheckpointError(f"{entry.parts} are stacked into {key} but have different dtypes {dts}")
         stacked = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         arrays[key] = stacked.reshape(entry.shape)
-    write_safetensors(path, arrays, {"format": "pt"})
+    metadata = {"format": "pt"}
+    if text_layout(config) == "open_clip":   # the blocks stored all run: no penultimate-layer rule (ldm_config)
+        metadata[OPEN_CLIP_LAYERS_KEY] = str(config.text_encoder.num_hidden_layers)
+    write_safetensors(path, arrays, metadata)
 
 
 def save_diffusers(weights: dict, config: SDConfig, folder, dtype=None) -> None:

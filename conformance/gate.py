@@ -87,10 +87,15 @@ def run_task(selector: str | None, task: str, profile: str, force: dict | None =
 
 
 def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models: bool = False, jobs: int = 1,
-        log=print, force: dict | None = None) -> list:
+        log=print, force: dict | None = None, rows: list | None = None) -> list:
     """Every row of these ops (and the model checks) on the selected device, in `jobs` worker processes (1: in
-    this process); the reports rewritten as each task's rows arrive, in registry order."""
-    tasks = _tasks(ops, skip_models, profile)
+    this process); the reports rewritten as each task's rows arrive, in registry order. `rows`
+    ("op:variant:dtype", ...): these rows only, in place of every row of `ops`."""
+    if rows:
+        ops = list(dict.fromkeys(r.split(":")[0] for r in rows))
+        tasks = ([] if skip_models else ["models"]) + list(rows)
+    else:
+        tasks = _tasks(ops, skip_models, profile)
     done: dict = {}
     t0 = time.perf_counter()
     order = (["models"] if not skip_models else []) + [t for op in ops for t in tasks if t.split(":")[0] == op]
@@ -150,6 +155,24 @@ def parse_force(text: str | None) -> dict:
     return force
 
 
+def parse_rows(text: str | None) -> list:
+    """"op:variant:dtype,..." -> the rows, each checked against the registry."""
+    rows = []
+    for item in (text or "").split(","):
+        if not item:
+            continue
+        op, variant, dtype = (item.split(":") + ["", ""])[:3]
+        if op not in REGISTRY:
+            raise ValueError(f"--rows {item}: unknown op {op!r}; the registry has {list(REGISTRY)}")
+        names = [v.name for v in REGISTRY[op].variants]
+        if variant not in names:
+            raise ValueError(f"--rows {item}: op {op} has no variant {variant!r}; it has {names}")
+        if dtype not in DTYPES:
+            raise ValueError(f"--rows {item}: dtype {dtype!r} is not one of {list(DTYPES)}")
+        rows.append(f"{op}:{variant}:{dtype}")
+    return rows
+
+
 def main(args) -> int:
     from sdcl.opencl_impl.devices import device_key, select_device
 
@@ -157,13 +180,14 @@ def main(args) -> int:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown op(s) {unknown}; the registry has {list(REGISTRY)}")
+    rows = parse_rows(getattr(args, "rows", None))
     force = parse_force(getattr(args, "force", None))
     jobs = args.jobs or default_jobs()
     folder = Path(args.report)
     print(f"conformance on {device_key(select_device(args.device))}, profile {args.profile}, {jobs} worker "
           f"process(es); reports in {folder}/", flush=True)
     rows = run(args.device, names, args.profile, folder, args.skip_models, jobs, log=lambda s: print(s, flush=True),
-               force=force)
+               force=force, rows=rows)
     failed = [r for r in rows if r.verdict == "FAIL"]
     print(f"{len(rows) - len(failed)} passed or skipped, {len(failed)} failed; "
           f"report in {folder}/report.md, report.json, junit.xml")

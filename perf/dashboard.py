@@ -7,6 +7,8 @@ Per device: the latest regressions (the same rule as `sdcl perf check`), each be
 medians, GFLOP/s, GB/s, % of the roofline, torch baseline and ratio, peak memory, change against the previous
 run), a roofline chart under the measured peak, the ours / torch ratios, each benchmark's history over commits,
 and the ladder table when a ladder JSON is found (`ladder*.json` beside the history file, or --ladder).
+Several history files (e.g. brought back from several machines, `sdcl report merge`) are merged into one first;
+with two devices or more the index shows each benchmark's newest result on every device side by side.
 """
 
 from __future__ import annotations
@@ -113,9 +115,7 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     runs = history.runs(device)
     latest = runs[-1]
     by_run = [(run, history.results(run.id)) for run in runs]     # every run's results, read once
-    results: dict = {}
-    for _, res in by_run:    # each benchmark's newest result: a run may cover a subset (sdcl perf run -k ...)
-        results.update(res)
+    results = newest(by_run)
     findings = {f.name: f for f in regress.check(history, device, threshold, alpha)}
     peak = latest.peak or next((r.peak for r in reversed(runs) if r.peak), None)
     parts = [f"<p><a href='index.html'>all devices</a></p><h1>{escape(device)}</h1>",
@@ -220,6 +220,44 @@ def device_page(history: History, device: str, ladders: list, threshold: float, 
     return _page(f"sdcl perf: {device}", "".join(parts)), summary
 
 
+def newest(by_run: list) -> dict:
+    """{benchmark: its newest Result} over [(run, results)] oldest first: a run may cover a subset (sdcl perf run
+    -k ...)."""
+    results: dict = {}
+    for _, res in by_run:
+        results.update(res)
+    return results
+
+
+def side_by_side_html(history: History, pages: list) -> str:
+    """Every benchmark's newest result on each device, one row per benchmark: the kernel median (the wall median,
+    marked "wall", where no kernel time was recorded) and ours / torch. pages: [(device, page file)]."""
+    latest = {device: newest([(run, history.results(run.id)) for run in history.runs(device)])
+              for device, _ in pages}
+    first = {n: r for res in latest.values() for n, r in res.items()}
+    kinds = {"e2e": 0, "layer": 1, "op": 2}    # as on a device page: the pipeline, its layers, the ops
+    names = sorted(first, key=lambda n: (kinds.get(first[n].extra_info.get("kind"), 3), _label(first[n])))
+    head = "".join(f"<th><a href='{escape(page)}'>{escape(device)}</a> ms</th><th>ours/torch</th>"
+                   for device, page in pages)
+    rows = []
+    for n in names:
+        cells = []
+        for device, _ in pages:
+            r = latest[device].get(n)
+            e = r.extra_info if r else {}
+            kernel = e.get("kernel_median_s")
+            t = kernel if kernel is not None else (r.median if r else None)
+            cells.append(_cell(_ms(t) + ("" if kernel is not None or r is None else " wall"), t)
+                         + _cell(_num(e.get("ratio_vs_torch"), "{:.3g}x"), e.get("ratio_vs_torch")))
+        rows.append(f"<tr><td title='{escape(n)}'>{escape(_label(first[n]))}</td>"
+                    + _cell(escape(str(first[n].extra_info.get("kind", "")))) + "".join(cells) + "</tr>")
+    return ("<h2 id='side-by-side'>Devices side by side</h2><p class='muted'>Each benchmark's newest result on each "
+            "device: kernel median in ms (the wall median, marked, where no kernel time was recorded), and ours / "
+            "torch against that device's own torch baseline; empty where the device has no such benchmark.</p>"
+            "<table class='sortable' id='side-by-side-table'><thead><tr><th>benchmark</th><th>kind</th>"
+            f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def ladder_html(data) -> str:
     """A ladder JSON as tables: a list of objects is one table; an object shows its scalar fields, then each list
     of objects it holds as a table; anything else as formatted JSON."""
@@ -252,9 +290,10 @@ def _short(v) -> str:
     return "" if v is None else str(v) if not isinstance(v, (list, dict)) else json.dumps(v)
 
 
-def find_ladders(db_path: Path, extra: list | None = None) -> list:
-    """[(path, parsed JSON)] of ladder*.json beside the history file and of the files given."""
-    paths = sorted(db_path.resolve().parent.glob("ladder*.json")) + [Path(p) for p in extra or []]
+def find_ladders(db_path: Path | list, extra: list | None = None) -> list:
+    """[(path, parsed JSON)] of ladder*.json beside the history file(s) and of the files given."""
+    folders = dict.fromkeys(Path(p).resolve().parent for p in (db_path if isinstance(db_path, list) else [db_path]))
+    paths = [p for f in folders for p in sorted(f.glob("ladder*.json"))] + [Path(p) for p in extra or []]
     out = []
     for p in dict.fromkeys(paths):
         try:
@@ -264,18 +303,34 @@ def find_ladders(db_path: Path, extra: list | None = None) -> list:
     return out
 
 
-def build(db: str | Path, out: str | Path, ladder: list | None = None, threshold: float = regress.THRESHOLD,
+def build(db: str | Path | list, out: str | Path, ladder: list | None = None, threshold: float = regress.THRESHOLD,
           alpha: float = regress.ALPHA) -> list:
-    """Write the site into `out`; returns the written files (index.html first). The site is written into a new
-    folder beside `out` and then put in its place: a failure leaves an earlier site whole and no empty folder."""
+    """Write the site of one history file, or of several merged (a list; *.sqlite.gz too), into `out`; returns the
+    written files (index.html first). The site is written into a new folder beside `out` and then put in its
+    place: a failure leaves an earlier site whole and no empty folder."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out}: exists and is not a folder")
-    if not Path(db).exists():
-        raise BadInput(f"--db {db}: no such history file", hint="run `sdcl perf run` or `sdcl perf import` first")
-    ladders = find_ladders(Path(db), ladder)
-    with History(db) as h:            # a corrupt history is refused here, before anything is written
-        pages = [(device, *device_page(h, device, ladders, threshold, alpha)) for device in h.devices()]
+    dbs = [Path(p) for p in (db if isinstance(db, list) else [db])]
+    for p in dbs:
+        if not p.exists():
+            raise BadInput(f"--db {p}: no such history file", hint="run `sdcl perf run` or `sdcl perf import` first")
+    ladders = find_ladders(dbs, ladder)
+    with tempfile.TemporaryDirectory(prefix="sdcl-dashboard-") as scratch:
+        if len(dbs) > 1 or dbs[0].name.endswith(".gz"):
+            merged = Path(scratch) / "merged.sqlite"
+            with History(merged) as h:   # a corrupt history is refused here, before anything is written
+                for p in dbs:        # the same run reached through two files is kept once
+                    h.merge(p, skip_known=True)
+            dbs = [merged]
+        with History(dbs[0]) as h:   # (one plain history: refused here when corrupt)
+            pages = [(device, *device_page(h, device, ladders, threshold, alpha)) for device in h.devices()]
+            names = [(device, f"device-{_slug(device)}.html") for device, _, _ in pages]
+            compare = side_by_side_html(h, names) if len(names) > 1 else ""
+    return _write_site(out, pages, ladders, compare)
+
+
+def _write_site(out: Path, pages: list, ladders: list, compare: str) -> list:
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.absolute().parent))
     try:
@@ -294,6 +349,7 @@ def build(db: str | Path, out: str | Path, ladder: list | None = None, threshold
                 + (f"<table class='sortable' id='devices'><thead><tr><th>device</th><th>runs</th><th>latest</th>"
                    f"<th>date</th><th>benchmarks</th><th>regressions</th></tr></thead><tbody>{rows}</tbody></table>"
                    if summaries else "<p>The history is empty: run <code>sdcl perf run</code> first.</p>")
+                + compare
                 + "".join(f"<h2>Ladder: {escape(p.name)}</h2>" + ladder_html(d) for p, d in ladders))
         (tmp / "index.html").write_text(_page("sdcl benchmarks", body))
         tmp.chmod(0o755)

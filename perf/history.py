@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,22 +197,30 @@ class History:
                      s.get("min"), s.get("max"), json.dumps(b.get("extra_info") or {})))
         return run_id
 
-    def merge(self, other: str | os.PathLike) -> list:
+    def merge(self, other: str | os.PathLike, skip_known: bool = False) -> list:
         """Append every run of another history file (e.g. one brought back from a device machine; gzipped as
-        *.gz, the way docs/results keeps them) as new runs; returns their ids here."""
+        *.gz, the way docs/results keeps them) as new runs; returns their ids here. With `skip_known`, a run this
+        history already holds (same device, date, commit and source: the same run reached by two files) is left
+        out."""
         if str(other).endswith(".gz"):
             with tempfile.TemporaryDirectory(prefix="sdcl-history-") as tmp:
                 plain = Path(tmp) / "history.sqlite"
-                plain.write_bytes(gzip.decompress(Path(other).read_bytes()))
-                return self.merge(plain)
+                try:
+                    plain.write_bytes(gzip.decompress(Path(other).read_bytes()))
+                except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+                    raise BadInput(f"{other}: not a gzipped history ({e})") from None
+                return self.merge(plain, skip_known)
         if not check_history(Path(other)):
             raise BadInput(f"{other}: no such history file, or an empty one")
         src = History(other)
         ids = []
         try:
             cols = "device, commit_id, commit_time, dirty, branch, date, environment, machine, source"
+            known = {tuple(r) for r in self.db.execute("SELECT device, date, commit_id, source FROM runs")}
             with self.db:
                 for row in src.db.execute(f"SELECT id, {cols} FROM runs ORDER BY date, id").fetchall():
+                    if skip_known and (row[1], row[6], row[2], row[9]) in known:
+                        continue
                     cur = self.db.execute(f"INSERT INTO runs ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row[1:])
                     ids.append(cur.lastrowid)
                     self.db.executemany(
@@ -246,6 +255,19 @@ class History:
                                "FROM results WHERE run_id = ? ORDER BY name", (run_id,))
         return {r[1]: Result(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
                 for r in rows}
+
+
+def find_histories(folder: Path, skip: Path | None = None) -> list:
+    """The history files (*.sqlite, *.sqlite.gz) under `folder` (itself included), hidden folders and `skip` left
+    out, sorted."""
+    folder, skip = Path(folder), (skip.resolve() if skip is not None else None)
+    out = []
+    for p in sorted({*folder.rglob("*.sqlite"), *folder.rglob("*.sqlite.gz")}):
+        if any(s.startswith(".") for s in p.relative_to(folder).parts[:-1]) or not p.is_file() \
+                or (skip is not None and skip in p.resolve().parents):
+            continue
+        out.append(p)
+    return out
 
 
 def _device_from_benchmarks(benchmarks: list) -> str | None:

@@ -74,6 +74,8 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class SDConfig:
+    """A whole model. A config read from a checkpoint (sdcl.checkpoint.checkpoint_config) has None for the parts the
+    caller did not ask for."""
     name: str
     text_encoder: TextEncoderConfig
     unet: UNetConfig

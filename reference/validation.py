@@ -1,7 +1,9 @@
 """Weight validation: compare a set of tensors with the {key: shape} table a model declares (`param_shapes`).
 
-Every problem is found and reported at once, grouped by kind (missing / unexpected / wrong shape / not floating
-point), keys in natural order. The models check the weights they are given with `check_shapes`; the checkpoint
+Every problem is found at once and reported grouped by kind (missing / unexpected / wrong shape / not floating
+point), keys in natural order: a message states the counts on its first line and lists the first LIST_LIMIT keys of
+each group ("and N more"), so that it stays a few KB long; the uncapped listing rides along (`CheckpointError.details`)
+for a report file. The models check the weights they are given with `check_shapes`; the checkpoint
 readers and writers (`sdcl.checkpoint`) build on `find_problems` and raise the same `CheckpointError`.
 """
 
@@ -14,8 +16,18 @@ import numpy as np
 
 
 class CheckpointError(ValueError):
-    """Weights that cannot be read, written or used as the model the config describes. The message names the
-    weights (or the file) and every offending key."""
+    """Weights that cannot be read, written or used as the model the config describes. The message's first line
+    names the weights (or the file) and what is wrong with them; `hint`, where not None, says what to do (a key
+    mismatch's message repeats it as its second line, `hint: ...`, then lists the offending keys, each group capped).
+    `details`, where not None, is the uncapped listing (every key), for a report file."""
+
+    def __init__(self, message: str, hint: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.hint = hint or None
+        self.details = details
+
+
+LIST_LIMIT = 10  # keys listed per group in a message; the rest are counted ("and N more")
 
 
 def natural_key(key: str):
@@ -34,11 +46,24 @@ class Problems:
     def __bool__(self):
         return bool(self.missing or self.unexpected or self.wrong_shape or self.not_float)
 
-    def lines(self, indent: str = "  ") -> list:
-        groups = (("missing", self.missing), ("unexpected", self.unexpected), ("wrong shape", self.wrong_shape),
-                  ("not floating point", self.not_float))
-        return [f"{indent}{title} ({len(items)}): " + ", ".join(sorted(items, key=natural_key))
-                for title, items in groups if items]
+    def _groups(self):
+        return [(title, items) for title, items in (("missing", self.missing), ("unexpected", self.unexpected),
+                                                    ("wrong shape", self.wrong_shape),
+                                                    ("not floating point", self.not_float)) if items]
+
+    def lines(self, indent: str = "  ", limit: int | None = LIST_LIMIT) -> list:
+        """One line per group, keys in natural order: the first `limit` of them and "and N more" (None: all)."""
+        out = []
+        for title, items in self._groups():
+            keys = sorted(items, key=natural_key)
+            shown = keys if limit is None else keys[:limit]
+            more = f" and {len(keys) - len(shown)} more" if len(shown) < len(keys) else ""
+            out.append(f"{indent}{title} ({len(keys)}): " + ", ".join(shown) + more)
+        return out
+
+    def summary(self) -> str:
+        """The counts, e.g. "3 missing, 12 wrong shape"."""
+        return ", ".join(f"{len(items)} {title}" for title, items in self._groups())
 
 
 def is_float_dtype(dt) -> bool:
@@ -75,4 +100,5 @@ def check_shapes(expected: dict, arrays: dict, what: str) -> None:
     p = find_problems(expected, {k: tuple(a.shape) for k, a in arrays.items()},
                       {k: getattr(a, "dtype", None) for k, a in arrays.items()})
     if p:
-        raise CheckpointError(f"{what} do not match the model:\n" + "\n".join(p.lines()))
+        raise CheckpointError(f"{what} do not match the model: {p.summary()}\n" + "\n".join(p.lines()),
+                              details="\n".join(p.lines(limit=None)))

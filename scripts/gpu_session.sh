@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate deep devtests attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -45,8 +45,19 @@ for stage in "$@"; do
     deep)     # the gate at a deeper profile (PROFILE: thorough or dev), every knob setting; OPS: a subset; reports grow
               # row by row, so a run stopped at DEEP_TIMEOUT keeps what it checked
               timeout ${DEEP_TIMEOUT:-500} python3 -m sdcl.cli conformance --device "$DEV" --profile ${PROFILE:-thorough} \
-                --skip-models ${OPS:+--ops $OPS} --jobs ${JOBS:-12} --report "$OUT/deep-${PROFILE:-thorough}" \
+                --skip-models ${OPS:+--ops $OPS} ${ROWS:+--rows $ROWS} --jobs ${JOBS:-12} \
+                --report "$OUT/deep-${PROFILE:-thorough}${DEEP_NAME:+-$DEEP_NAME}" \
                 | tail -40 ;;
+    xdist)    # the gate as a pytest plugin (pytest --sdcl) over N xdist workers, for each N of XDIST_N, each run cold (its
+              # own kernel cache), in an empty folder as another repository runs it; wall times in xdist.txt
+              for n in ${XDIST_N:-1 8}; do
+                s0=$(date +%s.%N)
+                SDCL_CACHE_DIR=/tmp/sdcl-cache-xdist-$n-$RANDOM python3 -m pytest -p no:cacheprovider -q --sdcl \
+                  --sdcl-device "${XDIST_DEVICES:-$DEV}" -n $n --sdcl-report "$OUT/xdist-n$n" \
+                  --junitxml "$OUT/xdist-n$n/pytest-junit.xml" ${XDIST_ARGS:-} 2>&1 | tail -4
+                echo "pytest --sdcl --sdcl-device ${XDIST_DEVICES:-$DEV} -n $n: $(python3 -c "print(round($(date +%s.%N) - $s0, 1))") s" \
+                  | tee -a "$OUT/xdist.txt"
+              done ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 $REPO/scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \

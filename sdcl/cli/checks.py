@@ -91,6 +91,19 @@ def output_file(path, option: str, suffixes) -> Path:
     return path
 
 
+def writable_file(path, option: str) -> Path:
+    """A file to write, of any type: not a folder, in a folder that exists and can be written into."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{option} {path}: is a folder; give a file name")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise BadInput(f"{option} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{option} {path}: the folder {parent} is not writable")
+    return path
+
+
 def existing(path, option: str) -> Path:
     path = Path(path)
     if not path.exists():

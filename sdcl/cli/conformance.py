@@ -14,6 +14,8 @@ def add_parser(sub, parents) -> None:
     c.add_argument("--report", default="conformance-report", type=nonempty,
                    help="folder for report.json, junit.xml, report.md")
     c.add_argument("--ops", type=nonempty, help="comma-separated op names (default: all)")
+    c.add_argument("--rows", type=nonempty, metavar="OP:VARIANT:DTYPE[,...]",
+                   help="these rows only, in place of every row of --ops (e.g. linear:tiled_reg_half:float32)")
     c.add_argument("--skip-models", action="store_true", help="ops only")
     c.add_argument("--force", type=nonempty, metavar="OP:VARIANT[,...]",
                    help="run the model checks with these variants in place of the policy's choice (e.g. a "

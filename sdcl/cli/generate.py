@@ -7,11 +7,12 @@ built or any kernel compiled; the image is written atomically (a failure leaves 
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from sdcl.cli.checks import check_memory, existing, finite, integer, nonempty, output_file
+from sdcl.cli.checks import check_memory, existing, finite, integer, nonempty, output_file, writable_file
 from sdcl.errors import BadInput
 
 
@@ -21,9 +22,14 @@ def add_parser(sub, parents) -> None:
     g = sub.add_parser("generate", parents=parents, help="text to image")
     g.add_argument("prompt")
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--model", default="sd21-base", choices=sorted(CONFIGS))
+    g.add_argument("--model", choices=sorted(CONFIGS),
+                   help=f"a built-in config (default: {DEFAULT_MODEL}, or with --checkpoint the checkpoint's own: its "
+                        "config.json files, or an LDM file's shapes); with --checkpoint, the checkpoint must match it")
     g.add_argument("--checkpoint", type=nonempty,
                    help="a real checkpoint: LDM .safetensors file or diffusers folder")
+    g.add_argument("--mismatch-report", type=nonempty, metavar="FILE",
+                   help="when the checkpoint's keys do not match the config, write every offending key to FILE (the "
+                        "error lists the first ten of each group)")
     g.add_argument("--weight-seed", type=integer(0), default=0,
                    help="seed of the random weights when no checkpoint")
     g.add_argument("--backend", choices=("reference", "opencl"), default="reference")
@@ -48,6 +54,7 @@ def add_parser(sub, parents) -> None:
     g.set_defaults(run=run)
 
 
+DEFAULT_MODEL = "sd21-base"
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
                   ".tiff": "TIFF"}
 
@@ -56,8 +63,11 @@ def check(args, config) -> tuple:
     """Every check that needs no weights and no kernels; returns (size, output path)."""
     from sdcl.reference.schedulers import steps_range
     out = output_file(args.output, "--output", IMAGE_SUFFIXES)
-    if args.checkpoint:
-        existing(args.checkpoint, "--checkpoint")
+    if args.mismatch_report:
+        if not args.checkpoint:
+            raise BadInput("--mismatch-report lists a checkpoint's mismatched keys: use it with --checkpoint")
+        writable_file(args.mismatch_report, "--mismatch-report")
+    _text_to_image(config)
     size = config.vae.sample_size if args.size is None else args.size
     if size % config.vae_scale:
         raise BadInput(f"--size must be a multiple of {config.vae_scale} for {config.name} (the VAE's scale), got "
@@ -79,14 +89,39 @@ def check(args, config) -> tuple:
     return size, out
 
 
+def _text_to_image(config) -> None:
+    """The parts fit together as a text-to-image pipeline (always so for a built-in config; a checkpoint's own config
+    may hold, say, an inpainting UNet)."""
+    u, v, t = config.unet, config.vae, config.text_encoder
+    if not u.in_channels == u.out_channels == v.latent_channels:
+        raise BadInput(f"{config.name}: the UNet takes {u.in_channels} channels and gives {u.out_channels}, the VAE's "
+                       f"latents have {v.latent_channels}: sdcl generate runs text to image, which needs the three "
+                       "equal (an inpainting or otherwise conditioned UNet is not supported)")
+    if u.cross_attention_dim != t.hidden_size:
+        raise BadInput(f"{config.name}: the UNet cross-attends to {u.cross_attention_dim} channels, the text encoder "
+                       f"gives {t.hidden_size}")
+
+
+def model_config(args) -> tuple:
+    """(config, the checkpoint's own CheckpointConfig or None): --model's config, or with --checkpoint alone the
+    checkpoint's own (its notes say where it used defaults)."""
+    from sdcl.reference.configs import get_config
+    if args.checkpoint:
+        existing(args.checkpoint, "--checkpoint")
+    if args.model or not args.checkpoint:
+        return get_config(args.model or DEFAULT_MODEL), None
+    from sdcl.checkpoint import checkpoint_config
+    own = checkpoint_config(Path(args.checkpoint))
+    return own.config, own
+
+
 def run(args) -> int:
     from PIL import Image
 
     from sdcl.files import write_bytes
-    from sdcl.reference.configs import get_config
     from sdcl.reference.pipeline import StableDiffusion
 
-    config = get_config(args.model)
+    config, own = model_config(args)
     size, out = check(args, config)
     devices = {}
     if args.backend == "opencl":
@@ -95,7 +130,9 @@ def run(args) -> int:
         devices = {stage: select_device(sel if sel is not None else main)
                    for stage, sel in (("text encoder", args.text_device), ("UNet", None), ("VAE", args.vae_device))}
     check_memory(config, size, 2 if args.dtype == "float16" else 4, devices)
-    weights = _load_weights(args, config)
+    weights = _load_weights(args, own or config)
+    for note in own.notes if own else ():      # after the checks and the loading: an error stays one line
+        print(f"sdcl: note: {note}", file=sys.stderr)
     if args.storage == "half":
         from sdcl.opencl_impl.storage import half_weights
         weights = {m: half_weights(ws) for m, ws in weights.items()}
@@ -115,12 +152,26 @@ def run(args) -> int:
 
 
 def _load_weights(args, config):
+    """The checkpoint's weights (`config`: the named SDConfig or the checkpoint's own CheckpointConfig), else seeded
+    random ones. A key mismatch names the first ten keys of each group; --mismatch-report writes them all."""
     from sdcl.reference.pipeline import init_weights
     dtype = np.dtype(args.dtype)
-    if args.checkpoint:
-        from sdcl.checkpoint import load_checkpoint
+    if not args.checkpoint:
+        return init_weights(config, seed=args.weight_seed, dtype=dtype)
+    from sdcl.checkpoint import CheckpointError, load_checkpoint
+    try:
         return load_checkpoint(Path(args.checkpoint), config, dtype=dtype)
-    return init_weights(config, seed=args.weight_seed, dtype=dtype)
+    except CheckpointError as e:
+        if e.details is None:
+            raise
+        if args.mismatch_report:
+            from sdcl.files import write_text
+            write_text(args.mismatch_report, e.details)
+            more = f"every key is listed in {args.mismatch_report}"
+        else:
+            more = "--debug shows the first ten keys of each group, --mismatch-report FILE writes them all"
+        e.hint = f"{e.hint}; {more}" if e.hint else more
+        raise
 
 
 def _backends(args):

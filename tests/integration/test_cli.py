@@ -37,6 +37,21 @@ def test_cli_generate_from_a_checkpoint_path_equals_the_seeded_model(tmp_path, l
     assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(c)))
 
 
+def test_cli_generate_reads_the_config_of_a_folder_without_model(tmp_path, capsys):
+    """A diffusers folder needs no --model: its config.json files give the config, which for a folder of tiny-sd1
+    gives tiny-sd1's image; the notes (here: the pad token, no tokenizer/ folder) go to stderr."""
+    weights = init_weights(TINY_SD1, seed=5)
+    save_diffusers(weights, TINY_SD1, tmp_path / "folder")
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    common = ["--steps", "2", "--quiet", "--seed", "3"]
+    assert main(["generate", "a cat", *common, "--checkpoint", str(tmp_path / "folder"), "-o", str(a)]) == 0
+    out = capsys.readouterr()
+    assert "sdcl: note: " in out.err and "pad token" in out.err and "model folder" in out.out
+    assert main(["generate", "a cat", *common, "--model", "tiny-sd1", "--weight-seed", "5", "-o", str(b)]) == 0
+    assert np.asarray(Image.open(a)).shape == (TINY_SD1.vae.sample_size,) * 2 + (3,)   # vae/config.json's size
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
 def test_cli_reports_a_bad_checkpoint_clearly(tmp_path, capsys):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00\x01garbage")

@@ -174,6 +174,45 @@ def test_perf_check_tells_a_missing_history_from_a_regression(place):
     one_error(sdcl("perf", "check", "--threshold", "nan", cwd=place), 2, "--threshold")
 
 
+@pytest.fixture
+def folders(place):
+    """Diffusers folders of tiny-sd1 as sdcl writes them: whole, with a UNet act_fn sdcl does not implement, without
+    a vae/ subfolder."""
+    import json
+    import shutil
+
+    from sdcl.checkpoint import save_diffusers
+    from sdcl.reference.configs import TINY_SD1
+    from sdcl.reference.pipeline import init_weights
+    save_diffusers(init_weights(TINY_SD1), TINY_SD1, place / "ok")
+    shutil.copytree(place / "ok", place / "mish")
+    config = json.loads((place / "mish" / "unet" / "config.json").read_text())
+    (place / "mish" / "unet" / "config.json").write_text(json.dumps({**config, "act_fn": "mish"}))
+    shutil.copytree(place / "ok", place / "novae")
+    shutil.rmtree(place / "novae" / "vae")
+    return place
+
+
+BAD_CHECKPOINTS = [
+    ("act_fn_mish", ["--checkpoint", "mish"], ["unet act_fn 'mish' is not supported", "SD uses silu"]),
+    ("no_vae", ["--checkpoint", "novae"], ["no vae/ subfolder"]),
+    ("other_family", ["--checkpoint", "ok", "--model", "tiny-sd2"], ["does not match config 'tiny-sd2'",
+                                                                     "12 wrong shape"]),
+    ("report_without_checkpoint", ["--mismatch-report", "keys.txt"], ["--mismatch-report", "--checkpoint"]),
+    ("report_is_a_folder", ["--checkpoint", "ok", "--mismatch-report", "ok"], ["--mismatch-report", "folder"]),
+]
+
+
+@pytest.mark.parametrize("name,extra,fragments", BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])
+def test_generate_refuses_a_checkpoint_in_one_line(folders, name, extra, fragments):
+    # with a checkpoint, --model only where the case names it
+    args = [a for a in GENERATE if a not in ("--model", "tiny-sd2")] if "--checkpoint" in extra else GENERATE
+    before = sorted(p.name for p in folders.iterdir())
+    res = sdcl(*args, *extra, "-o", "new.png", cwd=folders)
+    one_error(res, 2, *fragments)
+    assert sorted(p.name for p in folders.iterdir()) == before
+
+
 BAD_OTHER = [
     ("conformance_unknown_op", ["conformance", "--ops", "nosuchop"], 2, ["nosuchop"]),
     ("conformance_report_is_a_file", ["conformance", "--ops", "silu", "--report", "afile"], 2, ["afile",
@@ -183,6 +222,9 @@ BAD_OTHER = [
     ("tune_trace_needs_a_model", ["tune", "--trace-size", "64"], 2, ["--trace-size", "--model"]),
     ("tune_default_folder_missing", ["tune", "--write-default", "nowhere"], 2, ["nowhere", "no such folder"]),
     ("ladder_bad_row", ["ladder", "--model", "tiny-sd2", "--rows", "99", "--no-torch"], 2, ["--rows", "99"]),
+    ("report_merge_missing_folder", ["report", "merge", "nowhere"], 2, ["nowhere", "no such folder"]),
+    ("report_merge_no_reports", ["report", "merge", "."], 2, ["no report.json and no benchmark history"]),
+    ("report_merge_not_a_report", ["report", "merge", "afile"], 2, ["afile", "neither a folder nor"]),
     ("no_command", [], 2, ["COMMAND"]),
 ]
 
