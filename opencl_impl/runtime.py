@@ -90,11 +90,6 @@ def kernel_source(file: str, path=None) -> str:
     return expand(file)
 
 
-def default_kernel_path() -> tuple:
-    """sdcl's kernels/, then the loaded plugins' kernel folders (sdcl.registry.plugins)."""
-    return (kernel_dir(), *plugins.KERNEL_DIRS)
-
-
 class _KeepAllocated:
     """An allocator that never gives a buffer back (Oclgrind only, at its tiny shapes). Oclgrind 19.10's
     uninitialized-value tracking goes wrong where a new buffer takes the address of a released one: values written
@@ -116,8 +111,8 @@ class _KeepAllocated:
 class Runtime:
     """One device: its context, a profiling queue, a memory pool and the program cache.
 
-    kernel_path: folders searched for kernel files, first hit wins (default: sdcl's kernels/, then the loaded plugins'
-    folders, sdcl.registry.plugins); an A/B overlay's folder goes first. tuning_dir: where the policy looks first for this device's tuning table and where
+    kernel_path: folders searched for kernel files, first hit wins (default: sdcl's kernels/; an A/B overlay's folder
+    goes first); the kernel folders of the plugins loaded so far (sdcl.registry.plugins) are searched after them. tuning_dir: where the policy looks first for this device's tuning table and where
     `sdcl tune` writes it (default: sdcl.resources.user_tuning_dir()); the tables shipped with sdcl come after.
     cache_dir: pyopencl's binary cache of built programs (default: sdcl.resources.kernel_cache_dir())."""
 
@@ -137,7 +132,7 @@ class Runtime:
     guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
 
     def __post_init__(self):
-        self.kernel_path = tuple(Path(p) for p in self.kernel_path) or default_kernel_path()
+        self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
         self.tuning_dir = Path(self.tuning_dir) if self.tuning_dir else user_tuning_dir()
         self.cache_dir = Path(self.cache_dir) if self.cache_dir else kernel_cache_dir()
         self.context = self.context or cl.Context([self.device])
@@ -166,7 +161,7 @@ class Runtime:
         if prg is None:
             if key in self.failed_builds:
                 raise self.failed_builds[key]
-            source = kernel_source(file, self.kernel_path)
+            source = kernel_source(file, self.kernel_path + tuple(plugins.KERNEL_DIRS))
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             try:
                 # pyopencl's binary cache keys on the source, the options and the device.

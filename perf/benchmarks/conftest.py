@@ -69,13 +69,14 @@ def rt(pytestconfig):
     through it), kernels looked up in the --kernel-overlay folder first, its allocator wrapped to record peak
     memory."""
     from sdcl.opencl_impl.devices import select_device
-    from sdcl.opencl_impl.runtime import Runtime, default_kernel_path
+    from sdcl.opencl_impl.runtime import Runtime
     from sdcl.opencl_impl.selection import policy_for
     from sdcl.perf.measure import tracking
+    from sdcl.resources import kernel_dir
 
     overlay = pytestconfig._sdcl_overlay_dir
     rt = Runtime(select_device(pytestconfig.getoption("--device")),
-                 kernel_path=((overlay,) if overlay else ()) + default_kernel_path())
+                 kernel_path=((overlay,) if overlay else ()) + (kernel_dir(),))
     rt.policy = policy_for(rt)
     tracking(rt)
     _SESSION["rt"] = rt

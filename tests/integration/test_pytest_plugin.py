@@ -62,3 +62,23 @@ def test_a_row_the_device_cannot_run_is_skipped_with_its_reason(tmp_path, rt):
 def test_without_the_flag_it_adds_nothing(tmp_path):
     res = pytest_run("--collect-only", "-q", cwd=tmp_path)
     assert res.returncode == 5, res.stdout        # pytest's "no tests collected"
+
+
+def _has_rusticl() -> bool:
+    try:
+        import pyopencl as cl
+        return any(p.name == "rusticl" for p in cl.get_platforms())
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _has_rusticl(), reason="Mesa's rusticl is not installed (apt-get install mesa-opencl-icd)")
+def test_rows_spread_over_two_devices_each_with_its_report(tmp_path):
+    res = pytest_run("--sdcl", "--sdcl-device", "portable,rusticl", "--sdcl-ops", "silu", "--sdcl-skip-models",
+                     "--sdcl-report", tmp_path / "r", "-n", "2", cwd=tmp_path, env={"RUSTICL_ENABLE": "llvmpipe"})
+    assert res.returncode == 0, res.stdout[-3000:]
+    pocl, rusticl = (json.loads((tmp_path / "r" / d / "report.json").read_text()) for d in ("portable", "rusticl"))
+    assert pocl["device"].startswith("Portable Computing Language") and rusticl["device"].startswith("rusticl")
+    assert [r["verdict"] for r in pocl["rows"]] == ["pass", "pass"]
+    assert [r["verdict"] for r in rusticl["rows"]] == ["pass", "skip"]          # llvmpipe has no fp64
+    assert "fp64" in rusticl["rows"][1]["skipped"]
