@@ -12,9 +12,10 @@ import os
 from dataclasses import asdict
 
 from sdcl.checkpoint.diffusers_folder import DIFFUSERS_FILES
-from sdcl.files import write_text
+from sdcl.checkpoint.folder_config import read_json
 from sdcl.reference.configs import SDConfig
-from sdcl.reference.validation import CheckpointError
+
+from sdcl.files import write_text
 
 _DIFFUSERS_VERSION = "0.42.1"  # the diffusers these folders were checked against (tests/test_checkpoint.py)
 
@@ -77,13 +78,7 @@ def config_json_differences(folder: str, config: SDConfig, components) -> list:
         if not os.path.exists(path):
             notes.append(f"{rel} is missing: config {config.name!r} is used for all of it")
             continue
-        try:
-            with open(path, encoding="utf-8") as fh:
-                theirs = json.load(fh)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{os.path.join(folder, rel)}: cannot be read as JSON ({e})") from None
-        if not isinstance(theirs, dict):
-            raise CheckpointError(f"{os.path.join(folder, rel)}: not a JSON object (a {type(theirs).__name__})")
+        theirs = read_json(path)
         for name in _COMPARED_FIELDS[comp]:
             if name not in theirs:
                 notes.append(f"{rel} has no {name}: config {config.name!r}'s {json.dumps(ours[comp][name])} is used")
