@@ -30,7 +30,7 @@ GROUP = "sdcl.variants"
 ENV = "SDCL_PLUGINS"
 
 KERNEL_DIRS: list = []      # the loaded plugins' kernel folders, searched after sdcl's kernels/
-LOADED: dict = {}           # plugin name -> where it came from ("entry point x", or the path)
+LOADED: dict = {}           # plugin module name -> where it came from ("entry point x", or the path)
 
 
 class PluginError(ValueError):
@@ -91,6 +91,8 @@ def load_path(rows: dict, path: str) -> None:
     if key in LOADED.values():
         return
     module = _module_from_path(path)
+    if module.__name__ in LOADED:        # the same plugin, installed and named by path too: loaded once
+        return
     add_variants(rows, module, path)
     LOADED[module.__name__] = key
     listed = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
@@ -107,7 +109,7 @@ def load_all(rows: dict) -> None:
         except Exception as e:
             raise PluginError(f"plugin {label}: importing it failed: {type(e).__name__}: {e}") from None
         add_variants(rows, module, label)
-        LOADED[ep.name] = f"entry point {ep.value}"
+        LOADED[module.__name__] = f"entry point {ep.value}"
     for path in os.environ.get(ENV, "").split(os.pathsep):
         if path:
             load_path(rows, path)

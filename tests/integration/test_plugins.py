@@ -43,9 +43,10 @@ def test_an_installed_plugin_is_found_by_its_entry_point(tmp_path):
                     str(site), str(EXAMPLE.parent)], check=True, capture_output=True, cwd=tmp_path)
     code = ("from sdcl.registry import REGISTRY, tiers; from sdcl.registry.plugins import KERNEL_DIRS; "
             "print([v.name for v in REGISTRY['mul'].variants], tiers()[-1], [d.name for d in KERNEL_DIRS])")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(site)})
-    assert res.stdout.strip() == "['naive', 'vec'] vectorized elementwise ['kernels']", res.stderr
+    for also_by_path in ({}, {"SDCL_PLUGINS": str(EXAMPLE)}):       # installed and named by path: loaded once
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(site), **also_by_path})
+        assert res.stdout.strip() == "['naive', 'vec'] vectorized elementwise ['kernels']", res.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "no variants", "unknown op", "taken name", "not a variant",
