@@ -10,7 +10,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 report=${1:-conformance-plugins}
 site=$(mktemp -d)
 trap 'rm -rf "$site"' EXIT
-python -m pip install -q --no-deps --no-build-isolation --target "$site" \
+# without build isolation where setuptools is at hand (no download); Python >= 3.12 venvs lack it
+iso=$(python -c "import setuptools" 2>/dev/null && echo --no-build-isolation)
+python -m pip install -q --no-deps $iso --target "$site" \
   "$here/examples/sdcl-vecops" "$here/examples/sdcl-vecops-planted" || exit 3
 PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" sdcl conformance --ops add,mul --skip-models --report "$report"
 rc=$?
