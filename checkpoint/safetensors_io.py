@@ -122,12 +122,31 @@ def write_safetensors(path: str, arrays: dict, metadata: dict) -> None:
     tmp = path + ".partial"
     try:
         save_file(dense, tmp, metadata=metadata)
+        _sort_metadata(tmp)
         os.replace(tmp, path)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: cannot write: {e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _sort_metadata(path: str) -> None:
+    """Put the header's metadata entries in key order, in place: the library writes them in a hash map's order, which
+    changes from run to run, so the same weights would not give the same bytes. Same entries, same length."""
+    with open(path, "r+b") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = fh.read(n).decode("utf-8")
+        start = header.find('"__metadata__":')
+        if start < 0:
+            return
+        start += len('"__metadata__":')
+        entries, end = json.JSONDecoder().raw_decode(header, start)
+        text = json.dumps(dict(sorted(entries.items())), separators=(",", ":"), ensure_ascii=False)
+        if len(text.encode("utf-8")) != len(header[start:end].encode("utf-8")):
+            return          # written otherwise than expected: leave the library's bytes as they are
+        fh.seek(8)
+        fh.write((header[:start] + text + header[end:]).encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------------- the library's errors

@@ -585,3 +585,16 @@ def test_components_subset(tiny_files):
     cfg, w, path = tiny_files["tiny-sd2"]
     loaded = ck.load_checkpoint(path, cfg, components=("vae",))
     _assert_same(loaded, {"vae": w["vae"]})
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    """The library writes the metadata in a hash map's order, different from call to call; sdcl's files do not."""
+    from sdcl.checkpoint.safetensors_io import write_safetensors
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    metadata = {"format": "pt", "sdcl.b": "1", "sdcl.c": "2", "sdcl.d": "3"}
+    files = []
+    for i in range(8):
+        write_safetensors(str(tmp_path / f"{i}.safetensors"), arrays, metadata)
+        files.append((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(set(files)) == 1
+    assert ck.safetensors_io.SafetensorsFile(str(tmp_path / "0.safetensors")).metadata == metadata
