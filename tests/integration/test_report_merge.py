@@ -14,13 +14,7 @@ import pytest
 
 from sdcl.resources import kernel_dir
 
-
-def _has_device() -> bool:
-    try:
-        from sdcl.opencl_impl.devices import all_devices
-        return bool(all_devices())
-    except ImportError:
-        return False
+from test_perf_dashboard import _has_device
 
 
 pytestmark = pytest.mark.skipif(not _has_device(), reason="no OpenCL device (install pocl-opencl-icd)")
