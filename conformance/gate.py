@@ -139,6 +139,24 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def parse_ops(text: str | None) -> list:
+    """"op,..." -> the op names (default: every op of the registry), each checked against the registry."""
+    names = text.split(",") if text else list(REGISTRY)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown op(s) {unknown}; the registry has {list(REGISTRY)}")
+    return names
+
+
+def _check_variant(flag: str, item: str, op: str, variant: str) -> None:
+    """A ValueError naming the flag and its item unless `op` is in the registry with a variant `variant`."""
+    if op not in REGISTRY:
+        raise ValueError(f"{flag} {item}: unknown op {op!r}; the registry has {list(REGISTRY)}")
+    names = [v.name for v in REGISTRY[op].variants]
+    if variant not in names:
+        raise ValueError(f"{flag} {item}: op {op} has no variant {variant!r}; it has {names}")
+
+
 def parse_force(text: str | None) -> dict:
     """"op:variant,..." -> {op: variant}, each op and variant checked against the registry."""
     force = {}
@@ -146,11 +164,7 @@ def parse_force(text: str | None) -> dict:
         if not item:
             continue
         op, _, variant = item.partition(":")
-        if op not in REGISTRY:
-            raise ValueError(f"--force {item}: unknown op {op!r}; the registry has {list(REGISTRY)}")
-        names = [v.name for v in REGISTRY[op].variants]
-        if variant not in names:
-            raise ValueError(f"--force {item}: op {op} has no variant {variant!r}; it has {names}")
+        _check_variant("--force", item, op, variant)
         force[op] = variant
     return force
 
@@ -162,11 +176,7 @@ def parse_rows(text: str | None) -> list:
         if not item:
             continue
         op, variant, dtype = (item.split(":") + ["", ""])[:3]
-        if op not in REGISTRY:
-            raise ValueError(f"--rows {item}: unknown op {op!r}; the registry has {list(REGISTRY)}")
-        names = [v.name for v in REGISTRY[op].variants]
-        if variant not in names:
-            raise ValueError(f"--rows {item}: op {op} has no variant {variant!r}; it has {names}")
+        _check_variant("--rows", item, op, variant)
         if dtype not in DTYPES:
             raise ValueError(f"--rows {item}: dtype {dtype!r} is not one of {list(DTYPES)}")
         rows.append(f"{op}:{variant}:{dtype}")
@@ -176,10 +186,7 @@ def parse_rows(text: str | None) -> list:
 def main(args) -> int:
     from sdcl.opencl_impl.devices import device_key, select_device
 
-    names = args.ops.split(",") if args.ops else list(REGISTRY)
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown op(s) {unknown}; the registry has {list(REGISTRY)}")
+    names = parse_ops(args.ops)
     rows = parse_rows(getattr(args, "rows", None))
     force = parse_force(getattr(args, "force", None))
     jobs = args.jobs or default_jobs()

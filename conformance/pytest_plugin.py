@@ -83,20 +83,17 @@ def pytest_configure(config):
         return
     from sdcl.conformance.gate import parse_force
     config._sdcl_force = parse_force(config.getoption("--sdcl-force"))
-    config._sdcl_rows = {}          # device selector -> [(task, [Row])]
 
 
 @pytest.hookimpl(tryfirst=True)        # before pytest's -k / -m selection, which then applies to the rows too
 def pytest_collection_modifyitems(session, config, items):
     if not config.getoption("--sdcl"):
         return
-    from sdcl.conformance.gate import row_tasks
-    from sdcl.registry import REGISTRY
-    ops = config.getoption("--sdcl-ops")
-    names = ops.split(",") if ops else list(REGISTRY)
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise pytest.UsageError(f"--sdcl-ops: unknown op(s) {unknown}; the registry has {list(REGISTRY)}")
+    from sdcl.conformance.gate import parse_ops, row_tasks
+    try:
+        names = parse_ops(config.getoption("--sdcl-ops"))
+    except ValueError as e:
+        raise pytest.UsageError(f"--sdcl-ops: {e}") from None
     tasks = row_tasks(names, config.getoption("--sdcl-skip-models"))
     for selector in _devices(config):
         prefix = f"sdcl[{selector}]" if selector else "sdcl"

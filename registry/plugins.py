@@ -88,10 +88,8 @@ def add_variants(rows: dict, module, label: str) -> None:
 def load_path(rows: dict, path: str) -> None:
     """Load the plugin at `path` into `rows` (once), and name it in SDCL_PLUGINS for worker processes."""
     key = str(Path(path).expanduser().resolve())
-    if key in LOADED.values():
-        return
     module = _module_from_path(path)
-    if module.__name__ in LOADED:        # the same plugin, installed and named by path too: loaded once
+    if module.__name__ in LOADED:        # loaded already: by this path, or installed and named by path too
         return
     add_variants(rows, module, path)
     LOADED[module.__name__] = key
