@@ -15,7 +15,7 @@ def binary_launcher(op: str, file: str):
         dims, strides = fold_broadcast(a.shape, b.shape)
         y = rt.empty(a.shape, a.dtype)
         if y.size:
-            knl = rt.kernel(file, f"{op}_vec", {"VEC": k["VEC"]}, a.dtype)
+            knl = rt.kernel(file, f"{op}_vec", {"VEC": k["VEC"], "WG": k["WG"]}, a.dtype)
             items = -(-y.size // k["VEC"])
             rt.launch(op, knl, (groups(items, k["WG"]),), (k["WG"],), buffer(rt, a), buffer(rt, b), y.data,
                       np.int64(y.size), *(np.int64(d) for d in dims[1:]), *(np.int64(s) for s in strides))

@@ -5,15 +5,19 @@
 // Work-item g covers y[g*VEC .. g*VEC + VEC). Where the innermost folded axis D3 is a multiple of VEC, those VEC
 // outputs lie in one run of it: one offset, then b's VEC elements with one vector load (S3 = 1) or b's one element
 // repeated (S3 = 0). Otherwise, and for the tail of y, element by element.
-// Knobs (-D): VEC  outputs per work-item: 1, 2, 4, 8 or 16.  The work-group size is the host's (reqd_work_group_size
-// is not set: any size the device allows).
+// Knobs (-D): VEC  outputs per work-item: 1, 2, 4, 8 or 16;  WG  the work-group size, compiled in
+// (reqd_work_group_size: without it llvmpipe allows these kernels work-groups of 32 only).
 #include "common.h"
 #ifndef VEC
 #error "VEC (outputs per work-item: 1, 2, 4, 8 or 16) must be set with -D"
 #endif
+#ifndef WG
+#error "WG (the work-group size) must be set with -D"
+#endif
 
 #define BINARY_VEC(name, OP)                                                                                        \
-__kernel void name(__global const REAL *a, __global const REAL *b, __global REAL *y, const long n,                 \
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))                                                           \
+void name(__global const REAL *a, __global const REAL *b, __global REAL *y, const long n,                 \
                    const long D1, const long D2, const long D3,                                                     \
                    const long S0, const long S1, const long S2, const long S3)                                      \
 {                                                                                                                   \
