@@ -111,21 +111,112 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     if jobs <= 1:
         for task in tasks:
             arrived(task, run_task(selector, task, profile, force))
+        pending = []
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        pending = list(tasks)
+    while pending:
+        crashed = _pool_round(selector, pending, profile, force, jobs, arrived)
+        if crashed is None:
+            break
+        # A worker died (a kernel or driver crash, memory): the pool is gone with the tasks it was running. Each
+        # task that had started and not finished runs again alone, row by row, so the row that kills its process
+        # is named and fails, and the rest of the run goes on.
+        for task in crashed or [t for t in pending if t not in done][:1]:     # (none marked: died starting up)
+            arrived(task, [r for t in _split(task, skip_models=True) for r in _run_alone(selector, t, profile, force)])
+        pending = [t for t in pending if t not in done]
+    return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
+
+
+def _marked(marks: str, selector: str | None, task: str, profile: str, force: dict | None) -> list:
+    """run_task in a pool worker, with a marker file present while it runs (the tasks a dead worker held)."""
+    mark = Path(marks) / _mark_name(task)
+    mark.write_text(str(os.getpid()))
+    rows = run_task(selector, task, profile, force)
+    mark.unlink()
+    return rows
+
+
+def _mark_name(task: str) -> str:
+    return task.replace(":", "__")
+
+
+def _pool_round(selector, pending: list, profile: str, force, jobs: int, arrived) -> list:
+    """The pending tasks over `jobs` worker processes, each task's rows handed to `arrived` as they come; returns
+    the tasks that were running in a worker when one died (None when none did)."""
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    with tempfile.TemporaryDirectory(prefix="sdcl-gate-") as marks:
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
         try:
-            futures = {pool.submit(run_task, selector, task, profile, force): task for task in tasks}
+            futures = {pool.submit(_marked, marks, selector, task, profile, force): task for task in pending}
+            got = set()
             for f in as_completed(futures):
-                arrived(futures[f], f.result())
+                try:
+                    rows = f.result()
+                except BrokenProcessPool:
+                    break
+                got.add(futures[f])
+                arrived(futures[f], rows)
+            else:
+                pool.shutdown()
+                return None
+            for f, task in futures.items():      # finished before the pool broke
+                if task not in got and f.done() and not f.cancelled() and f.exception() is None:
+                    arrived(task, f.result())
+            _stop(pool)
+            return [t for t in pending if (Path(marks) / _mark_name(t)).exists()]
         except BaseException:       # an interruption or a failed worker: stop the workers, do not wait for them
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop(pool)
             raise
-        pool.shutdown()
-    return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
+
+
+def _stop(pool) -> None:
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _split(task: str, skip_models: bool) -> list:
+    """A task as its rows' tasks ("op" -> "op:variant:dtype" ...; a row or "models" stays itself)."""
+    if task == "models" or task.count(":") == 2:
+        return [task]
+    return row_tasks([task], skip_models)
+
+
+def _alone(conn, selector, task, profile, force) -> None:
+    conn.send(run_task(selector, task, profile, force))
+    conn.close()
+
+
+def _run_alone(selector: str | None, task: str, profile: str, force: dict | None) -> list:
+    """One task's rows from a process of its own; failing rows naming the death if that process dies."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_alone, args=(send, selector, task, profile, force))
+    proc.start()
+    send.close()
+    try:
+        rows = receive.recv()
+    except EOFError:
+        rows = None
+    proc.join()
+    return rows if rows is not None else crash_rows(task, device_name(selector), proc.exitcode)
+
+
+def crash_rows(task: str, device: str, exitcode: int | None) -> list:
+    """The failing rows of a task ("models" or "op:variant:dtype") whose process died with this exit code."""
+    import signal
+    how = (f"killed by {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 and
+           -exitcode in signal.valid_signals() else f"exit code {exitcode}")
+    why = (f"the process checking this row died ({how}) before it reported: a kernel that crashes the OpenCL "
+           "implementation, or the host out of memory; the row ran alone when this happened")
+    if task == "models":
+        return [Row("model", "models", "policy", "-", device, passed=False, failure=why)]
+    op, variant, dtype = task.split(":")
+    return [Row("op", op, variant, dtype, device, passed=False, failure=why)]
 
 
 def device_name(selector: str | None) -> str:

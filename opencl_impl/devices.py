@@ -77,7 +77,8 @@ def select_device(selector: str | None = None) -> "cl.Device":
             raise SelectorError(f"device selector {selector!r}: no platform {plat_sel}; have " + _listing())
         plat = plats[int(plat_sel)]
     else:
-        found = [p for p in plats if plat_sel.lower() in p.name.lower()]
+        # the platform's name or its vendor ("pocl" names PoCL, whose platform is "Portable Computing Language")
+        found = [p for p in plats if plat_sel.lower() in f"{p.name} {p.vendor}".lower()]
         if not found:
             raise SelectorError(f"device selector {selector!r}: no platform matches {plat_sel!r}; have " + _listing())
         plat = found[0]

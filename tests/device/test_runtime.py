@@ -40,6 +40,12 @@ def test_default_is_pocl_cpu(monkeypatch):
     assert "portable" in dev.platform.name.lower()
 
 
+def test_pocl_selector_names_pocl_by_its_vendor(monkeypatch):
+    # PoCL's platform is "Portable Computing Language"; users type "pocl", its vendor's word ("The pocl project")
+    monkeypatch.delenv("PYOPENCL_CTX", raising=False)
+    assert select_device("pocl").platform.vendor == "The pocl project"
+
+
 def test_options_are_d_macros():
     assert build_options({"WG": 64, "HAS_BIAS": True}) == ["-DREAL=float", "-DHAS_BIAS", "-DWG=64"]
     assert build_options({}, np.float64)[:2] == ["-DREAL=double", "-DREAL_IS_DOUBLE"]

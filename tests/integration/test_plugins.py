@@ -100,3 +100,21 @@ def test_the_model_checks_run_with_a_forced_plugin_variant(tmp_path):
 def test_forcing_a_variant_an_op_lacks_is_one_error(tmp_path):
     res = sdcl("conformance", "--ops", "add", "--force", "add:vec", cwd=tmp_path)
     one_error(res, 2, "--force add:vec", "op add has no variant 'vec'")
+
+
+def test_a_variant_that_kills_its_worker_fails_its_rows_and_the_gate_goes_on(tmp_path):
+    # a kernel that crashes the OpenCL implementation takes its worker process with it: the rows that were running
+    # run again alone, the row that dies is a failure naming the death, and the op's other rows still pass
+    plugin = write_plugin(tmp_path / "crashing", (
+        "import os, signal\n\n\ndef crash(call, x):\n    os.kill(os.getpid(), signal.SIGSEGV)\n\n\n"
+        "VARIANTS = {'silu': [Variant('crashes', launcher=crash)]}\n"))
+    res = sdcl("--plugin", plugin, "conformance", "--ops", "silu,gelu", "--skip-models", "--jobs", "2",
+               "--report", tmp_path / "r", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
+    got = {(r["name"], r["variant"], r["dtype"]): r for r in rows}
+    for dtype in ("float32", "float64"):
+        dead = got[("silu", "crashes", dtype)]
+        assert dead["verdict"] == "FAIL" and "died (killed by SIGSEGV)" in dead["failure"], dead
+        for ok in (("silu", "naive", dtype), ("gelu", "naive", dtype)):
+            assert got[ok]["verdict"] == "pass" and got[ok]["cases"] > 10, got[ok]
