@@ -21,7 +21,7 @@ import numpy as np
 from sdcl.conformance.check import Result, reference_output, run_case
 from sdcl.conformance.profiles import CI_SD_FLOP_LIMIT, MAX_SIZE
 from sdcl.conformance.report import Row
-from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError
+from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCapError
 from sdcl.registry import FEATURES, Case, OpSpec, Variant
 
 
@@ -195,8 +195,9 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
                 row.failure = f"knobs {kn}: {row.failure}"
             break
     if unfit:
-        row.notes = (f"{len(unfit)} knob setting(s) this device cannot launch: {', '.join(k for k, _ in unfit)} "
-                     f"(first: {unfit[0][1]})")
+        row.notes = (row.notes + "; " if row.notes else "") + (
+            f"{len(unfit)} knob setting(s) this device cannot launch: {', '.join(k for k, _ in unfit)} "
+            f"(first: {unfit[0][1]})")
     row.seconds = time.perf_counter() - t0
     return row
 
@@ -205,18 +206,22 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
                   examples: int, sd: list) -> tuple:
     """Fold one knob setting's cases into the row: `examples` fuzzed ones, then the SD cases `sd`; returns how many
     fuzzed cases ran (shrink attempts excluded) and why the device refused to launch it ("" if it did not)."""
-    from hypothesis import assume, given, settings
+    from hypothesis import assume, given, reject, settings
 
     from sdcl.conformance.strategies import cases
 
-    state = {"failed": None, "counting": True, "stop": None, "refused": ""}
+    state = {"failed": None, "counting": True, "stop": None, "refused": "", "capped": []}
     before = row.cases
 
-    def one(case: Case) -> Result:
+    def one(case: Case) -> Result | None:
+        """The case's result; None for a shape whose loops this device would cut short (the launcher refuses it)."""
         if state["stop"]:
             raise _Stop(state["stop"])
         try:
             return run_case(rt, spec, v.name, knobs, case, dtype, expected=refs.get(spec, case, dtype))
+        except LoopCapError as e:
+            state["capped"].append((case.summary(), str(e)))
+            return None
         except KernelBuildError as e:
             state["stop"] = f"kernel build failed: {e}"
             raise _Stop(state["stop"]) from None
@@ -233,6 +238,8 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
         def fuzzed(case):
             assume(v.applies is None or v.applies(case.args, case.kwargs))
             res = one(case)
+            if res is None:
+                reject()
             if state["counting"]:
                 _fold(row, res)
             if not res.passed:
@@ -256,9 +263,16 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
     if row.passed:
         for case in sd:
             try:
-                _fold(row, one(case))
+                res = one(case)
+                if res is not None:
+                    _fold(row, res)
             except _Stop as e:
                 row.passed, row.failure = False, str(e)
             if not row.passed:
                 break
+    if state["capped"]:
+        shapes = sorted({c for c, _ in state["capped"]})
+        row.notes = (row.notes + "; " if row.notes else "") + (
+            f"knobs {knobs}: {len(shapes)} shape(s) not run, refused by the launcher: {', '.join(shapes[:3])}"
+            + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else "") + f" ({state['capped'][0][1]})")
     return fuzzed, state["refused"]

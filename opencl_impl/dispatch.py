@@ -12,7 +12,7 @@ import importlib
 import numpy as np
 
 from sdcl.opencl_impl.launch import Call
-from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.runtime import LoopCapError, Runtime
 from sdcl.opencl_impl.selection import Policy
 from sdcl.registry import REGISTRY
 from sdcl.registry.spec import OpSpec, Variant
@@ -99,4 +99,11 @@ def choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:
 def dispatch(rt: Runtime, op: str, *args, **kwargs):
     """Run the op call through the variant the runtime chooses."""
     variant, knobs = choose(rt, op, args, kwargs)
-    return run_variant(rt, op, variant, knobs, *args, **kwargs)
+    try:
+        return run_variant(rt, op, variant, knobs, *args, **kwargs)
+    except LoopCapError:
+        if variant == "naive":
+            raise
+        # its loops would run past this device's cap at this shape (Mesa llvmpipe): the naive kernel, which
+        # refuses too where its own would
+        return run_variant(rt, op, "naive", {}, *args, **kwargs)

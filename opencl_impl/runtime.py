@@ -37,6 +37,13 @@ class LaunchLimitError(DeviceError):
     the device refused the launch for its resources (OUT_OF_RESOURCES): a knob setting this device does not fit."""
 
 
+class LoopCapError(DeviceError):
+    """A launch whose work-items would loop past the device's cap (Mesa llvmpipe ends a work-item's loops after
+    LOOP_CAP back edges in all, without a word): refused, since its answer would be silently wrong."""
+
+
+LOOP_CAP = 65535    # gallivm's LP_MAX_TGSI_LOOP_ITERATIONS: one counter per work-item, over all of its loops
+
 _REFUSED = (cl.status_code.OUT_OF_RESOURCES, cl.status_code.INVALID_WORK_GROUP_SIZE)   # what LaunchLimitError names
 
 
@@ -230,6 +237,14 @@ class Runtime:
                 f"{self.device.local_mem_size} B")
 
     # --- arrays --------------------------------------------------------------------------------------------------
+    def check_loops(self, what: str, trips: int) -> None:
+        """Refuse a launch whose work-items take `trips` loop iterations (an upper bound: every loop counted, none
+        assumed unrolled) on a device whose loops end early (device_info's long_loops: Mesa llvmpipe)."""
+        if not self.info.get("long_loops", True) and trips > LOOP_CAP:
+            raise LoopCapError(f"{what}: up to {trips} loop iterations per work-item at this shape, and "
+                               f"{self.info['device']} ends a work-item's loops after {LOOP_CAP} (Mesa llvmpipe, "
+                               "gallivm's LP_MAX_TGSI_LOOP_ITERATIONS): the result would be silently wrong")
+
     def to_device(self, a: np.ndarray) -> "cla.Array":
         return cla.to_device(self.queue, np.ascontiguousarray(a), allocator=self.allocator)
 

@@ -218,6 +218,8 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     defines = pick(knobs, "WG", "OC_VEC", "OW_BLOCK", "LOCAL_O")
     wg, vec, owb, lo = (int(knobs[k]) for k in ("WG", "OC_VEC", "OW_BLOCK", "LOCAL_O"))
     op = -(-s.o // vec) * vec                                          # O padded to whole vectors (zero filters)
+    # conv2d_im2win's loops per work-item: channels x taps x its OW_BLOCK columns, and the block's set-up and stores
+    rt.check_loops("conv2d im2win", s.c * (1 + s.kh * s.kw * (1 + owb)) + owb * (3 + vec))
     transform = rt.kernel("conv2d/im2win.cl", "conv2d_im2win_transform", defines, x.dtype)
     inner = rt.kernel("conv2d/im2win.cl", "conv2d_im2win", defines, x.dtype)
     wt = rt.empty((s.c, s.kw * s.kh, op), x.dtype)                     # wt[c, j*KH + i, o]

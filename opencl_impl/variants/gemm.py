@@ -73,6 +73,9 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
         if np.dtype(dtype) != np.float32:
             raise ValueError(f"gemm mma_tf32: TF32 is a float32 format, got {np.dtype(dtype).name}")
         _check_mma(rt, knobs)
+    if technique == "cpu_reg":
+        rt.check_loops(f"gemm cpu_reg ({m}x{k} @ {k}x{n}, MR {knobs['MR']}, NR {knobs['NR']})",
+                       cpu_reg_loops(knobs, n, k, trans_b))
     kn = knobs
     vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
     flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
@@ -84,6 +87,16 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
                      *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), real(dtype, alpha),
                      np.int32(flags))
+
+
+def cpu_reg_loops(knobs: dict, n: int, k: int, trans_b: bool) -> int:
+    """An upper bound on the loop trips of one gemm_cpu_reg work-item: where B (K, N) is narrower than a vector of NR
+    (or NR is not a vector width) each of its MR x NR outputs loops over K; else the K loop steps with its MR rows
+    inside, and the tail of K % KV (B^T) or KU (B) per output."""
+    mr, nr, kv = knobs["MR"], knobs["NR"], max(knobs["KV"], knobs["KU"])
+    if not trans_b and (n < nr or nr not in (4, 8, 16)):
+        return mr * min(n, nr) * (k + 1) + mr
+    return k * (mr + 2) + mr * nr * (kv + 1)
 
 
 class MmaUnavailable(DeviceError, KernelBuildError):

@@ -159,6 +159,8 @@ def attention(call: Call, q, k, v, heads, causal=False, scale=None):
     lk, d = k.shape[1], hd // heads
     o = rt.empty(q.shape, q.dtype)
     rows = b * heads * lq
+    # a work-item's loops: two passes over the keys, each with loops over the head's D channels
+    rt.check_loops("attention naive", lk * (3 * d + 2) + 2 * d)
     knl = rt.kernel("attention/naive.cl", "attention_naive", {}, q.dtype)
     launch_flat(rt, "attention", knl, rows if d else 0, buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data,
                 np.int64(rows), np.int32(heads), np.int32(lq), np.int32(lk), np.int32(d),

@@ -1,0 +1,112 @@
+"""The loop cap of Mesa's llvmpipe (rusticl, Clover): a work-item's loops end, silently, after 65535 trips in all.
+Launchers whose loop trips grow with the shape (gemm cpu_reg's narrow path, the naive attention, im2win) bound them
+and refuse a launch past the cap on such a device; the dispatcher then runs the naive kernel; the gate leaves the
+refused shapes out of the row, by name, instead of failing a correct kernel or passing a wrong answer.
+
+On PoCL the cap is simulated (the runtime's long_loops flag off); on llvmpipe itself a subprocess shows that the
+bound sits where the answers go wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sdcl.conformance import runner
+from sdcl.conformance.runner import check_row
+from sdcl.opencl_impl import ops
+from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.opencl_impl.runtime import LOOP_CAP, LoopCapError, Runtime
+from sdcl.opencl_impl.selection import policy_for
+from sdcl.reference import ops as ref
+from sdcl.registry import REGISTRY, Case
+
+
+@pytest.fixture
+def capped(rt):
+    """A runtime on the device under test that behaves as if its loops ended after LOOP_CAP trips."""
+    r = Runtime(rt.device)
+    r.info = {**r.info, "long_loops": False}
+    return r
+
+
+def test_naive_attention_past_the_cap_is_refused_by_name(capped):
+    rng = np.random.default_rng(0)
+    q, k = (capped.to_device(rng.standard_normal((1, n, 16)).astype(np.float32)) for n in (4, 2000))
+    with pytest.raises(LoopCapError, match=f"attention naive: up to 100032 .* after {LOOP_CAP}"):
+        run_variant(capped, "attention", "naive", {}, q, k, k, 1)
+    short = capped.to_device(rng.standard_normal((1, 100, 16)).astype(np.float32))
+    run_variant(capped, "attention", "naive", {}, q, short, short, 1)       # 100 keys: within the cap
+
+
+def test_the_dispatcher_runs_naive_where_the_pick_would_pass_the_cap(capped):
+    # conv2d im2win at 1024 channels, 3x3: 1024 * (1 + 9 * 9) trips per work-item > 65535
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((1, 1024, 4, 4)), rng.standard_normal((8, 1024, 3, 3)) * 0.03
+    capped.policy = policy_for(capped, {"conv2d": "im2win"})
+    with pytest.raises(LoopCapError, match="conv2d im2win"):
+        run_variant(capped, "conv2d", "im2win", {}, capped.to_device(x.astype(np.float32)),
+                    capped.to_device(w.astype(np.float32)), padding=1)
+    got = ops.conv2d(capped, capped.to_device(x.astype(np.float32)), capped.to_device(w.astype(np.float32)),
+                     padding=1).get()
+    want = ref.conv2d(x, w, padding=1)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_the_gate_leaves_refused_shapes_out_by_name(capped, monkeypatch):
+    rng = np.random.default_rng(2)
+    short, long_ = (Case(f"keys{n}", (rng.standard_normal((1, 4, 16)),) + tuple(rng.standard_normal((1, n, 16))
+                                                                              for _ in range(2)), {"heads": 1})
+                    for n in (100, 2000))
+    monkeypatch.setattr(runner, "sd_cases", lambda *a, **k: [short, long_])
+    row = check_row(capped, REGISTRY["attention"], "naive", "float32", "ci", fuzz=False)
+    assert row.verdict == "pass" and row.cases == 1, row
+    assert "1 shape(s) not run, refused by the launcher: keys2000(" in row.notes and "100032" in row.notes
+
+
+_LLVMPIPE = """
+import numpy as np, pyopencl as cl
+from sdcl.opencl_impl.devices import select_device
+from sdcl.opencl_impl.runtime import LoopCapError, Runtime
+from sdcl.opencl_impl.variants.gemm import gemm
+from sdcl.registry import REGISTRY
+rt = Runtime(select_device("rusticl"))
+knobs = REGISTRY["matmul"].variant("cpu_reg").complete({})
+def wrong(m, k, n, check=True):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    c = rt.empty((m, n), np.float32)
+    if not check:
+        rt.check_loops = lambda what, trips: None
+    try:
+        gemm(rt, "matmul", "cpu_reg", knobs, rt.to_device(a.astype(np.float32)).data,
+             rt.to_device(b.astype(np.float32)).data, c.data, m, n, k, lda=k, ldb=n, ldc=n)
+    except LoopCapError:
+        return "refused"
+    finally:
+        rt.check_loops = Runtime.check_loops.__get__(rt)
+    ref = a @ b
+    return int((np.abs(c.get() - ref) > 1e-3 * np.abs(ref).max()).sum())
+print(wrong(13, 500, 14), wrong(13, 600, 14), wrong(13, 600, 14, check=False), wrong(13, 600, 16))
+"""
+
+
+def _has_llvmpipe() -> bool:
+    res = subprocess.run([sys.executable, "-c", "import pyopencl as cl; print([d.name for p in cl.get_platforms() "
+                          "if p.name == 'rusticl' for d in p.get_devices()])"], capture_output=True, text=True,
+                         env={**os.environ, "RUSTICL_ENABLE": "llvmpipe"})
+    return "llvmpipe" in res.stdout
+
+
+@pytest.mark.skipif(not _has_llvmpipe(), reason="Mesa's rusticl on llvmpipe is not installed (mesa-opencl-icd)")
+def test_on_llvmpipe_the_bound_sits_where_answers_go_wrong():
+    # gemm cpu_reg's narrow path (B narrower than NR = 16): 8 rows x 14 columns x (K + 1) trips. K = 500: 56120,
+    # right; K = 600: 67320, refused, and wrong when launched anyway; B 16 wide takes the vector path: right
+    res = subprocess.run([sys.executable, "-c", _LLVMPIPE], capture_output=True, text=True,
+                         env={**os.environ, "RUSTICL_ENABLE": "llvmpipe"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    fine, refused, launched, wide = res.stdout.split()
+    assert (fine, refused, wide) == ("0", "refused", "0") and int(launched) > 0, res.stdout
