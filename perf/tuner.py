@@ -25,7 +25,7 @@ from sdcl.conformance.runner import References, check_row
 from sdcl.files import write_text
 from sdcl.opencl_impl.devices import device_key
 from sdcl.opencl_impl.dispatch import run_variant
-from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, Runtime
+from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCapError, Runtime
 from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, Policy, call_key, device_slug, load_table, save_table
 from sdcl.registry import DTYPES, REGISTRY, Case
 
@@ -164,7 +164,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                     except KernelBuildError as e:
                         rejected.append((op, v.name, knobs, case.name, f"build failed: {str(e).splitlines()[0]}"))
                         continue
-                    except LaunchLimitError as e:
+                    except (LaunchLimitError, LoopCapError) as e:
                         rejected.append((op, v.name, knobs, case.name, f"does not fit: {e}"))
                         continue
                     if not res.passed:
