@@ -97,7 +97,8 @@ def test_each_cell_says_what_its_report_says(reports):
             text = (op_cells if key[0] == "op" else model_cells)[key[1:]][i]
             assert cell["verdict"] == r["verdict"] and cell["cases"] == r["cases"]
             if r["verdict"] == "pass":
-                want = f"pass {r['cases']}" + (f" x{r['configs']} knobs" if r["configs"] > 1 else "")
+                want = (f"pass {r['cases']}" + (f" x{r['configs']} knobs" if r["configs"] > 1 else "")
+                        + (" (notes)" if r.get("notes") else ""))      # what the row left out, under "Notes"
                 assert text == want, (key, text)
             elif r["verdict"] == "FAIL":
                 assert text.startswith("FAIL knobs {'TS': 8}: max abs error") and len(text) < len(r["failure"])
