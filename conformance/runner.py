@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from sdcl.conformance.check import Result, reference_output, run_case
+from sdcl.conformance.check import Result, cast_case, reference_output, run_case
 from sdcl.conformance.profiles import CI_SD_FLOP_LIMIT, MAX_SIZE
 from sdcl.conformance.report import Row
 from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCapError
@@ -220,7 +220,7 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
         try:
             return run_case(rt, spec, v.name, knobs, case, dtype, expected=refs.get(spec, case, dtype))
         except LoopCapError as e:
-            state["capped"].append((case.summary(), str(e)))
+            state["capped"].append((cast_case(case, dtype).summary(), str(e)))     # the row's dtype
             return None
         except KernelBuildError as e:
             state["stop"] = f"kernel build failed: {e}"
