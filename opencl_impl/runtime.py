@@ -236,7 +236,6 @@ class Runtime:
                 f"work-groups of {wg} and uses {own_local} B of local memory itself, of the device's "
                 f"{self.device.local_mem_size} B")
 
-    # --- arrays --------------------------------------------------------------------------------------------------
     def check_loops(self, what: str, trips: int) -> None:
         """Refuse a launch whose work-items take `trips` loop iterations (an upper bound: every loop counted, none
         assumed unrolled) on a device whose loops end early (device_info's long_loops: Mesa llvmpipe)."""
@@ -245,6 +244,7 @@ class Runtime:
                                f"{self.info['device']} ends a work-item's loops after {LOOP_CAP} (Mesa llvmpipe, "
                                "gallivm's LP_MAX_TGSI_LOOP_ITERATIONS): the result would be silently wrong")
 
+    # --- arrays --------------------------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray) -> "cla.Array":
         return cla.to_device(self.queue, np.ascontiguousarray(a), allocator=self.allocator)
 
