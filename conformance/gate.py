@@ -122,7 +122,7 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         # task that had started and not finished runs again alone, row by row, so the row that kills its process
         # is named and fails, and the rest of the run goes on.
         for task in crashed or [t for t in pending if t not in done][:1]:     # (none marked: died starting up)
-            arrived(task, [r for t in _split(task, skip_models=True) for r in _run_alone(selector, t, profile, force)])
+            arrived(task, [r for t in _split(task) for r in _run_alone(selector, t, profile, force)])
         pending = [t for t in pending if t not in done]
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
 
@@ -178,11 +178,11 @@ def _stop(pool) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _split(task: str, skip_models: bool) -> list:
+def _split(task: str) -> list:
     """A task as its rows' tasks ("op" -> "op:variant:dtype" ...; a row or "models" stays itself)."""
     if task == "models" or task.count(":") == 2:
         return [task]
-    return row_tasks([task], skip_models)
+    return row_tasks([task], skip_models=True)
 
 
 def _alone(conn, selector, task, profile, force) -> None:

@@ -159,6 +159,11 @@ def _fold(row: Row, res: Result) -> None:
         row.failure = f"{res.case}: {res.message}"
 
 
+def _note(row: Row, text: str) -> None:
+    """Add a note to the row's notes."""
+    row.notes = f"{row.notes}; {text}" if row.notes else text
+
+
 class _Stop(BaseException):
     """A failure that is not the kernel's answer (a build error, a launch the device refuses): the row stops,
     nothing is shrunk or replayed (a BaseException, which Hypothesis lets through at once)."""
@@ -195,9 +200,8 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
                 row.failure = f"knobs {kn}: {row.failure}"
             break
     if unfit:
-        row.notes = (row.notes + "; " if row.notes else "") + (
-            f"{len(unfit)} knob setting(s) this device cannot launch: {', '.join(k for k, _ in unfit)} "
-            f"(first: {unfit[0][1]})")
+        _note(row, f"{len(unfit)} knob setting(s) this device cannot launch: {', '.join(k for k, _ in unfit)} "
+                   f"(first: {unfit[0][1]})")
     row.seconds = time.perf_counter() - t0
     return row
 
@@ -272,7 +276,6 @@ def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs:
                 break
     if state["capped"]:
         shapes = sorted({c for c, _ in state["capped"]})
-        row.notes = (row.notes + "; " if row.notes else "") + (
-            f"knobs {knobs}: {len(shapes)} shape(s) not run, refused by the launcher: {', '.join(shapes[:3])}"
-            + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else "") + f" ({state['capped'][0][1]})")
+        _note(row, f"knobs {knobs}: {len(shapes)} shape(s) not run, refused by the launcher: {', '.join(shapes[:3])}"
+              + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else "") + f" ({state['capped'][0][1]})")
     return fuzzed, state["refused"]
