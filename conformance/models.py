@@ -140,6 +140,7 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             ctx = rng.standard_normal((2, 77, config.unet.cross_attention_dim))
             compare("unet", lambda x, c: unet_r(x, np.array([999, 1]), c), lambda x, c: unet_d(x, np.array([999, 1]), c),
                     [rng.standard_normal((2, config.unet.in_channels, 6, 10)), ctx])
+            rows.append(_replay_row(rt, family, dtype, device, unet_d, rng))
             # VAE decoder
             compare("vae_decoder", vae_r.decode, vae_d.decode,
                     [rng.standard_normal((1, config.vae.latent_channels, 5, 7))])
@@ -149,6 +150,38 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
                         for r in rows[first:])
         rows.extend(_half_storage_rows(rt, config, family, device, w64))
     return rows
+
+
+def _replay_row(rt, family, dtype, device, unet, rng) -> Row:
+    """The UNet recorded once and replayed (sdcl.opencl_impl.replay) at other latents, timesteps and contexts: each
+    replay must equal a plain call at those inputs bit for bit, since the very kernels run on the same arguments in
+    the same order. Two latent shapes, the second odd-sized so the upsamplers crop (first-axis copies recorded)."""
+    from sdcl.opencl_impl.replay import replayed_unet
+
+    t0 = time.perf_counter()
+    name = f"{family}/unet_replay"
+    dt = np.dtype(dtype)
+    cfg = unet.cfg
+    try:
+        replayed, worst, calls = replayed_unet(rt, unet), 0.0, 0
+        for h, w in ((6, 10), (5, 7)):
+            ctx = rng.standard_normal((2, 77, cfg.cross_attention_dim)).astype(dt)
+            for t in ([999, 999], [500, 20], [1, 999]):   # the first call records, the others replay
+                x = rng.standard_normal((2, cfg.in_channels, h, w)).astype(dt)
+                ctx = ctx if t[0] == 999 else rng.standard_normal(ctx.shape).astype(dt)
+                got = replayed(rt.to_device(x), np.array(t), rt.to_device(ctx)).get()
+                want = unet(rt.to_device(x), np.array(t), rt.to_device(ctx)).get()
+                worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want))))
+                calls += 1
+        launches = sum(r.launches for r in replayed.recordings.values())
+    except Exception as e:
+        return Row("model", name, "default", dtype, device, passed=False, failure=f"{type(e).__name__}: {e}",
+                   seconds=time.perf_counter() - t0)
+    ok = worst == 0.0
+    return Row("model", name, "default", dtype, device, cases=calls, passed=ok, worst_max_abs=worst,
+               metric=f"replayed vs plain calls: max |diff| {worst:.3g} over {calls} calls, {launches} launches "
+                      "recorded (must be 0: the same kernels on the same arguments)", seconds=time.perf_counter() - t0,
+               failure="" if ok else f"a replayed UNet differs from a plain call by up to {worst:.3g}")
 
 
 def _half_storage_rows(rt, config, family, device, w64) -> list:

@@ -7,6 +7,7 @@ import pyopencl.array as cla
 
 from sdcl.opencl_impl.devices import select_device
 from sdcl.opencl_impl.ops import DeviceOps
+from sdcl.opencl_impl.replay import replayed_unet
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.selection import policy_for
 from sdcl.reference.pipeline import Backend
@@ -26,7 +27,9 @@ def runtime_for(selector: str | None = None) -> Runtime:
     return _RUNTIMES[device.int_ptr]
 
 
-def opencl_backend_for(rt: Runtime) -> Backend:
+def opencl_backend_for(rt: Runtime, replay: bool = True) -> Backend:
+    """The device as a pipeline stage; with replay, the sampler loop's UNet is recorded at its first step and its
+    launches replayed at the others (sdcl.opencl_impl.replay)."""
     def to_device(a):
         if isinstance(a, cla.Array):
             return a                   # already there (weights uploaded by the caller)
@@ -37,8 +40,8 @@ def opencl_backend_for(rt: Runtime) -> Backend:
         return a.get() if isinstance(a, cla.Array) else np.asarray(a)
 
     return Backend(f"opencl:{rt.info['device']}", DeviceOps(rt), to_device=to_device, to_host=to_host,
-                   sync=rt.queue.finish)
+                   sync=rt.queue.finish, in_loop=(lambda unet: replayed_unet(rt, unet)) if replay else (lambda m: m))
 
 
-def opencl_backend(selector: str | None = None) -> Backend:
-    return opencl_backend_for(runtime_for(selector))
+def opencl_backend(selector: str | None = None, replay: bool = True) -> Backend:
+    return opencl_backend_for(runtime_for(selector), replay)

@@ -45,7 +45,7 @@ def buffer(rt: Runtime, a: cla.Array) -> "cl.Buffer":
         return a.data
     copy = rt.empty(a.shape, a.dtype)
     if a.nbytes:
-        cl.enqueue_copy(rt.queue, copy.data, a.base_data, src_offset=a.offset, byte_count=a.nbytes)
+        rt.copy(copy.data, a.base_data, a.offset, a.nbytes)
     return copy.data
 
 

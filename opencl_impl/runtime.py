@@ -137,6 +137,7 @@ class Runtime:
     policy: object = None                         # (op, args, kwargs) -> (variant, knobs); None: naive everywhere
     guard_bytes: int = 0                          # conformance: outputs sit between poisoned guard regions
     guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
+    recording: object = None                      # the replay.Recording being recorded, if any
 
     def __post_init__(self):
         self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
@@ -226,6 +227,8 @@ class Runtime:
                 from None
         if self.profile:
             self.events.append((op, ev))
+        if self.recording is not None:
+            self.recording.launch(op, knl, global_size, local_size, args)
         return ev
 
     def _launch_text(self, knl, global_size, local_size, args, what: str) -> str:
@@ -246,7 +249,16 @@ class Runtime:
 
     # --- arrays --------------------------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray) -> "cla.Array":
-        return cla.to_device(self.queue, np.ascontiguousarray(a), allocator=self.allocator)
+        out = cla.to_device(self.queue, np.ascontiguousarray(a), allocator=self.allocator)
+        if self.recording is not None:      # host data of a recorded call: uploaded once, kept for its replays
+            self.recording.keep(out)
+        return out
+
+    def copy(self, dst: "cl.Buffer", src: "cl.Buffer", src_offset: int, nbytes: int) -> None:
+        """Copy nbytes of src from src_offset to the start of dst, on the queue (recorded like a launch)."""
+        cl.enqueue_copy(self.queue, dst, src, src_offset=src_offset, byte_count=nbytes)
+        if self.recording is not None:
+            self.recording.copy(dst, src, src_offset, nbytes)
 
     def empty(self, shape: tuple, dtype=np.float32, poison: int = POISON) -> "cla.Array":
         """Every launcher allocates its outputs (and scratch) here. With guard_bytes set, the array is a

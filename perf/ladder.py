@@ -10,6 +10,7 @@ TF32 off, TF32 and fp16 for an NVIDIA GPU when torch sees one).
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import time
@@ -22,18 +23,23 @@ from sdcl.registry import REGISTRY, tiers
 
 # Whole-model modes: the tier that switches one on, and the ladder's last row, which streams each layer's weights.
 MODES = {"half storage": "half"}
+REPLAY_ROW = "+ replayed launches"
 STREAMING_ROW = "+ streaming"
 
 
 def rungs() -> list:
     """The ladder's rows, each (name, {op: [variants it introduces]}, modes it switches on): one row per tier that
-    some variant names (sdcl.registry.tiers(), in order), then streaming. Read from the variants' declarations."""
+    some variant names (sdcl.registry.tiers(), in order), with replayed launches (the UNet step's launches recorded
+    once and replayed: sdcl.opencl_impl.replay) after the last float32 kernel row and before the rows that change
+    the weights' storage, then streaming. Read from the variants' declarations."""
     out = []
     for tier in tiers():
         ops = {spec.name: [v.name for v in spec.variants if v.tier == tier] for spec in REGISTRY.values()}
         ops = {op: names for op, names in ops.items() if names}
         if ops:
             out.append(("naive" if tier == "naive" else f"+ {tier}", ops, {MODES[tier]} if tier in MODES else set()))
+    first_mode = next((i for i, (_, _, modes) in enumerate(out) if modes), len(out))
+    out.insert(first_mode, (REPLAY_ROW, {}, {"replay"}))
     return out + [(STREAMING_ROW, {}, {"streaming"})]
 
 
@@ -54,7 +60,8 @@ def _for_device(i: int, info: dict) -> bool:
 
 def modes_through(i: int) -> set:
     """The whole-model modes rows 0..i switch on: "half" (linear and conv2d weights stored as float16,
-    sdcl.opencl_impl.storage.half_weights), "streaming" (each layer's weights uploaded when used)."""
+    sdcl.opencl_impl.storage.half_weights), "replay" (the UNet step replayed), "streaming" (each layer's weights
+    uploaded when used; its UNet is not replayed, since a recording keeps what a call uploads)."""
     return {m for _, _, modes in rungs()[: i + 1] for m in modes}
 
 
@@ -81,10 +88,12 @@ def _inputs(config, size: int, rng):
     return ids, latents, ctx, z
 
 
-def stage_calls(rt, config, dev: dict, inputs: tuple) -> dict:
+def stage_calls(rt, config, dev: dict, inputs: tuple, replay: bool = False) -> dict:
     """stage -> a call of that stage on the device: the text encoder (batch 2), one UNet step (batch 2, CFG, t = 999)
-    and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs()."""
+    and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs(). With replay,
+    the UNet's first call records its launches and the later calls replay them (as in the pipeline's loop)."""
     from sdcl.opencl_impl.ops import DeviceOps
+    from sdcl.opencl_impl.replay import replayed_unet
     from sdcl.reference.text_encoder import TextEncoder
     from sdcl.reference.unet import UNet
     from sdcl.reference.vae import VAE
@@ -93,10 +102,11 @@ def stage_calls(rt, config, dev: dict, inputs: tuple) -> dict:
     ops = DeviceOps(rt)
     text = TextEncoder(config.text_encoder, dev["text_encoder"], ops=ops)
     unet = UNet(config.unet, dev["unet"], ops=ops)
+    unet = replayed_unet(rt, unet) if replay else unet
     vae = VAE(config.vae, dev["vae"], ops=ops)
     d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
     return {"text_encoder": lambda: text(ids),
-            "unet": lambda: unet(d_lat, np.array([999, 999]), d_ctx),
+            "unet": functools.partial(unet, d_lat, np.array([999, 999]), d_ctx),    # .func: the (replayed) UNet
             "vae": lambda: vae.decode(d_z)}
 
 
@@ -136,12 +146,14 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
             else:
                 dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
         pool.reset()
-        calls = stage_calls(rt, config, dev, inputs)
+        calls = stage_calls(rt, config, dev, inputs, replay="replay" in mode and "streaming" not in mode)
         for stage in stages:
             t = _time(calls[stage], rt.queue.finish, reps)
             row[f"{stage}_ms"] = t * 1e3
             log(f"  {name:28} {stage:13} {t * 1e3:11.1f} ms")
-        row["peak_device_mib"] = pool.peak / 2**20  # resident weights + activations + scratch, at the peak
+        # resident weights + activations + scratch at the peak, and what a replayed UNet's recording holds
+        held = sum(r.device_bytes for r in getattr(calls["unet"].func, "recordings", {}).values())
+        row["peak_device_mib"] = (pool.peak + held) / 2**20
         row["variants"] = sorted({f"{op}:{v}" for (op, _), (v, _) in rt.policy.choices.items() if v != "naive"})
         rows.append(row)
         del calls     # the models and their device inputs

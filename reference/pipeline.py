@@ -19,13 +19,15 @@ from sdcl.reference.configs import SDConfig
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a stage runs: its ops module and the two transfers (identity for NumPy)."""
+    """Where a stage runs: its ops module, the two transfers (identity for NumPy), and how the sampler loop calls
+    the UNet (`in_loop(unet)`: as it is, or, on OpenCL, its launches recorded at the first step and replayed)."""
 
     name: str
     ops: object
     to_device: object = staticmethod(lambda a: a)
     to_host: object = staticmethod(lambda a: a)
     sync: object = staticmethod(lambda: None)
+    in_loop: object = staticmethod(lambda model: model)
 
 
 NUMPY = Backend("numpy", reference_ops)
@@ -60,7 +62,8 @@ class StableDiffusion:
         self.tokenizer = CLIPTokenizer.from_config(self.config.text_encoder)
         self.text_encoder = TextEncoder(self.config.text_encoder, place(self.text_backend, self.weights["text_encoder"]),
                                         ops=self.text_backend.ops)
-        self.unet = UNet(self.config.unet, place(self.unet_backend, self.weights["unet"]), ops=self.unet_backend.ops)
+        self.unet = self.unet_backend.in_loop(
+            UNet(self.config.unet, place(self.unet_backend, self.weights["unet"]), ops=self.unet_backend.ops))
         self.vae = VAE(self.config.vae, place(self.vae_backend, self.weights["vae"]), ops=self.vae_backend.ops)
 
     def encode_prompt(self, prompt: str, negative_prompt: str = "") -> np.ndarray:

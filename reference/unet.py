@@ -5,7 +5,8 @@ SD 2.x: linear proj_in / proj_out and 64-channel heads, i.e. a head count per bl
 Both come from `UNetConfig` (`use_linear_projection`, `num_heads`).
 
 The model code uses only `ops.<op>(...)`, `.shape`, `.reshape(...)` of contiguous activations and slicing along the
-first axis (see docs/ARCHITECTURE.md); the timestep is host data (a number or a NumPy array).
+first axis (see docs/ARCHITECTURE.md); the timestep is host data (a number or a NumPy array), or an (N,) array of
+the ops' own in `timestep_dtype` (a recorded UNet step takes it as an input: sdcl.opencl_impl.replay).
 
 Latent sizes need not be multiples of 2 ** (number of upsamplers): each stride-2 downsampler maps a side s to
 ceil(s / 2), and, as diffusers does when a side is not a multiple, each upsampler resizes (nearest) to the size of
@@ -158,7 +159,7 @@ class UNet:
         if len(compute) != 1:
             raise ValueError(f"UNet weights must share one dtype, got {sorted(str(d) for d in dtypes)}")
         # the sinusoidal timestep embedding is computed in float64 for a float64 model, float32 otherwise
-        self._t_dtype = {np.float64: np.float64, np.float16: np.float16}.get(compute.pop().type, np.float32)
+        self.timestep_dtype = {np.float64: np.float64, np.float16: np.float16}.get(compute.pop().type, np.float32)
 
     # ------------------------------------------------------------------------------------------------ forward
     def __call__(self, sample, timestep, encoder_hidden_states):
@@ -167,9 +168,10 @@ class UNet:
         ctx = encoder_hidden_states
 
         # 1. time: sinusoids (host timesteps) -> linear_1 -> silu -> linear_2; every resnet uses silu(emb)
-        t = np.asarray(timestep, dtype=self._t_dtype)
+        on_host = isinstance(timestep, (int, float, list, tuple, np.ndarray, np.generic))
+        t = np.asarray(timestep, dtype=self.timestep_dtype) if on_host else timestep
         if t.ndim == 0:
-            t = np.full((n,), t, dtype=self._t_dtype)
+            t = np.full((n,), t, dtype=self.timestep_dtype)
         if t.shape != (n,):
             raise ValueError(f"UNet: timestep must be a scalar or shape ({n},), got shape {t.shape}")
         emb = ops.timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)

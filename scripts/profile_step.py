@@ -4,8 +4,10 @@ device's selection policy ran: the table behind the ladder's last rows.
 
     python scripts/profile_step.py --device nvidia --model sd21-base --size 512 [--half] [--out prof.json]
 
-Kernel seconds are the OpenCL profiling events of one call after a warm-up call; wall is that call's time with the
-queue drained (the gap is host overhead: launches, allocations, Python).
+Kernel seconds are the OpenCL profiling events of a call after a warm-up call; wall is that call's time with the
+queue drained (the gap is host overhead: launches, allocations, Python); both the median of --reps calls. The stage
+unet_replayed is the UNet step with its launches recorded at the warm-up call and replayed (sdcl.opencl_impl.replay),
+as the pipeline's sampler loop runs it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main() -> int:
     p.add_argument("--model", default="sd21-base")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--half", action="store_true", help="linear and conv2d weights stored as float16")
+    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out")
     args = p.parse_args()
 
@@ -40,7 +43,9 @@ def main() -> int:
     if args.half:
         weights = {m: half_weights(ws) for m, ws in weights.items()}
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
-    calls = stage_calls(rt, config, dev, _inputs(config, args.size, np.random.default_rng(0)))
+    inputs = _inputs(config, args.size, np.random.default_rng(0))
+    calls = stage_calls(rt, config, dev, inputs)
+    calls["unet_replayed"] = stage_calls(rt, config, dev, inputs, replay=True)["unet"]
     result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": args.model, "size": args.size,
               "half": args.half, "stages": {}}
     for stage, fn in calls.items():
@@ -48,13 +53,21 @@ def main() -> int:
         rt.queue.finish()
         rt.events.clear()
         rt.profile = True
-        t0 = time.perf_counter()
-        fn()
-        rt.queue.finish()
-        wall = time.perf_counter() - t0
-        launches = len(rt.events)
-        per_op = rt.kernel_times()
+        walls, kernels, per_op = [], [], {}
+        for _ in range(args.reps):
+            t0 = time.perf_counter()
+            fn()
+            rt.queue.finish()
+            walls.append(time.perf_counter() - t0)
+            launches = len(rt.events)
+            times = rt.kernel_times()
+            kernels.append(sum(times.values()))
+            per_op = {op: per_op.get(op, 0.0) + s / args.reps for op, s in times.items()}
         rt.profile = False
+        wall = float(np.median(walls))
+        # the per-op table is the mean over the calls; scaled to the median call's kernel total
+        scale = float(np.median(kernels)) / max(sum(per_op.values()), 1e-12)
+        per_op = {op: s * scale for op, s in per_op.items()}
         total = sum(per_op.values())
         print(f"{stage}: wall {wall * 1e3:.1f} ms, kernels {total * 1e3:.1f} ms, {launches} launches")
         for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):

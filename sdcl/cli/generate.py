@@ -40,6 +40,9 @@ def add_parser(sub, parents) -> None:
                         "float32 compute)")
     g.add_argument("--device", type=nonempty, help="OpenCL device selector (PYOPENCL_CTX syntax), for all "
                                                                "stages")
+    g.add_argument("--no-replay", action="store_true",
+                   help="run every UNet step through the Python host code (default: the launches of the first step "
+                        "are recorded and replayed at the others)")
     g.add_argument("--text-device", type=nonempty, help="device for the text encoder, if not --device")
     g.add_argument("--vae-device", type=nonempty, help="device for the VAE decoder, if not --device")
     g.add_argument("--seed", type=integer(0), default=0)
@@ -180,5 +183,5 @@ def _backends(args):
         return NUMPY, NUMPY, NUMPY
     from sdcl.opencl_impl.backend import opencl_backend
     main = args.device
-    pick = lambda sel: opencl_backend(sel if sel is not None else main)  # noqa: E731
+    pick = lambda sel: opencl_backend(sel if sel is not None else main, replay=not args.no_replay)  # noqa: E731
     return pick(args.text_device), pick(None), pick(args.vae_device)

@@ -108,7 +108,9 @@ def test_ladder_rows_come_from_the_declared_tiers():
     i = names.index("+ tensor-core GEMM (3xTF32)")
     assert "mma_tf32" in ladder.allowed_through(i)["matmul"]
     assert "mma_tf32" not in ladder.allowed_through(i - 1)["matmul"]
-    assert ladder.modes_through(names.index("+ half storage")) == {"half"}
+    # replayed launches come after the float32 kernel rows, before the rows that change the weights' storage
+    assert names.index("+ replayed launches") == names.index("+ half storage") - 1
+    assert ladder.modes_through(names.index("+ half storage")) == {"half", "replay"}
 
 
 def test_ladder_tensor_core_row_is_not_measured_where_its_variants_cannot_run(rt):

@@ -1,0 +1,199 @@
+"""Launch replay: the kernel launches of a model call recorded once, then replayed with no per-launch Python work
+beyond the enqueue (the host out of the loop: a UNet step is ~800 launches, each ~50 us of Python on a fast GPU).
+
+`record(rt, fn, *inputs)` runs fn once, normally, on copies of the inputs that the recording owns, and keeps, for
+every launch, a kernel object of its own with its arguments bound (and every device-to-device copy). Every array
+allocated during the call comes from a memory pool private to the recording, so the buffers it reuses within the
+call are reused the same way on replay and no other array ever lands in them. `Recording.replay(*inputs)` copies
+new inputs into the recorded input buffers and enqueues the recorded commands in order on the runtime's queue.
+
+What a recording assumes (the model code of sdcl.reference meets it: it only calls ops):
+- what fn launches depends on its inputs' shapes and dtypes, never on their values (nothing read back to the host
+  decides what runs); replay refuses inputs of another shape or dtype;
+- host data uploaded inside fn (rt.to_device) is the same at every call: it is uploaded once and kept;
+- weights stay in the buffers they had when the call was recorded;
+- the output lives in the recording's buffer: the next replay overwrites it (copy it to keep it).
+`ReplayedModel` records a model once per input shape and replays it after; the conformance model checks compare
+its replays with plain calls at other inputs (sdcl.conformance.models).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cla
+import pyopencl.tools as cltools
+
+
+class _Allocator:
+    """The recording's pool while it records; afterwards the runtime's allocator, so that arrays computed from the
+    output (which carries this allocator) never land in the recording's buffers."""
+
+    def __init__(self, rt):
+        self.pool = cltools.MemoryPool(cltools.ImmediateAllocator(rt.queue))
+        self.after = rt.allocator
+        self.recording = True
+
+    def __call__(self, nbytes: int):
+        return self.pool(nbytes) if self.recording else self.after(nbytes)
+
+
+def _held(arg):
+    """A kernel argument as the replayed kernel keeps it: a memory object as a handle of its own (clRetain), so
+    that the pool's block or a sub-buffer stays allocated without keeping its Python owner alive (which would stop
+    the pool from reusing it within the call)."""
+    if isinstance(arg, cl.MemoryObjectHolder):
+        return cl.Buffer.from_int_ptr(arg.int_ptr, retain=True)
+    return arg
+
+
+class Recording:
+    """The commands of one recorded call; `replay` runs them again on new inputs of the same shapes and dtypes."""
+
+    def __init__(self, rt, inputs):
+        self.rt = rt
+        self.allocator = _Allocator(rt)
+        # the input slots: arrays become device arrays the recording owns, anything else is passed as given
+        self.slots = [rt.to_device(np.asarray(a)) if _is_host_array(a)
+                      else _copy_of(rt, a) if isinstance(a, cla.Array) else a for a in inputs]
+        self.commands = []      # (op, function, arguments): enqueued in order by replay
+        self.kept = []          # arrays uploaded during the call (constants of the call)
+        self.output = None
+
+    # --- called by the runtime while recording -----------------------------------------------------------------
+    def launch(self, op: str, knl, global_size, local_size, args) -> None:
+        k = cl.Kernel(knl.program, knl.function_name)
+        bound = [_held(a) for a in args]
+        k.set_args(*bound)
+        self.commands.append((op, cl.enqueue_nd_range_kernel,
+                              (self.rt.queue, k, tuple(global_size), None if local_size is None
+                               else tuple(local_size)), bound))
+
+    def copy(self, dst, src, src_offset: int, nbytes: int) -> None:
+        dst, src = _held(dst), _held(src)
+        fn = functools.partial(cl.enqueue_copy, src_offset=src_offset, byte_count=nbytes)
+        self.commands.append(("copy", fn, (self.rt.queue, dst, src), None))
+
+    def keep(self, array) -> None:
+        self.kept.append(array)
+
+    # --- replay ----------------------------------------------------------------------------------------------
+    @property
+    def device_bytes(self) -> int:
+        """Device memory the recording holds beyond its inputs: every buffer of its pool (a step's activations and
+        scratch at their peak, the output, the uploaded constants)."""
+        return int(self.allocator.pool.managed_bytes)
+
+    @property
+    def launches(self) -> int:
+        return sum(1 for op, *_ in self.commands if op != "copy")
+
+    def replay(self, *inputs):
+        """The recorded call on new inputs (same shapes and dtypes): the inputs are copied into the recorded input
+        buffers, then every recorded command is enqueued; returns the recorded output (overwritten next time)."""
+        rt = self.rt
+        if len(inputs) != len(self.slots):
+            raise ValueError(f"replay: recorded with {len(self.slots)} inputs, got {len(inputs)}")
+        for i, (slot, a) in enumerate(zip(self.slots, inputs)):
+            if isinstance(slot, cla.Array):
+                _fill(rt, i, slot, a)
+            elif a is not slot and a != slot:
+                raise ValueError(f"replay: input {i} was recorded as {slot!r}, got {a!r}: record the call again")
+        events = rt.events if rt.profile else None
+        for op, fn, args, _ in self.commands:
+            ev = fn(*args)
+            if events is not None and op != "copy":
+                events.append((op, ev))
+        return self.output
+
+
+def _is_host_array(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.kind in "fiu"
+
+
+def _copy_of(rt, a):
+    slot = rt.empty(a.shape, a.dtype)
+    _fill(rt, None, slot, a)
+    return slot
+
+
+def _fill(rt, i, slot, a) -> None:
+    """Copy a host or device array into an input slot, refusing another shape or dtype."""
+    if not isinstance(a, cla.Array):
+        a = np.asarray(a)
+    if tuple(a.shape) != tuple(slot.shape) or a.dtype != slot.dtype:
+        where = "" if i is None else f" {i}"
+        raise ValueError(f"replay: input{where} was recorded as {slot.dtype}{tuple(slot.shape)}, got "
+                         f"{a.dtype}{tuple(a.shape)}: a new shape or dtype needs a recording of its own")
+    if isinstance(a, cla.Array):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"replay: input{'' if i is None else f' {i}'} must be contiguous")
+        if a.nbytes:
+            cl.enqueue_copy(rt.queue, slot.data, a.base_data, src_offset=a.offset, byte_count=a.nbytes)
+    elif a.size:
+        cl.enqueue_copy(rt.queue, slot.data, np.ascontiguousarray(a))
+
+
+def record(rt, fn, *inputs) -> tuple:
+    """(Recording, fn's output): fn(*inputs) run once while its launches are recorded. Inputs that are arrays
+    (host or device) are copied into buffers the recording owns and passed to fn in their place; fn must return
+    one device array."""
+    if rt.recording is not None:
+        raise RuntimeError("record: this runtime is already recording a call")
+    if rt.guard_bytes:
+        raise RuntimeError("record: the runtime is in the conformance gate's guarded mode")
+    rec = Recording(rt, inputs)
+    rt.recording, rt.allocator = rec, rec.allocator
+    try:
+        out = fn(*rec.slots)
+    finally:
+        rt.recording, rt.allocator = None, rec.allocator.after
+        rec.allocator.recording = False
+    if not isinstance(out, cla.Array):
+        raise TypeError(f"record: the recorded call must return one device array, got {type(out).__name__}")
+    rec.output = out
+    return rec, out
+
+
+class ReplayedModel:
+    """A model called many times with inputs of one shape (the UNet of a sampler loop): recorded on its first call
+    for each input signature, replayed after. `prepare(*args) -> inputs` turns a call's arguments into the arrays
+    and values the model is recorded over (the UNet's host timestep becomes a device input); other attributes are
+    the model's."""
+
+    def __init__(self, rt, model, prepare=None):
+        self.rt, self.model, self.prepare = rt, model, prepare or (lambda *a: a)
+        self.recordings: dict = {}
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, *args):
+        inputs = self.prepare(*args)
+        key = tuple((tuple(a.shape), np.dtype(a.dtype).str) if hasattr(a, "shape") else ("value", a)
+                    for a in inputs)
+        rec = self.recordings.get(key)
+        if rec is None:
+            rec, out = record(self.rt, self.model, *inputs)
+            self.recordings[key] = rec
+            return out
+        return rec.replay(*inputs)
+
+
+def replayed_unet(rt, unet):
+    """The UNet recorded per (sample, context) shape, its timesteps an input of the recording (a host timestep
+    becomes the (N,) array the UNet would make of it, in the UNet's timestep dtype). A UNet whose weights stream
+    (sdcl.opencl_impl.streaming) is returned as it is: a recording would keep every weight it uploads."""
+    from sdcl.opencl_impl.streaming import StreamingWeights
+    if isinstance(unet.w, StreamingWeights):
+        return unet
+
+    def prepare(sample, timestep, encoder_hidden_states):
+        t = np.asarray(timestep, dtype=unet.timestep_dtype)
+        if t.ndim == 0:
+            t = np.full((sample.shape[0],), t, dtype=t.dtype)
+        return sample, t, encoder_hidden_states
+
+    return ReplayedModel(rt, unet, prepare)

@@ -1,0 +1,125 @@
+"""Launch replay (sdcl.opencl_impl.replay): a call's launches recorded once and replayed on new inputs must give
+what a plain call gives, bit for bit, and must never share a buffer with an array outside the recording."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sdcl.conformance import models
+from sdcl.opencl_impl import replay
+from sdcl.opencl_impl.backend import opencl_backend_for
+from sdcl.opencl_impl.ops import DeviceOps
+from sdcl.opencl_impl.replay import record, replayed_unet
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.selection import policy_for
+from sdcl.reference.configs import get_config
+from sdcl.reference.pipeline import StableDiffusion, init_weights
+from sdcl.reference.unet import UNet
+
+
+@pytest.fixture
+def prt(rt):
+    """A runtime with the device's selection policy (the tiled, local-memory and fused variants run)."""
+    r = Runtime(rt.device)
+    r.policy = policy_for(r)
+    return r
+
+
+def _f32(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_replayed_unet_equals_plain_calls_at_new_inputs(prt):
+    cfg = get_config("tiny-sd1")
+    unet = UNet(cfg.unet, {k: prt.to_device(v) for k, v in init_weights(cfg, seed=2)["unet"].items()},
+                ops=DeviceOps(prt))
+    replayed, rng = replayed_unet(prt, unet), np.random.default_rng(0)
+    ctx = _f32(rng, 2, 77, cfg.unet.cross_attention_dim)
+    for t in (999, [500, 20], 1):
+        x = _f32(rng, 2, cfg.unet.in_channels, 8, 8)
+        got = replayed(prt.to_device(x), t, prt.to_device(ctx)).get()
+        want = unet(prt.to_device(x), t, prt.to_device(ctx)).get()
+        np.testing.assert_array_equal(got, want)
+        ctx = _f32(rng, *ctx.shape)
+    (rec,) = replayed.recordings.values()
+    assert rec.launches > 100
+
+
+def test_replay_refuses_another_shape_or_dtype(prt):
+    ops, rng = DeviceOps(prt), np.random.default_rng(1)
+    rec, _ = record(prt, ops.silu, prt.to_device(_f32(rng, 3, 5)))
+    with pytest.raises(ValueError, match=r"recorded as float32\(3, 5\), got float32\(5, 3\)"):
+        rec.replay(prt.to_device(_f32(rng, 5, 3)))
+    with pytest.raises(ValueError, match=r"recorded as float32\(3, 5\), got float64\(3, 5\)"):
+        rec.replay(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="recorded with 1 inputs, got 2"):
+        rec.replay(np.zeros((3, 5), np.float32), 1)
+
+
+def test_arrays_computed_from_the_output_stay_out_of_the_recording(prt):
+    """The output carries the recording's allocator; what is computed from it must come from the runtime's pool,
+    or the next replay would overwrite it (the recording's pool holds blocks of the output's size)."""
+    ops, rng = DeviceOps(prt), np.random.default_rng(2)
+    rec, out = record(prt, lambda x: ops.silu(ops.silu(ops.silu(x))), prt.to_device(_f32(rng, 64, 64)))
+    doubled = out * 2                      # pyopencl arithmetic: allocated through out's allocator
+    before = doubled.get()
+    rec.replay(_f32(rng, 64, 64))
+    prt.queue.finish()
+    np.testing.assert_array_equal(doubled.get(), before)
+
+
+def test_host_data_uploaded_inside_the_call_is_kept(prt):
+    """A constant uploaded during the call dies with the op that read it; had its block gone back to the
+    recording's pool, the next array of its size would take it and a replay would read that array instead."""
+    ops, rng = DeviceOps(prt), np.random.default_rng(3)
+    const = _f32(rng, 32, 16)
+
+    def fn(x):
+        y = ops.add(x, prt.to_device(const))
+        return ops.silu(ops.silu(y))
+
+    ref = lambda x: (lambda y: (lambda s: s / (1 + np.exp(-s)))(y / (1 + np.exp(-y))))(x + const)  # noqa: E731
+    rec, _ = record(prt, fn, _f32(rng, 32, 16))
+    for _ in range(2):
+        x = _f32(rng, 32, 16)
+        np.testing.assert_allclose(rec.replay(x).get(), ref(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_first_axis_slice_copy_is_recorded(prt):
+    ops, rng = DeviceOps(prt), np.random.default_rng(4)
+    rec, _ = record(prt, lambda x: ops.silu(x[1:]), prt.to_device(_f32(rng, 3, 40)))
+    assert [op for op, *_ in rec.commands] == ["copy", "silu"]
+    x = _f32(rng, 3, 40)
+    np.testing.assert_array_equal(rec.replay(x).get(), ops.silu(prt.to_device(x)[1:]).get())
+
+
+def test_a_failed_recording_leaves_the_runtime_as_it_was(prt):
+    allocator = prt.allocator
+
+    def fails(x):
+        DeviceOps(prt).silu(x)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        record(prt, fails, np.zeros(4, np.float32))
+    assert prt.recording is None and prt.allocator is allocator
+
+
+def test_pipeline_with_replay_equals_pipeline_without(prt):
+    cfg = get_config("tiny-sd2")
+    w = init_weights(cfg, seed=0)
+    kw = dict(prompt="a red bicycle", seed=1, steps=3, height=16, width=16)
+    lat = [StableDiffusion(cfg, w, unet_backend=opencl_backend_for(prt, replay=r)).denoise(**kw) for r in (True, False)]
+    np.testing.assert_array_equal(*lat)
+
+
+def test_the_conformance_row_fails_when_replay_drops_the_new_inputs(prt, monkeypatch):
+    cfg = get_config("tiny-sd2")
+    unet = UNet(cfg.unet, {k: prt.to_device(v) for k, v in init_weights(cfg, seed=0)["unet"].items()},
+                ops=DeviceOps(prt))
+    row = models._replay_row(prt, "tiny-sd2", "float32", "dev", unet, np.random.default_rng(0))
+    assert row.passed, row.failure
+    monkeypatch.setattr(replay, "_fill", lambda rt, i, slot, a: None)     # replays run on the recorded inputs
+    row = models._replay_row(prt, "tiny-sd2", "float32", "dev", unet, np.random.default_rng(0))
+    assert not row.passed and "differs from a plain call" in row.failure
