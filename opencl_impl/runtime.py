@@ -9,6 +9,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyopencl as cl
@@ -97,6 +98,19 @@ def kernel_source(file: str, path=None) -> str:
     return expand(file)
 
 
+class PendingKernel(NamedTuple):
+    """What Runtime.kernel returns during prebuild's pass for a program not built yet (sdcl.opencl_impl.prebuild)."""
+
+    file: str
+    name: str
+    defines: dict | None
+    dtype: object
+
+    @property
+    def function_name(self) -> str:
+        return self.name
+
+
 class _KeepAllocated:
     """An allocator that never gives a buffer back (Oclgrind only, at its tiny shapes). Oclgrind 19.10's
     uninitialized-value tracking goes wrong where a new buffer takes the address of a released one: values written
@@ -138,6 +152,7 @@ class Runtime:
     guard_bytes: int = 0                          # conformance: outputs sit between poisoned guard regions
     guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
     recording: object = None                      # the replay.Recording being recorded, if any
+    collecting: dict | None = None                # prebuild: (file, options) -> (file, defines, dtype); launches off
 
     def __post_init__(self):
         self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
@@ -189,6 +204,11 @@ class Runtime:
         key = ("kernel", file, name, tuple(sorted(defines.items())) if defines else (), np.dtype(dtype).char)
         knl = self.programs.get(key)
         if knl is None:
+            if self.collecting is not None:      # prebuild's pass: note the program, build nothing yet
+                options = tuple(build_options(defines, dtype))
+                if (file, options) not in self.programs and (file, options) not in self.failed_builds:
+                    self.collecting[(file, options)] = (file, defines, dtype)
+                    return PendingKernel(file, name, defines, dtype)
             knl = self.programs[key] = getattr(self.program(file, defines, dtype), name)
         return knl
 
@@ -197,6 +217,12 @@ class Runtime:
         built kernel on this device. The work-group limit falls below the device's where the kernel needs many
         registers; a kernel built with reqd_work_group_size was compiled for that size (NVIDIA reports 256 for
         gemm_tiled at 32 x 32 and launches it), so only the others are held to it."""
+        if isinstance(knl, PendingKernel):      # asked for during prebuild's pass: this one is built now
+            collecting, self.collecting = self.collecting, None
+            try:
+                knl = self.kernel(knl.file, knl.name, knl.defines, knl.dtype)
+            finally:
+                self.collecting = collecting
         key = ("limits", knl.int_ptr)
         hit = self.programs.get(key)
         if hit is None:
@@ -213,7 +239,9 @@ class Runtime:
     def launch(self, op: str, knl: "cl.Kernel", global_size: tuple, local_size: tuple | None, *args) -> "cl.Event":
         """Enqueue a kernel; keep its event for per-op timing when profiling is on. A work-group larger than the
         kernel allows on this device, or a launch the device refuses for its resources, raises LaunchLimitError
-        naming the kernel, its sizes and the limits."""
+        naming the kernel, its sizes and the limits. Nothing is enqueued during prebuild's pass."""
+        if self.collecting is not None:
+            return None
         if local_size is not None:
             wg, _, fixed = self.kernel_limits(knl)
             if math.prod(local_size) > wg and not fixed:
@@ -256,6 +284,8 @@ class Runtime:
 
     def copy(self, dst: "cl.Buffer", src: "cl.Buffer", src_offset: int, nbytes: int) -> None:
         """Copy nbytes of src from src_offset to the start of dst, on the queue (recorded like a launch)."""
+        if self.collecting is not None:
+            return
         cl.enqueue_copy(self.queue, dst, src, src_offset=src_offset, byte_count=nbytes)
         if self.recording is not None:
             self.recording.copy(dst, src, src_offset, nbytes)

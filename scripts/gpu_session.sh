@@ -14,7 +14,7 @@ OUT=$(realpath -m "${OUT:-out}")
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 1
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 SDCL_CACHE_DIR=/tmp/sdcl-cache SDCL_TUNING_DIR=$OUT/tuning
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 SDCL_CACHE_DIR=${SDCL_CACHE_DIR:-/tmp/sdcl-cache} SDCL_TUNING_DIR=$OUT/tuning
 mkdir -p /tmp/run && cd /tmp/run
 mkdir -p /etc/OpenCL/vendors && echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd
 DEV=${SDCL_DEVICE:-nvidia}
@@ -69,7 +69,7 @@ for stage in "$@"; do
               # PERF_ARGS: e.g. "-k test_op" or "--full-size -k 'test_layer or test_e2e'"
               eval "SDCL_PERF_DB=\"$OUT/perf-history.sqlite\" python3 -m sdcl.cli perf run --device \"$DEV\" ${PERF_ARGS:-}" ;;
     generate) python3 -m sdcl.cli generate "a lighthouse at dusk" --model sd21-base --backend opencl --device "$DEV" \
-                --steps ${STEPS:-20} --quiet -o "$OUT/sd21-opencl.png" ;;
+                --steps ${STEPS:-20} --quiet ${GEN_ARGS:-} -o "$OUT/sd21-opencl.png" ;;
     *)        echo "unknown stage $stage"; exit 2 ;;
   esac
 done
