@@ -123,3 +123,11 @@ def test_the_conformance_row_fails_when_replay_drops_the_new_inputs(prt, monkeyp
     monkeypatch.setattr(replay, "_fill", lambda rt, i, slot, a: None)     # replays run on the recorded inputs
     row = models._replay_row(prt, "tiny-sd2", "float32", "dev", unet, np.random.default_rng(0))
     assert not row.passed and "differs from a plain call" in row.failure
+
+
+def test_a_unet_whose_weights_stream_is_not_recorded(prt):
+    """A recording keeps what its call uploads: recording a streaming UNet would keep every weight on the device."""
+    from sdcl.opencl_impl.streaming import StreamingWeights
+    cfg = get_config("tiny-sd2")
+    unet = UNet(cfg.unet, StreamingWeights(prt, init_weights(cfg, seed=0)["unet"]), ops=DeviceOps(prt))
+    assert replayed_unet(prt, unet) is unet
