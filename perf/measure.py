@@ -8,7 +8,11 @@ What is timed, per round:
   read after the round outside the timed region (Runtime.profile / kernel_times());
 - torch: right after each of our rounds (in pytest-benchmark's teardown, outside our timed region), one call of
   the same op at the same shapes in torch, timed the same way as our wall time (call, then synchronize). So our
-  rounds and torch's alternate, and a change of machine load during the benchmark slows both alike.
+  rounds and torch's alternate, and a change of machine load during the benchmark slows both alike. On the CPU
+  (baseline_on_cpu) each round times torch at its thread count and at one thread and keeps the faster: when
+  another process holds a core, torch's threads wait at every parallel region for the one it descheduled (silu at
+  sd21_unet_l3 on the 2 loaded cores: 12 ms a call with 2 threads, 0.27 ms with 1), which measures the machine's
+  load, not torch; an idle machine's rounds keep torch's threads (`torch_one_thread_share` says how often 1 won).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Timing:
 
     kernel: list = field(default_factory=list)      # device time per round (profiling events)
     torch: list = field(default_factory=list)       # torch baseline per round, interleaved with ours
+    torch_one_thread: list = field(default_factory=list)  # per round: whether one torch thread was the faster
     launches: int = 0                               # kernels launched per round
     first_call_s: float = 0.0                       # first call: kernel builds, first-touch allocations
 
@@ -77,8 +82,35 @@ def rounds_for(seconds_per_round: float, budget_s: float, min_rounds: int, max_r
     return int(min(max_rounds, max(min_rounds, budget_s / max(seconds_per_round, 1e-6))))
 
 
+def _time_baseline(baseline, single_too: bool) -> tuple:
+    """(seconds, whether one thread was faster) of one baseline call; with single_too, the faster of a call at
+    torch's thread count and one at a single thread."""
+    t = time.perf_counter()
+    baseline()
+    full = time.perf_counter() - t
+    if not single_too:
+        return full, False
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = time.perf_counter()
+        baseline()
+        one = time.perf_counter() - t
+    finally:
+        torch.set_num_threads(n)
+    return min(full, one), one < full
+
+
+def _threads_to_try(on_cpu: bool) -> bool:
+    if not on_cpu:
+        return False
+    import torch
+    return torch.get_num_threads() > 1
+
+
 def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_rounds: int = 5,
-        max_rounds: int = 200, progress=None) -> Timing:
+        max_rounds: int = 200, progress=None, baseline_on_cpu: bool = False) -> Timing:
     """Benchmark `call()` (launches device work, returns anything) with pytest-benchmark, recording kernel times
     and interleaving `baseline()` (a torch call that synchronizes before returning) after each round.
 
@@ -105,8 +137,9 @@ def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_
         per_round, warmup = time.perf_counter() - t0, WARMUP_ROUNDS
     rounds = rounds_for(per_round, budget_s, min_rounds, max_rounds)
 
-    kernel, torch_rounds = [], []
+    kernel, torch_rounds, one_thread = [], [], []
     launches = []
+    single_too = baseline is not None and _threads_to_try(baseline_on_cpu)
 
     def target():
         call()
@@ -117,9 +150,9 @@ def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_
         launches.append(len(events))
         kernel.append(sum(rt.kernel_times().values()))
         if baseline is not None:
-            t = time.perf_counter()
-            baseline()
-            torch_rounds.append(time.perf_counter() - t)
+            seconds, one = _time_baseline(baseline, single_too)
+            torch_rounds.append(seconds)
+            one_thread.append(one)
         if progress is not None:
             progress.update(1)
 
@@ -135,6 +168,7 @@ def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_
         rt.events.clear()
     timing.kernel = kernel[warmup:]
     timing.torch = torch_rounds[warmup:]
+    timing.torch_one_thread = one_thread[warmup:]
     timing.launches = launches[-1] if launches else 0
     return timing
 
@@ -169,6 +203,8 @@ def summary(timing: Timing, wall: list, flops: int | None, nbytes: int | None, p
         t = float(np.median(timing.torch))
         out["torch_rounds_s"] = timing.torch
         out["torch_median_s"] = t
+        if timing.torch_one_thread and any(timing.torch_one_thread):
+            out["torch_one_thread_share"] = sum(timing.torch_one_thread) / len(timing.torch_one_thread)
         if wall and t > 0:
             out["ratio_vs_torch"] = float(np.median(wall)) / t
     return out

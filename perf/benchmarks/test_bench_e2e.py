@@ -63,7 +63,8 @@ def test_prompt_to_png(benchmark, rt, torch_device, model, steps, size, pytestco
 
     baseline, why_not = _torch_pipeline(torch_device, cfg, weights, steps, size, tmp_path / "torch.png")
     timing = measure.run(benchmark, rt, call, baseline, budget_s=10 * measure.budget(pytestconfig), min_rounds=1,
-                         max_rounds=20, progress=progress(f"{model} prompt to PNG"))
+                         max_rounds=20, progress=progress(f"{model} prompt to PNG"),
+                         baseline_on_cpu=torch_device[0] == "cpu")
     info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
     assert out.stat().st_size > 0
     benchmark.extra_info.update(kind="e2e", device=rt.info["device"], model=model, steps=steps, size=size,

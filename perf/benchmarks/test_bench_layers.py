@@ -39,7 +39,7 @@ def test_layer(benchmark, rt, torch_device, layer, config, pytestconfig, progres
     baseline, why_not = _torch_baseline(torch_device, cls, cfg, part, host_w, layer, plan, inputs)
     bar = progress(f"{config} {layer.name}")
     timing = measure.run(benchmark, rt, call, baseline, budget_s=4 * measure.budget(pytestconfig), min_rounds=3,
-                         max_rounds=50, progress=bar)
+                         max_rounds=50, progress=bar, baseline_on_cpu=torch_device[0] == "cpu")
     info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
     benchmark.extra_info.update(kind="layer", device=rt.info["device"], model=config, layer=layer.name,
                                 inputs={k: list(v.shape) for k, v in inputs.items()}, dtype="float32",

@@ -79,7 +79,8 @@ def test_op(benchmark, rt, peak, torch_device, item, pytestconfig):
         from sdcl.perf.torch_ops import op_call
         baseline = op_call(spec.name, case.args, case.kwargs, tdev)
 
-    timing = measure.run(benchmark, rt, call, baseline, budget_s=measure.budget(pytestconfig))
+    timing = measure.run(benchmark, rt, call, baseline, budget_s=measure.budget(pytestconfig),
+                         baseline_on_cpu=tdev == "cpu")
     info = measure.summary(timing, measure.wall_rounds(benchmark), spec.flops(case), spec.bytes(case), peak)
     benchmark.extra_info.update(
         kind="op", device=peak["device"], op=spec.name, variant=v.name, knobs=dict(v.knobs),
