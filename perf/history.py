@@ -102,6 +102,15 @@ class Result:
             return "kernel", list(self.extra_info["kernel_rounds_s"])
         return "wall", list(self.rounds)
 
+    def torch_ratios(self, metric: str = "kernel") -> list:
+        """Our round / torch's round of the same round (torch runs right after each of ours), for the rounds of
+        `metric`; [] without a torch baseline of as many rounds."""
+        _, ours = self.samples(metric)
+        torch = self.extra_info.get("torch_rounds_s") or []
+        if len(torch) != len(ours) or not all(t > 0 for t in torch):
+            return []
+        return [o / t for o, t in zip(ours, torch)]
+
     def process_medians(self, metric: str = "kernel") -> list:
         """The median of each process's rounds of `metric` when the run merged several processes, else []."""
         return list(self.extra_info.get(f"process_{metric}_medians_s") or [])

@@ -14,6 +14,9 @@ earlier run of the same device that has it:
    than the same max(threshold, noise). Rounds of one process are not independent: on a shared machine a whole
    process can sit tens of percent off another (the state of the machine changes over seconds), and the rank
    test, which treats every round as independent, calls such a shift significant.
+5. when both runs have a torch baseline, round for round, the ratio of our rounds to torch's must have moved the
+   same way, by more than the threshold and with p < alpha: a machine that got slower between two runs (other
+   processes, clocks) slows torch's rounds too, which the ratio cancels, while a slower kernel of ours does not.
 A regression needs all of them; an improvement is the mirror image. Separately, `detect_step` looks for a lasting
 shift in the series of run medians (informational: the pairwise rule already flagged it when it happened).
 """
@@ -121,6 +124,7 @@ class Finding:
     required: float = THRESHOLD        # the change needed: max(threshold, noise)
     step: str = ""                     # a lasting shift found in the history, if any
     process_change: float | None = None  # the least change between the two runs' processes (compare())
+    torch_change: float | None = None    # the change of ours / torch, round for round (rule 5), where both have torch
 
     def line(self) -> str:
         short = self.name.split("::")[-1]
@@ -129,6 +133,7 @@ class Finding:
         return (f"{self.verdict:12} {short}: {_ms(self.base_median)} -> {_ms(self.new_median)} {self.metric} "
                 f"({self.change:+.1%}" + (f", between processes at least {self.process_change:+.1%}"
                                            if self.process_change is not None else "")
+                + (f", against torch {self.torch_change:+.1%}" if self.torch_change is not None else "")
                 + f", needs >{self.required:.1%}; Mann-Whitney p={self.p:.2g}) "
                 f"[{self.baseline} -> {self.current}]" + (f"; {self.step}" if self.step else ""))
 
@@ -195,6 +200,13 @@ def judge(past: list, new, threshold: float = THRESHOLD, alpha: float = ALPHA, m
     out = compare(base_rounds, new_rounds, threshold, alpha, noise_band(past_medians), base.process_medians(m),
                   new.process_medians(m))
     out["metric"] = m
+    out["torch_change"] = None
+    base_r, new_r = base.torch_ratios(m), new.torch_ratios(m)
+    if len(base_r) >= 3 and len(new_r) >= 3:      # rule 5: against torch, round for round
+        vs = compare(base_r, new_r, threshold, alpha)
+        out["torch_change"] = vs["change"]
+        if out["verdict"] != vs["verdict"] and out["verdict"] != "same":
+            out["verdict"] = "same"
     out["step"] = detect_step(past_medians + [out["new_median"]], threshold)
     return out
 
@@ -216,7 +228,8 @@ def check(history, device: str | None = None, threshold: float = THRESHOLD, alph
                 continue
             r = judge([p for _, p in past], res, threshold, alpha, metric)
             f = Finding(dev, name, r["verdict"], r["metric"], past[-1][0].label, newest.label, r["base_median"],
-                        r["new_median"], r["change"], r["p"], r["required"], process_change=r["process_change"])
+                        r["new_median"], r["change"], r["p"], r["required"], process_change=r["process_change"],
+                        torch_change=r["torch_change"])
             if r["step"] is not None:
                 labels = [run.label for run, _ in past] + [newest.label]
                 f.step = f"step of {r['step'][1]:+.1%} from {labels[r['step'][0]]}"

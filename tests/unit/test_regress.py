@@ -116,3 +116,33 @@ def test_step_detection():
     k, change = regress.detect_step(flat[:3] + [1.2, 1.22, 1.19])
     assert k == 3 and change == pytest.approx(0.2, abs=0.02)
     assert regress.detect_step([1.0, 1.3, 1.0, 1.3, 1.0, 1.3]) is None  # alternating: segments overlap
+
+
+def _result(kernel, torch=None):
+    from sdcl.perf.history import Result
+    extra = {"kernel_rounds_s": list(kernel)}
+    if torch is not None:
+        extra["torch_rounds_s"] = list(torch)
+    k = np.asarray(kernel)
+    return Result(0, "x::test_op[a]", list(k), float(np.median(k)), float(k.mean()), 0.0, float(k.min()),
+                  float(k.max()), extra)
+
+
+def test_rule_5_a_machine_that_slowed_down_slows_torch_too():
+    rng = np.random.default_rng(3)
+    ours, torch = 1e-3 * (1 + 0.02 * rng.standard_normal(60)), 5e-4 * (1 + 0.02 * rng.standard_normal(60))
+    base = _result(ours, torch)
+    slower_machine = _result(ours * 1.2, torch * 1.2)        # both sides 20% slower: not our code
+    r = regress.judge([base], slower_machine)
+    assert r["verdict"] == "same" and abs(r["torch_change"]) < 0.02
+    slower_kernel = _result(ours * 1.3, torch)               # ours 30% slower, torch as before: a regression
+    r = regress.judge([base], slower_kernel)
+    assert r["verdict"] == "regression" and r["torch_change"] > 0.25
+    assert regress.judge([base], _result(ours / 1.3, torch))["verdict"] == "improvement"
+
+
+def test_rule_5_needs_torch_on_both_sides():
+    rng = np.random.default_rng(4)
+    ours = 1e-3 * (1 + 0.02 * rng.standard_normal(60))
+    r = regress.judge([_result(ours)], _result(ours * 1.2, 5e-4 * np.ones(60)))
+    assert r["verdict"] == "regression" and r["torch_change"] is None
