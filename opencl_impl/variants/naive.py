@@ -114,6 +114,11 @@ def group_norm(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
     spatial = int(np.prod(x.shape[2:], dtype=np.int64))
     if y.size:
         wg = int(call.knobs["WG"])
+        # three passes over the group (sum, squared deviations, normalization), each work-item every WG-th element,
+        # and two tree reductions of log2(WG) steps
+        count = c // num_groups * spatial
+        rt.check_loops(f"group_norm naive ({x.dtype}{tuple(x.shape)}, {num_groups} groups, WG {wg})",
+                       3 * -(-count // wg) + 2 * max(1, wg.bit_length()))
         knl = rt.kernel("norm/naive.cl", "group_norm_naive", {"WG": wg}, x.dtype)
         xb = buffer(rt, x)
         rt.launch("group_norm", knl, (n * num_groups * wg,), (wg,),

@@ -111,3 +111,14 @@ def test_on_llvmpipe_the_bound_sits_where_answers_go_wrong():
     assert res.returncode == 0, res.stderr[-2000:]
     fine, refused, launched, wide = res.stdout.split()
     assert (fine, refused, wide) == ("0", "refused", "0") and int(launched) > 0, res.stdout
+
+
+def test_naive_group_norm_past_the_cap_is_refused_by_name(capped):
+    """Found by the thorough profile on llvmpipe: the VAE decoder's norm at 512x512 (4 channels x 262144 per group)
+    with WG 32 made 98304 trips a work-item, and every output past the cap came back unwritten."""
+    # one group of 700000: 3 passes x 21875 trips at WG 32, plus two trees of bit_length(32) = 6 steps: 65637
+    x = capped.to_device(np.ones((1, 1, 1, 700000), np.float32))
+    with pytest.raises(LoopCapError, match="group_norm naive .* up to 65637 loop iterations"):
+        run_variant(capped, "group_norm", "naive", {"WG": 32}, x, 1)
+    y = run_variant(capped, "group_norm", "naive", {"WG": 256}, x, 1)    # 3 x 2735 trips: runs
+    np.testing.assert_allclose(y.get(), ref.group_norm(np.ones((1, 1, 1, 700000), np.float32), 1), atol=1e-6)
