@@ -58,7 +58,7 @@ class Recording:
         # the input slots: arrays become device arrays the recording owns, anything else is passed as given
         self.slots = [rt.to_device(np.asarray(a)) if _is_host_array(a)
                       else _copy_of(rt, a) if isinstance(a, cla.Array) else a for a in inputs]
-        self.commands = []      # (op, function, arguments): enqueued in order by replay
+        self.commands = []      # (op, function, arguments, the kernel's retained buffers): enqueued in order
         self.kept = []          # arrays uploaded during the call (constants of the call)
         self.output = None
 
@@ -131,7 +131,7 @@ def _fill(rt, i, slot, a) -> None:
         if not a.flags.c_contiguous:
             raise ValueError(f"replay: input{'' if i is None else f' {i}'} must be contiguous")
         if a.nbytes:
-            cl.enqueue_copy(rt.queue, slot.data, a.base_data, src_offset=a.offset, byte_count=a.nbytes)
+            rt.copy(slot.data, a.base_data, a.offset, a.nbytes)
     elif a.size:
         cl.enqueue_copy(rt.queue, slot.data, np.ascontiguousarray(a))
 
@@ -191,9 +191,6 @@ def replayed_unet(rt, unet):
         return unet
 
     def prepare(sample, timestep, encoder_hidden_states):
-        t = np.asarray(timestep, dtype=unet.timestep_dtype)
-        if t.ndim == 0:
-            t = np.full((sample.shape[0],), t, dtype=t.dtype)
-        return sample, t, encoder_hidden_states
+        return sample, unet.timesteps(timestep, sample.shape[0]), encoder_hidden_states
 
     return ReplayedModel(rt, unet, prepare)

@@ -102,13 +102,6 @@ def _time_baseline(baseline, single_too: bool) -> tuple:
     return min(full, one), one < full
 
 
-def _threads_to_try(on_cpu: bool) -> bool:
-    if not on_cpu:
-        return False
-    import torch
-    return torch.get_num_threads() > 1
-
-
 def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_rounds: int = 5,
         max_rounds: int = 200, progress=None, baseline_on_cpu: bool = False) -> Timing:
     """Benchmark `call()` (launches device work, returns anything) with pytest-benchmark, recording kernel times
@@ -139,7 +132,10 @@ def run(benchmark, rt: Runtime, call, baseline=None, budget_s: float = 1.0, min_
 
     kernel, torch_rounds, one_thread = [], [], []
     launches = []
-    single_too = baseline is not None and _threads_to_try(baseline_on_cpu)
+    single_too = False                  # a CPU baseline with threads to spare: also timed at one thread
+    if baseline is not None and baseline_on_cpu:
+        import torch
+        single_too = torch.get_num_threads() > 1
 
     def target():
         call()

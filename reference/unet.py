@@ -168,12 +168,7 @@ class UNet:
         ctx = encoder_hidden_states
 
         # 1. time: sinusoids (host timesteps) -> linear_1 -> silu -> linear_2; every resnet uses silu(emb)
-        on_host = isinstance(timestep, (int, float, list, tuple, np.ndarray, np.generic))
-        t = np.asarray(timestep, dtype=self.timestep_dtype) if on_host else timestep
-        if t.ndim == 0:
-            t = np.full((n,), t, dtype=self.timestep_dtype)
-        if t.shape != (n,):
-            raise ValueError(f"UNet: timestep must be a scalar or shape ({n},), got shape {t.shape}")
+        t = self.timesteps(timestep, n)
         emb = ops.timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
         emb = ops.linear(emb, w["time_embedding.linear_1.weight"], w["time_embedding.linear_1.bias"])
         emb = ops.linear(ops.silu(emb), w["time_embedding.linear_2.weight"], w["time_embedding.linear_2.bias"])
@@ -200,6 +195,17 @@ class UNet:
         x = ops.group_norm_silu(x, cfg.norm_num_groups, w["conv_norm_out.weight"], w["conv_norm_out.bias"],
                                 cfg.norm_eps)
         return ops.conv2d(x, w["conv_out.weight"], w["conv_out.bias"], padding=1)
+
+    def timesteps(self, timestep, n: int):
+        """The (n,) timesteps of a call: a host number or array in timestep_dtype (a scalar repeated), or the ops'
+        own device array as given."""
+        on_host = isinstance(timestep, (int, float, list, tuple, np.ndarray, np.generic))
+        t = np.asarray(timestep, dtype=self.timestep_dtype) if on_host else timestep
+        if t.ndim == 0:
+            t = np.full((n,), t, dtype=self.timestep_dtype)
+        if t.shape != (n,):
+            raise ValueError(f"UNet: timestep must be a scalar or shape ({n},), got shape {t.shape}")
+        return t
 
     def _check_inputs(self, sample, ctx) -> int:
         cfg = self.cfg

@@ -115,7 +115,8 @@ def test_on_llvmpipe_the_bound_sits_where_answers_go_wrong():
 
 def test_naive_group_norm_past_the_cap_is_refused_by_name(capped):
     """Found by the thorough profile on llvmpipe: the VAE decoder's norm at 512x512 (4 channels x 262144 per group)
-    with WG 32 made 98304 trips a work-item, and every output past the cap came back unwritten."""
+    with WG 32 made 98304 trips a work-item in its three passes, and every output past the cap came back
+    unwritten."""
     # one group of 700000: 3 passes x 21875 trips at WG 32, plus two trees of bit_length(32) = 6 steps: 65637
     x = capped.to_device(np.ones((1, 1, 1, 700000), np.float32))
     with pytest.raises(LoopCapError, match="group_norm naive .* up to 65637 loop iterations"):
