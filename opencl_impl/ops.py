@@ -111,14 +111,19 @@ def batched_matmul(rt: Runtime, a, b):
     return dispatch(rt, "batched_matmul", a, b)
 
 
-def linear(rt: Runtime, x, weight, bias=None):
-    """y = x W^T + b over the last axis; x (..., in), weight (out, in), bias (out,)."""
+def linear(rt: Runtime, x, weight, bias=None, residual=None):
+    """y = x W^T + b (+ residual) over the last axis; x (..., in), weight (out, in), bias (out,), residual (..., out):
+    added in the GEMM's epilogue, no separate add."""
     _weight_inputs("linear", x, weight, bias)
+    if residual is not None:
+        _float_inputs("linear", x, residual)
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         fail("linear", "expected x (..., in) and weight (out, in)", x, weight)
     if bias is not None and bias.shape != (weight.shape[0],):
         fail("linear", "bias must be (out,)", weight, bias)
-    return dispatch(rt, "linear", x, weight, bias)
+    if residual is not None and residual.shape != x.shape[:-1] + weight.shape[:1]:
+        fail("linear", "residual must have the output's shape (..., out)", x, weight, residual)
+    return dispatch(rt, "linear", x, weight, bias, residual)
 
 
 def conv2d(rt: Runtime, x, weight, bias=None, stride=1, padding=0):

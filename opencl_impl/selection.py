@@ -42,13 +42,14 @@ def shape_key(args, kwargs=None) -> str:
     return ",".join(parts)
 
 
-def call_key(fn, args, kwargs=None) -> str:
+def call_key(fn, args, kwargs=None, drop=()) -> str:
     """shape_key of a call with its arguments bound to the op's signature (defaults filled in), so that
-    conv2d(x, w, b, padding=1) and conv2d(x, w, b, 1, 1) give the same key."""
+    conv2d(x, w, b, padding=1) and conv2d(x, w, b, 1, 1) give the same key; the arguments named in drop (an op's
+    OpSpec.epilogue_args) left out."""
     import inspect
     bound = inspect.signature(fn).bind(*args, **(kwargs or {}))
     bound.apply_defaults()
-    return shape_key((), bound.arguments)
+    return shape_key((), {k: v for k, v in bound.arguments.items() if k not in drop})
 
 
 def device_slug(info: dict) -> str:
@@ -195,7 +196,7 @@ class Policy:
 
     def _choose(self, op: str, args, kwargs=None) -> tuple:
         spec = self.registry.get(op)
-        key = call_key(spec.reference, args, kwargs) if spec else shape_key(args, kwargs)
+        key = call_key(spec.reference, args, kwargs, spec.epilogue_args) if spec else shape_key(args, kwargs)
         half = any(getattr(a, "dtype", None) == np.float16 for a in args)
         dtype = next((np.dtype(a.dtype).name for a in args
                       if getattr(a, "dtype", None) in (np.float32, np.float64) and not isinstance(a, np.ndarray)),

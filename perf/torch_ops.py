@@ -26,8 +26,9 @@ def batched_matmul(a, b):
     return torch.bmm(a, b)
 
 
-def linear(x, weight, bias=None):
-    return F.linear(x, weight, bias)
+def linear(x, weight, bias=None, residual=None):
+    y = F.linear(x, weight, bias)
+    return y if residual is None else y.add_(residual)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

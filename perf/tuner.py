@@ -68,7 +68,7 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
         flat = [x for a in list(args) + list((kwargs or {}).values()) for x in (a if isinstance(a, list) else [a])]
         arrays = [a for a in flat if hasattr(a, "shape")]
         if spec is not None and all(a.dtype == np.float32 for a in arrays):
-            key = call_key(spec.reference, args, kwargs)
+            key = call_key(spec.reference, args, kwargs, spec.epilogue_args)
             if (op, key) not in seen:
                 seen[(op, key)] = ([_meta(a) for a in args], {k: _meta(v) for k, v in (kwargs or {}).items()})
         return policy(op, args, kwargs)
@@ -145,7 +145,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
         for traced, case in [(False, c) for c in spec.sd_cases()] + [(True, c) for c in extra]:
             if case_filter and not traced and not case_filter(spec, case):
                 continue
-            key = call_key(spec.reference, case.args, case.kwargs)
+            key = call_key(spec.reference, case.args, case.kwargs, spec.epilogue_args)
             if traced and key in known.get("ops", {}).get(op, {}).get("shapes", {}):
                 continue
             expected = reference_output(spec, case, np.float32)

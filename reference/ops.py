@@ -67,16 +67,22 @@ def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a, b).astype(dt)
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """y = x W^T + b over the last axis; x (..., in), weight (out, in), bias (out,)."""
-    dt, (x, weight, bias) = _inputs("linear", x, weight, bias)
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+           residual: np.ndarray | None = None) -> np.ndarray:
+    """y = x W^T + b (+ residual) over the last axis; x (..., in), weight (out, in), bias (out,), residual y's shape
+    (the skip connection after an attention's or a feed-forward's output projection)."""
+    dt, (x, weight, bias, residual) = _inputs("linear", x, weight, bias, residual)
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         _fail("linear", "expected x (..., in) and weight (out, in)", x, weight)
     if bias is not None and bias.shape != (weight.shape[0],):
         _fail("linear", "bias must be (out,)", weight, bias)
+    if residual is not None and residual.shape != x.shape[:-1] + weight.shape[:1]:
+        _fail("linear", "residual must have the output's shape (..., out)", x, weight, residual)
     y = x @ weight.T
     if bias is not None:
         y = y + bias
+    if residual is not None:
+        y = y + residual
     return y.astype(dt)
 
 

@@ -92,14 +92,12 @@ class TextEncoder:
         k = ops.linear(x, w[p + "self_attn.k_proj.weight"], w[p + "self_attn.k_proj.bias"])          # (B, L, H*Dh)
         v = ops.linear(x, w[p + "self_attn.v_proj.weight"], w[p + "self_attn.v_proj.bias"])          # (B, L, H*Dh)
         a = ops.attention(q, k, v, self.cfg.num_attention_heads, causal=True)                        # (B, L, H*Dh)
-        a = ops.linear(a, w[p + "self_attn.out_proj.weight"], w[p + "self_attn.out_proj.bias"])      # (B, L, D)
-        h = ops.add(h, a)
+        h = ops.linear(a, w[p + "self_attn.out_proj.weight"], w[p + "self_attn.out_proj.bias"], residual=h)
 
         # b. MLP, pre-norm, residual
         x = ops.layer_norm(h, w[p + "layer_norm2.weight"], w[p + "layer_norm2.bias"], eps)           # (B, L, D)
         x = self.act(ops.linear(x, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"]))                  # (B, L, F)
-        x = ops.linear(x, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])                            # (B, L, D)
-        return ops.add(h, x)
+        return ops.linear(x, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"], residual=h)              # (B, L, D)
 
     def __call__(self, input_ids: np.ndarray):
         ops, w, cfg = self.ops, self.w, self.cfg

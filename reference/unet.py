@@ -286,25 +286,26 @@ class UNet:
         return ops.add(h, x)
 
     def _basic_block(self, p: str, h, ctx, heads: int):
-        """LN + self-attention, LN + cross-attention, LN + GEGLU feed-forward; each with a residual."""
+        """LN + self-attention, LN + cross-attention, LN + GEGLU feed-forward; each with a residual (added by the
+        output projection: linear's residual)."""
         ops, w = self.ops, self.w
         y = ops.layer_norm(h, w[p + "norm1.weight"], w[p + "norm1.bias"], LAYER_NORM_EPS)
-        h = ops.add(self._attention(p + "attn1.", y, y, heads), h)
+        h = self._attention(p + "attn1.", y, y, heads, residual=h)
         y = ops.layer_norm(h, w[p + "norm2.weight"], w[p + "norm2.bias"], LAYER_NORM_EPS)
-        h = ops.add(self._attention(p + "attn2.", y, ctx, heads), h)
+        h = self._attention(p + "attn2.", y, ctx, heads, residual=h)
         y = ops.layer_norm(h, w[p + "norm3.weight"], w[p + "norm3.bias"], LAYER_NORM_EPS)
         y = ops.geglu(ops.linear(y, w[p + "ff.net.0.proj.weight"], w[p + "ff.net.0.proj.bias"]))
-        y = ops.linear(y, w[p + "ff.net.2.weight"], w[p + "ff.net.2.bias"])
-        return ops.add(y, h)
+        return ops.linear(y, w[p + "ff.net.2.weight"], w[p + "ff.net.2.bias"], residual=h)
 
-    def _attention(self, p: str, x, ctx, heads: int):
+    def _attention(self, p: str, x, ctx, heads: int, residual=None):
+        """Attention(x, ctx) (+ residual)."""
         ops, w = self.ops, self.w
         q = ops.linear(x, w[p + "to_q.weight"])
         k = ops.linear(ctx, w[p + "to_k.weight"])
         v = ops.linear(ctx, w[p + "to_v.weight"])
         o = ops.attention(q, k, v, heads)
         del q, k, v
-        return ops.linear(o, w[p + "to_out.0.weight"], w[p + "to_out.0.bias"])
+        return ops.linear(o, w[p + "to_out.0.weight"], w[p + "to_out.0.bias"], residual=residual)
 
     def _upsample(self, p: str, x, size):
         """Upsample2D: nearest resize to `size` (the next skip's h, w: 2x, or 2x - 1 for odd sizes), 3x3 conv."""

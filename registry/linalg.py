@@ -96,15 +96,17 @@ def _bmm_flops(c: Case) -> int:
 def _linear_cases(d):
     lead = dims(d, 2, 17)
     n_in, n_out = dim(d, 129), dim(d, 65)
-    x, w, b = randn(seed_of(d), lead + (n_in,), (n_out, n_in), (n_out,))
-    if d.boolean():
-        return Case("random_bias", (x, w, b))
-    return Case("random", (x, w))
+    x, w, b, r = randn(seed_of(d), lead + (n_in,), (n_out, n_in), (n_out,), lead + (n_out,))
+    bias, residual = d.boolean(), d.boolean()
+    return Case("random" + "_bias" * bias + "_residual" * residual, (x, w, b) if bias else (x, w),
+                {"residual": r} if residual else {})
 
 
 def _linear_sd():
+    x, w, b, r = randn(6, (2, 4096, 320), (320, 320), (320,), (2, 4096, 320))
     return [Case("sd21_qkv_l0", tuple(randn(0, (2, 4096, 320), (960, 320)))),       # to_q/k/v fused, 5 GFLOP
             Case("sd21_ff_proj_l0", tuple(randn(1, (2, 4096, 320), (2560, 320), (2560,)))),  # geglu proj
+            Case("sd21_attn_out_l0", (x, w, b), {"residual": r}),   # to_out.0 + the block's skip, in the epilogue
             Case("sd21_cross_kv", tuple(randn(2, (2, 77, 1024), (320, 1024)))),       # to_k of attn2 at level 0
             Case("sd21_time_emb", tuple(randn(3, (2, 320), (1280, 320), (1280,)))),  # time_embedding.linear_1
             Case("sd21_text_fc1", tuple(randn(4, (2, 77, 1024), (4096, 1024), (4096,)))),
@@ -114,7 +116,8 @@ def _linear_sd():
 def _linear_flops(c: Case) -> int:
     x, w = c.args[0], c.args[1]
     rows = x.size // x.shape[-1]
-    return 2 * rows * w.shape[0] * w.shape[1] + (rows * w.shape[0] if len(c.args) > 2 else 0)
+    adds = (len(c.args) > 2) + ("residual" in c.kwargs)      # bias, residual: one add per output each
+    return 2 * rows * w.shape[0] * w.shape[1] + rows * w.shape[0] * adds
 
 
 def _linear_bytes(c: Case) -> int:
@@ -493,7 +496,7 @@ ROWS = [
            flops=_bmm_flops, bytes=lambda c: _io_bytes(c, c.args[0].shape[0] * c.args[0].shape[1]
                                                        * c.args[1].shape[2])),
     OpSpec("linear", R.linear, _LINEAR_VARIANTS, _linear_cases, _linear_sd, _DOT_TOL,
-           flops=_linear_flops, bytes=_linear_bytes),
+           flops=_linear_flops, bytes=_linear_bytes, epilogue_args=("residual",)),
     OpSpec("conv2d", R.conv2d, _CONV_VARIANTS, _conv_cases, _conv_sd, _DOT_TOL,
            flops=_conv_flops, bytes=_conv_bytes),
     OpSpec("attention", R.attention, _ATTENTION_VARIANTS, _attention_cases, _attention_sd, _ATTN_TOL,

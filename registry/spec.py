@@ -142,6 +142,9 @@ class OpSpec:
     flops: Callable                                     # Case -> int
     bytes: Callable                                     # Case -> int (minimum traffic: inputs read + output written)
     output_dtype_follows_input: bool = True
+    # Arguments a kernel adds in its epilogue (linear's residual): they leave the product's best kernel and knobs as
+    # they are, so a call with them looks up the tuning table's entry for the call without them.
+    epilogue_args: tuple = ()
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:

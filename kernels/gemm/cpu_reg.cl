@@ -39,7 +39,7 @@
 
 // C rows m0 .. m0+MR of B (K, N) columns n0 .. n0+NR.
 inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
-                       __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
+                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
                        const REAL alpha, const int flags, const int m0, const int n0)
 {
 #ifdef NR_NOT_A_VECTOR
@@ -53,7 +53,7 @@ inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, 
                 REAL s = 0;
                 for (int k = 0; k < K; ++k)
                     s = fma(LD_A(ar[r], k), LD_B(b, (long)k * ldb + n), s);
-                c[(long)(m0 + r) * ldc + n] = epilogue(s, alpha, bias, flags, m0 + r, n);
+                c[(long)(m0 + r) * ldc + n] = EPILOGUE(s, m0 + r, n);
             }
         return;
     }
@@ -89,12 +89,14 @@ inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, 
                 v += CAT(vload, NR)(0, bias + n0);
             else if (flags & GEMM_BIAS_M)
                 v += (REALNR)(bias[m]);
+            if (flags & GEMM_RES)
+                v += CAT(vload, NR)(0, res + (long)m * ldc + n0);
             CAT(vstore, NR)(v, 0, crow + n0);
         } else {
             REAL t[NR];
             CAT(vstore, NR)(acc[r], 0, t);
             for (int j = n0 - ns; j < NR; ++j)
-                crow[ns + j] = epilogue(t[j], alpha, bias, flags, m, ns + j);
+                crow[ns + j] = EPILOGUE(t[j], m, ns + j);
         }
     }
 #endif
@@ -102,7 +104,7 @@ inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, 
 
 // C rows m0 .. m0+MR of B^T (N, K) rows n0 .. n0+NR.
 inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
-                       __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
+                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
                        const REAL alpha, const int flags, const int m0, const int n0)
 {
     const __global B_T *br[NR];
@@ -134,7 +136,7 @@ inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, 
             REAL s = CAT(HSum, KV)(acc[r][j]);
             for (int kk = k; kk < K; ++kk)
                 s = fma(LD_A(ar[r], kk), LD_B(br[j], kk), s);
-            c[(long)(m0 + r) * ldc + n0 + j] = epilogue(s, alpha, bias, flags, m0 + r, n0 + j);
+            c[(long)(m0 + r) * ldc + n0 + j] = EPILOGUE(s, m0 + r, n0 + j);
         }
 }
 
@@ -148,7 +150,7 @@ __kernel void gemm_cpu_reg(GEMM_ARGS)
     for (int r = 0; r < MR; ++r)
         ar[r] = a + (long)min(m0 + r, M - 1) * lda;
     if (flags & GEMM_TRANS_B)
-        cpu_reg_nt(ar, b, bias, c, M, N, K, ldb, ldc, alpha, flags, m0, n0);
+        cpu_reg_nt(ar, b, bias, res, c, M, N, K, ldb, ldc, alpha, flags, m0, n0);
     else
-        cpu_reg_nn(ar, b, bias, c, M, N, K, ldb, ldc, alpha, flags, m0, n0);
+        cpu_reg_nn(ar, b, bias, res, c, M, N, K, ldb, ldc, alpha, flags, m0, n0);
 }

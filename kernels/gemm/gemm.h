@@ -5,7 +5,7 @@
 // gemm_mma_tf32, one file each (the naive kernels, gemm/naive.cl, have their own). All take the same arguments
 // (GEMM_ARGS) and compute, for every batch item z < Z (the NDRange's third dimension):
 //
-//     C_z[m, n] = alpha * sum_k A_z[m, k] * B_z[k, n]  (+ bias)          m < M, n < N, k < K
+//     C_z[m, n] = alpha * sum_k A_z[m, k] * B_z[k, n]  (+ bias) (+ R_z[m, n])          m < M, n < N, k < K
 //
 // on row-major operands with leading dimensions lda, ldb, ldc, each batch item at an element offset
 //     off_X(z) = (z / ZI) * sX_outer + (z % ZI) * sX_inner                X = a, b, c
@@ -14,9 +14,11 @@
 //     B_z[k, n] = b[off_b(z) + k*ldb + n]      matmul, batched_matmul, P @ V
 //     B_z[k, n] = b[off_b(z) + n*ldb + k]      with GEMM_TRANS_B: linear's weight (N, K), Q @ K^T
 //     C_z[m, n] = c[off_c(z) + m*ldc + n]
+//     R_z[m, n] = res[off_c(z) + m*ldc + n]    with GEMM_RES: a residual added in the epilogue (C's layout), which
+//                                              saves the separate add kernel after a linear or a convolution
 //
 // The layout is a run-time argument, so that one build of a kernel serves every op:
-//     flags = [GEMM_TRANS_B] | [GEMM_BIAS_N or GEMM_BIAS_M] | [GEMM_VEC_OK]
+//     flags = [GEMM_TRANS_B] | [GEMM_BIAS_N or GEMM_BIAS_M] | [GEMM_VEC_OK] | [GEMM_RES]
 // Branches on flags are uniform (the same for every work-item) and outside the k loops, except in gemm_cpu_reg,
 // which takes one of two loop nests per work-item.
 // Every kernel accepts any M, N >= 1 and K >= 0 (tails: see each kernel). Products accumulate with fma() in REAL
@@ -31,6 +33,7 @@
 #define GEMM_BIAS_N 2  // + bias[n] (linear)
 #define GEMM_BIAS_M 4  // + bias[m] (a 1x1 convolution's per-output-channel bias)
 #define GEMM_VEC_OK 8  // lda, ldb, ldc and every batch offset are multiples of 4 elements: rows start REAL4-aligned
+#define GEMM_RES 16    // + res[m, n] (a residual in C's layout)
 
 // Element and vector reads of the operands, X = A or B: LD_X(p, i) = X[i]; LDN_X(n, p, i) = X[i .. i+n) as a REALn
 // (p + i need only be element-aligned); LD4A_X(p, i) = X[i .. i+4) as a REAL4 where p + i is 4-element aligned.
@@ -63,24 +66,30 @@
 
 #define GEMM_ARGS                                                                                               \
     const __global A_T *restrict a, const __global B_T *restrict b, const __global REAL *restrict bias,         \
-    __global REAL *restrict c, const int M, const int N, const int K, const int lda, const int ldb,             \
+    const __global REAL *restrict res, __global REAL *restrict c, const int M, const int N, const int K, const int lda, const int ldb,             \
     const int ldc, const int ZI, const long sa_outer, const long sa_inner, const long sb_outer,                 \
     const long sb_inner, const long sc_outer, const long sc_inner, const REAL alpha, const int flags
 
-// Move a, b, c to batch item z.
+// Move a, b, c and res to batch item z.
 #define GEMM_BATCH(z)                                                                                           \
     a += ((z) / ZI) * sa_outer + ((z) % ZI) * sa_inner;                                                         \
     b += ((z) / ZI) * sb_outer + ((z) % ZI) * sb_inner;                                                         \
-    c += ((z) / ZI) * sc_outer + ((z) % ZI) * sc_inner
+    c += ((z) / ZI) * sc_outer + ((z) % ZI) * sc_inner;                                                         \
+    res += ((z) / ZI) * sc_outer + ((z) % ZI) * sc_inner
 
-// The value stored at C[m, n] for an accumulated dot product.
-inline REAL epilogue(const REAL acc, const REAL alpha, const __global REAL *bias, const int flags, const int m,
-                     const int n)
+// The value stored at C[m, n] for an accumulated dot product, added to in the order of the reference: (alpha * acc
+// + bias) + residual.
+inline REAL epilogue(const REAL acc, const REAL alpha, const __global REAL *bias, const __global REAL *res,
+                     const int flags, const int ldc, const int m, const int n)
 {
     REAL v = alpha * acc;
     if (flags & GEMM_BIAS_N)
         v += bias[n];
     else if (flags & GEMM_BIAS_M)
         v += bias[m];
+    if (flags & GEMM_RES)
+        v += res[(long)m * ldc + n];
     return v;
 }
+// epilogue() inside a GEMM kernel (its GEMM_ARGS in scope).
+#define EPILOGUE(acc, m, n) epilogue((acc), alpha, bias, res, flags, ldc, (m), (n))

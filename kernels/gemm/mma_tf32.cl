@@ -250,6 +250,6 @@ MMA_UNROLL
                 const int m = m0 + wm * WM + i * 16 + g + (q >> 1) * 8;
                 const int n = n0 + wn * WN + j * 8 + 2 * t + (q & 1);
                 if (m < M && n < N)
-                    c[(long)m * ldc + n] = epilogue(acc[i][j][q], alpha, bias, flags, m, n);
+                    c[(long)m * ldc + n] = EPILOGUE(acc[i][j][q], m, n);
             }
 }

@@ -5,10 +5,11 @@
 //                         C[m, n] = c[m*N + n]; NDRange (N, M)
 //   batched_matmul_naive  C[i] = A[i] @ B[i] for i < batch:  A[i, m, k] = a[(i*M + m)*K + k],
 //                         B[i, k, n] = b[(i*K + k)*N + n], C[i, m, n] = c[(i*M + m)*N + n]; NDRange (N, M, batch)
-//   linear_naive          y = x W^T (+ bias) over the last axis, x seen as R rows of IN values: x[r, i] = x[r*IN + i],
-//                         W[o, i] = w[o*IN + i], y[r, o] = y[r*OUT + o]; both operands of the dot product are read
-//                         along contiguous rows; has_bias (0 or 1): whether bias[o] is added (the host passes any
-//                         buffer without one); NDRange (OUT, R)
+//   linear_naive          y = x W^T (+ bias) (+ res) over the last axis, x seen as R rows of IN values:
+//                         x[r, i] = x[r*IN + i], W[o, i] = w[o*IN + i], y[r, o] = y[r*OUT + o], res as y; both
+//                         operands of the dot product are read along contiguous rows; has_bias, has_res (0 or 1):
+//                         whether bias[o], res[r, o] are added (the host passes any buffer without one);
+//                         NDRange (OUT, R)
 // The host rounds N (OUT) and M (R) up to 16; the tails return early. (One kernel over gemm/gemm.h's run-time layout
 // serves the three as well, but it ran the H200's matmul at half this kernel's speed, 87 against 40 us at 77x1024x1024:
 // the baseline stays the plain loop.)
@@ -41,7 +42,8 @@ __kernel void batched_matmul_naive(__global const REAL *a, __global const REAL *
 }
 
 __kernel void linear_naive(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
-                           __global REAL *y, const int R, const int IN, const int OUT, const int has_bias)
+                           __global const REAL *res, __global REAL *y, const int R, const int IN, const int OUT,
+                           const int has_bias, const int has_res)
 {
     const int o = get_global_id(0);
     const int r = get_global_id(1);
@@ -51,5 +53,6 @@ __kernel void linear_naive(__global const REAL *x, __global const REAL *w, __glo
     REAL acc = 0;
     for (int i = 0; i < IN; ++i) acc += xrow[i] * wrow[i];
     if (has_bias) acc += bias[o];
+    if (has_res) acc += res[(long)r * OUT + o];
     y[(long)r * OUT + o] = acc;
 }

@@ -36,5 +36,5 @@ void gemm_tiled(GEMM_ARGS)
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (m < M && n < N)
-        c[(long)m * ldc + n] = epilogue(acc, alpha, bias, flags, m, n);
+        c[(long)m * ldc + n] = EPILOGUE(acc, m, n);
 }

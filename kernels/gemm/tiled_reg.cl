@@ -248,17 +248,17 @@ void gemm_tiled_reg(GEMM_ARGS)
 #if VWN == 4
             if (full) {   // n is a multiple of 4 and ldc too: one aligned REAL4 store
                 *(__global REAL4 *)(c + (long)m * ldc + n) =
-                    (REAL4)(epilogue(acc[i][rj * 4 + 0], alpha, bias, flags, m, n + 0),
-                            epilogue(acc[i][rj * 4 + 1], alpha, bias, flags, m, n + 1),
-                            epilogue(acc[i][rj * 4 + 2], alpha, bias, flags, m, n + 2),
-                            epilogue(acc[i][rj * 4 + 3], alpha, bias, flags, m, n + 3));
+                    (REAL4)(EPILOGUE(acc[i][rj * 4 + 0], m, n + 0),
+                            EPILOGUE(acc[i][rj * 4 + 1], m, n + 1),
+                            EPILOGUE(acc[i][rj * 4 + 2], m, n + 2),
+                            EPILOGUE(acc[i][rj * 4 + 3], m, n + 3));
                 continue;
             }
 #endif
 #pragma unroll
             for (int jv = 0; jv < VWN; ++jv)
                 if (m < M && n + jv < N)
-                    c[(long)m * ldc + n + jv] = epilogue(acc[i][rj * VWN + jv], alpha, bias, flags, m, n + jv);
+                    c[(long)m * ldc + n + jv] = EPILOGUE(acc[i][rj * VWN + jv], m, n + jv);
         }
     }
 }

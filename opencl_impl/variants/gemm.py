@@ -30,7 +30,7 @@ from sdcl.opencl_impl.launch import Call, buffer, real
 from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
 
-FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK = 1, 2, 4, 8   # the kernels' GEMM_* flags (kernels/gemm/gemm.h)
+FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK, FLAG_RES = 1, 2, 4, 8, 16   # GEMM_* flags (kernels/gemm/gemm.h)
 TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
 
 
@@ -56,13 +56,14 @@ def _ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
 
 
 def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: int, k: int, *,
-         lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", alpha: float = 1.0,
+         lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", residual=None,
+         alpha: float = 1.0,
          batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0), c_strides=(0, 0),
          dtype=np.float32, a_half: bool = False, b_half: bool = False):
-    """Launch C_z = alpha * A_z @ B_z (+ bias) for z < batch (layout: see kernels/gemm/gemm.h).
+    """Launch C_z = alpha * A_z @ B_z (+ bias) (+ R_z) for z < batch (layout: see kernels/gemm/gemm.h).
 
-    knobs: every knob of the technique (a declaration's complete knobs: Variant.complete). a, b, c, bias:
-    cl.Buffers (bias may be None); *_strides: (outer, inner) element offsets between batch items, item z at
+    knobs: every knob of the technique (a declaration's complete knobs: Variant.complete). a, b, c, bias, residual:
+    cl.Buffers (bias and residual may be None; the residual R is laid out as C: ldc, c_strides); *_strides: (outer, inner) element offsets between batch items, item z at
     (z // batch_inner) * outer + (z % batch_inner) * inner; a_half / b_half: that operand's buffer holds half
     (float16) elements. Returns the kernel's event, or None when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
@@ -79,11 +80,12 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     kn = knobs
     vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
     flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
-             | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M))
+             | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M)
+             | (0 if residual is None else FLAG_RES))
     defines = {**kn, **({"A_HALF": 1} if a_half else {}), **({"B_HALF": 1} if b_half else {})}
     knl = rt.kernel(f"gemm/{technique}.cl", f"gemm_{technique}", defines, dtype)
     gsize, lsize = _ndrange(technique, kn, m, n, batch)
-    return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, c,
+    return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, a if residual is None else residual, c,
                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
                      *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), real(dtype, alpha),
                      np.int32(flags))
@@ -148,7 +150,7 @@ def batched_matmul(call: Call, a, b):
     return c
 
 
-def linear(call: Call, x, weight, bias=None):
+def linear(call: Call, x, weight, bias=None, residual=None):
     rt, (technique, half) = call.rt, _technique(call)
     n_out, n_in = weight.shape
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
@@ -158,5 +160,5 @@ def linear(call: Call, x, weight, bias=None):
     if y.size:
         gemm(rt, "linear", technique, call.knobs, buffer(rt, x), buffer(rt, weight), y.data, rows, n_out, n_in,
              lda=n_in, ldb=n_in, ldc=n_out, trans_b=True, bias=None if bias is None else buffer(rt, bias),
-             dtype=x.dtype, b_half=half)
+             residual=None if residual is None else buffer(rt, residual), dtype=x.dtype, b_half=half)
     return y

@@ -80,7 +80,7 @@ def batched_matmul(call: Call, a, b):
     return c
 
 
-def linear(call: Call, x, weight, bias=None):
+def linear(call: Call, x, weight, bias=None, residual=None):
     rt = call.rt
     n_out, n_in = weight.shape
     rows = x.size // n_in if n_in else int(np.prod(x.shape[:-1]))
@@ -89,8 +89,9 @@ def linear(call: Call, x, weight, bias=None):
         knl = rt.kernel("gemm/naive.cl", "linear_naive", {}, x.dtype)
         w = buffer(rt, weight)
         rt.launch("linear", knl, (groups(n_out, TILE_2D), groups(rows, TILE_2D)), None,
-                  buffer(rt, x), w, w if bias is None else buffer(rt, bias), y.data,
-                  *i32(rows, n_in, n_out, bias is not None))
+                  buffer(rt, x), w, w if bias is None else buffer(rt, bias),
+                  w if residual is None else buffer(rt, residual), y.data,
+                  *i32(rows, n_in, n_out, bias is not None, residual is not None))
     return y
 
 

@@ -6,7 +6,7 @@ to cross every tile edge (M, N, K not multiples of any tile, some < a tile):
 - matmul 67x36 @ 36x72: lda, ldb, ldc multiples of 4, so whole tiles take the REAL4 paths and edge tiles the
   bounds-checked ones;
 - batched_matmul 3 x (17x5 @ 5x9): odd leading dimensions and batch offsets (scalar paths), K < every KWG;
-- linear (5, 13, 33) @ (31, 33)^T + bias: B transposed, bias, odd sizes.
+- linear (5, 13, 33) @ (31, 33)^T + bias + residual: B transposed, bias, the residual epilogue, odd sizes.
 One build of a config serves all three ops (the layout is a kernel argument), so the cost is one build per config.
 mma_tf32 runs its real PTX where the device has it; elsewhere the tuner cannot pick it, and the OpenCL C emulation
 of mma.sync (MMA_EMULATE=1) runs at two configs, which checks the fragment layouts, tiling and tails, not the PTX.
@@ -27,7 +27,12 @@ TECHNIQUES = tuple(v.name for v in REGISTRY["matmul"].variants if "variants.gemm
 def _cases() -> dict:
     return {"matmul": Case("edges_vec", tuple(randn(1, (67, 36), (36, 72)))),
             "batched_matmul": Case("odd_batched", tuple(randn(2, (3, 17, 5), (3, 5, 9)))),
-            "linear": Case("odd_bias", tuple(randn(3, (5, 13, 33), (31, 33), (31,))))}
+            "linear": Case("odd_bias_residual", *_with_residual(randn(3, (5, 13, 33), (31, 33), (31,), (5, 13, 31))))}
+
+
+def _with_residual(arrays):
+    *args, r = arrays
+    return tuple(args), {"residual": r}
 
 
 def _configs(rt, spec, name):
@@ -158,3 +163,30 @@ def test_tiled_reg_prefetch_at_every_config(rt):
             if not res.passed:
                 failures.append(f"{op} {knobs}: {res.message}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_residual_epilogue(rt, technique, trans_b):
+    """C = A @ B (+ bias over m) + R through gemm() itself, in both B layouts and in a batch whose items are strided
+    as C is (linear reaches only B^T with the bias over n; a convolution's GEMM would take B (K, N) and the bias
+    over m): every kernel's epilogue adds R at C's layout, the cpu_reg B (K, N) path in its vector store too."""
+    from sdcl.opencl_impl.variants.gemm import gemm
+    v = REGISTRY["matmul"].variant(technique)
+    extra = {} if all(rt.info.get(need) for need in v.needs) else {"MMA_EMULATE": 1} if technique == "mma_tf32" else None
+    if extra is None:
+        pytest.skip(f"{rt.info['device']}: {technique} needs what this device lacks")
+    rng = np.random.default_rng(7)
+    z, m, n, k = 2, 37, 40, 19                      # n a multiple of 4 and of cpu_reg's NR 8: its vector stores
+    a = rng.standard_normal((z, m, k)).astype(np.float32)
+    b = rng.standard_normal((z, n, k) if trans_b else (z, k, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    r = rng.standard_normal((z, m, n)).astype(np.float32)
+    want = np.matmul(a.astype(np.float64), np.swapaxes(b, 1, 2) if trans_b else b) + bias[:, None] + r
+    c = rt.empty((z, m, n), np.float32)
+    gemm(rt, "matmul", technique, v.complete(extra), rt.to_device(a).data, rt.to_device(b).data, c.data, m, n, k,
+         lda=k, ldb=k if trans_b else n, ldc=n, trans_b=trans_b, bias=rt.to_device(bias).data, bias_axis="m",
+         residual=rt.to_device(r).data, batch=z, a_strides=(m * k, 0), b_strides=(n * k, 0),
+         c_strides=(m * n, 0))
+    got = c.get()
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), np.abs(got - want).max()
