@@ -1,5 +1,6 @@
 """Variants of the row-wise ops: group_norm, group_norm_silu, layer_norm and softmax (`reduce`: work-group tree
-reductions spread wide enough for SD's shapes; `fused`: GroupNorm + SiLU in one launch), and geglu (`fused`).
+reductions spread wide enough for SD's shapes; `fused`: GroupNorm + SiLU in one launch), geglu (`fused`) and the
+activations' `vec` (kernels/activation.cl).
 
 Each is the launcher its registry declaration names (sdcl.registry.norm, sdcl.registry.elementwise), called with a
 Call holding every knob. Knobs that only the host reads (SPLIT) are not passed to the kernel build, so they cost no
@@ -114,6 +115,17 @@ def softmax_reduce(call: Call, x, axis=-1):
 
 
 # -------------------------------------------------------------------------------------------- geglu: one launch
+
+def activation_vec(call: Call, x):
+    """silu, gelu, gelu_tanh, quick_gelu: the entry point <op>_vec of kernels/activation.cl, VEC elements a
+    work-item."""
+    rt, vec, wg = call.rt, int(call.knobs["VEC"]), int(call.knobs["WG"])
+    y = rt.empty(x.shape, x.dtype)
+    if y.size:
+        knl = rt.kernel("activation.cl", f"{call.op}_vec", {"VEC": vec, "WG": wg}, x.dtype)
+        rt.launch(call.op, knl, (groups(-(-x.size // vec), wg),), (wg,), buffer(rt, x), y.data, np.int64(x.size))
+    return y
+
 
 def geglu_fused(call: Call, x):
     rt, knobs = call.rt, call.knobs
