@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd ladder profile perf generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -15,6 +15,12 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 SDCL_CACHE_DIR=${SDCL_CACHE_DIR:-/tmp/sdcl-cache} SDCL_TUNING_DIR=$OUT/tuning
+# CLBlast, the GEMM benchmarks' OpenCL BLAS baseline: Debian's libclblast1 (and ocl-icd's loader where the machine has
+# none) carried unpacked in .whl/clblast (`apt-get download libclblast1 ocl-icd-libopencl1`, `dpkg -x`)
+if [ -f .whl/clblast/libclblast.so.1 ]; then
+  export SDCL_CLBLAST_LIB=$REPO/.whl/clblast/libclblast.so.1
+  ldconfig -p | grep -q libOpenCL.so.1 || export LD_LIBRARY_PATH=$REPO/.whl/clblast${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 mkdir -p /tmp/run && cd /tmp/run
 mkdir -p /etc/OpenCL/vendors && echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd
 DEV=${SDCL_DEVICE:-nvidia}
@@ -60,6 +66,8 @@ for stage in "$@"; do
               done ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 $REPO/scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
+    gemmsd)   # the SD GEMM shapes as the policy runs them, against CLBlast and torch
+              python3 $REPO/scripts/bench_gemm.py --sd --device "$DEV" --out "$OUT/gemm-sd.json" | tee "$OUT/gemm-sd.txt" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
     profile)  python3 $REPO/scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
