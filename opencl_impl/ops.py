@@ -126,9 +126,12 @@ def linear(rt: Runtime, x, weight, bias=None, residual=None):
     return dispatch(rt, "linear", x, weight, bias, residual)
 
 
-def conv2d(rt: Runtime, x, weight, bias=None, stride=1, padding=0):
-    """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right)."""
+def conv2d(rt: Runtime, x, weight, bias=None, stride=1, padding=0, residual=None):
+    """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right).
+    residual (the output's shape): added in the kernel's epilogue, no separate add."""
     _weight_inputs("conv2d", x, weight, bias)
+    if residual is not None:
+        _float_inputs("conv2d", x, residual)
     if x.ndim != 4:
         fail("conv2d", "x must be 4-D", x)
     if weight.ndim != 4:
@@ -140,7 +143,10 @@ def conv2d(rt: Runtime, x, weight, bias=None, stride=1, padding=0):
     _, _, (oh, ow) = conv_geometry(x, weight, stride, padding)
     if oh < 1 or ow < 1:
         fail("conv2d", "kernel larger than the padded input", x, weight)
-    return dispatch(rt, "conv2d", x, weight, bias, stride, padding)
+    if residual is not None and residual.shape != (x.shape[0], weight.shape[0], oh, ow):
+        fail("conv2d", f"residual must have the output's shape {(x.shape[0], weight.shape[0], oh, ow)}", x, weight,
+             residual)
+    return dispatch(rt, "conv2d", x, weight, bias, stride, padding, residual)
 
 
 def group_norm(rt: Runtime, x, num_groups, weight=None, bias=None, eps=1e-5):

@@ -31,11 +31,12 @@ def linear(x, weight, bias=None, residual=None):
     return y if residual is None else y.add_(residual)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+def conv2d(x, weight, bias=None, stride=1, padding=0, residual=None):
     if isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
         top, bottom, left, right = padding
         x, padding = F.pad(x, (left, right, top, bottom)), 0
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    y = F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    return y if residual is None else y.add_(residual)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):

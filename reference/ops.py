@@ -87,9 +87,10 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-           stride: int | tuple = 1, padding: int | tuple = 0) -> np.ndarray:
-    """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right)."""
-    dt, (x, weight, bias) = _inputs("conv2d", x, weight, bias)
+           stride: int | tuple = 1, padding: int | tuple = 0, residual: np.ndarray | None = None) -> np.ndarray:
+    """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right).
+    residual: added to the output (its shape; a ResNet block's skip connection)."""
+    dt, (x, weight, bias, residual) = _inputs("conv2d", x, weight, bias, residual)
     _ndim("conv2d", x, 4)
     _ndim("conv2d", weight, 4, "weight")
     if x.shape[1] != weight.shape[1]:
@@ -105,6 +106,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
     if oh < 1 or ow < 1:
         _fail("conv2d", "kernel larger than the padded input", x, weight)
+    if residual is not None and residual.shape != (n, o, oh, ow):
+        _fail("conv2d", f"residual must have the output's shape {(n, o, oh, ow)}", x, weight, residual)
     y = np.zeros((n, o, oh, ow), dtype=x.dtype)
     for i in range(kh):  # sum over kernel taps: y += W[:, :, i, j] . x shifted by (i, j)
         for j in range(kw):
@@ -112,6 +115,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
             y += np.einsum("oc,nchw->nohw", weight[:, :, i, j], patch, optimize=True)
     if bias is not None:
         y += bias[None, :, None, None]
+    if residual is not None:
+        y += residual
     return y.astype(dt)
 
 

@@ -252,17 +252,17 @@ class UNet:
         return x
 
     def _resnet(self, p: str, x, temb):
-        """ResnetBlock2D: GN-silu-conv, + time projection, GN-silu-conv, + (1x1-projected) input."""
+        """ResnetBlock2D: GN-silu-conv, + time projection, GN-silu-conv, + (1x1-projected) input (added by conv2:
+        conv2d's residual)."""
         ops, w, g, eps = self.ops, self.w, self.cfg.norm_num_groups, self.cfg.norm_eps
         h = ops.group_norm_silu(x, g, w[p + "norm1.weight"], w[p + "norm1.bias"], eps)
         h = ops.conv2d(h, w[p + "conv1.weight"], w[p + "conv1.bias"], padding=1)
         t = ops.linear(temb, w[p + "time_emb_proj.weight"], w[p + "time_emb_proj.bias"])
         h = ops.add(h, t.reshape(t.shape[0], t.shape[1], 1, 1))
         h = ops.group_norm_silu(h, g, w[p + "norm2.weight"], w[p + "norm2.bias"], eps)
-        h = ops.conv2d(h, w[p + "conv2.weight"], w[p + "conv2.bias"], padding=1)
         if p + "conv_shortcut.weight" in w:
             x = ops.conv2d(x, w[p + "conv_shortcut.weight"], w[p + "conv_shortcut.bias"])
-        return ops.add(x, h)
+        return ops.conv2d(h, w[p + "conv2.weight"], w[p + "conv2.bias"], padding=1, residual=x)
 
     def _transformer(self, p: str, x, ctx, heads: int):
         """Transformer2DModel: GN, proj_in, one BasicTransformerBlock on (N, HW, C) tokens, proj_out, + input."""
@@ -281,8 +281,8 @@ class UNet:
         if lin:
             h = ops.linear(h, w[p + "proj_out.weight"], w[p + "proj_out.bias"])
         h = ops.permute(h.reshape(n, hh, ww, c), (0, 3, 1, 2))
-        if not lin:
-            h = ops.conv2d(h, w[p + "proj_out.weight"], w[p + "proj_out.bias"])
+        if not lin:   # SD 1.x: the 1x1 convolution adds the input
+            return ops.conv2d(h, w[p + "proj_out.weight"], w[p + "proj_out.bias"], residual=x)
         return ops.add(h, x)
 
     def _basic_block(self, p: str, h, ctx, heads: int):

@@ -121,8 +121,9 @@ class VAE:
 
     # building blocks ------------------------------------------------------------------------------------------
 
-    def _conv(self, x, key: str, stride: int = 1, padding=1):
-        return self.ops.conv2d(x, self.w[f"{key}.weight"], self.w[f"{key}.bias"], stride=stride, padding=padding)
+    def _conv(self, x, key: str, stride: int = 1, padding=1, residual=None):
+        return self.ops.conv2d(x, self.w[f"{key}.weight"], self.w[f"{key}.bias"], stride=stride, padding=padding,
+                               residual=residual)
 
     def _norm_silu(self, x, key: str):
         o = self.ops
@@ -130,10 +131,10 @@ class VAE:
 
     def _resnet(self, x, key: str):
         h = self._conv(self._norm_silu(x, f"{key}.norm1"), f"{key}.conv1")
-        h = self._conv(self._norm_silu(h, f"{key}.norm2"), f"{key}.conv2")
+        h = self._norm_silu(h, f"{key}.norm2")
         if f"{key}.conv_shortcut.weight" in self.w:
             x = self._conv(x, f"{key}.conv_shortcut", padding=0)
-        return self.ops.add(x, h)
+        return self._conv(h, f"{key}.conv2", residual=x)      # conv2 adds the (projected) input
 
     def _attention(self, x, key: str):
         o, w = self.ops, self.w

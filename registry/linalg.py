@@ -246,9 +246,11 @@ def _conv_cases(d):
     w = max(dim(d, 33), kw - pads[2] - pads[3])
     x, wt, b = randn(seed_of(d), (n, c, h, w), (o, c, kh, kw), (o,))
     kwargs = {"stride": stride, "padding": padding}
-    if d.boolean():
-        return Case("random_bias", (x, wt, b), kwargs)
-    return Case("random", (x, wt), kwargs)
+    bias = d.boolean()
+    if d.boolean():   # a residual, added in the epilogue
+        kwargs["residual"] = randn(seed_of(d) + 1, _conv_out(Case("", (x, wt), kwargs)))[0]
+    return Case("random" + "_bias" * bias + "_residual" * ("residual" in kwargs), (x, wt, b) if bias else (x, wt),
+                kwargs)
 
 
 def _conv_sd():
@@ -257,7 +259,9 @@ def _conv_sd():
         return Case(name, (xs, ws, bs), kw)
     return [
         case("sd21_conv_in", 0, (2, 4, 64, 64), (320, 4, 3, 3), padding=1),
-        case("sd21_resnet_conv_l0", 1, (2, 320, 64, 64), (320, 320, 3, 3), padding=1),
+        # a ResNet block's conv2, its skip connection added in the epilogue
+        case("sd21_resnet_conv2_l0", 1, (2, 320, 64, 64), (320, 320, 3, 3), padding=1,
+             residual=randn(10, (2, 320, 64, 64))[0]),
         case("sd21_conv_out", 2, (2, 320, 64, 64), (4, 320, 3, 3), padding=1),
         case("sd21_downsample_l0", 3, (2, 320, 64, 64), (320, 320, 3, 3), stride=2, padding=1),
         case("sd21_downsample_l2", 4, (2, 640, 16, 16), (640, 640, 3, 3), stride=2, padding=1),
@@ -297,7 +301,8 @@ def _conv_out(c: Case) -> tuple:
 def _conv_flops(c: Case) -> int:
     n, o, oh, ow = _conv_out(c)
     w = c.args[1]
-    return 2 * n * o * oh * ow * w.shape[1] * w.shape[2] * w.shape[3] + (n * o * oh * ow if len(c.args) > 2 else 0)
+    adds = (len(c.args) > 2) + ("residual" in c.kwargs)      # bias, residual: one add per output each
+    return 2 * n * o * oh * ow * w.shape[1] * w.shape[2] * w.shape[3] + n * o * oh * ow * adds
 
 
 def _conv_bytes(c: Case) -> int:
@@ -498,7 +503,7 @@ ROWS = [
     OpSpec("linear", R.linear, _LINEAR_VARIANTS, _linear_cases, _linear_sd, _DOT_TOL,
            flops=_linear_flops, bytes=_linear_bytes, epilogue_args=("residual",)),
     OpSpec("conv2d", R.conv2d, _CONV_VARIANTS, _conv_cases, _conv_sd, _DOT_TOL,
-           flops=_conv_flops, bytes=_conv_bytes),
+           flops=_conv_flops, bytes=_conv_bytes, epilogue_args=("residual",)),
     OpSpec("attention", R.attention, _ATTENTION_VARIANTS, _attention_cases, _attention_sd, _ATTN_TOL,
            flops=_attention_flops, bytes=_attention_bytes),
 ]

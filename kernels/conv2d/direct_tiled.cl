@@ -17,7 +17,7 @@
 // NDRange (ceil(OW / TOW)*TILE_W, ceil(OH / TILE_H)*TILE_H, N*OBLOCKS), OBLOCKS = ceil(O / OC_PER_ITEM), with
 // work-groups (TILE_W, TILE_H, 1). Tails: work-items past OW or OH still stage and meet the barriers, and do not
 // write; filters past O are staged as zeros and their outputs are not written.
-// has_bias (0 or 1): whether the bias argument is read.
+// has_bias, has_res (0 or 1): whether the bias argument, the residual res (y's shape, added last) is read.
 // Knobs (-D):
 //   TILE_H       output rows per work-group (the work-group's second dimension, e.g. 4, 8, 16)
 //   TILE_W       work-items per work-group along a row (the work-group's first dimension, e.g. 4, 8, 16)
@@ -50,10 +50,10 @@
 
 __kernel __attribute__((reqd_work_group_size(TILE_W, TILE_H, 1)))
 void conv2d_direct_tiled(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
-                         __global REAL *y, __local REAL *lmem,
+                         __global const REAL *res, __global REAL *y, __local REAL *lmem,
                          const int C, const int H, const int W, const int O, const int KH, const int KW,
                          const int OH, const int OW, const int SH, const int SW, const int PT, const int PL,
-                         const int CC, const int OBLOCKS, const int has_bias)
+                         const int CC, const int OBLOCKS, const int has_bias, const int has_res)
 {
     const int lx = get_local_id(0), ly = get_local_id(1);
     const int lid = ly * TILE_W + lx;
@@ -104,7 +104,8 @@ void conv2d_direct_tiled(__global const REAL *x, __global const REAL *w, __globa
         VSTOREV(acc[p], 0, out);
         for (int r = 0; r < OC_PER_ITEM && o0 + r < O; ++r) {
             const REAL b = has_bias ? bias[o0 + r] : 0;
-            y[((n * O + o0 + r) * OH + oy) * (long)OW + ox] = out[r] + b;
+            const long at = ((n * O + o0 + r) * OH + oy) * (long)OW + ox;
+            y[at] = has_res ? (out[r] + b) + res[at] : out[r] + b;
         }
     }
 }

@@ -6,14 +6,15 @@
 //   cols[r, q - q0] = cols[r*Q + (q - q0)],  r = (c*KH + i)*KW + j,
 //                   = x[n, c, oy*SH - PT + i, ox*SW - PL + j]   (0 outside the input: the zero padding)
 // (conv2d_im2col), then g (O, Q) = weight viewed as (O, R) @ cols (R, Q) is any matmul variant, and
-//   y[n, o, oy, ox] = y[(n*O + o)*P + p] = g[o*Q + (q - q0)] + bias[o]      (conv2d_im2col_scatter);
-// with one sample in one chunk g already is y, and conv2d_im2col_bias adds the bias in place (so does gemm1x1, whose
-// per-sample products weight (O, C) @ x[n] (C, P) are NCHW already). A 1x1, stride-1, unpadded conv of one sample
+//   y[n, o, oy, ox] = y[(n*O + o)*P + p] = g[o*Q + (q - q0)] + bias[o] (+ res[same])   (conv2d_im2col_scatter);
+// with one sample in one chunk g already is y, and conv2d_im2col_epilogue adds the bias and the residual in place
+// (so does gemm1x1, whose per-sample products weight (O, C) @ x[n] (C, P) are NCHW already). A 1x1, stride-1, unpadded conv of one sample
 // needs no lowering at all: x is cols.
 // conv2d_im2col: one work-item per (row r, run of cols_per_item consecutive columns), NDRange
 // (ceil(Q / cols_per_item) rounded up to WG, R); cols_per_item is the variant's COLS_PER_ITEM knob, read by the host.
 // The others: one work-item per element. Tails: the host rounds each NDRange up to a multiple of WG; work-items past
-// the end return before any access. has_bias (0 or 1): whether the scatter reads the bias argument.
+// the end return before any access. has_bias, has_res (0 or 1): whether the bias, the residual res (y's shape) is
+// read.
 // Knobs (-D):
 //   WG   work-group size of the three kernels (1-D; the host launches exactly this, e.g. 64, 256)
 // Structural (-D, set by the host): COLS_HALF (im2col_half): the lowered matrix is written as half (vstore_half,
@@ -63,8 +64,9 @@ void conv2d_im2col(__global const REAL *x, __global COLS_T *cols, const long q0,
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __global REAL *y,
-                           const long q0, const int Q, const int O, const int P, const int has_bias)
+void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __global const REAL *res,
+                           __global REAL *y, const long q0, const int Q, const int O, const int P,
+                           const int has_bias, const int has_res)
 {
     const long idx = get_global_id(0);
     if (idx >= (long)O * Q) return;
@@ -72,16 +74,22 @@ void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __
     const long q = q0 + idx % Q;
     const long n = q / P;
     const int p = q % P;
+    const long out = (n * O + o) * P + p;
     REAL v = g[idx];
     if (has_bias) v += bias[o];
-    y[(n * O + o) * P + p] = v;
+    if (has_res) v += res[out];
+    y[out] = v;
 }
 
-// y (N, O, P) += bias[o] in place.
+// y (N, O, P) = (y + bias[o]) + res in place.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2col_bias(__global REAL *y, __global const REAL *bias, const long total, const int O, const int P)
+void conv2d_im2col_epilogue(__global REAL *y, __global const REAL *bias, __global const REAL *res, const long total,
+                            const int O, const int P, const int has_bias, const int has_res)
 {
     const long idx = get_global_id(0);
     if (idx >= total) return;
-    y[idx] += bias[(idx / P) % O];
+    REAL v = y[idx];
+    if (has_bias) v += bias[(idx / P) % O];
+    if (has_res) v += res[idx];
+    y[idx] = v;
 }

@@ -25,7 +25,7 @@
 // Tails: output channels past O compute on the zero-padded filters and are not written; the last block of columns
 // reads the last valid column's window again and does not write the surplus; the host rounds NDRanges up to the
 // work-group size, surplus work-items return at once.
-// has_bias (0 or 1): whether conv2d_im2win reads the bias argument.
+// has_bias, has_res (0 or 1): whether conv2d_im2win reads the bias, the residual res (y's shape, added last).
 // Knobs (-D):
 //   WG        work-group size of the two layout kernels (1-D, e.g. 64, 256)
 //   OC_VEC    output channels per work-item of conv2d_im2win, as one vector: 2, 4, 8 or 16
@@ -89,9 +89,9 @@ void conv2d_im2win_weights(__global const REAL *w, __global REAL *wt, const int 
 // NDRange (OP / OC_VEC rounded up to LOCAL_O, ceil(OW / OW_BLOCK), RN), work-groups (LOCAL_O, 1, 1).
 __kernel __attribute__((reqd_work_group_size(LOCAL_O, 1, 1)))
 void conv2d_im2win(__global const REAL *win, __global const REAL *wt, __global const REAL *bias,
-                   __global REAL *y, const long row0, const int C, const int O, const int OP, const int OH,
-                   const int OW, const int WWIN, const int KH, const int KW, const int SW,
-                   const int has_bias)
+                   __global const REAL *res, __global REAL *y, const long row0, const int C, const int O,
+                   const int OP, const int OH, const int OW, const int WWIN, const int KH, const int KW,
+                   const int SW, const int has_bias, const int has_res)
 {
     const int o0 = get_global_id(0) * OC_VEC;
     const int ox0 = get_global_id(1) * OW_BLOCK;
@@ -120,7 +120,8 @@ void conv2d_im2win(__global const REAL *win, __global const REAL *wt, __global c
         VSTOREV(acc[s], 0, out);
         for (int r = 0; r < OC_VEC && o0 + r < O; ++r) {
             const REAL b = has_bias ? bias[o0 + r] : 0;
-            y[((n * O + o0 + r) * OH + oy) * (long)OW + ox0 + s] = out[r] + b;
+            const long at = ((n * O + o0 + r) * OH + oy) * (long)OW + ox0 + s;
+            y[at] = has_res ? (out[r] + b) + res[at] : out[r] + b;
         }
     }
 }

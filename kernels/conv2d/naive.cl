@@ -6,14 +6,15 @@
 //   y[n, o, oy, ox] = y[((n*O + o)*OH + oy)*OW + ox].
 // One work-item per output element over the flat index (long: N*O*OH*OW >= 2^31 is fine); the host rounds the
 // NDRange up and the tail returns early. has_bias (0 or 1): whether the bias argument is read (the host passes any
-// buffer without one). No -D knobs: one build per dtype.
+// buffer without one); has_res: whether res (y's shape, a residual added last: every conv2d kernel's epilogue) is.
+// No -D knobs: one build per dtype.
 #include "common.h"
 
 __kernel void conv2d_naive(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
-                           __global REAL *y, const long total,
+                           __global const REAL *res, __global REAL *y, const long total,
                            const int C, const int H, const int W, const int O, const int KH, const int KW,
                            const int OH, const int OW, const int SH, const int SW, const int PT, const int PL,
-                           const int has_bias)
+                           const int has_bias, const int has_res)
 {
     const long idx = get_global_id(0);
     if (idx >= total) return;
@@ -38,5 +39,6 @@ __kernel void conv2d_naive(__global const REAL *x, __global const REAL *w, __glo
         }
     }
     if (has_bias) acc += bias[o];
+    if (has_res) acc += res[idx];
     y[idx] = acc;
 }

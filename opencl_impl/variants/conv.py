@@ -92,13 +92,16 @@ def _chunk(total: int, bytes_per_item: int, budget: int) -> int:
     return max(1, min(total, budget // max(bytes_per_item, 1)))
 
 
-def _bias_in_place(rt: Runtime, defines: dict, y, bias, o: int, p: int) -> None:
-    """y (N, O, P) += bias[o], by conv2d/im2col.cl built with these defines (WG, and COLS_HALF where the caller's
-    other kernels have it: one build serves them all)."""
+def _epilogue_in_place(rt: Runtime, defines: dict, y, bias, residual, o: int, p: int) -> None:
+    """y (N, O, P) = (y + bias[o]) + residual, either or both, by conv2d/im2col.cl built with these defines (WG,
+    and COLS_HALF where the caller's other kernels have it: one build serves them all); nothing without either."""
+    if (bias is None and residual is None) or not y.size:
+        return
     wg = int(defines["WG"])
-    knl = rt.kernel("conv2d/im2col.cl", "conv2d_im2col_bias", defines, y.dtype)
-    rt.launch("conv2d", knl, (groups(y.size, wg),), (wg,), y.data, buffer(rt, bias), np.int64(y.size),
-              np.int32(o), np.int32(p))
+    knl = rt.kernel("conv2d/im2col.cl", "conv2d_im2col_epilogue", defines, y.dtype)
+    rt.launch("conv2d", knl, (groups(y.size, wg),), (wg,), y.data, y.data if bias is None else buffer(rt, bias),
+              y.data if residual is None else buffer(rt, residual), np.int64(y.size),
+              *i32(o, p, bias is not None, residual is not None))
 
 
 def _unsupported(name: str, s: ConvShape, what: str):
@@ -108,7 +111,7 @@ def _unsupported(name: str, s: ConvShape, what: str):
 
 # ------------------------------------------------------------------------------------------------------- gemm1x1
 
-def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0):
+def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
     rt, knobs = call.rt, call.knobs
     s = ConvShape.of(x, weight, stride, padding)
     if not s.pointwise:
@@ -122,19 +125,18 @@ def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0):
         # Oclgrind's uninitialized-value tracking misses)
         wn = ops.concat(rt, [w2] * s.n, axis=0).reshape(s.n, s.o, s.c)
         y = ops.batched_matmul(rt, wn, x.reshape(s.n, s.c, p))                 # (N, O, P) = y
-    if bias is not None and y.size:
-        _bias_in_place(rt, pick(knobs, "WG"), y, bias, s.o, p)
+    _epilogue_in_place(rt, pick(knobs, "WG"), y, bias, residual, s.o, p)
     return y.reshape(s.n, s.o, s.oh, s.ow)
 
 
 # -------------------------------------------------------------------------------------------------------- im2col
 
-def im2col(call: Call, x, weight, bias=None, stride=1, padding=0):
-    return im2col_conv(call.rt, call.knobs, x, weight, bias, stride, padding)
+def im2col(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
+    return im2col_conv(call.rt, call.knobs, x, weight, bias, stride, padding, residual=residual)
 
 
-def im2col_half(call: Call, x, weight, bias=None, stride=1, padding=0):
-    return im2col_conv(call.rt, call.knobs, x, weight, bias, stride, padding, half=True)
+def im2col_half(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
+    return im2col_conv(call.rt, call.knobs, x, weight, bias, stride, padding, half=True, residual=residual)
 
 
 def _half_matmul(rt: Runtime, a, b, dtype):
@@ -153,7 +155,7 @@ def _half_matmul(rt: Runtime, a, b, dtype):
 
 
 def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None,
-                half: bool = False):
+                half: bool = False, residual=None):
     """The im2col variant with an explicit scratch budget (tests pass a small one to exercise the chunking);
     half: the im2col_half variant."""
     s = ConvShape.of(x, weight, stride, padding)
@@ -178,17 +180,17 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     if s.n == 1 and q == total:       # one chunk of one sample: the product (O, P) already is y
         cols = x.reshape(s.c, p) if s.pointwise and not half else cols_of(0, total)
         y = product(w2, cols)
-        if bias is not None:
-            _bias_in_place(rt, defines, y, bias, s.o, p)
+        _epilogue_in_place(rt, defines, y, bias, residual, s.o, p)
         return y.reshape(1, s.o, s.oh, s.ow)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     scatter = rt.kernel("conv2d/im2col.cl", "conv2d_im2col_scatter", defines, x.dtype)
     bb = xb if bias is None else buffer(rt, bias)
+    rb = xb if residual is None else buffer(rt, residual)
     for q0 in range(0, total, q):
         qn = min(q, total - q0)
         g = product(w2, cols_of(q0, qn))                               # (O, qn)
-        rt.launch("conv2d", scatter, (groups(s.o * qn, wg),), (wg,), g.data, bb, y.data, np.int64(q0),
-                  *i32(qn, s.o, p, bias is not None))
+        rt.launch("conv2d", scatter, (groups(s.o * qn, wg),), (wg,), g.data, bb, rb, y.data, np.int64(q0),
+                  *i32(qn, s.o, p, bias is not None, residual is not None))
         del g
     return y
 
@@ -206,11 +208,12 @@ def im2col_scratch_elements(s: ConvShape) -> int:
     return s.c * s.kh * s.kw * s.n * s.oh * s.ow
 
 
-def im2win(call: Call, x, weight, bias=None, stride=1, padding=0):
-    return im2win_conv(call.rt, call.knobs, x, weight, bias, stride, padding)
+def im2win(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
+    return im2win_conv(call.rt, call.knobs, x, weight, bias, stride, padding, residual=residual)
 
 
-def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None):
+def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None,
+                residual=None):
     """The im2win variant with an explicit scratch budget. The window rows are built for a chunk of output rows
     (n, oy) at a time, so chunks are whole (n, oy) ranges."""
     s = ConvShape.of(x, weight, stride, padding)
@@ -238,14 +241,16 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
         rt.launch("conv2d", transform, (groups(columns, wg),), (wg,), xb, win.data, np.int64(r0),
                   np.int64(columns), *i32(s.c, s.h, s.w, s.oh, wwin, s.kh, s.sh, s.pt, s.pl))
         rt.launch("conv2d", inner, (groups(op // vec, lo), -(-s.ow // owb), rn), (lo, 1, 1), win.data, wt.data, bb,
-                  y.data, np.int64(r0), *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw, bias is not None))
+                  xb if residual is None else buffer(rt, residual), y.data, np.int64(r0),
+                  *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw, bias is not None, residual is not None))
         del win
     return y
 
 
 # ------------------------------------------------------------------------------------------------------ winograd
 
-def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stride, padding, scratch_bytes=None):
+def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stride, padding, scratch_bytes=None,
+              residual=None):
     s = ConvShape.of(x, weight, stride, padding)
     if not s.winograd:
         _unsupported(name, s, "3x3 kernels with stride 1")
@@ -261,6 +266,7 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
     bb = xb if bias is None else buffer(rt, bias)
+    rb = xb if residual is None else buffer(rt, residual)
     chunk = _chunk(tiles, a2 * (s.c + s.o) * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
     for t0 in range(0, tiles, chunk):
         tq = min(chunk, tiles - t0)
@@ -269,23 +275,24 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
                   *i32(tq, s.c, s.h, s.w, th, tw, s.pt, s.pl))
         mt = ops.batched_matmul(rt, u, v)                                      # M[xi, o, t - t0]
         del v
-        rt.launch("conv2d", k_out, (groups(tq, wg), s.o), (wg, 1), mt.data, bb, y.data, np.int64(t0),
-                  *i32(tq, s.o, s.oh, s.ow, th, tw, bias is not None))
+        rt.launch("conv2d", k_out, (groups(tq, wg), s.o), (wg, 1), mt.data, bb, rb, y.data, np.int64(t0),
+                  *i32(tq, s.o, s.oh, s.ow, th, tw, bias is not None, residual is not None))
         del mt
     return y
 
 
-def winograd2x2(call: Call, x, weight, bias=None, stride=1, padding=0):
-    return _winograd("winograd2x2", 2, call.rt, call.knobs, x, weight, bias, stride, padding)
+def winograd2x2(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
+    return _winograd("winograd2x2", 2, call.rt, call.knobs, x, weight, bias, stride, padding, residual=residual)
 
 
-def winograd4x4(call: Call, x, weight, bias=None, stride=1, padding=0):
-    return _winograd("winograd4x4", 4, call.rt, call.knobs, x, weight, bias, stride, padding)
+def winograd4x4(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
+    return _winograd("winograd4x4", 4, call.rt, call.knobs, x, weight, bias, stride, padding, residual=residual)
 
 
-def winograd_conv(m: int, rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None):
+def winograd_conv(m: int, rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None,
+                  residual=None):
     """F(m x m, 3 x 3) with an explicit scratch budget (tests pass a small one to exercise the tile chunks)."""
-    return _winograd(f"winograd{m}x{m}", m, rt, knobs, x, weight, bias, stride, padding, scratch_bytes)
+    return _winograd(f"winograd{m}x{m}", m, rt, knobs, x, weight, bias, stride, padding, scratch_bytes, residual)
 
 
 # -------------------------------------------------------------------------------------------------- direct_tiled
@@ -297,7 +304,7 @@ def direct_local_elements(knobs: dict, kh: int, kw: int, sh: int, sw: int, chann
     return channels * (ph * pw + k["OC_PER_ITEM"] * kh * kw)
 
 
-def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0):
+def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
     rt, k = call.rt, call.knobs
     s = ConvShape.of(x, weight, stride, padding)
     knl = rt.kernel("conv2d/direct_tiled.cl", "conv2d_direct_tiled",
@@ -314,7 +321,8 @@ def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0):
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
     rt.launch("conv2d", knl, (-(-s.ow // tow) * k["TILE_W"], groups(s.oh, k["TILE_H"]), s.n * oblocks),
-              (k["TILE_W"], k["TILE_H"], 1), xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias), y.data,
-              cl.LocalMemory(cc * per_channel),
-              *i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks, bias is not None))
+              (k["TILE_W"], k["TILE_H"], 1), xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias),
+              xb if residual is None else buffer(rt, residual), y.data, cl.LocalMemory(cc * per_channel),
+              *i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks, bias is not None,
+                   residual is not None))
     return y

@@ -95,7 +95,7 @@ def linear(call: Call, x, weight, bias=None, residual=None):
     return y
 
 
-def conv2d(call: Call, x, weight, bias=None, stride=1, padding=0):
+def conv2d(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
     rt = call.rt
     (sh, sw), (top, _, left, _), (oh, ow) = conv_geometry(x, weight, stride, padding)
     n, c, h, w = x.shape
@@ -103,8 +103,9 @@ def conv2d(call: Call, x, weight, bias=None, stride=1, padding=0):
     y = rt.empty((n, o, oh, ow), x.dtype)
     knl = rt.kernel("conv2d/naive.cl", "conv2d_naive", {}, x.dtype)
     wbuf = buffer(rt, weight)
-    launch_flat(rt, "conv2d", knl, y.size, buffer(rt, x), wbuf, wbuf if bias is None else buffer(rt, bias), y.data,
-                np.int64(y.size), *i32(c, h, w, o, kh, kw, oh, ow, sh, sw, top, left, bias is not None))
+    launch_flat(rt, "conv2d", knl, y.size, buffer(rt, x), wbuf, wbuf if bias is None else buffer(rt, bias),
+                wbuf if residual is None else buffer(rt, residual), y.data, np.int64(y.size),
+                *i32(c, h, w, o, kh, kw, oh, ow, sh, sw, top, left, bias is not None, residual is not None))
     return y
 
 

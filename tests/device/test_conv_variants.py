@@ -4,7 +4,7 @@
 test_conformance_ops runs each variant at its default knobs over fuzzed and SD shapes; here every knob setting of
 `Variant.configs(rt.info)` is checked (each is a different kernel build), on cases chosen to hit the tails: sizes that
 are not multiples of any tile or block, odd output sizes for Winograd's 2x2 / 4x4 tiles, asymmetric padding,
-strides, batch > 1 and bias on and off.
+strides, batch > 1, bias and the residual (added in each kernel's epilogue) on and off.
 """
 
 import numpy as np
@@ -17,23 +17,28 @@ from sdcl.registry.fuzz import randn
 SPEC = REGISTRY["conv2d"]
 
 
-def _case(name, seed, x, w, bias=True, **kwargs):
+def _case(name, seed, x, w, bias=True, residual=False, **kwargs):
     arrays = randn(seed, x, w, (w[0],))
+    if residual:     # the output's shape, from the reference on these inputs
+        out = REGISTRY["conv2d"].reference(*arrays[:2], **kwargs).shape
+        kwargs["residual"] = randn(seed + 100, out)[0]
     return Case(name, tuple(arrays if bias else arrays[:2]), kwargs)
 
 
 GENERAL = [
-    _case("3x3_pad1_bias", 0, (2, 3, 11, 7), (5, 3, 3, 3), padding=1),
-    _case("5x3_stride2x1_asym_pad", 1, (1, 6, 9, 13), (9, 6, 5, 3), bias=False, stride=(2, 1), padding=(2, 1, 0, 3)),
+    _case("3x3_pad1_bias_residual", 0, (2, 3, 11, 7), (5, 3, 3, 3), residual=True, padding=1),
+    _case("5x3_stride2x1_asym_pad_residual", 1, (1, 6, 9, 13), (9, 6, 5, 3), bias=False, residual=True,
+          stride=(2, 1), padding=(2, 1, 0, 3)),
     _case("1x1_batch3_bias", 2, (3, 5, 4, 7), (10, 5, 1, 1)),
 ]
 POINTWISE = [
-    _case("1x1_one_sample_bias", 3, (1, 7, 5, 3), (11, 7, 1, 1)),
-    _case("1x1_batch3", 4, (3, 5, 4, 7), (10, 5, 1, 1), bias=False),
+    _case("1x1_one_sample_bias_residual", 3, (1, 7, 5, 3), (11, 7, 1, 1), residual=True),
+    _case("1x1_batch3_residual", 4, (3, 5, 4, 7), (10, 5, 1, 1), bias=False, residual=True),
+    _case("1x1_batch3_bias", 9, (3, 5, 4, 7), (10, 5, 1, 1)),
 ]
 WINOGRAD = [   # OH x OW = 7 x 10, 8 x 6 and 3 x 11: tails in both directions for m = 2 and m = 4
-    _case("3x3_pad1_7x10_bias", 5, (2, 3, 7, 10), (5, 3, 3, 3), padding=1),
-    _case("3x3_asym_pad", 6, (1, 4, 7, 5), (6, 4, 3, 3), bias=False, padding=(0, 3, 1, 2)),
+    _case("3x3_pad1_7x10_bias_residual", 5, (2, 3, 7, 10), (5, 3, 3, 3), residual=True, padding=1),
+    _case("3x3_asym_pad_residual", 6, (1, 4, 7, 5), (6, 4, 3, 3), bias=False, residual=True, padding=(0, 3, 1, 2)),
     _case("3x3_unpadded", 7, (1, 2, 5, 13), (3, 2, 3, 3), padding=0),
 ]
 CASES = {"gemm1x1": POINTWISE, "winograd2x2": WINOGRAD, "winograd4x4": WINOGRAD}
@@ -69,18 +74,19 @@ def test_float64_default(rt, variant):
 # ---------------------------------------------------------------------------------------------- scratch chunks
 
 def _run_chunked(rt, variant, fn, case, *extra):
-    """fn(*extra, rt, knobs, x, w, b, stride, padding, scratch_bytes=...) on the device, against the reference with
-    the variant's tolerance; returns the number of kernel launches."""
+    """fn(*extra, rt, knobs, x, w, b, stride, padding, scratch_bytes=..., residual=...) on the device, against the
+    reference with the variant's tolerance; returns the number of kernel launches."""
     from sdcl.opencl_impl.variants.conv import ConvShape
 
     x, w = (rt.to_device(a.astype(np.float32)) for a in case.args[:2])
     b = rt.to_device(case.args[2].astype(np.float32)) if len(case.args) > 2 else None
+    r = case.kwargs.get("residual")
+    r = None if r is None else rt.to_device(r.astype(np.float32))
     s = ConvShape.of(x, w, case.kwargs.get("stride", 1), case.kwargs.get("padding", 0))
     rt.profile, rt.events[:] = True, []
     try:
         got = fn(*extra, rt, SPEC.variant(variant).knobs, x, w, b, case.kwargs.get("stride", 1),
-                 case.kwargs.get("padding", 0),
-                 scratch_bytes=2048).get()
+                 case.kwargs.get("padding", 0), scratch_bytes=2048, residual=r).get()
         launches = len(rt.events)
     finally:
         rt.profile, rt.events[:] = False, []
