@@ -16,6 +16,9 @@
 //   TreeSum, TreeMax     a reduction over the work-items of a work-group (or of one row of it) in local memory
 //   SILU(v), GELU(v)     the activations that fused kernels apply too, for REAL or vector v (v read twice)
 //   FoldedOffset         the strided offset of a flat index of a shape folded to 4-D (broadcasts, permutes)
+//   CONV_RESIDUAL        what a conv2d kernel adds last to output element `at` of channel row no = n*O + o:
+//                        res[at] (has_res 1: a residual of y's shape), res[no] (has_res 2: (N, O, 1, 1), one value
+//                        per sample and channel, e.g. a ResNet block's time embedding), 0 (has_res 0)
 #ifndef REAL
 #error "REAL (the compute type, float or double) must be set with -D"
 #endif
@@ -123,3 +126,5 @@ inline long FoldedOffset(long i, const long D1, const long D2, const long D3, co
     const long c0 = i / D1;
     return c0 * S0 + c1 * S1 + c2 * S2 + c3 * S3;
 }
+
+#define CONV_RESIDUAL(res, has_res, at, no) ((has_res) == 1 ? (res)[at] : (has_res) == 2 ? (res)[no] : (REAL)0)

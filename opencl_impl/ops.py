@@ -128,7 +128,8 @@ def linear(rt: Runtime, x, weight, bias=None, residual=None):
 
 def conv2d(rt: Runtime, x, weight, bias=None, stride=1, padding=0, residual=None):
     """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right).
-    residual (the output's shape): added in the kernel's epilogue, no separate add."""
+    residual (the output's shape, or (N, O, 1, 1): one value per sample and channel): added in the kernel's epilogue,
+    no separate add."""
     _weight_inputs("conv2d", x, weight, bias)
     if residual is not None:
         _float_inputs("conv2d", x, residual)
@@ -143,8 +144,9 @@ def conv2d(rt: Runtime, x, weight, bias=None, stride=1, padding=0, residual=None
     _, _, (oh, ow) = conv_geometry(x, weight, stride, padding)
     if oh < 1 or ow < 1:
         fail("conv2d", "kernel larger than the padded input", x, weight)
-    if residual is not None and residual.shape != (x.shape[0], weight.shape[0], oh, ow):
-        fail("conv2d", f"residual must have the output's shape {(x.shape[0], weight.shape[0], oh, ow)}", x, weight,
+    n, o = x.shape[0], weight.shape[0]
+    if residual is not None and residual.shape not in ((n, o, oh, ow), (n, o, 1, 1)):
+        fail("conv2d", f"residual must have the output's shape {(n, o, oh, ow)} or {(n, o, 1, 1)}", x, weight,
              residual)
     return dispatch(rt, "conv2d", x, weight, bias, stride, padding, residual)
 

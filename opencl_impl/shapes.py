@@ -80,3 +80,11 @@ def fold_permute(shape: tuple, axes: tuple):
     strides = [x_strides[g[-1]] for g in groups]
     pad = 4 - len(groups)
     return [1] * pad + dims, [0] * pad + strides
+
+
+def residual_mode(residual) -> int:
+    """A conv2d kernel's has_res argument (CONV_RESIDUAL in kernels/common.h): 0 without a residual, 1 for one of the
+    output's shape, 2 for one of shape (N, O, 1, 1), broadcast over the positions (ops.conv2d checks which)."""
+    if residual is None:
+        return 0
+    return 2 if residual.shape[2:] == (1, 1) else 1

@@ -89,7 +89,8 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
            stride: int | tuple = 1, padding: int | tuple = 0, residual: np.ndarray | None = None) -> np.ndarray:
     """Cross-correlation, NCHW. weight (O, C, kh, kw). padding: p, (ph, pw) or (top, bottom, left, right).
-    residual: added to the output (its shape; a ResNet block's skip connection)."""
+    residual: added to the output, of its shape (a ResNet block's skip connection) or (N, O, 1, 1), one value per
+    sample and channel (a ResNet block's time embedding)."""
     dt, (x, weight, bias, residual) = _inputs("conv2d", x, weight, bias, residual)
     _ndim("conv2d", x, 4)
     _ndim("conv2d", weight, 4, "weight")
@@ -106,8 +107,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
     if oh < 1 or ow < 1:
         _fail("conv2d", "kernel larger than the padded input", x, weight)
-    if residual is not None and residual.shape != (n, o, oh, ow):
-        _fail("conv2d", f"residual must have the output's shape {(n, o, oh, ow)}", x, weight, residual)
+    if residual is not None and residual.shape not in ((n, o, oh, ow), (n, o, 1, 1)):
+        _fail("conv2d", f"residual must have the output's shape {(n, o, oh, ow)} or {(n, o, 1, 1)}", x, weight,
+              residual)
     y = np.zeros((n, o, oh, ow), dtype=x.dtype)
     for i in range(kh):  # sum over kernel taps: y += W[:, :, i, j] . x shifted by (i, j)
         for j in range(kw):

@@ -252,13 +252,13 @@ class UNet:
         return x
 
     def _resnet(self, p: str, x, temb):
-        """ResnetBlock2D: GN-silu-conv, + time projection, GN-silu-conv, + (1x1-projected) input (added by conv2:
-        conv2d's residual)."""
+        """ResnetBlock2D: GN-silu-conv, + time projection, GN-silu-conv, + (1x1-projected) input (each added by the
+        conv before it: conv2d's residual)."""
         ops, w, g, eps = self.ops, self.w, self.cfg.norm_num_groups, self.cfg.norm_eps
         h = ops.group_norm_silu(x, g, w[p + "norm1.weight"], w[p + "norm1.bias"], eps)
-        h = ops.conv2d(h, w[p + "conv1.weight"], w[p + "conv1.bias"], padding=1)
         t = ops.linear(temb, w[p + "time_emb_proj.weight"], w[p + "time_emb_proj.bias"])
-        h = ops.add(h, t.reshape(t.shape[0], t.shape[1], 1, 1))
+        h = ops.conv2d(h, w[p + "conv1.weight"], w[p + "conv1.bias"], padding=1,
+                       residual=t.reshape(t.shape[0], t.shape[1], 1, 1))
         h = ops.group_norm_silu(h, g, w[p + "norm2.weight"], w[p + "norm2.bias"], eps)
         if p + "conv_shortcut.weight" in w:
             x = ops.conv2d(x, w[p + "conv_shortcut.weight"], w[p + "conv_shortcut.bias"])

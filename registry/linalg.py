@@ -247,8 +247,9 @@ def _conv_cases(d):
     x, wt, b = randn(seed_of(d), (n, c, h, w), (o, c, kh, kw), (o,))
     kwargs = {"stride": stride, "padding": padding}
     bias = d.boolean()
-    if d.boolean():   # a residual, added in the epilogue
-        kwargs["residual"] = randn(seed_of(d) + 1, _conv_out(Case("", (x, wt), kwargs)))[0]
+    if d.boolean():   # a residual added in the epilogue: the output's shape, or one value per sample and channel
+        n_, o_, oh, ow = _conv_out(Case("", (x, wt), kwargs))
+        kwargs["residual"] = randn(seed_of(d) + 1, (n_, o_) + ((oh, ow) if d.boolean() else (1, 1)))[0]
     return Case("random" + "_bias" * bias + "_residual" * ("residual" in kwargs), (x, wt, b) if bias else (x, wt),
                 kwargs)
 

@@ -17,7 +17,8 @@
 // NDRange (ceil(OW / TOW)*TILE_W, ceil(OH / TILE_H)*TILE_H, N*OBLOCKS), OBLOCKS = ceil(O / OC_PER_ITEM), with
 // work-groups (TILE_W, TILE_H, 1). Tails: work-items past OW or OH still stage and meet the barriers, and do not
 // write; filters past O are staged as zeros and their outputs are not written.
-// has_bias, has_res (0 or 1): whether the bias argument, the residual res (y's shape, added last) is read.
+// has_bias (0 or 1): whether the bias argument is read; has_res: whether and how the residual res, added last, is
+// (CONV_RESIDUAL in common.h).
 // Knobs (-D):
 //   TILE_H       output rows per work-group (the work-group's second dimension, e.g. 4, 8, 16)
 //   TILE_W       work-items per work-group along a row (the work-group's first dimension, e.g. 4, 8, 16)
@@ -105,7 +106,7 @@ void conv2d_direct_tiled(__global const REAL *x, __global const REAL *w, __globa
         for (int r = 0; r < OC_PER_ITEM && o0 + r < O; ++r) {
             const REAL b = has_bias ? bias[o0 + r] : 0;
             const long at = ((n * O + o0 + r) * OH + oy) * (long)OW + ox;
-            y[at] = has_res ? (out[r] + b) + res[at] : out[r] + b;
+            y[at] = (out[r] + b) + CONV_RESIDUAL(res, has_res, at, n * O + o0 + r);
         }
     }
 }

@@ -13,8 +13,8 @@
 // conv2d_im2col: one work-item per (row r, run of cols_per_item consecutive columns), NDRange
 // (ceil(Q / cols_per_item) rounded up to WG, R); cols_per_item is the variant's COLS_PER_ITEM knob, read by the host.
 // The others: one work-item per element. Tails: the host rounds each NDRange up to a multiple of WG; work-items past
-// the end return before any access. has_bias, has_res (0 or 1): whether the bias, the residual res (y's shape) is
-// read.
+// the end return before any access. has_bias (0 or 1): whether the bias is read; has_res: whether and how the
+// residual res is (CONV_RESIDUAL in common.h).
 // Knobs (-D):
 //   WG   work-group size of the three kernels (1-D; the host launches exactly this, e.g. 64, 256)
 // Structural (-D, set by the host): COLS_HALF (im2col_half): the lowered matrix is written as half (vstore_half,
@@ -77,7 +77,7 @@ void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __
     const long out = (n * O + o) * P + p;
     REAL v = g[idx];
     if (has_bias) v += bias[o];
-    if (has_res) v += res[out];
+    v += CONV_RESIDUAL(res, has_res, out, n * O + o);
     y[out] = v;
 }
 
@@ -90,6 +90,6 @@ void conv2d_im2col_epilogue(__global REAL *y, __global const REAL *bias, __globa
     if (idx >= total) return;
     REAL v = y[idx];
     if (has_bias) v += bias[(idx / P) % O];
-    if (has_res) v += res[idx];
+    v += CONV_RESIDUAL(res, has_res, idx, idx / P);
     y[idx] = v;
 }

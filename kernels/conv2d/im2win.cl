@@ -25,7 +25,8 @@
 // Tails: output channels past O compute on the zero-padded filters and are not written; the last block of columns
 // reads the last valid column's window again and does not write the surplus; the host rounds NDRanges up to the
 // work-group size, surplus work-items return at once.
-// has_bias, has_res (0 or 1): whether conv2d_im2win reads the bias, the residual res (y's shape, added last).
+// has_bias (0 or 1): whether conv2d_im2win reads the bias; has_res: whether and how the residual res, added last, is
+// (CONV_RESIDUAL in common.h).
 // Knobs (-D):
 //   WG        work-group size of the two layout kernels (1-D, e.g. 64, 256)
 //   OC_VEC    output channels per work-item of conv2d_im2win, as one vector: 2, 4, 8 or 16
@@ -121,7 +122,7 @@ void conv2d_im2win(__global const REAL *win, __global const REAL *wt, __global c
         for (int r = 0; r < OC_VEC && o0 + r < O; ++r) {
             const REAL b = has_bias ? bias[o0 + r] : 0;
             const long at = ((n * O + o0 + r) * OH + oy) * (long)OW + ox0 + s;
-            y[at] = has_res ? (out[r] + b) + res[at] : out[r] + b;
+            y[at] = (out[r] + b) + CONV_RESIDUAL(res, has_res, at, n * O + o0 + r);
         }
     }
 }

@@ -6,7 +6,8 @@
 //   y[n, o, oy, ox] = y[((n*O + o)*OH + oy)*OW + ox].
 // One work-item per output element over the flat index (long: N*O*OH*OW >= 2^31 is fine); the host rounds the
 // NDRange up and the tail returns early. has_bias (0 or 1): whether the bias argument is read (the host passes any
-// buffer without one); has_res: whether res (y's shape, a residual added last: every conv2d kernel's epilogue) is.
+// buffer without one); has_res: whether and how res, added last, is read (CONV_RESIDUAL in common.h: y's shape, or
+// (N, O, 1, 1); every conv2d kernel's epilogue).
 // No -D knobs: one build per dtype.
 #include "common.h"
 
@@ -39,6 +40,6 @@ __kernel void conv2d_naive(__global const REAL *x, __global const REAL *w, __glo
         }
     }
     if (has_bias) acc += bias[o];
-    if (has_res) acc += res[idx];
+    acc += CONV_RESIDUAL(res, has_res, idx, idx / ((long)OW * OH));
     y[idx] = acc;
 }

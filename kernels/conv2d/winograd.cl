@@ -8,8 +8,8 @@
 //       d[u, v] = x[n, c, ty*m - PT + u, tx*m - PL + v] (0 outside the input), tile t = (n*TH + ty)*TW + tx,
 //       TH = ceil(OH / m), TW = ceil(OW / m); the host transforms TQ tiles t0 <= t < t0 + TQ at a time.
 //   M[xi] (O, TQ) = U[xi] (O, C) @ V[xi] (C, TQ): the policy's batched_matmul on the host side.
-//   conv2d_winograd<m>x<m>_output:  y[n, o, ty*m + u, tx*m + v] = (A^T M[:, o, t] A)[u, v] + bias[o] (+ res at y's
-//       index where has_res), written only
+//   conv2d_winograd<m>x<m>_output:  y[n, o, ty*m + u, tx*m + v] = (A^T M[:, o, t] A)[u, v] + bias[o] (+ the
+//       residual: CONV_RESIDUAL in common.h), written only
 //       where ty*m + u < OH and tx*m + v < OW (the tails of the last tile row and column are computed and dropped).
 // Bottom and right padding need no code: rows and columns past the input read as 0 and only feed outputs that exist
 // when OH and OW say so.
@@ -150,14 +150,14 @@ void conv2d_##NAME##_output(__global const REAL *Mt, __global const REAL *bias, 
     for (int a = 0; a < M; ++a) AT(s + a * A, 1, r + a * M, 1); /* r = s A      (M x M) */                           \
     const REAL b0 = has_bias ? bias[o] : 0;                                                                          \
     __global REAL *yo = y + (n * O + o) * OH * (long)OW;                                                             \
-    const __global REAL *ro = res + (n * O + o) * OH * (long)OW;                                                     \
     for (int u = 0; u < M; ++u) {                                                                                    \
         const int oy = ty * M + u;                                                                                   \
         if (oy >= OH) break;                                                                                         \
         for (int v = 0; v < M; ++v) {                                                                                \
             const int ox = tx * M + v;                                                                               \
-            if (ox < OW) yo[(long)oy * OW + ox] = has_res ? (r[u * M + v] + b0) + ro[(long)oy * OW + ox]            \
-                                                          : r[u * M + v] + b0;                                       \
+            if (ox < OW)                                                                                             \
+                yo[(long)oy * OW + ox] = (r[u * M + v] + b0) +                                                       \
+                    CONV_RESIDUAL(res, has_res, (n * O + o) * OH * (long)OW + (long)oy * OW + ox, n * O + o);        \
         }                                                                                                            \
     }                                                                                                                \
 }

@@ -4,8 +4,10 @@ Each launcher is called as `launcher(call, x, weight, bias=None, stride=1, paddi
 The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and the shapes each handles
 (`applies`); a launcher called on a shape it does not handle raises ValueError.
 
-- gemm1x1: a 1x1, stride-1, unpadded conv is weight (O, C) @ x[n] (C, H*W) per sample: one `ops.matmul` for
-  N = 1, one `ops.batched_matmul` (the weight repeated per sample) otherwise; the products already are NCHW.
+- gemm1x1: a 1x1, stride-1, unpadded conv is weight (O, C) @ x[n] (C, H*W) per sample, the products already NCHW:
+  one launch of the GEMM kernel the policy picks for that batched_matmul (the weight read by every sample at batch
+  stride 0, bias and residual in the GEMM's epilogue); where the policy picks a kernel that is not one of gemm.h's
+  (naive), `ops.matmul` / `ops.batched_matmul` (the weight repeated per sample) and an in-place epilogue.
 - im2col: lower the input to cols (C*KH*KW, Q) for a chunk of Q output positions of the batch, `ops.matmul`, then
   scatter the (O, Q) product into NCHW with the bias.
 - im2col_half: im2col with half storage: the weight and the lowered input are float16 (a float32 weight is rounded
@@ -34,11 +36,12 @@ import numpy as np
 import pyopencl as cl
 
 from sdcl.opencl_impl import ops
+from sdcl.opencl_impl.dispatch import choose
 from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.launch import Call, buffer, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
-from sdcl.opencl_impl.shapes import conv_geometry
-from sdcl.opencl_impl.variants.gemm import gemm
+from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
+from sdcl.opencl_impl.variants.gemm import TECHNIQUES, gemm
 from sdcl.registry import REGISTRY
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
@@ -93,15 +96,16 @@ def _chunk(total: int, bytes_per_item: int, budget: int) -> int:
 
 
 def _epilogue_in_place(rt: Runtime, defines: dict, y, bias, residual, o: int, p: int) -> None:
-    """y (N, O, P) = (y + bias[o]) + residual, either or both, by conv2d/im2col.cl built with these defines (WG,
-    and COLS_HALF where the caller's other kernels have it: one build serves them all); nothing without either."""
+    """y (N, O, P) = (y + bias[o]) + residual (y's shape or (N, O, 1, 1)), either or both, by conv2d/im2col.cl built
+    with these defines (WG, and COLS_HALF where the caller's other kernels have it: one build serves them all);
+    nothing without either."""
     if (bias is None and residual is None) or not y.size:
         return
     wg = int(defines["WG"])
     knl = rt.kernel("conv2d/im2col.cl", "conv2d_im2col_epilogue", defines, y.dtype)
     rt.launch("conv2d", knl, (groups(y.size, wg),), (wg,), y.data, y.data if bias is None else buffer(rt, bias),
               y.data if residual is None else buffer(rt, residual), np.int64(y.size),
-              *i32(o, p, bias is not None, residual is not None))
+              *i32(o, p, bias is not None, residual_mode(residual)))
 
 
 def _unsupported(name: str, s: ConvShape, what: str):
@@ -111,12 +115,32 @@ def _unsupported(name: str, s: ConvShape, what: str):
 
 # ------------------------------------------------------------------------------------------------------- gemm1x1
 
+@dataclass(frozen=True)
+class _Like:
+    """An array's shape and dtype, to ask the policy about a product nobody has allocated."""
+    shape: tuple
+    dtype: np.dtype
+
+
 def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
     rt, knobs = call.rt, call.knobs
     s = ConvShape.of(x, weight, stride, padding)
     if not s.pointwise:
         _unsupported("gemm1x1", s, "1x1 kernels with stride 1 and no padding")
     p = s.h * s.w
+    technique, gknobs = choose(rt, "batched_matmul", (_Like((s.n, s.o, s.c), x.dtype), _Like((s.n, s.c, p), x.dtype)))
+    if technique in TECHNIQUES:       # one launch: y[n] = weight @ x[n] + bias[o] + residual[n]
+        y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
+        full = residual_mode(residual) == 1      # else per (n, o): added after, in place
+        if y.size:
+            gemm(rt, "conv2d", technique, REGISTRY["batched_matmul"].variant(technique).complete(gknobs),
+                 buffer(rt, weight), buffer(rt, x), y.data, s.o, p, s.c, lda=s.c, ldb=p, ldc=p,
+                 bias=None if bias is None else buffer(rt, bias), bias_axis="m",
+                 residual=buffer(rt, residual) if full else None, batch=s.n,
+                 b_strides=(s.c * p, 0), c_strides=(s.o * p, 0), dtype=x.dtype)
+            if not full:
+                _epilogue_in_place(rt, pick(knobs, "WG"), y, None, residual, s.o, p)
+        return y
     w2 = weight.reshape(s.o, s.c)                                      # (O, C)
     if s.n == 1:
         y = ops.matmul(rt, w2, x.reshape(s.c, p))                              # (O, P) = y[0]
@@ -190,7 +214,7 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
         qn = min(q, total - q0)
         g = product(w2, cols_of(q0, qn))                               # (O, qn)
         rt.launch("conv2d", scatter, (groups(s.o * qn, wg),), (wg,), g.data, bb, rb, y.data, np.int64(q0),
-                  *i32(qn, s.o, p, bias is not None, residual is not None))
+                  *i32(qn, s.o, p, bias is not None, residual_mode(residual)))
         del g
     return y
 
@@ -242,7 +266,7 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
                   np.int64(columns), *i32(s.c, s.h, s.w, s.oh, wwin, s.kh, s.sh, s.pt, s.pl))
         rt.launch("conv2d", inner, (groups(op // vec, lo), -(-s.ow // owb), rn), (lo, 1, 1), win.data, wt.data, bb,
                   xb if residual is None else buffer(rt, residual), y.data, np.int64(r0),
-                  *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw, bias is not None, residual is not None))
+                  *i32(s.c, s.o, op, s.oh, s.ow, wwin, s.kh, s.kw, s.sw, bias is not None, residual_mode(residual)))
         del win
     return y
 
@@ -276,7 +300,7 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
         mt = ops.batched_matmul(rt, u, v)                                      # M[xi, o, t - t0]
         del v
         rt.launch("conv2d", k_out, (groups(tq, wg), s.o), (wg, 1), mt.data, bb, rb, y.data, np.int64(t0),
-                  *i32(tq, s.o, s.oh, s.ow, th, tw, bias is not None, residual is not None))
+                  *i32(tq, s.o, s.oh, s.ow, th, tw, bias is not None, residual_mode(residual)))
         del mt
     return y
 
@@ -324,5 +348,5 @@ def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0, residual
               (k["TILE_W"], k["TILE_H"], 1), xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias),
               xb if residual is None else buffer(rt, residual), y.data, cl.LocalMemory(cc * per_channel),
               *i32(s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, cc, oblocks, bias is not None,
-                   residual is not None))
+                   residual_mode(residual)))
     return y

@@ -19,7 +19,7 @@ import pyopencl.array as cla
 
 from sdcl.opencl_impl.launch import TILE_2D, Call, buffer, groups, i32, launch_flat, real
 from sdcl.opencl_impl.runtime import Runtime
-from sdcl.opencl_impl.shapes import CL_TYPES, conv_geometry, fold_broadcast, fold_permute
+from sdcl.opencl_impl.shapes import CL_TYPES, conv_geometry, fold_broadcast, fold_permute, residual_mode
 
 
 def activation(rt: Runtime, op: str, x):
@@ -105,7 +105,7 @@ def conv2d(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None)
     wbuf = buffer(rt, weight)
     launch_flat(rt, "conv2d", knl, y.size, buffer(rt, x), wbuf, wbuf if bias is None else buffer(rt, bias),
                 wbuf if residual is None else buffer(rt, residual), y.data, np.int64(y.size),
-                *i32(c, h, w, o, kh, kw, oh, ow, sh, sw, top, left, bias is not None, residual is not None))
+                *i32(c, h, w, o, kh, kw, oh, ow, sh, sw, top, left, bias is not None, residual_mode(residual)))
     return y
 
 

@@ -18,10 +18,11 @@ SPEC = REGISTRY["conv2d"]
 
 
 def _case(name, seed, x, w, bias=True, residual=False, **kwargs):
+    """residual: True, the output's shape; "channel", (N, O, 1, 1)."""
     arrays = randn(seed, x, w, (w[0],))
     if residual:     # the output's shape, from the reference on these inputs
         out = REGISTRY["conv2d"].reference(*arrays[:2], **kwargs).shape
-        kwargs["residual"] = randn(seed + 100, out)[0]
+        kwargs["residual"] = randn(seed + 100, out if residual is True else out[:2] + (1, 1))[0]
     return Case(name, tuple(arrays if bias else arrays[:2]), kwargs)
 
 
@@ -30,16 +31,17 @@ GENERAL = [
     _case("5x3_stride2x1_asym_pad_residual", 1, (1, 6, 9, 13), (9, 6, 5, 3), bias=False, residual=True,
           stride=(2, 1), padding=(2, 1, 0, 3)),
     _case("1x1_batch3_bias", 2, (3, 5, 4, 7), (10, 5, 1, 1)),
+    _case("3x3_batch2_channel_residual", 10, (2, 4, 6, 9), (7, 4, 3, 3), residual="channel", padding=1),
 ]
 POINTWISE = [
     _case("1x1_one_sample_bias_residual", 3, (1, 7, 5, 3), (11, 7, 1, 1), residual=True),
     _case("1x1_batch3_residual", 4, (3, 5, 4, 7), (10, 5, 1, 1), bias=False, residual=True),
-    _case("1x1_batch3_bias", 9, (3, 5, 4, 7), (10, 5, 1, 1)),
+    _case("1x1_batch3_bias_channel_residual", 9, (3, 5, 4, 7), (10, 5, 1, 1), residual="channel"),
 ]
 WINOGRAD = [   # OH x OW = 7 x 10, 8 x 6 and 3 x 11: tails in both directions for m = 2 and m = 4
     _case("3x3_pad1_7x10_bias_residual", 5, (2, 3, 7, 10), (5, 3, 3, 3), residual=True, padding=1),
     _case("3x3_asym_pad_residual", 6, (1, 4, 7, 5), (6, 4, 3, 3), bias=False, residual=True, padding=(0, 3, 1, 2)),
-    _case("3x3_unpadded", 7, (1, 2, 5, 13), (3, 2, 3, 3), padding=0),
+    _case("3x3_unpadded_channel_residual", 7, (1, 2, 5, 13), (3, 2, 3, 3), residual="channel", padding=0),
 ]
 CASES = {"gemm1x1": POINTWISE, "winograd2x2": WINOGRAD, "winograd4x4": WINOGRAD}
 VARIANTS = [v.name for v in SPEC.variants if v.name != "naive"]
