@@ -45,7 +45,7 @@ PROCESSES = 4
 
 def _run(db, *extra) -> None:
     from sdcl.perf.cli import run
-    rc = run(str(db), quick=True, keyword="silu", extra=list(extra), processes=PROCESSES)
+    rc = run(str(db), quick=True, keyword="silu and naive", extra=list(extra), processes=PROCESSES)
     assert rc == 0, f"sdcl perf run exited {rc}"
 
 

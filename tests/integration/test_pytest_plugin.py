@@ -79,6 +79,10 @@ def test_rows_spread_over_two_devices_each_with_its_report(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:]
     pocl, rusticl = (json.loads((tmp_path / "r" / d / "report.json").read_text()) for d in ("portable", "rusticl"))
     assert pocl["device"].startswith("Portable Computing Language") and rusticl["device"].startswith("rusticl")
-    assert [r["verdict"] for r in pocl["rows"]] == ["pass", "pass"]
-    assert [r["verdict"] for r in rusticl["rows"]] == ["pass", "skip"]          # llvmpipe has no fp64
-    assert "fp64" in rusticl["rows"][1]["skipped"]
+    def verdicts(report):
+        return {(r["variant"], r["dtype"]): r["verdict"] for r in report["rows"]}
+    assert verdicts(pocl) == {("naive", "float32"): "pass", ("naive", "float64"): "pass",
+                              ("vec", "float32"): "pass", ("vec", "float64"): "pass"}
+    assert verdicts(rusticl) == {("naive", "float32"): "pass", ("naive", "float64"): "skip",     # llvmpipe has no
+                                 ("vec", "float32"): "pass", ("vec", "float64"): "skip"}        # fp64
+    assert all("fp64" in r["skipped"] for r in rusticl["rows"] if r["dtype"] == "float64")
