@@ -1,4 +1,5 @@
-"""The GEMM variants (kernels/gemm/*.cl) at EVERY knob setting the tuner may pick on the device under test.
+"""The GEMM variants (kernels/gemm/*.cl) at EVERY knob setting the tuner may pick on the device under test (a variant
+written for another device type, which the policy never picks there, at its default and largest settings).
 
 test_conformance_ops checks each variant at its default knobs on fuzzed and SD shapes; the tuner (sdcl.perf.tuner)
 may store any config in `Variant.configs(rt.info)`, so each of those runs here on one awkward shape per op, chosen
@@ -11,6 +12,8 @@ One build of a config serves all three ops (the layout is a kernel argument), so
 mma_tf32 runs its real PTX where the device has it; elsewhere the tuner cannot pick it, and the OpenCL C emulation
 of mma.sync (MMA_EMULATE=1) runs at two configs, which checks the fragment layouts, tiling and tails, not the PTX.
 """
+
+import math
 
 import numpy as np
 import pytest
@@ -35,13 +38,21 @@ def _with_residual(arrays):
     return tuple(args), {"residual": r}
 
 
+def _largest(configs):
+    return max(configs, key=lambda k: math.prod(v for v in k.values() if isinstance(v, int)))
+
+
 def _configs(rt, spec, name):
     """The configs to check, and the knobs added to run them here. Where the device lacks what a variant needs,
-    the tuner cannot pick any of its configs; mma_tf32 then runs emulated at its default and its largest tiles."""
+    the tuner cannot pick any of its configs; mma_tf32 then runs emulated at its default and its largest tiles.
+    A variant written for another device type (tiled_reg on PoCL, cpu_reg on a GPU) runs, but the policy never
+    picks it there: its default and largest configs, which still cross every edge and tail path."""
     v = spec.variant(name)
     configs = v.configs(rt.info)
-    if all(rt.info.get(need) for need in v.needs):
+    if v.runs_on(rt.info):
         return configs, {}
+    if all(rt.info.get(need) for need in v.needs):
+        return [configs[0], _largest(configs)], {}
     if name == "mma_tf32":
         return [configs[0], max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))], {"MMA_EMULATE": 1}
     return [], {}
@@ -152,13 +163,14 @@ def test_tiled_reg_prefetch_at_every_config(rt):
     """gemm_tiled_reg prefetches the next tile into registers when the work-group's tile lies wholly inside A and B
     with REAL4-aligned rows and the next k step is whole. The shapes above are too small for the 128-row tiles to
     do so; here M, N > 2 tiles of 128 with edges, K = 68 (two whole steps of 32, then a tail), for B (K, N) and
-    for B^T with a bias: every config runs the prefetch path, the direct staging of the tail and the edge tiles."""
+    for B^T with a bias: every config runs the prefetch path, the direct staging of the tail and the edge tiles
+    (every config the tuner may pick here: on a CPU device, the default and the largest, as _configs says)."""
     cases = {"matmul": Case("prefetch_nn", tuple(randn(4, (267, 68), (68, 264)))),
              "linear": Case("prefetch_nt_bias", tuple(randn(5, (2, 133, 68), (132, 68), (132,))))}
     failures = []
     for op, case in cases.items():
         spec = REGISTRY[op]
-        for knobs in spec.variant("tiled_reg").configs(rt.info):
+        for knobs in _configs(rt, spec, "tiled_reg")[0]:
             res = run_case(rt, spec, "tiled_reg", knobs, case, "float32")
             if not res.passed:
                 failures.append(f"{op} {knobs}: {res.message}")
