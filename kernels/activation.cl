@@ -19,7 +19,8 @@
 #error "WG (work-items per work-group) must be set with -D"
 #endif
 
-#define GELU_TANH(v) ((REAL)0.5 * (v) * ((REAL)1 + tanh((REAL)0.79788456080286535588 * ((v) + (REAL)0.044715 * (v) * (v) * (v)))))
+#define GELU_TANH(v) \
+    ((REAL)0.5 * (v) * ((REAL)1 + tanh((REAL)0.79788456080286535588 * ((v) + (REAL)0.044715 * (v) * (v) * (v)))))
 #define QUICK_GELU(v) ((v) / ((REAL)1 + exp((REAL)-1.702 * (v))))
 
 #define ACTIVATION_VEC(name, F)                                                                                 \

@@ -19,6 +19,7 @@ import numpy as np
 _ROW_MAJOR, _NO, _YES = 101, 111, 112     # CLBlastLayoutRowMajor, CLBlastTransposeNo / Yes (clblast_c.h)
 _LIB: list = []                           # [CDLL or the reason it could not be loaded], loaded once
 _OPENCL: list = []                        # [the OpenCL ICD loader], for releasing CLBlast's events
+_FNS: dict = {}                           # CLBlast function name -> its ctypes function, signature declared
 
 
 class ClblastError(RuntimeError):
@@ -57,13 +58,16 @@ def _fn(dtype, batched: bool):
     if real is None:
         raise ClblastError(f"CLBlast GEMM baseline: float32 or float64, not {np.dtype(dtype).name}")
     letter, scalar = real
-    fn = getattr(lib, f"CLBlast{letter}gemm{'StridedBatched' if batched else ''}")
-    size, mem, ptr = ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
-    operand = [mem, size, size] + ([size] if batched else [])        # buffer, offset, ld (, stride)
-    fn.argtypes = ([ctypes.c_int] * 3 + [size] * 3 + [scalar] + operand * 2 + [scalar] + operand
-                   + ([size] if batched else []) + [ptr, ptr])
-    fn.restype = ctypes.c_int
-    return fn, scalar
+    name = f"CLBlast{letter}gemm{'StridedBatched' if batched else ''}"
+    if name not in _FNS:        # its C signature, declared once
+        fn = getattr(lib, name)
+        size, mem, ptr = ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+        operand = [mem, size, size] + ([size] if batched else [])        # buffer, offset, ld (, stride)
+        fn.argtypes = ([ctypes.c_int] * 3 + [size] * 3 + [scalar] + operand * 2 + [scalar] + operand
+                       + ([size] if batched else []) + [ptr, ptr])
+        fn.restype = ctypes.c_int
+        _FNS[name] = fn
+    return _FNS[name], scalar
 
 
 def gemm(queue, a, b, c, m: int, n: int, k: int, *, trans_b: bool = False, batch: int = 1, beta: float = 0.0,

@@ -113,11 +113,15 @@ def _linear_sd():
             Case("sd15_text_fc2", tuple(randn(5, (2, 77, 3072), (768, 3072), (768,))))]
 
 
+def _epilogue_adds(c: Case) -> int:
+    """Adds per output of linear's and conv2d's epilogue: the bias (argument 2), the residual."""
+    return (len(c.args) > 2) + ("residual" in c.kwargs)
+
+
 def _linear_flops(c: Case) -> int:
     x, w = c.args[0], c.args[1]
     rows = x.size // x.shape[-1]
-    adds = (len(c.args) > 2) + ("residual" in c.kwargs)      # bias, residual: one add per output each
-    return 2 * rows * w.shape[0] * w.shape[1] + rows * w.shape[0] * adds
+    return 2 * rows * w.shape[0] * w.shape[1] + rows * w.shape[0] * _epilogue_adds(c)
 
 
 def _linear_bytes(c: Case) -> int:
@@ -302,8 +306,7 @@ def _conv_out(c: Case) -> tuple:
 def _conv_flops(c: Case) -> int:
     n, o, oh, ow = _conv_out(c)
     w = c.args[1]
-    adds = (len(c.args) > 2) + ("residual" in c.kwargs)      # bias, residual: one add per output each
-    return 2 * n * o * oh * ow * w.shape[1] * w.shape[2] * w.shape[3] + n * o * oh * ow * adds
+    return 2 * n * o * oh * ow * w.shape[1] * w.shape[2] * w.shape[3] + n * o * oh * ow * _epilogue_adds(c)
 
 
 def _conv_bytes(c: Case) -> int:

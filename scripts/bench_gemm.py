@@ -125,7 +125,7 @@ def bench_sd(rt: Runtime, reps: int) -> list:
     """Each SD GEMM shape as the runtime's policy runs it (the tuned variant and knobs), against CLBlast and torch
     on the same device, all timed by wall clock (call + drained queue); ours also by its kernel events."""
     from sdcl.conformance.check import reference_output
-    from sdcl.opencl_impl.dispatch import dispatch
+    from sdcl.opencl_impl.dispatch import choose, dispatch
     from sdcl.perf import torch_ops
     dev, why = torch_ops.baseline_device(rt.info)
     rows = []
@@ -136,7 +136,7 @@ def bench_sd(rt: Runtime, reps: int) -> list:
         ref = reference_output(REGISTRY[op], case, np.float32)
         d_args = [rt.to_device(a) for a in args]
         d_kwargs = {k: rt.to_device(v) for k, v in kwargs.items()}
-        variant, knobs = rt.policy(op, d_args, d_kwargs)
+        variant, knobs = choose(rt, op, d_args, d_kwargs)
         call = lambda: dispatch(rt, op, *d_args, **d_kwargs)   # noqa: E731
         kernel_s, out = time_events(rt, call, reps)
         err = float(np.abs(out.get().astype(np.float64) - ref).max() / np.abs(ref).max())
@@ -154,12 +154,8 @@ def bench_sd(rt: Runtime, reps: int) -> list:
             row["clblast"] = cl_err
         else:
             row.update(clblast_seconds=cl_s, clblast_err_rel_max=cl_err, ratio_vs_clblast=cl_s / wall_s)
-        if dev is not None:
-            t_args = [torch_ops.to_torch(v, dev) for v in args]
-            t_kwargs = {k: torch_ops.to_torch(v, dev) for k, v in kwargs.items()}
-            t_call = lambda: getattr(torch_ops, op)(*t_args, **t_kwargs)   # noqa: E731
-            sync = (lambda: __import__("torch").cuda.synchronize()) if dev == "cuda" else (lambda: None)
-            row["torch_seconds"] = time_wall(t_call, sync, reps)
+        if dev is not None:     # op_call synchronizes itself
+            row["torch_seconds"] = time_wall(torch_ops.op_call(op, args, kwargs, dev), lambda: None, reps)
             row["ratio_vs_torch"] = row["torch_seconds"] / wall_s
         print(f"  {op:15} {case.name:28} {variant:10} {wall_s * 1e3:9.3f} ms ({kernel_s * 1e3:9.3f} kernels) "
               f"err {err:.1e}" + (f" | CLBlast {cl_s * 1e3:9.3f} ms err {cl_err:.1e} x{cl_s / wall_s:.2f}"

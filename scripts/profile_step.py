@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,7 @@ def main() -> int:
             rt.queue.finish()
             walls.append(time.perf_counter() - t0)
             launches = len(rt.events)
-            counts = {}
-            for op, _ in rt.events:
-                counts[op] = counts.get(op, 0) + 1
+            counts = Counter(op for op, _ in rt.events)
             times = rt.kernel_times()
             kernels.append(sum(times.values()))
             per_op = {op: per_op.get(op, 0.0) + s / args.reps for op, s in times.items()}
@@ -76,7 +75,7 @@ def main() -> int:
         for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):
             print(f"  {op:20} {s * 1e3:9.2f} ms  {100 * s / total:5.1f}%  {counts.get(op, 0):4d} launches")
         result["stages"][stage] = {"wall_ms": wall * 1e3, "kernel_ms": total * 1e3, "launches": launches,
-                                   "ops_ms": {op: s * 1e3 for op, s in per_op.items()}, "op_launches": counts}
+                                   "ops_ms": {op: s * 1e3 for op, s in per_op.items()}, "op_launches": dict(counts)}
     used = sorted({f"{op}:{v} {k}" for (op, _), (v, k) in rt.policy.choices.items()})
     print("variants run:\n  " + "\n  ".join(used))
     result["variants"] = used

@@ -8,8 +8,9 @@
 // (conv2d_im2col), then g (O, Q) = weight viewed as (O, R) @ cols (R, Q) is any matmul variant, and
 //   y[n, o, oy, ox] = y[(n*O + o)*P + p] = g[o*Q + (q - q0)] + bias[o] (+ res[same])   (conv2d_im2col_scatter);
 // with one sample in one chunk g already is y, and conv2d_im2col_epilogue adds the bias and the residual in place
-// (so does gemm1x1, whose per-sample products weight (O, C) @ x[n] (C, P) are NCHW already). A 1x1, stride-1, unpadded conv of one sample
-// needs no lowering at all: x is cols.
+// (so does gemm1x1, whose per-sample products weight (O, C) @ x[n] (C, P) are NCHW already, for a residual of one
+// value per sample and channel or where its GEMM is not one of gemm.h's). A 1x1, stride-1, unpadded conv of one
+// sample needs no lowering at all: x is cols.
 // conv2d_im2col: one work-item per (row r, run of cols_per_item consecutive columns), NDRange
 // (ceil(Q / cols_per_item) rounded up to WG, R); cols_per_item is the variant's COLS_PER_ITEM knob, read by the host.
 // The others: one work-item per element. Tails: the host rounds each NDRange up to a multiple of WG; work-items past

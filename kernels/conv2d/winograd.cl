@@ -149,7 +149,8 @@ void conv2d_##NAME##_output(__global const REAL *Mt, __global const REAL *bias, 
     for (int b = 0; b < A; ++b) AT(m + b, A, s + b, A);         /* s = A^T m    (M x A) */                           \
     for (int a = 0; a < M; ++a) AT(s + a * A, 1, r + a * M, 1); /* r = s A      (M x M) */                           \
     const REAL b0 = has_bias ? bias[o] : 0;                                                                          \
-    __global REAL *yo = y + (n * O + o) * OH * (long)OW;                                                             \
+    const long y0 = (n * O + o) * OH * (long)OW;                /* y[n, o, 0, 0] */                                 \
+    __global REAL *yo = y + y0;                                                                                      \
     for (int u = 0; u < M; ++u) {                                                                                    \
         const int oy = ty * M + u;                                                                                   \
         if (oy >= OH) break;                                                                                         \
@@ -157,7 +158,7 @@ void conv2d_##NAME##_output(__global const REAL *Mt, __global const REAL *bias, 
             const int ox = tx * M + v;                                                                               \
             if (ox < OW)                                                                                             \
                 yo[(long)oy * OW + ox] = (r[u * M + v] + b0) +                                                       \
-                    CONV_RESIDUAL(res, has_res, (n * O + o) * OH * (long)OW + (long)oy * OW + ox, n * O + o);        \
+                    CONV_RESIDUAL(res, has_res, y0 + (long)oy * OW + ox, n * O + o);                                 \
         }                                                                                                            \
     }                                                                                                                \
 }

@@ -39,8 +39,8 @@
 
 // C rows m0 .. m0+MR of B (K, N) columns n0 .. n0+NR.
 inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
-                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
-                       const REAL alpha, const int flags, const int m0, const int n0)
+                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K,
+                       const int ldb, const int ldc, const REAL alpha, const int flags, const int m0, const int n0)
 {
 #ifdef NR_NOT_A_VECTOR
     const bool scalar = true;
@@ -104,8 +104,8 @@ inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, 
 
 // C rows m0 .. m0+MR of B^T (N, K) rows n0 .. n0+NR.
 inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
-                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K, const int ldb, const int ldc,
-                       const REAL alpha, const int flags, const int m0, const int n0)
+                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K,
+                       const int ldb, const int ldc, const REAL alpha, const int flags, const int m0, const int n0)
 {
     const __global B_T *br[NR];
     for (int j = 0; j < NR; ++j)

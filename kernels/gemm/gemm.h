@@ -66,9 +66,10 @@
 
 #define GEMM_ARGS                                                                                               \
     const __global A_T *restrict a, const __global B_T *restrict b, const __global REAL *restrict bias,         \
-    const __global REAL *restrict res, __global REAL *restrict c, const int M, const int N, const int K, const int lda, const int ldb,             \
-    const int ldc, const int ZI, const long sa_outer, const long sa_inner, const long sb_outer,                 \
-    const long sb_inner, const long sc_outer, const long sc_inner, const REAL alpha, const int flags
+    const __global REAL *restrict res, __global REAL *restrict c, const int M, const int N, const int K,        \
+    const int lda, const int ldb, const int ldc, const int ZI, const long sa_outer, const long sa_inner,        \
+    const long sb_outer, const long sb_inner, const long sc_outer, const long sc_inner, const REAL alpha,       \
+    const int flags
 
 // Move a, b, c and res to batch item z.
 #define GEMM_BATCH(z)                                                                                           \

@@ -57,15 +57,15 @@ def _ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
 
 def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: int, k: int, *,
          lda: int, ldb: int, ldc: int, trans_b: bool = False, bias=None, bias_axis: str = "n", residual=None,
-         alpha: float = 1.0,
-         batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0), c_strides=(0, 0),
-         dtype=np.float32, a_half: bool = False, b_half: bool = False):
+         alpha: float = 1.0, batch: int = 1, batch_inner: int = 1, a_strides=(0, 0), b_strides=(0, 0),
+         c_strides=(0, 0), dtype=np.float32, a_half: bool = False, b_half: bool = False):
     """Launch C_z = alpha * A_z @ B_z (+ bias) (+ R_z) for z < batch (layout: see kernels/gemm/gemm.h).
 
     knobs: every knob of the technique (a declaration's complete knobs: Variant.complete). a, b, c, bias, residual:
-    cl.Buffers (bias and residual may be None; the residual R is laid out as C: ldc, c_strides); *_strides: (outer, inner) element offsets between batch items, item z at
-    (z // batch_inner) * outer + (z % batch_inner) * inner; a_half / b_half: that operand's buffer holds half
-    (float16) elements. Returns the kernel's event, or None when C is empty."""
+    cl.Buffers (bias and residual may be None; the residual R is laid out as C: ldc, c_strides); *_strides:
+    (outer, inner) element offsets between batch items, item z at (z // batch_inner) * outer + (z % batch_inner) *
+    inner; a_half / b_half: that operand's buffer holds half (float16) elements. Returns the kernel's event, or None
+    when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
         return None
     if (a_half or b_half) and technique not in ("tiled", "tiled_reg", "cpu_reg"):

@@ -184,19 +184,18 @@ def test_residual_epilogue(rt, technique, trans_b):
     as C is (linear reaches only B^T with the bias over n; a convolution's GEMM would take B (K, N) and the bias
     over m): every kernel's epilogue adds R at C's layout, the cpu_reg B (K, N) path in its vector store too."""
     from sdcl.opencl_impl.variants.gemm import gemm
-    v = REGISTRY["matmul"].variant(technique)
-    extra = {} if all(rt.info.get(need) for need in v.needs) else {"MMA_EMULATE": 1} if technique == "mma_tf32" else None
-    if extra is None:
+    configs, extra = _configs(rt, REGISTRY["matmul"], technique)
+    if not configs:
         pytest.skip(f"{rt.info['device']}: {technique} needs what this device lacks")
     rng = np.random.default_rng(7)
-    z, m, n, k = 2, 37, 40, 19                      # n a multiple of 4 and of cpu_reg's NR 8: its vector stores
+    z, m, n, k = 2, 37, 40, 19       # n = 40: two whole vectors of cpu_reg's NR 16 (its vector store), a sliding tail
     a = rng.standard_normal((z, m, k)).astype(np.float32)
     b = rng.standard_normal((z, n, k) if trans_b else (z, k, n)).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
     r = rng.standard_normal((z, m, n)).astype(np.float32)
     want = np.matmul(a.astype(np.float64), np.swapaxes(b, 1, 2) if trans_b else b) + bias[:, None] + r
     c = rt.empty((z, m, n), np.float32)
-    gemm(rt, "matmul", technique, v.complete(extra), rt.to_device(a).data, rt.to_device(b).data, c.data, m, n, k,
+    gemm(rt, "matmul", technique, {**configs[0], **extra}, rt.to_device(a).data, rt.to_device(b).data, c.data, m, n, k,
          lda=k, ldb=k if trans_b else n, ldc=n, trans_b=trans_b, bias=rt.to_device(bias).data, bias_axis="m",
          residual=rt.to_device(r).data, batch=z, a_strides=(m * k, 0), b_strides=(n * k, 0),
          c_strides=(m * n, 0))
