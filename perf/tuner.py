@@ -109,10 +109,11 @@ def _meta(a):
 
 
 def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int = 0, log=print,
-         case_filter=None, extra_cases: dict | None = None) -> dict:
+         case_filter=None, extra_cases: dict | None = None, variants=None) -> dict:
     """Tune the ops (default: every registry op with more than one variant or a knob space); returns the device's
     table as written into rt.tuning_dir. extra_cases: op -> more Cases (traced_cases), tuned only where the device's
-    table (shipped or the user's) has no entry for their shape."""
+    table (shipped or the user's) has no entry for their shape. variants: time only these variants (e.g. one just
+    added) and merge their timings into each shape's existing ranking, traced shapes included."""
     known = load_table(rt.info, rt.tuning_dirs)
     path = rt.tuning_dir / f"{device_slug(rt.info)}.json"
     table = json.loads(path.read_text()) if path.is_file() else {}     # the user's own entries
@@ -146,7 +147,8 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
             if case_filter and not traced and not case_filter(spec, case):
                 continue
             key = call_key(spec.reference, case.args, case.kwargs, spec.epilogue_args)
-            if traced and key in known.get("ops", {}).get(op, {}).get("shapes", {}):
+            ranked = known.get("ops", {}).get(op, {}).get("shapes", {}).get(key)
+            if traced and ranked is not None and not variants:
                 continue
             expected = reference_output(spec, case, np.float32)
             timed = []
@@ -154,6 +156,8 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                 if v.applies is not None and not v.applies(case.args, case.kwargs):
                     continue
                 if not v.runs_on(rt.info) or "float32" not in v.dtypes:   # the policy would never pick it here
+                    continue
+                if variants and v.name not in variants:
                     continue
                 configs = v.configs(rt.info)
                 if len(configs) > max_configs:  # exhaustive for small spaces, random sample for large ones
@@ -186,14 +190,16 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                     best[n] = [n, k, t]
             if not best:
                 continue
-            entry["shapes"][key] = list(best.values())
+            kept = [r for r in entry["shapes"].get(key, ranked or []) if variants and r[0] not in best]
+            entry["shapes"][key] = sorted(list(best.values()) + kept, key=lambda r: r[2])
             for n, (_, k, _) in best.items():   # per variant, the knobs that were fastest for it on most shapes
                 wins.setdefault(n, []).append(k)
             name, knobs, t = entry["shapes"][key][0]
             log(f"  -> {op} {case.name}: {name} {knobs} {t * 1e3:.3f} ms")
+            save_table(rt.info, table, rt.tuning_dir)   # after every shape: an interrupted run keeps what it timed
         for n, ks in wins.items():
             entry["defaults"][n] = max(ks, key=lambda k: sum(k == x for x in ks))
-        save_table(rt.info, table, rt.tuning_dir)  # after every op: an interrupted run keeps what it verified
+        save_table(rt.info, table, rt.tuning_dir)  # with the op's defaults
     path = save_table(rt.info, table, rt.tuning_dir)
     log_path = write_text(path.with_suffix(".log.json"),
                           json.dumps({"device": table["device"], "tuned": table["tuned"], "timed": raw,

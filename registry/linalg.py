@@ -201,6 +201,18 @@ _GEMM_MMA_TF32 = Variant(
     constraint=_mma_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), launcher=GEMM,
     tier="tensor-core GEMM (3xTF32)")
 
+
+
+def _mma_f16_fits(k: dict, info: dict) -> bool:
+    """Warp tiles of whole 16 x 8 mma tiles, at most 32 of them per warp (one set of float32 accumulators, 128
+    registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8) fit."""
+    wm, wn = k["MWG"] // k["WARPS_M"], k["NWG"] // k["WARPS_N"]
+    return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 16 == 0
+            and (wm // 16) * (wn // 8) <= 32
+            and 32 * k["WARPS_M"] * k["WARPS_N"] <= info.get("max_work_group_size", 256)
+            and (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2 <= info.get("local_mem_kib", 32) * 1024)
+
+
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which
 # also needs NVIDIA PTX, comes before tiled_reg and runs only where the tuner measured it.
 _GEMM_NN_VARIANTS = (_NAIVE, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
@@ -220,14 +232,33 @@ _HALF_TOL = {
                              "2x margin over the K = 1 worst case; cancelling sums: of their terms' size",
                   atol_scale="dot")
     for dt in ("float32", "float64")}
-# The weight (argument 1) is read as half by the device type's register-blocked kernel; a float32 weight passed in is
-# rounded on the device first (a model stored in half passes float16 weights and pays no conversion).
+# Tensor-core float16 (inline PTX mma.sync m16n8k16 f16 x f16 -> f32): both operands are rounded to half (the
+# activation as it is staged, the weight where it is not already stored in half), 2u + u^2 of each product as in
+# _HALF_TOL's two-operand case; the products of two halves are exact in float32, and the tensor cores add them into
+# float32 accumulators with truncation (not round to nearest): at most one float32 ulp (2^-23 relative) of the
+# running sum per k16 step, of one sign, so K/16 * 2^-23 of max|ref|: 1.7e-4 at K = 23040, below half rounding's
+# 4.5e-4 there. _HALF_TOL (2e-3) holds both.
+_F16_TOL = {
+    "float32": Tolerance(0.0, 2e-3, "tensor-core float16: both operands rounded to 11 significant bits (u = 2^-11, "
+                                    "<= 2u of max|ref| at K = 1, ~4.5e-4 at large K) and truncated float32 "
+                                    "accumulation (<= K/16 ulp: 1.7e-4 at K = 23040); 2x margin over K = 1",
+                         atol_scale="dot")}
+_MMA_F16_HALF = Variant(
+    "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0},
+    space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4]},
+    constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL,
+    half_args=(1,), launcher=GEMM, tier="tensor-core float16")
+# The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
+# tensor cores, mma_f16_half, declared last so that untuned selection takes it there; elsewhere it is not a
+# candidate); a float32 weight passed in is rounded on the device first (a model stored in half passes float16
+# weights and pays no conversion).
 _LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
     Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
             devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM,
             tier="half storage"),
     Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",), tolerance=_HALF_TOL,
-            half_args=(1,), launcher=GEMM, tier="half storage"))
+            half_args=(1,), launcher=GEMM, tier="half storage"),
+    _MMA_F16_HALF)
 
 
 # -------------------------------------------------------------------------------------------------- conv2d
@@ -385,6 +416,12 @@ _CONV_VARIANTS = (
     Variant("im2col_half", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
             constraint=_wg_fits, tolerance=_HALF_TOL, half_args=(1,), launcher=CONV + "im2col_half",
             tier="half storage"),
+    # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
+    # memory, never written (a work-item keeps one column of the gathered tile: 32*WARPS_M*WARPS_N % NWG == 0)
+    Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
+            constraint=lambda k, info: _mma_f16_fits(k, info) and (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"] == 0,
+            needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL, half_args=(1,),
+            launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
 )
 
 

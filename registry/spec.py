@@ -24,7 +24,8 @@ DTYPES = ("float32", "float64")
 # A variant names the tier that introduces it (Variant.tier); `sdcl ladder` allows, at row i, every variant whose
 # tier is one of the first i + 1. A tier not listed here (a plugin's own) comes after these, in order of appearance.
 TIERS = ("naive", "reductions", "tiled GEMM", "im2col", "im2win", "tiled direct conv", "Winograd", "fused GroupNorm",
-         "fused GELU", "partially fused softmax", "FlashAttention", "tensor-core GEMM (3xTF32)", "half storage")
+         "fused GELU", "partially fused softmax", "FlashAttention", "tensor-core GEMM (3xTF32)", "half storage",
+         "tensor-core float16")
 
 
 # The device features a variant may need (Variant.needs), as sdcl.opencl_impl.devices.device_info reports them.

@@ -6,6 +6,7 @@ and run; with --sd, every SD GEMM shape of the registry (matmul, batched_matmul,
     python scripts/bench_gemm.py --device nvidia --sizes 4096 --out gemm_h200.json
     python scripts/bench_gemm.py --sweep tiled_reg     # every tuning config of a variant the device admits
     python scripts/bench_gemm.py --sd                  # the SD shapes: the policy's pick against CLBlast and torch
+    python scripts/bench_gemm.py --sd --half           # linear's SD shapes in half mode against torch float16
 
 Our time: the median of the OpenCL profiling events (kernel start to end) over --reps calls after one warm-up call.
 torch: the median wall time of torch.matmul on the same sizes and hardware (CPU torch for a CPU OpenCL device;
@@ -121,20 +122,25 @@ def sd_gemm_cases() -> list:
     return [(op, case) for op in ("matmul", "batched_matmul", "linear") for case in REGISTRY[op].sd_cases()]
 
 
-def bench_sd(rt: Runtime, reps: int) -> list:
+def bench_sd(rt: Runtime, reps: int, half: bool = False) -> list:
     """Each SD GEMM shape as the runtime's policy runs it (the tuned variant and knobs), against CLBlast and torch
-    on the same device, all timed by wall clock (call + drained queue); ours also by its kernel events."""
+    on the same device, all timed by wall clock (call + drained queue); ours also by its kernel events.
+    half: linear's shapes with the weight stored in half (as a model in half mode: the policy picks among the
+    half-storage variants), against torch in float16 (every operand half) and no CLBlast (its HGEMM needs
+    cl_khr_fp16); the error is still against the float64 product of the unrounded operands."""
     from sdcl.conformance.check import reference_output
     from sdcl.opencl_impl.dispatch import choose, dispatch
     from sdcl.perf import torch_ops
     dev, why = torch_ops.baseline_device(rt.info)
     rows = []
     for op, case in sd_gemm_cases():
+        if half and op != "linear":
+            continue
         args = [a.astype(np.float32) if isinstance(a, np.ndarray) else a for a in case.args]
         kwargs = {k: v.astype(np.float32) for k, v in case.kwargs.items()}
         flop = REGISTRY[op].flops(case)
         ref = reference_output(REGISTRY[op], case, np.float32)
-        d_args = [rt.to_device(a) for a in args]
+        d_args = [rt.to_device(a.astype(np.float16) if half and i == 1 else a) for i, a in enumerate(args)]
         d_kwargs = {k: rt.to_device(v) for k, v in kwargs.items()}
         variant, knobs = choose(rt, op, d_args, d_kwargs)
         call = lambda: dispatch(rt, op, *d_args, **d_kwargs)   # noqa: E731
@@ -147,7 +153,8 @@ def bench_sd(rt: Runtime, reps: int) -> list:
         else:
             a, b, trans_b = x, w, False
         res = kwargs.get("residual")
-        label, cl_s, cl_err = clblast_row(rt, a, b, reps, trans_b, None if res is None else res.reshape(-1, w.shape[0]))
+        label, cl_s, cl_err = ("CLBlast", None, "no CLBlast row in half mode") if half else \
+            clblast_row(rt, a, b, reps, trans_b, None if res is None else res.reshape(-1, w.shape[0]))
         row = {"op": op, "case": case.name, "shape": case.summary(), "gflop": flop * 1e-9, "variant": variant,
                "knobs": knobs, "kernel_seconds": kernel_s, "wall_seconds": wall_s, "err_rel_max": err}
         if cl_s is None:
@@ -155,12 +162,17 @@ def bench_sd(rt: Runtime, reps: int) -> list:
         else:
             row.update(clblast_seconds=cl_s, clblast_err_rel_max=cl_err, ratio_vs_clblast=cl_s / wall_s)
         if dev is not None:     # op_call synchronizes itself
-            row["torch_seconds"] = time_wall(torch_ops.op_call(op, args, kwargs, dev), lambda: None, reps)
+            t_args, t_kwargs = args, kwargs
+            if half:
+                t_args = [a.astype(np.float16) if isinstance(a, np.ndarray) else a for a in args]
+                t_kwargs = {k: v.astype(np.float16) for k, v in kwargs.items()}
+            row["torch_seconds"] = time_wall(torch_ops.op_call(op, t_args, t_kwargs, dev), lambda: None, reps)
             row["ratio_vs_torch"] = row["torch_seconds"] / wall_s
         print(f"  {op:15} {case.name:28} {variant:10} {wall_s * 1e3:9.3f} ms ({kernel_s * 1e3:9.3f} kernels) "
               f"err {err:.1e}" + (f" | CLBlast {cl_s * 1e3:9.3f} ms err {cl_err:.1e} x{cl_s / wall_s:.2f}"
                                   if cl_s is not None else f" | {cl_err}")
-              + (f" | torch {row['torch_seconds'] * 1e3:9.3f} ms x{row['ratio_vs_torch']:.2f}" if dev else ""))
+              + (f" | torch{' fp16' * half} {row['torch_seconds'] * 1e3:9.3f} ms x{row['ratio_vs_torch']:.2f}"
+                 if dev else ""))
         rows.append(row)
     return rows
 
@@ -191,6 +203,8 @@ def main(argv=None) -> int:
                    help='also time VARIANT with these knobs, e.g. --config mma_tf32 \'{"SPLIT": 1}\'')
     p.add_argument("--sd", action="store_true",
                    help="the SD GEMM shapes (matmul, batched_matmul, linear) as the device's policy runs them")
+    p.add_argument("--half", action="store_true",
+                   help="with --sd: linear's shapes in half mode (weight stored as float16) against torch float16")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -198,9 +212,11 @@ def main(argv=None) -> int:
     if args.sd:
         from sdcl.opencl_impl.backend import runtime_for
         rt = runtime_for(args.device)
-        print(f"device: {device_key(rt.device)}; SD GEMM shapes, float32, ratio = baseline time / ours (wall)")
-        result = {"device": device_key(rt.device), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "sd": bench_sd(rt, args.reps)}
+        print(f"device: {device_key(rt.device)}; SD GEMM shapes, "
+              + ("linear in half mode (float16 weight)" if args.half else "float32")
+              + ", ratio = baseline time / ours (wall)")
+        result = {"device": device_key(rt.device), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "half": args.half,
+                  "sd": bench_sd(rt, args.reps, args.half)}
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         return 0

@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -35,19 +35,21 @@ for stage in "$@"; do
                python3 -m sdcl.cli conformance --device "$DEV" --ops attention --skip-models --report "$OUT/gate-attention" \
                  | tail -5 ;;
     tune)     python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --max-configs ${MAX_CONFIGS:-12} --reps 5 \
-                ${TUNE_OPS:+--ops $TUNE_OPS} \
+                ${TUNE_OPS:+--ops $TUNE_OPS} ${TUNE_VARIANTS:+--variants $TUNE_VARIANTS} \
                 | tee -a "$OUT/tune.log" ;;
     tunetrace) # TRACE_TIMEOUT: stop after so many seconds, keeping the database of the ops finished (saved per op)
                timeout ${TRACE_TIMEOUT:-3000} python3 -m sdcl.cli tune --device "$DEV" --model sd21-base \
                  --trace-size ${SIZE:-512} --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} \
-                 --max-configs ${MAX_CONFIGS:-8} --reps ${TUNE_REPS:-3} | grep -e "->" -e traced -e rejected \
+                 --max-configs ${MAX_CONFIGS:-8} --reps ${TUNE_REPS:-3} ${TUNE_VARIANTS:+--variants $TUNE_VARIANTS} \
+                 | grep -e "->" -e traced -e rejected \
                  | tee -a "$OUT/tune.log" ;;
     gemmcheck) # every gemm config's edge, tail and prefetch paths against float64 ($REPO/tests/device/test_gemm_variants.py)
                PYOPENCL_TEST="$DEV" timeout ${CHECK_TIMEOUT:-400} python3 -m pytest -q -p no:cacheprovider \
                  $REPO/tests/device/test_gemm_variants.py 2>&1 | tail -15 | tee "$OUT/gemmcheck.txt" ;;
-    devtests) # the device tier of the tests, on the GPU (TESTS_TIMEOUT: stop after so many seconds)
+    devtests) # the device tier of the tests, on the GPU (TESTS_TIMEOUT: stop after so many seconds; TESTS: a file
+              # or folder of tests/device; TEST_ARGS: more pytest arguments, e.g. -x)
                PYOPENCL_TEST="$DEV" timeout ${TESTS_TIMEOUT:-400} python3 -m pytest -q -p no:cacheprovider \
-                 $REPO/tests/device 2>&1 | tail -25 | tee "$OUT/devtests.txt" ;;
+                 ${TEST_ARGS:-} $REPO/${TESTS:-tests/device} 2>&1 | tail -25 | tee "$OUT/devtests${TESTS:+-$(basename $TESTS .py)}.txt" ;;
     deep)     # the gate at a deeper profile (PROFILE: thorough or dev), every knob setting; OPS: a subset; reports grow
               # row by row, so a run stopped at DEEP_TIMEOUT keeps what it checked
               timeout ${DEEP_TIMEOUT:-500} python3 -m sdcl.cli conformance --device "$DEV" --profile ${PROFILE:-thorough} \
@@ -68,6 +70,9 @@ for stage in "$@"; do
     gemm)     python3 $REPO/scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     gemmsd)   # the SD GEMM shapes as the policy runs them, against CLBlast and torch
               python3 $REPO/scripts/bench_gemm.py --sd --device "$DEV" --out "$OUT/gemm-sd.json" | tee "$OUT/gemm-sd.txt" ;;
+    gemmsdhalf) # linear's SD shapes in half mode (float16 weight) against torch float16
+              python3 $REPO/scripts/bench_gemm.py --sd --half --device "$DEV" --out "$OUT/gemm-sd-half.json" \
+                | tee "$OUT/gemm-sd-half.txt" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
     profile)  python3 $REPO/scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"

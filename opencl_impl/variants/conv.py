@@ -13,6 +13,9 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
 - im2col_half: im2col with half storage: the weight and the lowered input are float16 (a float32 weight is rounded
   on the device first; a model stored in half passes float16 weights), and the GEMM is the device type's
   register-blocked kernel reading both with vload_half and accumulating in float (variants.gemm.gemm).
+- implicit_mma_f16: im2col's product on NVIDIA tensor cores in float16 without the lowered matrix
+  (kernels/conv2d/implicit_mma_f16.cl: each work-group gathers its slice of it from x into local memory as half);
+  float32 activations, the weight float32 or half; both rounded to half, float32 accumulation.
 - im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d/im2win.cl) and a register-blocked GEMM-like kernel.
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every
@@ -41,7 +44,7 @@ from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.launch import Call, buffer, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
-from sdcl.opencl_impl.variants.gemm import TECHNIQUES, gemm
+from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm
 from sdcl.registry import REGISTRY
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
@@ -216,6 +219,30 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
         rt.launch("conv2d", scatter, (groups(s.o * qn, wg),), (wg,), g.data, bb, rb, y.data, np.int64(q0),
                   *i32(qn, s.o, p, bias is not None, residual_mode(residual)))
         del g
+    return y
+
+
+def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
+    rt, k = call.rt, call.knobs
+    if x.dtype != np.float32:
+        raise ValueError(f"conv2d implicit_mma_f16: a float32 kernel (float16 products, float32 accumulation), "
+                         f"got {x.dtype.name}")
+    check_mma(rt, "mma_f16", k)
+    if (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"]:
+        raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, got {k}")
+    s = ConvShape.of(x, weight, stride, padding)
+    half = weight.dtype == np.float16
+    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE"), **({"A_HALF": 1} if half else {})}
+    knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
+    y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
+    q = s.n * s.oh * s.ow
+    xb = buffer(rt, x)
+    rt.launch("conv2d", knl, (groups(q, k["NWG"]) // k["NWG"] * 32 * k["WARPS_N"],
+                              groups(s.o, k["MWG"]) // k["MWG"] * k["WARPS_M"]), (32 * k["WARPS_N"], k["WARPS_M"]),
+              xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias),
+              xb if residual is None else buffer(rt, residual), y.data,
+              *i32(s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, bias is not None,
+                   residual_mode(residual)))
     return y
 
 

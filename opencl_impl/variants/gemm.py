@@ -11,14 +11,16 @@ Techniques:
               layout is aligned; tails by bounds checks (no host-side padding).
 - cpu_reg:    CPU-style (PoCL): no local memory; each work-item an MR x NR register block of vectors.
 - mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32, 3xTF32 split by default); float32 only
-              (its declaration says so: float64 calls are refused, never handed to another kernel). On any other
-              device the launcher raises
-              MmaUnavailable (a DeviceError, and a KernelBuildError so that the tuner records it as a config that
-              does not build there) unless MMA_EMULATE=1 (a slow OpenCL C emulation, for tests).
+              (its declaration says so: float64 calls are refused, never handed to another kernel).
+- mma_f16:    NVIDIA tensor cores in float16 (mma.sync m16n8k16 f16 x f16 -> f32): both operands rounded to half as
+              they are staged (or read as half), float32 accumulation and C; float32 only.
+              On any other device mma_tf32 and mma_f16 raise MmaUnavailable (a DeviceError, and a KernelBuildError so
+              that the tuner records it as a config that does not build there) unless MMA_EMULATE=1 (a slow OpenCL C
+              emulation, for tests).
 
-Half storage (linear's tiled_reg_half and cpu_reg_half): the weight is a float16 array (A_HALF / B_HALF in the
-kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first, which
-is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
+Half storage (linear's tiled_reg_half, cpu_reg_half and mma_f16_half): the weight is a float16 array (A_HALF / B_HALF
+in the kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first,
+which is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
 
 FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK, FLAG_RES = 1, 2, 4, 8, 16   # GEMM_* flags (kernels/gemm/gemm.h)
-TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32")
+TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32", "mma_f16")
+MMA = ("mma_tf32", "mma_f16")          # the tensor-core techniques: NVIDIA PTX, float32 only
 
 
 def _ceil_to(n: int, step: int) -> int:
@@ -48,7 +51,7 @@ def _ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
                 (k["NDIMC"], k["MDIMC"], 1))
     if technique == "cpu_reg":
         return (_ceil_to(n, k["NR"]) // k["NR"], _ceil_to(m, k["MR"]) // k["MR"], z), None
-    if technique == "mma_tf32":
+    if technique in MMA:
         wn, wm = k["WARPS_N"], k["WARPS_M"]
         return ((_ceil_to(n, k["NWG"]) // k["NWG"] * 32 * wn, _ceil_to(m, k["MWG"]) // k["MWG"] * wm, z),
                 (32 * wn, wm, 1))
@@ -68,12 +71,13 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
         return None
-    if (a_half or b_half) and technique not in ("tiled", "tiled_reg", "cpu_reg"):
-        raise ValueError(f"gemm: half-stored operands are read by tiled, tiled_reg and cpu_reg, not {technique}")
-    if technique == "mma_tf32":
+    if (a_half or b_half) and technique == "mma_tf32":
+        raise ValueError("gemm: half-stored operands are read by tiled, tiled_reg, cpu_reg and mma_f16, not mma_tf32")
+    if technique in MMA:
         if np.dtype(dtype) != np.float32:
-            raise ValueError(f"gemm mma_tf32: TF32 is a float32 format, got {np.dtype(dtype).name}")
-        _check_mma(rt, knobs)
+            raise ValueError(f"gemm {technique}: a float32 kernel (tensor-core products, float32 accumulation), "
+                             f"got {np.dtype(dtype).name}")
+        check_mma(rt, technique, knobs)
     if technique == "cpu_reg":
         rt.check_loops(f"gemm cpu_reg ({m}x{k} @ {k}x{n}, MR {knobs['MR']}, NR {knobs['NR']})",
                        cpu_reg_loops(knobs, n, k, trans_b))
@@ -102,22 +106,25 @@ def cpu_reg_loops(knobs: dict, n: int, k: int, trans_b: bool) -> int:
 
 
 class MmaUnavailable(DeviceError, KernelBuildError):
-    """gemm_mma_tf32 cannot run on this device (no NVIDIA PTX, or no TF32 tensor cores)."""
+    """gemm_mma_tf32 or gemm_mma_f16 cannot run on this device (no NVIDIA PTX, or no sm_80 tensor cores)."""
 
 
-def _check_mma(rt: Runtime, knobs: dict) -> None:
+_MMA_PTX = {"mma_tf32": "mma.sync m16n8k8 TF32", "mma_f16": "mma.sync m16n8k16 float16"}
+
+
+def check_mma(rt: Runtime, technique: str, knobs: dict) -> None:
     if knobs.get("MMA_EMULATE"):
         return
     if not rt.info.get("nvidia_ptx"):
-        raise MmaUnavailable(f"gemm mma_tf32 runs NVIDIA PTX (mma.sync m16n8k8 TF32, sm_80 or newer); "
+        raise MmaUnavailable(f"gemm {technique} runs NVIDIA PTX ({_MMA_PTX[technique]}, sm_80 or newer); "
                           f"{rt.info['device']} ({rt.info['platform']}) is not an NVIDIA GPU")
     try:   # cl_nv_device_attribute_query
         cc = (rt.device.compute_capability_major_nv, rt.device.compute_capability_minor_nv)
     except Exception:  # noqa: BLE001  (pyopencl raises LogicError or AttributeError, by version)
         return
     if cc < (8, 0):
-        raise MmaUnavailable(f"gemm mma_tf32 needs an NVIDIA GPU of compute capability 8.0 or newer "
-                          f"(TF32 tensor cores); {rt.info['device']} is {cc[0]}.{cc[1]}")
+        raise MmaUnavailable(f"gemm {technique} needs an NVIDIA GPU of compute capability 8.0 or newer "
+                          f"({_MMA_PTX[technique]}); {rt.info['device']} is {cc[0]}.{cc[1]}")
 
 
 # --------------------------------------------------------------------------------------------------- the ops

@@ -25,6 +25,9 @@ def add_parser(sub, parents) -> None:
                    help="tune, instead of the registry's SD cases, the shapes one text-encoder pass, UNet step and VAE "
                         "decode of --model at SIZE x SIZE send to each op (e.g. the GEMMs inside the conv variants) "
                         "that the table has no entry for")
+    t.add_argument("--variants", type=nonempty,
+                   help="comma-separated variant names: time only these (e.g. a variant just added) and merge their "
+                        "timings into each shape's ranking in the table, traced shapes it already has included")
     t.add_argument("--write-default", metavar="FOLDER", nargs="?", const="",
                    help="only rebuild default.json (the knobs for devices without a table) from the device tables in "
                         "FOLDER (default: the tuning/ folder of this checkout or installation)")
@@ -59,6 +62,11 @@ def run(args) -> int:
     unknown = [o for o in ops or [] if o not in REGISTRY]
     if unknown:
         raise BadInput(f"--ops: unknown op(s) {', '.join(unknown)}", hint="the registry has " + ", ".join(REGISTRY))
+    variants = set(args.variants.split(",")) if args.variants else None
+    declared = {v.name for op in ops or REGISTRY for v in REGISTRY[op].variants}
+    if variants and variants - declared:
+        raise BadInput(f"--variants: {', '.join(sorted(variants - declared))} is not a variant of "
+                       f"{args.ops or 'any op'}", hint="declared: " + ", ".join(sorted(declared)))
     other = {"sd15": "sd21", "sd21-base": "sd15"}.get(args.model)
     if args.trace_size and other is None:
         raise BadInput("--trace-size needs --model sd15 or sd21-base (the model to trace)")
@@ -70,5 +78,6 @@ def run(args) -> int:
     from sdcl.perf.tuner import traced_cases, tune
     rt = runtime_for(args.device)
     extra = traced_cases(rt, args.model, args.trace_size) if args.trace_size else None
-    tune(rt, ops=ops, max_configs=args.max_configs, reps=args.reps, case_filter=shapes_of_model, extra_cases=extra)
+    tune(rt, ops=ops, max_configs=args.max_configs, reps=args.reps, case_filter=shapes_of_model, extra_cases=extra,
+         variants=variants)
     return 0

@@ -2,7 +2,8 @@
 `applies` against what the launchers accept.
 
 test_conformance_ops runs each variant at its default knobs over fuzzed and SD shapes; here every knob setting of
-`Variant.configs(rt.info)` is checked (each is a different kernel build), on cases chosen to hit the tails: sizes that
+`Variant.configs(rt.info)` is checked (each is a different kernel build; the tensor-core implicit_mma_f16 off NVIDIA:
+emulated at its default and largest tiles), on cases chosen to hit the tails: sizes that
 are not multiples of any tile or block, odd output sizes for Winograd's 2x2 / 4x4 tiles, asymmetric padding,
 strides, batch > 1, bias and the residual (added in each kernel's epilogue) on and off.
 """
@@ -54,6 +55,8 @@ def test_every_config(rt, variant):
     assert all(v.applies is None or v.applies(c.args, c.kwargs) for c in cases)
     expected = {c.name: reference_output(SPEC, c, np.float32) for c in cases}
     configs = v.configs(rt.info)
+    if not v.runs_on(rt.info) and "nvidia_ptx" in v.needs:   # the tensor-core kernel's OpenCL C emulation of mma.sync
+        configs = [{**k, "MMA_EMULATE": 1} for k in (configs[0], max(configs, key=lambda k: k["MWG"] * k["NWG"]))]
     failures = []
     for knobs in configs:
         for case in cases:
@@ -68,6 +71,8 @@ def test_float64_default(rt, variant):
     if not rt.info["fp64"]:
         pytest.skip(f"{rt.info['device']} has no fp64")
     v = SPEC.variant(variant)
+    if "float64" not in v.dtypes:
+        pytest.skip(f"conv2d {variant} implements {', '.join(v.dtypes)} only")
     for case in CASES.get(variant, GENERAL):
         res = run_case(rt, SPEC, variant, v.knobs, case, np.float64)
         assert res.passed, f"{case.summary()}: {res.message}"

@@ -156,3 +156,13 @@ def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, t
     first = {k: e[0][2] for k, e in shapes.items()}
     again = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, **quiet)
     assert {k: e[0][2] for k, e in again["ops"]["matmul"]["shapes"].items()} == first
+    # --variants: only those are timed again, at every traced shape the table holds, and merged into its ranking
+    before = again["ops"]["matmul"]["shapes"]
+    merged = tune(rt, ops=["matmul"], extra_cases={"matmul": traced["matmul"]}, variants={"tiled"},
+                  **quiet)["ops"]["matmul"]["shapes"]
+    assert set(merged) == set(before)
+    for k, ranking in merged.items():
+        assert [r for r in ranking if r[0] != "tiled"] == [r for r in before[k] if r[0] != "tiled"]
+        assert [r[2] for r in ranking] == sorted(r[2] for r in ranking)
+        new = [r for r in ranking if r[0] == "tiled"]
+        assert len(new) == 1 and new != [r for r in before[k] if r[0] == "tiled"]   # timed again

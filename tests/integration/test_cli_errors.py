@@ -219,6 +219,8 @@ BAD_OTHER = [
                                                                                                 "not a folder"]),
     ("conformance_unknown_device", ["conformance", "--ops", "silu", "--device", "nosuchvendor"], 2, ["nosuchvendor"]),
     ("tune_unknown_op", ["tune", "--ops", "nosuchop"], 2, ["nosuchop"]),
+    ("tune_variant_of_another_op", ["tune", "--ops", "silu", "--variants", "mma_f16_half"], 2,
+     ["mma_f16_half", "not a variant of silu"]),
     ("tune_trace_needs_a_model", ["tune", "--trace-size", "64"], 2, ["--trace-size", "--model"]),
     ("tune_default_folder_missing", ["tune", "--write-default", "nowhere"], 2, ["nowhere", "no such folder"]),
     ("ladder_bad_row", ["ladder", "--model", "tiny-sd2", "--rows", "99", "--no-torch"], 2, ["--rows", "99"]),

@@ -1,0 +1,75 @@
+// conv2d/implicit_mma_f16.cl, conv2d_implicit_mma_f16: conv2d as an implicit GEMM on NVIDIA tensor cores in float16
+// (mma.sync m16n8k16 f16 x f16 -> f32, gemm/mma_f16.h): the product of im2col (conv2d/im2col.cl)
+//     y[n, o, oy, ox] = sum_r W[o, r] * cols[r, q] + bias[o] (+ residual),   r = (c*KH + i)*KW + j < R = C*KH*KW,
+//     q = (n*OH + oy)*OW + ox < Q = N*OH*OW,   cols[r, q] = x[n, c, oy*SH - PT + i, ox*SW - PL + j] (0 outside)
+// without the lowered matrix: each work-group gathers its KWG x NWG slice of cols straight from x into local
+// memory as half (and its MWG x KWG slice of the weight, (O, R) row-major, float or half with A_HALF), so the
+// 9x larger lowered matrix of a 3x3 convolution is never written or read. Rows of C are output channels, columns
+// output positions of the whole batch; the epilogue scatters C into NCHW with the bias and the residual
+// (CONV_RESIDUAL in common.h: has_res 0, 1 of y's shape, 2 of (N, O, 1, 1)).
+// Gather: a work-item keeps one column q (it was MMA_WGS % NWG == 0: the host checks it), so its (n, oy, ox) and
+// input window origin are computed once; per element the row r is split into (c, i, j).
+// Precision: as gemm/mma_f16.cl (both operands rounded to half, float32 accumulation). float32 only.
+// NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG,
+// WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG.
+// Structural (-D, set by the host): A_HALF: the weight is stored as half.
+#include "common.h"
+#include "gemm/gemm.h"
+#include "gemm/mma_f16.h"
+#if MMA_WGS % NWG != 0
+#error "conv2d_implicit_mma_f16 needs 32*WARPS_M*WARPS_N to be a multiple of NWG (a work-item keeps its column)"
+#endif
+
+// y[n, o, oy, ox] for C[o, q] (q = (n*OH + oy)*OW + ox = n*P + p), with the bias and the residual, inside y
+#define CONV_STORE(o, q, v)                                                                                     \
+    if ((o) < O && (q) < Q) {                                                                                   \
+        const int no_ = ((q) / P) * O + (o);                                                                    \
+        const long at_ = (long)no_ * P + (q) % P;                                                               \
+        y[at_] = ((v) + (has_bias ? bias[o] : (REAL)0)) + CONV_RESIDUAL(res, has_res, at_, no_);                \
+    }
+
+__kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
+void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T *restrict w,
+                             const __global REAL *restrict bias, const __global REAL *restrict res,
+                             __global REAL *restrict y, const int N, const int C, const int H, const int W,
+                             const int O, const int KH, const int KW, const int OH, const int OW, const int SH,
+                             const int SW, const int PT, const int PL, const int has_bias, const int has_res)
+{
+    MMA_IDS;
+    const int R = C * KH * KW, P = OH * OW, Q = N * P, KK = KH * KW;
+    __local uint4 As4[MWG * LDS / 8];
+    __local uint4 Bs4[NWG * LDS / 8];
+    __local ushort *As = (__local ushort *)As4;
+    __local ushort *Bs = (__local ushort *)Bs4;
+    MMA_SCRATCH;
+
+    // this work-item's column of the gathered tile: output position q = n0 + jc
+    const int jc = tid % NWG, q = n0 + jc;
+    const bool q_in = q < Q;
+    const int qn = q_in ? q / P : 0, qp = q_in ? q % P : 0;
+    const int iy0 = (qp / OW) * SH - PT, ix0 = (qp % OW) * SW - PL;
+    const __global REAL *xq = x + (long)qn * C * H * W;
+
+    float acc[MI][NI][4];
+    MMA_ZERO(acc);
+
+    for (int k0 = 0; k0 < R; k0 += KWG) {
+        stage_rows_a(As, w + (long)m0 * R + k0, R, MWG, O - m0, R - k0, R % 4 == 0, tid);
+        for (int kk = tid / NWG; kk < KWG; kk += MMA_WGS / NWG) {
+            const int r = k0 + kk;
+            REAL v = 0;
+            if (q_in && r < R) {
+                const int c = r / KK, ij = r % KK;
+                const int iy = iy0 + ij / KW, ix = ix0 + ij % KW;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                    v = xq[((long)c * H + iy) * W + ix];
+            }
+            vstore_half(v, 0, (__local half *)(Bs + jc * LDS + kk));
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    MMA_STORE_ALL(acc, CONV_STORE);
+}

@@ -1,0 +1,80 @@
+// gemm/mma_f16.cl, gemm_mma_f16: the GEMM of gemm/gemm.h (layout, arguments, flags) on NVIDIA tensor cores in
+// float16 through inline PTX: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (sm_80 or newer): float16
+// products, float32 accumulation, float32 C. The PTX compiles for NVIDIA devices only: the launcher builds this file
+// only for them, or with MMA_EMULATE 1. NVIDIA's OpenCL has no cl_khr_fp16; half is used as storage only
+// (vstore_half / vload_half, which need no extension), the arithmetic is the PTX's.
+// A and B are read as REAL (float) or, with A_HALF / B_HALF, as half, and staged in local memory as half, both
+// k-contiguous (the conversion rounds to nearest even, as vstore_half does):
+//     As[i*LDS + kk] = half(A[m0 + i, k0 + kk]),   Bs[j*LDS + kk] = half(B[k0 + kk, n0 + j]),   LDS = KWG + 8
+// (a row pitch of KWG/2 + 4 words makes the 32-bit fragment reads below hit 32 different banks). Fragments of one
+// m16n8k16, with lane = 4*g + t (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), each
+// register two halves, the lower-numbered column (or row of B) in the low 16 bits:
+//     a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
+//     b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
+//     c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1]
+// Precision: each operand is rounded once to half (11 significant bits, u = 2^-11; the products of two halves are
+// exact in float32); the tensor cores accumulate in float32 (truncating, see registry/linalg.py _F16_TOL). Values
+// beyond half's range (|x| > 65504) become infinite, as in every float16 pipeline.
+// Tails: bounds checks while staging (0 outside) and on the stores. MMA_EMULATE 1 replaces the PTX by a
+// work-group-synchronous emulation in OpenCL C (local memory, barriers), so that the fragment layouts, tiling and
+// tails can be verified on any device; it is for tests, not speed.
+// NDRange (ceil(N/NWG)*32*WARPS_N, ceil(M/MWG)*WARPS_M, Z).
+// Knobs (-D):
+//   MWG, NWG  rows / columns of C per work-group: MWG a multiple of 16*WARPS_M, NWG of 8*WARPS_N
+//   KWG       depth of the staged tiles along k, a multiple of 16
+//   WARPS_M   warps along M per work-group
+//   WARPS_N   warps along N per work-group (at most 32 mma tiles per warp: 128 float32 accumulators; the
+//             work-group and the local tiles (MWG + NWG) * (KWG + 8) halves must fit the device:
+//             registry/linalg.py _mma_f16_fits)
+//   MMA_EMULATE  1: emulate mma.sync in OpenCL C (tests on devices without NVIDIA PTX); 0: the PTX
+#include "common.h"
+#include "gemm.h"
+#include "mma_f16.h"
+
+STAGE_ROWS(b, B_T, ONE_B, FOUR_B)
+
+// KWG x COLS of an n-contiguous B, transposed, as half: dst[j*LDS + kk] = src[kk*ld + j], 0 outside (consecutive
+// work-items read consecutive columns).
+inline void stage_cols_b(__local ushort *dst, const __global B_T *src, const int ld, const int COLS,
+                         const int cols_left, const int k_left, const int tid)
+{
+    for (int e = tid; e < KWG * COLS; e += MMA_WGS) {
+        const int kk = e / COLS, j = e % COLS;
+        if (kk < k_left && j < cols_left)
+            ONE_B(dst + j * LDS + kk, src, (long)kk * ld + j);
+        else
+            dst[j * LDS + kk] = 0;
+    }
+}
+
+// C[m, n] with the epilogue (gemm.h), inside C
+#define GEMM_STORE(m, n, v)                                                                                     \
+    if ((m) < M && (n) < N)                                                                                     \
+        c[(long)(m) * ldc + (n)] = EPILOGUE((v), (m), (n))
+
+__kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
+void gemm_mma_f16(GEMM_ARGS)
+{
+    MMA_IDS;
+    GEMM_BATCH(get_global_id(2));
+    const bool vec = flags & GEMM_VEC_OK;
+    __local uint4 As4[MWG * LDS / 8];
+    __local uint4 Bs4[NWG * LDS / 8];
+    __local ushort *As = (__local ushort *)As4;
+    __local ushort *Bs = (__local ushort *)Bs4;
+    MMA_SCRATCH;
+
+    float acc[MI][NI][4];
+    MMA_ZERO(acc);
+    for (int k0 = 0; k0 < K; k0 += KWG) {
+        stage_rows_a(As, a + (long)m0 * lda + k0, lda, MWG, M - m0, K - k0, vec, tid);
+        if (flags & GEMM_TRANS_B)
+            stage_rows_b(Bs, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, K - k0, vec, tid);
+        else
+            stage_cols_b(Bs, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, K - k0, tid);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    MMA_STORE_ALL(acc, GEMM_STORE);
+}

@@ -1,0 +1,183 @@
+// gemm/mma_f16.h: what the tensor-core float16 kernels share (gemm/mma_f16.cl, conv2d/implicit_mma_f16.cl): the
+// tile knobs, the mma.sync m16n8k16 float16 instruction (or its emulation), the staging of operands into local
+// memory as half and one KWG step of the warp tiles' products. The includer defines A_T and B_T, the stored types of
+// the operands (REAL, or half with A_HALF / B_HALF: gemm/gemm.h does), and ONE_B / FOUR_B where it stages B itself.
+// Layouts, fragments and precision: gemm/mma_f16.cl. Knobs (-D):
+//   MWG, NWG  rows / columns of C per work-group: MWG a multiple of 16*WARPS_M, NWG of 8*WARPS_N
+//   KWG       depth of the staged tiles along k, a multiple of 16
+//   WARPS_M   warps along M per work-group
+//   WARPS_N   warps along N per work-group (at most 32 mma tiles per warp: 128 float32 accumulators; the
+//             work-group and the local tiles (MWG + NWG) * (KWG + 8) halves must fit the device:
+//             registry/linalg.py _mma_f16_fits)
+//   MMA_EMULATE  1: emulate mma.sync in OpenCL C (tests on devices without NVIDIA PTX); 0: the PTX
+#ifndef MWG
+#error "MWG (rows of C per work-group) must be set with -D"
+#endif
+#ifndef NWG
+#error "NWG (columns of C per work-group) must be set with -D"
+#endif
+#ifndef KWG
+#error "KWG (depth of the staged tiles along k, a multiple of 16) must be set with -D"
+#endif
+#ifndef WARPS_M
+#error "WARPS_M (warps along M per work-group) must be set with -D"
+#endif
+#ifndef WARPS_N
+#error "WARPS_N (warps along N per work-group) must be set with -D"
+#endif
+#ifndef MMA_EMULATE
+#error "MMA_EMULATE (1: emulate mma.sync, 0: the PTX) must be set with -D"
+#endif
+#define WM (MWG / WARPS_M)        // rows of C per warp, a multiple of 16
+#define WN (NWG / WARPS_N)        // columns of C per warp, a multiple of 8
+#define MI (WM / 16)              // mma tiles along M per warp
+#define NI (WN / 8)               // mma tiles along N per warp
+#define MMA_WGS (32 * WARPS_M * WARPS_N)
+#define LDS (KWG + 8)             // local row pitch in halves: k-contiguous rows, padded against bank conflicts
+#if MMA_EMULATE
+#define MMA_UNROLL                // the emulation's barriers inside unrolled loops make PoCL's compile very slow
+#else
+#define MMA_UNROLL _Pragma("unroll")
+#endif
+
+#if MMA_EMULATE
+// d += A (16x16) B (16x8) for the fragments the 32 lanes of one warp hold; every work-item of the work-group must
+// call it together (it synchronizes with barriers). ua: 128 words (A's 16 x 16 halves, row-major), ub: 64 words
+// (B's 8 columns of 16 halves), this warp's own.
+inline void mma_m16n8k16(float d[4], const uint fa[4], const uint fb[2], __local uint *ua, __local uint *ub,
+                         const int lane)
+{
+    const int g = lane >> 2, t = lane & 3;
+    ua[g * 8 + t] = fa[0];
+    ua[(g + 8) * 8 + t] = fa[1];
+    ua[g * 8 + t + 4] = fa[2];
+    ua[(g + 8) * 8 + t + 4] = fa[3];
+    ub[g * 8 + t] = fb[0];
+    ub[g * 8 + t + 4] = fb[1];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const __local half *ha = (const __local half *)ua, *hb = (const __local half *)ub;
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + (i >> 1) * 8, col = 2 * t + (i & 1);
+        float s = d[i];
+        for (int k = 0; k < 16; ++k)
+            s = fma(vload_half(row * 16 + k, ha), vload_half(col * 16 + k, hb), s);
+        d[i] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define MMA(d, fa, fb) mma_m16n8k16(d, fa, fb, emu_a + warp * 128, emu_b + warp * 64, lane)
+// the emulation's local scratch, declared at a kernel's top, and one KWG step (mma_step below) with it
+#define MMA_SCRATCH                                                                                             \
+    __local uint emu_a[WARPS_M * WARPS_N * 128];                                                                \
+    __local uint emu_b[WARPS_M * WARPS_N * 64]
+#define MMA_STEP(acc, As, Bs, wm, wn, lane, warp) mma_step(acc, As, Bs, wm, wn, lane, warp, emu_a, emu_b)
+#else
+#define MMA_SCRATCH
+#define MMA_STEP(acc, As, Bs, wm, wn, lane, warp) mma_step(acc, As, Bs, wm, wn, lane, warp, 0, 0)
+#define MMA(d, fa, fb)                                                                                          \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "                                           \
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};"                          \
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                               \
+                 : "r"(fa[0]), "r"(fa[1]), "r"(fa[2]), "r"(fa[3]), "r"(fb[0]), "r"(fb[1]),                      \
+                   "f"(d[0]), "f"(d[1]), "f"(d[2]), "f"(d[3]))
+#endif
+
+// One element (ONE) or four aligned elements (FOUR) of a stored operand into local memory as half bits: a half
+// operand's bits as they are, a REAL one rounded to nearest even (vstore_half).
+#define HALF_ONE(dst, p, i) (*(dst) = ((const __global ushort *)(p))[i])
+#define HALF_FOUR(dst, p, i) (*(__local uint2 *)(dst) = *(const __global uint2 *)((const __global ushort *)(p) + (i)))
+#define REAL_ONE(dst, p, i) vstore_half((p)[i], 0, (__local half *)(dst))
+#define REAL_FOUR(dst, p, i) vstore_half4(*(const __global float4 *)((p) + (i)), 0, (__local half *)(dst))
+#ifdef A_HALF
+#define ONE_A HALF_ONE
+#define FOUR_A HALF_FOUR
+#else
+#define ONE_A REAL_ONE
+#define FOUR_A REAL_FOUR
+#endif
+#ifdef B_HALF
+#define ONE_B HALF_ONE
+#define FOUR_B HALF_FOUR
+#else
+#define ONE_B REAL_ONE
+#define FOUR_B REAL_FOUR
+#endif
+
+// stage_rows_X: ROWS x KWG of a k-contiguous operand (A, or linear's B^T) as half: dst[r*LDS + kk] = src[r*ld + kk],
+// 0 outside.
+#define STAGE_ROWS(X, T, ONE, FOUR)                                                                             \
+    inline void stage_rows_##X(__local ushort *dst, const __global T *src, const int ld, const int ROWS,        \
+                               const int rows_left, const int k_left, const bool vec, const int tid)            \
+    {                                                                                                           \
+        if (vec && rows_left >= ROWS && k_left >= KWG) {                                                        \
+            for (int e = tid; e < ROWS * (KWG / 4); e += MMA_WGS) {                                             \
+                const int r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                                          \
+                FOUR(dst + r * LDS + kk, src, (long)r * ld + kk);                                               \
+            }                                                                                                   \
+        } else {                                                                                                \
+            for (int e = tid; e < ROWS * KWG; e += MMA_WGS) {                                                   \
+                const int r = e / KWG, kk = e % KWG;                                                            \
+                if (r < rows_left && kk < k_left)                                                               \
+                    ONE(dst + r * LDS + kk, src, (long)r * ld + kk);                                            \
+                else                                                                                            \
+                    dst[r * LDS + kk] = 0;                                                                      \
+            }                                                                                                   \
+        }                                                                                                       \
+    }
+STAGE_ROWS(a, A_T, ONE_A, FOUR_A)
+
+// One KWG step: acc[i][j] += A_tile (rows wm*WM + i*16 ..) x B_tile (columns wn*WN + j*8 ..) from the staged tiles.
+// emu_a, emu_b: the emulation's scratch (unused with the PTX).
+__attribute__((always_inline)) inline void mma_step(float acc[MI][NI][4], const __local ushort *As,
+                                                    const __local ushort *Bs, const int wm, const int wn,
+                                                    const int lane, const int warp, __local uint *emu_a,
+                                                    __local uint *emu_b)
+{
+    const int g = lane >> 2, t = lane & 3;
+MMA_UNROLL
+    for (int ks = 0; ks < KWG; ks += 16) {
+        uint fa[MI][4], fb[NI][2];
+MMA_UNROLL
+        for (int i = 0; i < MI; ++i) {
+            const __local ushort *p = As + (wm * WM + i * 16 + g) * LDS + ks + 2 * t;
+            fa[i][0] = *(const __local uint *)p;
+            fa[i][1] = *(const __local uint *)(p + 8 * LDS);
+            fa[i][2] = *(const __local uint *)(p + 8);
+            fa[i][3] = *(const __local uint *)(p + 8 * LDS + 8);
+        }
+MMA_UNROLL
+        for (int j = 0; j < NI; ++j) {
+            const __local ushort *p = Bs + (wn * WN + j * 8 + g) * LDS + ks + 2 * t;
+            fb[j][0] = *(const __local uint *)p;
+            fb[j][1] = *(const __local uint *)(p + 8);
+        }
+MMA_UNROLL
+        for (int i = 0; i < MI; ++i)
+MMA_UNROLL
+            for (int j = 0; j < NI; ++j)
+                MMA(acc[i][j], fa[i], fb[j]);
+    }
+}
+
+// A kernel's ids for these tiles: tid in the work-group, lane and warp, the warp's tile (wm, wn), the lane's
+// fragment coordinates (g, t), the work-group's first row m0 and column n0 of C.
+#define MMA_IDS                                                                                                 \
+    const int tid = get_local_id(1) * (32 * WARPS_N) + get_local_id(0);                                         \
+    const int lane = get_local_id(0) % 32, warp = tid / 32;                                                     \
+    const int wn = get_local_id(0) / 32, wm = get_local_id(1);                                                  \
+    const int g = lane >> 2, t = lane & 3;                                                                      \
+    const int n0 = get_group_id(0) * NWG, m0 = get_group_id(1) * MWG
+
+// float acc[MI][NI][4] = 0
+#define MMA_ZERO(acc)                                                                                           \
+    MMA_UNROLL for (int i = 0; i < MI; ++i)                                                                     \
+        MMA_UNROLL for (int j = 0; j < NI; ++j)                                                                 \
+            MMA_UNROLL for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f
+
+// STORE(m, n, v) for every accumulator v = C[m, n] of this work-item (c0..c3 of each of its mma tiles; the store
+// bounds-checks m and n)
+#define MMA_STORE_ALL(acc, STORE)                                                                               \
+    MMA_UNROLL for (int i = 0; i < MI; ++i)                                                                     \
+        MMA_UNROLL for (int j = 0; j < NI; ++j)                                                                 \
+            MMA_UNROLL for (int e = 0; e < 4; ++e)                                                              \
+                STORE(m0 + wm * WM + i * 16 + g + (e >> 1) * 8, n0 + wn * WN + j * 8 + 2 * t + (e & 1), acc[i][j][e])

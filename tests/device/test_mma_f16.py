@@ -1,0 +1,116 @@
+"""The tensor-core float16 GEMM (kernels/gemm/mma_f16.cl: mma.sync m16n8k16 f16 x f16 -> f32) and the variants that
+run it: linear's mma_f16_half and conv2d's implicit_mma_f16 (kernels/conv2d/implicit_mma_f16.cl).
+
+Where the device has NVIDIA PTX the real instruction runs; elsewhere the OpenCL C emulation of mma.sync
+(MMA_EMULATE=1), which checks the fragment layouts, staging, tiling and tails, not the PTX. The kernel rounds both
+operands to half (or reads them as half) and accumulates in float32, so against the float64 product of the
+half-rounded operands it is exact up to float32 accumulation: 1e-5 of max|C| here (K <= 52), far below what a
+missed rounding (~5e-4) or a misplaced fragment element (O(1)) would leave.
+"""
+
+import numpy as np
+import pytest
+
+from sdcl.conformance.check import run_case
+from sdcl.registry import REGISTRY, Case
+from sdcl.registry.fuzz import randn
+
+MMA_KNOBS = tuple(REGISTRY["linear"].variant("mma_f16_half").knobs)
+
+
+def _extra(rt) -> dict:
+    return {} if rt.info.get("nvidia_ptx") else {"MMA_EMULATE": 1}
+
+
+def _configs(rt, every: bool) -> list:
+    """every: every config the tuner may pick where the PTX runs (else the default and the largest), with a small
+    config whose full tiles the shapes below fill (the staging's vector path); emulated: the default, the largest
+    and the small one."""
+    v = REGISTRY["linear"].variant("mma_f16_half")
+    configs = v.configs(rt.info)
+    if not (every and rt.info.get("nvidia_ptx")):
+        configs = [v.knobs, max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))]
+    small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
+    return [{**k, **_extra(rt)} for k in configs + [small]]
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("a_half,b_half", [(False, False), (False, True), (True, True)])
+def test_product_of_half_rounded_operands(rt, trans_b, a_half, b_half):
+    """C = A @ B + bias over m + R through gemm() in a batch, in both B layouts, with each operand given as float32
+    (rounded by the kernel) or as half: equal to the float64 product of the half-rounded operands. Every config in
+    the layouts the variants run (linear: B^T, the weight half; conv2d: both half), a few in the others."""
+    from sdcl.opencl_impl.variants.gemm import gemm
+    rng = np.random.default_rng(11)
+    failures = []
+    for z, m, n, k in ((2, 70, 44, 52), (1, 37, 21, 19)):   # aligned (vector staging of full tiles), odd (scalar)
+        a = rng.standard_normal((z, m, k)).astype(np.float32)
+        b = rng.standard_normal((z, n, k) if trans_b else (z, k, n)).astype(np.float32)
+        bias = rng.standard_normal(m).astype(np.float32)
+        r = rng.standard_normal((z, m, n)).astype(np.float32)
+        h = lambda x: x.astype(np.float16).astype(np.float64)      # noqa: E731  (round to nearest even, as the kernel)
+        want = np.matmul(h(a), np.swapaxes(h(b), 1, 2) if trans_b else h(b)) + bias[:, None] + r
+        da = rt.to_device(a.astype(np.float16) if a_half else a)
+        db = rt.to_device(b.astype(np.float16) if b_half else b)
+        for knobs in _configs(rt, every=(trans_b, a_half, b_half) in ((True, False, True), (False, True, True))):
+            c = rt.empty((z, m, n), np.float32)
+            gemm(rt, "matmul", "mma_f16", knobs, da.data, db.data, c.data, m, n, k, lda=k,
+                 ldb=k if trans_b else n, ldc=n, trans_b=trans_b, bias=rt.to_device(bias).data, bias_axis="m",
+                 residual=rt.to_device(r).data, batch=z, a_strides=(m * k, 0), b_strides=(n * k, 0),
+                 c_strides=(m * n, 0), a_half=a_half, b_half=b_half)
+            err = float(np.abs(c.get() - want).max() / np.abs(want).max())
+            if not err <= 1e-5:
+                failures.append(f"{(z, m, n, k)} {knobs}: max error {err:.2e} of max|C|")
+    assert not failures, "\n".join(failures)
+
+
+def test_linear_variant_passes_its_row(rt):
+    """linear mma_f16_half through the gate's own check (the weight stored in half, as a model in half passes it)
+    at its declared tolerance, against the float64 reference."""
+    x, w, b, r = randn(5, (3, 29, 40), (36, 40), (36,), (3, 29, 36))
+    res = run_case(rt, REGISTRY["linear"], "mma_f16_half", _extra(rt),
+                   Case("bias_residual", (x, w, b), {"residual": r}), "float32")
+    assert res.passed, res.message
+
+
+@pytest.mark.parametrize("shape", [
+    ((2, 12, 11, 9), (20, 12, 3, 3), 1, 1, "same"),          # a ResNet conv, batch 2, residual of y's shape
+    ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
+    ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
+])
+def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
+    """conv2d implicit_mma_f16 (gathering its slices of the lowered matrix from x) against the float64 reference
+    conv of the half-rounded input and weight (the weight given in half, as a model in half mode passes it), with
+    the bias and a residual: exact up to float32 accumulation, at the default, largest and a small config."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.reference import ops as R
+    xs, ws, stride, padding, res_kind = shape
+    x, w, b = (a.astype(np.float32) for a in randn(9, xs, ws, (ws[0],)))
+    h = lambda a: a.astype(np.float16).astype(np.float64)   # noqa: E731
+    want = R.conv2d(h(x), h(w), b.astype(np.float64), stride=stride, padding=padding)
+    r = None if res_kind is None else randn(10, want.shape if res_kind == "same" else want.shape[:2] + (1, 1))[0]
+    if r is not None:
+        want = want + r
+        r = rt.to_device(r.astype(np.float32))
+    failures = []
+    for knobs in _configs(rt, every=False):
+        got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w.astype(np.float16)),
+                          rt.to_device(b), stride=stride, padding=padding, residual=r).get()
+        err = float(np.abs(got - want).max() / np.abs(want).max())
+        if not err <= 1e-5:
+            failures.append(f"{knobs}: max error {err:.2e} of max|y|")
+    assert not failures, "\n".join(failures)
+
+
+def test_refuses_devices_without_nvidia_ptx_and_float64(rt):
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.opencl_impl.variants.gemm import MmaUnavailable
+    x, w = randn(8, (4, 16), (8, 16))
+    if not rt.info.get("nvidia_ptx"):
+        with pytest.raises(MmaUnavailable, match=r"gemm mma_f16 runs NVIDIA PTX \(mma.sync m16n8k16 float16"):
+            run_variant(rt, "linear", "mma_f16_half", {}, rt.to_device(x.astype(np.float32)),
+                        rt.to_device(w.astype(np.float16)))
+    if rt.info["fp64"]:
+        with pytest.raises(ValueError, match="linear: variant 'mma_f16_half' implements float32, not float64"):
+            run_variant(rt, "linear", "mma_f16_half", _extra(rt), rt.to_device(x.astype(np.float64)),
+                        rt.to_device(w.astype(np.float16)))
