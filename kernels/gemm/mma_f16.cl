@@ -19,14 +19,7 @@
 // work-group-synchronous emulation in OpenCL C (local memory, barriers), so that the fragment layouts, tiling and
 // tails can be verified on any device; it is for tests, not speed.
 // NDRange (ceil(N/NWG)*32*WARPS_N, ceil(M/MWG)*WARPS_M, Z).
-// Knobs (-D):
-//   MWG, NWG  rows / columns of C per work-group: MWG a multiple of 16*WARPS_M, NWG of 8*WARPS_N
-//   KWG       depth of the staged tiles along k, a multiple of 16
-//   WARPS_M   warps along M per work-group
-//   WARPS_N   warps along N per work-group (at most 32 mma tiles per warp: 128 float32 accumulators; the
-//             work-group and the local tiles (MWG + NWG) * (KWG + 8) halves must fit the device:
-//             registry/linalg.py _mma_f16_fits)
-//   MMA_EMULATE  1: emulate mma.sync in OpenCL C (tests on devices without NVIDIA PTX); 0: the PTX
+// Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE), with their constraints.
 #include "common.h"
 #include "gemm.h"
 #include "mma_f16.h"
