@@ -108,3 +108,40 @@ def test_ladder_half_row_runs_the_half_variants(rt):
     assert {f"linear:{half}", "conv2d:im2col_half"} <= set(row["variants"])
     assert not any(v in row["variants"] for v in ("linear:naive", "conv2d:naive"))
     assert all(row[f"{s}_ms"] > 0 for s in ("text_encoder", "unet", "vae"))
+
+
+def test_half_pipeline_row_judges_the_image_against_the_float32_path(rt, monkeypatch):
+    """The gate's half-storage pipeline row (prompt to image with half weights against the device's float32 path,
+    PSNR >= 35 dB): it passes on the half variants, and fails where the half path draws another image (here the
+    half weights of every conv2d scaled by 0.9, a stand-in for a wrong half kernel)."""
+    from sdcl.conformance import models
+    from sdcl.opencl_impl import storage
+    from sdcl.reference.configs import get_config
+    from sdcl.reference.pipeline import init_weights
+    config = get_config("tiny-sd2")
+    w64 = init_weights(config, seed=0)
+    [row] = [r for r in models._half_storage_rows(rt, config, "tiny-sd2", "d", w64) if r.name.endswith("pipeline")]
+    assert row.passed and "image PSNR" in row.metric and "latent rel L2" in row.metric, row.failure
+    real = storage.half_weights
+    monkeypatch.setattr(storage, "half_weights", lambda ws: {k: (v * np.float16(0.9) if v.dtype == np.float16
+                                                                 and v.ndim == 4 else v) for k, v in real(ws).items()})
+    [bad] = [r for r in models._half_storage_rows(rt, config, "tiny-sd2", "d", w64) if r.name.endswith("pipeline")]
+    assert not bad.passed and "PSNR" in bad.failure, bad.metric
+
+
+def test_half_psnr_script_reports_the_row_at_any_size(rt, tmp_path):
+    """scripts/half_psnr.py (the full-size check of the row above, for a GPU) at a tiny size on the device under
+    test: it passes, writes the PSNR and the latents' error, and its exit status is the verdict."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "scripts" / "half_psnr.py"
+    spec = importlib.util.spec_from_file_location("half_psnr", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "row.json"
+    selector = f"{rt.device.platform.name}:{rt.device.name}"
+    assert mod.main(["--device", selector, "--model", "tiny-sd1", "--size", "64", "--steps", "2",
+                     "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["passed"] and "image PSNR" in row["metric"] and 0 < row["latent_rel_l2"] < 0.05
