@@ -44,7 +44,7 @@ from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.launch import Call, buffer, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
-from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm
+from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, ndrange
 from sdcl.registry import REGISTRY
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
@@ -235,10 +235,8 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
     defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE"), **({"A_HALF": 1} if half else {})}
     knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    q = s.n * s.oh * s.ow
     xb = buffer(rt, x)
-    rt.launch("conv2d", knl, (groups(q, k["NWG"]) // k["NWG"] * 32 * k["WARPS_N"],
-                              groups(s.o, k["MWG"]) // k["MWG"] * k["WARPS_M"]), (32 * k["WARPS_N"], k["WARPS_M"]),
+    rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, s.n * s.oh * s.ow, 1),   # C (O, N*OH*OW)
               xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias),
               xb if residual is None else buffer(rt, residual), y.data,
               *i32(s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, bias is not None,

@@ -41,8 +41,9 @@ def _ceil_to(n: int, step: int) -> int:
     return (n + step - 1) // step * step
 
 
-def _ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
-    """(global size, local size) of one launch."""
+def ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
+    """(global size, local size) of one launch of C (m, n) in z batch items (also the launch of conv2d's implicit GEMM
+    on the mma tiles: variants.conv.implicit_mma_f16)."""
     if technique == "tiled":
         ts = k["TS"]
         return (_ceil_to(n, ts), _ceil_to(m, ts), z), (ts, ts, 1)
@@ -88,7 +89,7 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
              | (0 if residual is None else FLAG_RES))
     defines = {**kn, **({"A_HALF": 1} if a_half else {}), **({"B_HALF": 1} if b_half else {})}
     knl = rt.kernel(f"gemm/{technique}.cl", f"gemm_{technique}", defines, dtype)
-    gsize, lsize = _ndrange(technique, kn, m, n, batch)
+    gsize, lsize = ndrange(technique, kn, m, n, batch)
     return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, a if residual is None else residual, c,
                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
                      *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), real(dtype, alpha),
