@@ -52,12 +52,15 @@ def _finite_absmax(a: np.ndarray) -> float:
     return m
 
 
-def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res: Result, elem_scale=None) -> list:
+def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res: Result, elem_scale=None,
+            elem_extra=None) -> list:
     """Fill res's error measures of got against the float64 reference, chunk by chunk; the problems found:
     output words still holding the poison (never written) and elements outside |got - ref| <= rtol |ref| +
     atol scale. A NaN where the reference has one too counts as equal. elem_scale: a function giving a
     per-element scale (flat, float64) that replaces `scale` where larger (Tolerance's "dot"); called only when
-    some element fails with `scale` alone, as no element that passes with it can fail with the larger one."""
+    some element fails with `scale` alone, as no element that passes with it can fail with the larger one.
+    elem_extra: a function giving a per-element allowance (flat, float64) added to the bound (Tolerance's
+    "half_inputs"), likewise called only when some element fails without it."""
     g_all, e_all = got.reshape(-1), expected.reshape(-1)
     tiny, subnormal = np.finfo(np.float64).tiny, np.finfo(dtype).smallest_subnormal
     unwritten = first_unwritten = bad_count = poisoned = 0
@@ -93,6 +96,8 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
         if elem_scale is not None and bad.any():
             wide = np.maximum(elem_scale()[sl], scale)
             bad &= ~(err <= tol.rtol * abs_e + tol.atol * wide)
+        if elem_extra is not None and bad.any():
+            bad &= ~(err <= tol.rtol * abs_e + tol.atol * scale + elem_extra()[sl])
         if bad.any():
             if first_bad < 0:
                 first_bad = sl.start + int(np.flatnonzero(bad)[0])
@@ -114,7 +119,8 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
     return problems
 
 
-_SCALE_NAME = {"ref": "max|ref|", "input": "max|input|", "dot": "max(max|ref|, sqrt(sum (a_k b_k)^2))"}
+_SCALE_NAME = {"ref": "max|ref|", "input": "max|input|", "dot": "max(max|ref|, sqrt(sum (a_k b_k)^2))",
+               "half_inputs": "max|ref| + |ref(inputs in float16) - ref|"}
 
 
 def dot_scale(spec: OpSpec, case: Case, size: int):
@@ -130,6 +136,21 @@ def dot_scale(spec: OpSpec, case: Case, size: int):
                 return [sq(x) for x in a] if isinstance(a, list) else a
             out = spec.reference(*(sq(a) for a in case.args), **{k: sq(v) for k, v in case.kwargs.items()})
             memo.append(np.sqrt(np.asarray(out, dtype=np.float64)).reshape(size))
+        return memo[0]
+    return get
+
+
+def half_input_effect(spec: OpSpec, case: Case, expected: np.ndarray):
+    """Tolerance "half_inputs": a function giving |ref(the inputs rounded to float16) - ref| per output element
+    (flat): what the rounding of the inputs to half, which the variant declares, moves the exact result; computed on
+    first call. case: already rounded to the dtype, as the device sees it."""
+    memo = []
+
+    def get():
+        if not memo:
+            exact = cast_case(cast_case(case, np.float16), np.float64)
+            out = np.asarray(spec.reference(*exact.args, **exact.kwargs), dtype=np.float64)
+            memo.append(np.abs(out - expected.astype(np.float64)).reshape(-1))
         return memo[0]
     return get
 
@@ -219,7 +240,8 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
         first = expected
     scale = _finite_absmax(first)
     elem = dot_scale(spec, case, expected.size) if tol.atol_scale == "dot" else None
-    problems += compare(got, expected, dtype, tol, scale, res, elem)
+    extra = half_input_effect(spec, case, expected) if tol.atol_scale == "half_inputs" else None
+    problems += compare(got, expected, dtype, tol, scale, res, elem, extra)
     res.passed = not problems
     res.message = "; ".join(problems)
     return res

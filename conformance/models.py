@@ -192,7 +192,7 @@ def _half_storage_rows(rt, config, family, device, w64) -> list:
     """Text encoder, UNet and VAE decoder with half-stored weights (float32 compute) against the float64 reference
     on the float32 weights: the error includes the rounding of the weights to half."""
     from sdcl.opencl_impl.ops import DeviceOps
-    from sdcl.opencl_impl.storage import half_weights
+    from sdcl.opencl_impl.storage import half_mode, half_weights
     from sdcl.reference import ops as ref_ops
     from sdcl.reference.tokenizer import CLIPTokenizer
 
@@ -205,7 +205,9 @@ def _half_storage_rows(rt, config, family, device, w64) -> list:
     z = rng.standard_normal((1, config.vae.latent_channels, 5, 7)).astype(np.float32)
     rows = []
     t0 = time.perf_counter()
+    was = getattr(rt.policy, "half", False)
     try:
+        half_mode(rt)       # the float16-computing variants (tensor-core attention) serve the models too
         w_dev = {m: {k: rt.to_device(v) for k, v in half_weights(ws).items()} for m, ws in w32.items()}
         te_r, unet_r, vae_r = _models(config, ref_ops, w_ref)
         te_d, unet_d, vae_d = _models(config, DeviceOps(rt), w_dev)
@@ -221,6 +223,8 @@ def _half_storage_rows(rt, config, family, device, w64) -> list:
     except Exception as e:   # a crash is a failure of the half-storage rows, not of the gate
         rows.append(Row("model", f"{family}/half_storage", "default", "float32", device, passed=False,
                         failure=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
+    finally:
+        half_mode(rt, was)
     return rows
 
 
@@ -234,16 +238,23 @@ def _half_pipeline_row(rt, config, family, device, w32, w_half, **settings) -> R
     image PSNR (judged) and the latents' relative L2 error (stated). w32: host float32 weights; w_half: the device's
     half-stored ones; settings: over the gate's prompt, seed, steps and size (scripts/half_psnr.py: full size)."""
     from sdcl.opencl_impl.backend import opencl_backend_for
+    from sdcl.opencl_impl.storage import half_mode
     from sdcl.reference.pipeline import StableDiffusion, to_uint8
 
     t0 = time.perf_counter()
     be = opencl_backend_for(rt)
     kw = {**_pipeline_kwargs(config), **settings}
     out = []
-    for weights in ({m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in w32.items()}, w_half):
-        sd = StableDiffusion(config, weights, text_backend=be, unet_backend=be, vae_backend=be)
-        lat = sd.denoise(**kw, dtype=np.dtype(np.float32))
-        out.append((lat, to_uint8(sd.decode(lat))))
+    was = getattr(rt.policy, "half", False)
+    try:
+        for half, weights in ((False, {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in w32.items()}),
+                              (True, w_half)):
+            half_mode(rt, half)     # half: the float16-computing variants too (tensor-core attention)
+            sd = StableDiffusion(config, weights, text_backend=be, unet_backend=be, vae_backend=be)
+            lat = sd.denoise(**kw, dtype=np.dtype(np.float32))
+            out.append((lat, to_uint8(sd.decode(lat))))
+    finally:
+        half_mode(rt, was)
     (lat32, img32), (lat16, img16) = out
     err, p = rel_l2(lat16, lat32), psnr(img16, img32)
     ok = p >= HALF_PIPELINE_MIN_PSNR

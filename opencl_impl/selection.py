@@ -12,7 +12,9 @@ The policy picks, for a call:
    knobs the table holds for that variant on this op (any shape), else its declared defaults;
 3. else "naive".
 Half-storage variants (Variant.half_args) are candidates exactly for the calls that pass a float16 (half-stored)
-array. `allowed` restricts the variants per op (the ladder's cumulative rows); None allows every declared variant.
+array; variants that compute in float16 (Variant.half_compute: tensor-core float16) for those, and for every call
+while the policy is in half mode (`Policy.half`, set by sdcl.opencl_impl.storage.half_mode where a model runs with
+half-stored weights), never for a float32 call otherwise. `allowed` restricts the variants per op (the ladder's cumulative rows); None allows every declared variant.
 """
 
 from __future__ import annotations
@@ -159,24 +161,39 @@ def _raw(a):
 class Policy:
     """Callable (op, args, kwargs) -> (variant, knobs); install with `rt.policy = Policy(...)`."""
 
-    def __init__(self, table: dict | None = None, allowed: dict | None = None, info: dict | None = None):
+    def __init__(self, table: dict | None = None, allowed: dict | None = None, info: dict | None = None,
+                 half: bool = False):
         self.registry = REGISTRY
         self.table = table or {"ops": {}}
         self.allowed = allowed
         self.info = info or {}
         self.choices: dict = {}    # (op, shape key) -> (variant, knobs): what ran, for reports
         self._fast: dict = {}      # (op, shapes, dtypes and scalars as passed) -> choice: the per-call path
+        self._half = bool(half)
+
+    @property
+    def half(self) -> bool:
+        """Half mode: the float16-computing variants (Variant.half_compute) are candidates for float32 calls too."""
+        return self._half
+
+    @half.setter
+    def half(self, on: bool) -> None:
+        if bool(on) != self._half:
+            self._half = bool(on)
+            self.choices.clear()       # the choices made in the other mode
+            self._fast.clear()
 
     def _candidates(self, op: str, half: bool, dtype: str | None) -> list:
         """The allowed variant names, oldest first; for a call with a half-stored (float16) argument only the
-        half-storage variants, and for any other call none of them (they round what they read); only variants
-        that implement the call's dtype."""
+        half-storage variants, and for any other call none of them (they round what they read); the variants that
+        compute in float16 only for such calls or in half mode; only variants that implement the call's dtype."""
         spec = self.registry.get(op)
         names = [v.name for v in spec.variants] if spec else ["naive"]
         if self.allowed is not None:
             names = [n for n in self.allowed.get(op, ["naive"]) if n in names or n == "naive"]
         if spec:
             names = [n for n in names if bool(spec.variant(n).half_args) == half
+                     and (half or self._half or not spec.variant(n).half_compute)
                      and (dtype is None or dtype in spec.variant(n).dtypes)]
         return names or ["naive"]
 

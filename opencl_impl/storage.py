@@ -3,7 +3,8 @@ such, or streamed), the rest (norms, biases, embedding tables) as they are.
 
 The OpenCL ops read a float16 weight with their half-storage variants only (Variant.half_args in the registry;
 selection.Policy picks them for exactly those calls), accumulating in float: half the weight memory and traffic,
-at the registry's half-storage tolerance.
+at the registry's half-storage tolerance. `half_mode(rt)` puts the runtime's policy in half mode, where the variants
+that compute in float16 (tensor-core float16 attention: Variant.half_compute) serve the model's float32 calls too.
 """
 
 from __future__ import annotations
@@ -32,3 +33,12 @@ def half_weights(weights: dict) -> dict:
             a = np.asarray(a, dtype=np.float16)
         out[key] = a
     return out
+
+
+def half_mode(rt, on: bool = True) -> None:
+    """The runtime's policy in half mode (on) or back in float32 (off): with half mode on, the variants that round
+    their float32 operands to float16 to compute (Variant.half_compute: on NVIDIA, attention's flash_mma_f16) are
+    candidates for every call, as the half-storage ones are for the calls that pass half weights. A runtime without
+    a policy runs naive kernels, and stays so."""
+    if rt.policy is not None:
+        rt.policy.half = on

@@ -133,7 +133,7 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
             rows.append({**row, "not_for_device": True})
             log(f"  {name:28} not measured: its variants do not run on this device")
             continue
-        rt.policy = Policy(table, allowed_through(i), info=rt.info)
+        rt.policy = Policy(table, allowed_through(i), info=rt.info, half="half" in modes_through(i))
         if modes_through(i) != mode:
             mode = modes_through(i)
             if "half" in mode:

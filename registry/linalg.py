@@ -49,6 +49,23 @@ _ATTN_TOL = {
 }
 
 
+# Tensor-core float16 attention (flash_mma_f16): q, k and v are rounded to half as they are staged. What that moves
+# the result depends on attention's conditioning: a score's error scale * sum_d q_d k_d (dq_d + dk_d), up to
+# 2u scale sum|q_d k_d| (u = 2^-11), passes through exp as a relative error of its weight, so at the fuzzer's
+# scale 3 the inputs' rounding alone moves the output by ~3e-3 of max|ref|, at SD's 1/sqrt(64) by ~4e-4. That part
+# is allowed exactly, per element ("half_inputs": the reference on the half-rounded inputs against the reference);
+# atol bounds the kernel's own arithmetic: the weights p rounded to half for P V (u each, random signs: a random
+# walk of ~u/sqrt(3) sqrt(sum_j p_j^2 v_j^2) / l, at most ~u/sqrt(3) of max|ref| whether attention is diffuse or
+# peaked; 4.5x that for the largest of 1e5 outputs, 2.6u), the truncating float32 accumulation (<= Lk/16 ulp:
+# 3e-5 at Lk = 4096) and exp2 (a few float32 ulp): 4u = 2e-3 of max|ref| with margin (measured: 1.7e-4, emulated).
+_F16_ATTN_TOL = {
+    "float32": Tolerance(0.0, 2e-3, "tensor-core float16 FlashAttention: the rounding of q, k, v to half allowed "
+                                    "exactly per element (its effect grows with scale*|q||k|); the kernel's own: "
+                                    "weights p rounded to half for P V (~2.6u of max|ref| at the largest of 1e5 "
+                                    "outputs, u = 2^-11), truncated float32 accumulation; 4u",
+                         atol_scale="half_inputs")}
+
+
 def _io_bytes(case: Case, out_elems: int) -> int:
     """Read every input array once, write the output once (itemsize of the first input)."""
     arrays = case.arrays()
@@ -247,7 +264,7 @@ _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0},
     space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL,
-    half_args=(1,), launcher=GEMM, tier="tensor-core float16")
+    half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
 # tensor cores, mma_f16_half, declared last so that untuned selection takes it there; elsewhere it is not a
 # candidate); a float32 weight passed in is rounded on the device first (a model stored in half passes float16
@@ -417,11 +434,13 @@ _CONV_VARIANTS = (
             constraint=_wg_fits, tolerance=_HALF_TOL, half_args=(1,), launcher=CONV + "im2col_half",
             tier="half storage"),
     # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
-    # memory, never written (a work-item keeps one column of the gathered tile: 32*WARPS_M*WARPS_N % NWG == 0)
-    Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
+    # memory, never written (a work-item keeps one column of the gathered tile: 32*WARPS_M*WARPS_N % NWG == 0);
+    # SPLITK: split-K over R, 0 as many splits as fill the compute units (variants.conv.implicit_splits), 1 none
+    Variant("implicit_mma_f16", {**_MMA_F16_HALF.knobs, "SPLITK": 0},
+            space={**_MMA_F16_HALF.space, "SPLITK": [0, 1]},
             constraint=lambda k, info: _mma_f16_fits(k, info) and (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"] == 0,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL, half_args=(1,),
-            launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
+            half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
 )
 
 
@@ -474,6 +493,9 @@ MAX_HEAD_DIM = 160
 def attention_local_bytes(variant: str, k: dict, d: int, itemsize: int = 4) -> int:
     """Local memory of kernels/attention/tiled.cl's attention_flash / attention_softmax_fused_pv and of
     attention/flash_reg.cl for tile knobs k, head dim d."""
+    if variant == "flash_mma_f16":  # half tiles: Q (16*WARPS rows) and K (BK rows), D padded to 16, pitch + 8; V^T
+        dk, dn = -(-d // 16) * 16, -(-d // 8) * 8
+        return 2 * ((16 * k["WARPS"] + k["BK"]) * (dk + 8) + dn * (k["BK"] + 8))
     if variant == "flash_reg":      # Q and P tiles (row stride BQ + 4), K tile (BK + 1), V tile, partial max and sum
         dp = -(-d // k["WL"]) * k["WL"]
         return (d * (k["BQ"] + 4) + k["BK"] * (k["BQ"] + 4) + d * (k["BK"] + 1) + k["BK"] * dp
@@ -504,6 +526,13 @@ def _flash_reg_fits(k: dict, info: dict) -> bool:
             and attention_local_bytes("flash_reg", k, 64) <= info.get("local_mem_kib", 32) * 1024)
 
 
+def _flash_mma_fits(k: dict, info: dict) -> bool:
+    """flash_mma_f16's settings, admitted at SD 2.x's head dim (64) as flash_reg's; the launcher shrinks the tiles
+    at larger D."""
+    return (k["BK"] % 16 == 0 and 32 * k["WARPS"] <= info.get("max_work_group_size", 256)
+            and attention_local_bytes("flash_mma_f16", k, 64) <= info.get("local_mem_kib", 32) * 1024)
+
+
 def _head_dim_at_most_max(args, kwargs) -> bool:
     return args[0].shape[2] // args[3] <= MAX_HEAD_DIM
 
@@ -532,6 +561,13 @@ _ATTENTION_VARIANTS = (
     Variant("flash_reg", {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8},
             space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,
             applies=_head_dim_at_most_max, devices=("GPU",), launcher=ATTENTION + "flash_reg", tier="FlashAttention"),
+    # flash_mma_f16 (attention/flash_mma_f16.cl): FlashAttention-2 on NVIDIA tensor cores (mma.sync m16n8k16 f16 x
+    # f16 -> f32): a warp's 16 query rows x BK keys of scores, the softmax in float32 registers, P V from the score
+    # registers; q, k, v and p rounded to half, so a candidate only in half mode (Variant.half_compute)
+    Variant("flash_mma_f16", {"WARPS": 4, "BK": 64, "MMA_EMULATE": 0}, space={"WARPS": [2, 4, 8], "BK": [32, 64]},
+            constraint=_flash_mma_fits, applies=_head_dim_at_most_max, needs=("nvidia_ptx",), devices=("GPU",),
+            dtypes=("float32",), tolerance=_F16_ATTN_TOL, half_compute=True, launcher=ATTENTION + "flash_mma_f16",
+            tier="tensor-core float16"),
 )
 
 

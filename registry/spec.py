@@ -74,12 +74,16 @@ class Tolerance:
       applied to the squared inputs (for ops bilinear in their inputs: matmul, linear with b^2, conv2d): the
       rounding of a dot product follows the size of its terms and partial sums, and a sum of terms that cancels
       (a small result) keeps the error of the terms. That magnitude is what a sum of those terms with random
-      signs reaches, so an atol calibrated on random data relative to max|ref| holds there too."""
+      signs reaches, so an atol calibrated on random data relative to max|ref| holds there too;
+    - with atol_scale="half_inputs", atol * max|ref| plus, per element, |ref(the inputs rounded to float16) - ref|:
+      for variants that declare the rounding of their inputs to half (tensor-core float16), whose effect on the
+      result depends on the op's conditioning (attention's exp amplifies the scores' rounding by scale*|q||k|), so
+      the allowance is that effect computed exactly and atol bounds the variant's own arithmetic."""
 
     rtol: float
     atol: float
     reason: str
-    atol_scale: str = "ref"     # "ref", "input" or "dot"
+    atol_scale: str = "ref"     # "ref", "input", "dot" or "half_inputs"
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,9 @@ class Variant:
                                                        # (float16): checked, tuned and timed with those arguments
                                                        # so stored; the policy picks it only for such calls
     launcher: object = ""                              # "module:function" (see above), or the function itself
+    half_compute: bool = False                         # rounds its float32 operands to float16 to compute
+                                                       # (tensor-core float16): the policy picks it only in half
+                                                       # mode (selection.Policy.half), never for a float32 call
     tier: str = "naive"                                # the ladder row that introduces it (TIERS)
     dtypes: tuple = DTYPES                             # the compute dtypes it implements (others: refused, skipped)
 

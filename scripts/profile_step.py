@@ -33,7 +33,7 @@ def main() -> int:
     args = p.parse_args()
 
     from sdcl.opencl_impl.backend import runtime_for
-    from sdcl.opencl_impl.storage import half_weights
+    from sdcl.opencl_impl.storage import half_mode, half_weights
     from sdcl.perf.ladder import _inputs, stage_calls
     from sdcl.reference.configs import get_config
     from sdcl.reference.pipeline import init_weights
@@ -43,6 +43,7 @@ def main() -> int:
     weights = init_weights(config, seed=0)
     if args.half:
         weights = {m: half_weights(ws) for m, ws in weights.items()}
+        half_mode(rt)
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
     inputs = _inputs(config, args.size, np.random.default_rng(0))
     calls = stage_calls(rt, config, dev, inputs)

@@ -10,8 +10,13 @@
 // Gather: a work-item keeps one column q (it was MMA_WGS % NWG == 0: the host checks it), so its (n, oy, ox) and
 // input window origin are computed once; per element the row r is split into (c, i, j).
 // Precision: as gemm/mma_f16.cl (both operands rounded to half, float32 accumulation). float32 only.
-// NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG,
-// WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG.
+// Split-K (the deep, narrow products of the UNet's low-resolution levels: O = 1280 by Q = 128 at 8x8 is 10
+// work-groups of 128 x 128 for a device of 132 compute units, over R = 11520): with `splits` > 1 work-group z of the
+// NDRange's third dimension takes rows r in [z*k_chunk, (z+1)*k_chunk) (k_chunk a multiple of KWG) and stores its
+// raw partial product in part[z, o, q]; conv2d_implicit_splitk_sum then adds the splits in order (deterministic:
+// no atomics) with the bias and the residual into y. splits == 1: one launch, the epilogue in place.
+// NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M, splits). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG,
+// KWG, WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG.
 // Structural (-D, set by the host): A_HALF: the weight is stored as half.
 #include "common.h"
 #include "gemm/gemm.h"
@@ -33,7 +38,8 @@ void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T
                              const __global REAL *restrict bias, const __global REAL *restrict res,
                              __global REAL *restrict y, const int N, const int C, const int H, const int W,
                              const int O, const int KH, const int KW, const int OH, const int OW, const int SH,
-                             const int SW, const int PT, const int PL, const int has_bias, const int has_res)
+                             const int SW, const int PT, const int PL, const int has_bias, const int has_res,
+                             const int splits, const int k_chunk, __global float *restrict part)
 {
     MMA_IDS;
     const int R = C * KH * KW, P = OH * OW, Q = N * P, KK = KH * KW;
@@ -53,12 +59,14 @@ void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T
     float acc[MI][NI][4];
     MMA_ZERO(acc);
 
-    for (int k0 = 0; k0 < R; k0 += KWG) {
-        stage_rows_a(As, w + (long)m0 * R + k0, R, MWG, O - m0, R - k0, R % 4 == 0, tid);
+    const int k_begin = splits > 1 ? get_group_id(2) * k_chunk : 0;
+    const int k_end = splits > 1 ? min(R, k_begin + k_chunk) : R;
+    for (int k0 = k_begin; k0 < k_end; k0 += KWG) {
+        stage_rows_a(As, w + (long)m0 * R + k0, R, MWG, O - m0, k_end - k0, R % 4 == 0, tid);
         for (int kk = tid / NWG; kk < KWG; kk += MMA_WGS / NWG) {
             const int r = k0 + kk;
             REAL v = 0;
-            if (q_in && r < R) {
+            if (q_in && r < k_end) {
                 const int c = r / KK, ij = r % KK;
                 const int iy = iy0 + ij / KW, ix = ix0 + ij % KW;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W)
@@ -71,5 +79,27 @@ void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-    MMA_STORE_ALL(acc, CONV_STORE);
+    if (splits > 1) {
+        __global float *pz = part + (long)get_group_id(2) * O * Q;
+#define PART_STORE(o, q, v) if ((o) < O && (q) < Q) pz[(long)(o) * Q + (q)] = (v);
+        MMA_STORE_ALL(acc, PART_STORE);
+    } else {
+        MMA_STORE_ALL(acc, CONV_STORE);
+    }
+}
+
+// y = sum_z part[z] (+ bias, residual) for split-K: one work-item per (o, q), the splits added in order.
+__kernel void conv2d_implicit_splitk_sum(const __global float *restrict part, const __global REAL *restrict bias,
+                                         const __global REAL *restrict res, __global REAL *restrict y, const int O,
+                                         const int Q, const int P, const int splits, const int has_bias,
+                                         const int has_res)
+{
+    const long e = get_global_id(0);
+    if (e >= (long)O * Q)
+        return;
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z)
+        v += part[z * (long)O * Q + e];
+    const int o = e / Q, q = e % Q;
+    CONV_STORE(o, q, v);
 }

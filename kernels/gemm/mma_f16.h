@@ -1,6 +1,6 @@
-// gemm/mma_f16.h: what the tensor-core float16 kernels share (gemm/mma_f16.cl, conv2d/implicit_mma_f16.cl): the
-// tile knobs, the mma.sync m16n8k16 float16 instruction (or its emulation), the staging of operands into local
-// memory as half and one KWG step of the warp tiles' products. The includer defines A_T and B_T, the stored types of
+// gemm/mma_f16.h: what the tensor-core float16 GEMM kernels share (gemm/mma_f16.cl, conv2d/implicit_mma_f16.cl): the
+// tile knobs, the staging of operands into local memory as half and one KWG step of the warp tiles' products, with
+// the mma.sync m16n8k16 float16 instruction (or its emulation) of gemm/mma_sync_f16.h. The includer defines A_T and B_T, the stored types of
 // the operands (REAL, or half with A_HALF / B_HALF: gemm/gemm.h does), and ONE_B / FOUR_B where it stages B itself.
 // Layouts, fragments and precision: gemm/mma_f16.cl. Knobs (-D):
 //   MWG, NWG  rows / columns of C per work-group: MWG a multiple of 16*WARPS_M, NWG of 8*WARPS_N
@@ -25,61 +25,18 @@
 #ifndef WARPS_N
 #error "WARPS_N (warps along N per work-group) must be set with -D"
 #endif
-#ifndef MMA_EMULATE
-#error "MMA_EMULATE (1: emulate mma.sync, 0: the PTX) must be set with -D"
-#endif
 #define WM (MWG / WARPS_M)        // rows of C per warp, a multiple of 16
 #define WN (NWG / WARPS_N)        // columns of C per warp, a multiple of 8
 #define MI (WM / 16)              // mma tiles along M per warp
 #define NI (WN / 8)               // mma tiles along N per warp
 #define MMA_WGS (32 * WARPS_M * WARPS_N)
 #define LDS (KWG + 8)             // local row pitch in halves: k-contiguous rows, padded against bank conflicts
+#define MMA_WARPS (WARPS_M * WARPS_N)   // warps per work-group, for gemm/mma_sync_f16.h
+#include "gemm/mma_sync_f16.h"
 #if MMA_EMULATE
-#define MMA_UNROLL                // the emulation's barriers inside unrolled loops make PoCL's compile very slow
-#else
-#define MMA_UNROLL _Pragma("unroll")
-#endif
-
-#if MMA_EMULATE
-// d += A (16x16) B (16x8) for the fragments the 32 lanes of one warp hold; every work-item of the work-group must
-// call it together (it synchronizes with barriers). ua: 128 words (A's 16 x 16 halves, row-major), ub: 64 words
-// (B's 8 columns of 16 halves), this warp's own.
-inline void mma_m16n8k16(float d[4], const uint fa[4], const uint fb[2], __local uint *ua, __local uint *ub,
-                         const int lane)
-{
-    const int g = lane >> 2, t = lane & 3;
-    ua[g * 8 + t] = fa[0];
-    ua[(g + 8) * 8 + t] = fa[1];
-    ua[g * 8 + t + 4] = fa[2];
-    ua[(g + 8) * 8 + t + 4] = fa[3];
-    ub[g * 8 + t] = fb[0];
-    ub[g * 8 + t + 4] = fb[1];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const __local half *ha = (const __local half *)ua, *hb = (const __local half *)ub;
-    for (int i = 0; i < 4; ++i) {
-        const int row = g + (i >> 1) * 8, col = 2 * t + (i & 1);
-        float s = d[i];
-        for (int k = 0; k < 16; ++k)
-            s = fma(vload_half(row * 16 + k, ha), vload_half(col * 16 + k, hb), s);
-        d[i] = s;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-}
-#define MMA(d, fa, fb) mma_m16n8k16(d, fa, fb, emu_a + warp * 128, emu_b + warp * 64, lane)
-// the emulation's local scratch, declared at a kernel's top, and one KWG step (mma_step below) with it
-#define MMA_SCRATCH                                                                                             \
-    __local uint emu_a[WARPS_M * WARPS_N * 128];                                                                \
-    __local uint emu_b[WARPS_M * WARPS_N * 64]
 #define MMA_STEP(acc, As, Bs, wm, wn, lane, warp) mma_step(acc, As, Bs, wm, wn, lane, warp, emu_a, emu_b)
 #else
-#define MMA_SCRATCH
 #define MMA_STEP(acc, As, Bs, wm, wn, lane, warp) mma_step(acc, As, Bs, wm, wn, lane, warp, 0, 0)
-#define MMA(d, fa, fb)                                                                                          \
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "                                           \
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};"                          \
-                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                               \
-                 : "r"(fa[0]), "r"(fa[1]), "r"(fa[2]), "r"(fa[3]), "r"(fb[0]), "r"(fb[1]),                      \
-                   "f"(d[0]), "f"(d[1]), "f"(d[2]), "f"(d[3]))
 #endif
 
 // One element (ONE) or four aligned elements (FOUR) of a stored operand into local memory as half bits: a half

@@ -1,13 +1,13 @@
 """Variants of attention: `gemm` (scores by the GEMM, softmax, P V by the GEMM), `softmax_fused` (scores by the
 GEMM, the softmax's normalization fused into the P V product), `flash` (FlashAttention: key tiles, online
-softmax, no score matrix in global memory) and `flash_reg` (the same, for GPUs, with the query tile in local memory
-and both products register-blocked).
+softmax, no score matrix in global memory), `flash_reg` (the same, for GPUs, with the query tile in local memory
+and both products register-blocked) and `flash_mma_f16` (the same on NVIDIA tensor cores in float16).
 
 Each is the launcher its registry declaration names (the attention row, sdcl.registry.linalg), called with a Call
 holding every knob. The head dimension D is compiled into the tiled kernels (-D HEAD_DIM, one build per D: 40, 64, 80,
 160 in SD). Kernels: kernels/attention/naive.cl (gemm's scale-and-mask), attention/softmax_fused_stats.cl,
 attention/tiled.cl (flash and softmax_fused's P V: one build of a tile setting and D serves both),
-attention/flash_reg.cl.
+attention/flash_reg.cl, attention/flash_mma_f16.cl.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sdcl.registry.linalg import attention_local_bytes
 TILE_KNOBS = ("BQ", "BK", "WL", "RQ", "VEC")     # the tile knobs of flash and softmax_fused's P V kernel
 STATS_KNOBS = ("WG", "TPR", "VEC")               # softmax_fused's row statistics
 FLASH_REG_KNOBS = ("BQ", "BK", "WL", "RQ")       # flash_reg's tiles
+FLASH_MMA_KNOBS = ("WARPS", "BK", "MMA_EMULATE")  # flash_mma_f16's: WARPS*16 query rows x BK keys a tile
 _FILES = {"flash": "attention/tiled.cl", "flash_reg": "attention/flash_reg.cl"}
 
 
@@ -138,6 +139,38 @@ def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, 
     tile = _tile_knobs(rt, knobs, d, q.dtype, which, names)
     knl = rt.kernel(_FILES[which], f"attention_{which}", tile, q.dtype)
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
+              buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
+              real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
+    return o
+
+
+# ---------------------------------------------------------------------------------------------- flash_mma_f16
+
+def flash_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
+    """FlashAttention on NVIDIA tensor cores in float16 (attention/flash_mma_f16.cl): q, k, v and the weights p
+    rounded to half for the mma.sync products, float32 accumulation and softmax. float32 only (the registry says so)."""
+    from sdcl.opencl_impl.variants.gemm import check_mma
+    rt, knobs = call.rt, call.knobs
+    b, lq, lk, d = _geometry(q, k, heads)
+    o = rt.empty(q.shape, q.dtype)
+    if not o.size:
+        return o
+    tile = {n: int(knobs[n]) for n in FLASH_MMA_KNOBS}
+    check_mma(rt, "mma_f16", tile, what="attention flash_mma_f16")
+    # a speed knob, not a semantic one: where the tiles do not fit this head dim (D = 160 at 48 KiB), halve the key
+    # tile, then the warps (the query tile), before giving up
+    while attention_local_bytes("flash_mma_f16", tile, d) > rt.device.local_mem_size:
+        if tile["BK"] > 16:
+            tile["BK"] //= 2
+        elif tile["WARPS"] > 1:
+            tile["WARPS"] //= 2
+        else:
+            raise DeviceError(f"attention flash_mma_f16: head dim {d} needs "
+                              f"{attention_local_bytes('flash_mma_f16', tile, d)} bytes of local memory at the "
+                              f"smallest tiles; {rt.info['device']} has {rt.device.local_mem_size}")
+    knl = rt.kernel("attention/flash_mma_f16.cl", "attention_flash_mma_f16", {**tile, "HEAD_DIM": d}, q.dtype)
+    wg = 32 * tile["WARPS"]
+    rt.launch("attention", knl, (-(-lq // (16 * tile["WARPS"])) * wg, b * heads), (wg, 1),
               buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
               real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
     return o

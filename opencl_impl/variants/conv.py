@@ -236,12 +236,35 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
     knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
-    rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, s.n * s.oh * s.ow, 1),   # C (O, N*OH*OW)
-              xb, buffer(rt, weight), xb if bias is None else buffer(rt, bias),
-              xb if residual is None else buffer(rt, residual), y.data,
-              *i32(s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, bias is not None,
-                   residual_mode(residual)))
+    q, r = s.n * s.oh * s.ow, s.c * s.kh * s.kw
+    splits, k_chunk = implicit_splits(k, s.o, q, r, rt.info.get("compute_units", 1))
+    part = rt.empty((splits, s.o, q), np.float32) if splits > 1 else y
+    bias_b, res_b = xb if bias is None else buffer(rt, bias), xb if residual is None else buffer(rt, residual)
+    flags = i32(bias is not None, residual_mode(residual))
+    rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, q, splits),   # C (O, N*OH*OW), split along R
+              xb, buffer(rt, weight), bias_b, res_b, y.data,
+              *i32(s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl), *flags,
+              *i32(splits, k_chunk), part.data)
+    if splits > 1:
+        total = s.o * q
+        knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_splitk_sum", defines, x.dtype)
+        rt.launch("conv2d", knl, (groups(total, 256) * 256,), (256,), part.data, bias_b, res_b, y.data,
+                  *i32(s.o, q, s.oh * s.ow, splits), *flags)
     return y
+
+
+def implicit_splits(k: dict, o: int, q: int, r: int, compute_units: int) -> tuple:
+    """(splits, k_chunk) of implicit_mma_f16's split-K: knob SPLITK 1 none, n > 1 that many (at most one per KWG
+    step of R), 0 (auto) as many as fill the device's compute units with one work-group each while every split
+    keeps at least 4 KWG steps (at most 16). k_chunk: rows of R per split, a multiple of KWG; no split is empty."""
+    kwg, want = k["KWG"], int(k.get("SPLITK", 1))
+    steps = -(-r // kwg)
+    if want == 0:
+        wgs = -(-q // k["NWG"]) * -(-o // k["MWG"])
+        want = min(compute_units // wgs, steps // 4, 16) if wgs < compute_units else 1
+    want = max(1, min(want, steps))
+    chunk = -(-steps // want) * kwg
+    return -(-r // chunk), chunk
 
 
 # -------------------------------------------------------------------------------------------------------- im2win

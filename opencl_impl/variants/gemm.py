@@ -113,18 +113,21 @@ class MmaUnavailable(DeviceError, KernelBuildError):
 _MMA_PTX = {"mma_tf32": "mma.sync m16n8k8 TF32", "mma_f16": "mma.sync m16n8k16 float16"}
 
 
-def check_mma(rt: Runtime, technique: str, knobs: dict) -> None:
+def check_mma(rt: Runtime, technique: str, knobs: dict, what: str = "") -> None:
+    """MmaUnavailable unless the device runs the tensor-core PTX of technique (or knobs emulate it); what: the kernel
+    as the message names it (default "gemm <technique>")."""
     if knobs.get("MMA_EMULATE"):
         return
+    what = what or f"gemm {technique}"
     if not rt.info.get("nvidia_ptx"):
-        raise MmaUnavailable(f"gemm {technique} runs NVIDIA PTX ({_MMA_PTX[technique]}, sm_80 or newer); "
+        raise MmaUnavailable(f"{what} runs NVIDIA PTX ({_MMA_PTX[technique]}, sm_80 or newer); "
                           f"{rt.info['device']} ({rt.info['platform']}) is not an NVIDIA GPU")
     try:   # cl_nv_device_attribute_query
         cc = (rt.device.compute_capability_major_nv, rt.device.compute_capability_minor_nv)
     except Exception:  # noqa: BLE001  (pyopencl raises LogicError or AttributeError, by version)
         return
     if cc < (8, 0):
-        raise MmaUnavailable(f"gemm {technique} needs an NVIDIA GPU of compute capability 8.0 or newer "
+        raise MmaUnavailable(f"{what} needs an NVIDIA GPU of compute capability 8.0 or newer "
                           f"({_MMA_PTX[technique]}); {rt.info['device']} is {cc[0]}.{cc[1]}")
 
 

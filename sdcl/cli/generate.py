@@ -144,6 +144,11 @@ def run(args) -> int:
         from sdcl.opencl_impl.storage import half_weights
         weights = {m: half_weights(ws) for m, ws in weights.items()}
     text_b, unet_b, vae_b = _backends(args)
+    if args.storage == "half" and args.backend == "opencl":   # the float16-computing variants serve it too
+        from sdcl.opencl_impl.backend import runtime_for
+        from sdcl.opencl_impl.storage import half_mode
+        for sel in (args.text_device, None, args.vae_device):
+            half_mode(runtime_for(sel if sel is not None else args.device))
     pipe = StableDiffusion(config, weights, text_backend=text_b, unet_backend=unet_b, vae_backend=vae_b)
     prebuilt = args.backend == "opencl" and not args.no_prebuild
     if prebuilt:                       # every program the call will use, built ahead in parallel threads

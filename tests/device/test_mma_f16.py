@@ -1,5 +1,6 @@
 """The tensor-core float16 GEMM (kernels/gemm/mma_f16.cl: mma.sync m16n8k16 f16 x f16 -> f32) and the variants that
-run it: linear's mma_f16_half and conv2d's implicit_mma_f16 (kernels/conv2d/implicit_mma_f16.cl).
+run it: linear's mma_f16_half and conv2d's implicit_mma_f16 (kernels/conv2d/implicit_mma_f16.cl); attention's
+flash_mma_f16 (kernels/attention/flash_mma_f16.cl: FlashAttention-2 on the same instruction).
 
 Where the device has NVIDIA PTX the real instruction runs; elsewhere the OpenCL C emulation of mma.sync
 (MMA_EMULATE=1), which checks the fragment layouts, staging, tiling and tails, not the PTX. The kernel rounds both
@@ -81,7 +82,8 @@ def test_linear_variant_passes_its_row(rt):
 def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     """conv2d implicit_mma_f16 (gathering its slices of the lowered matrix from x) against the float64 reference
     conv of the half-rounded input and weight (the weight given in half, as a model in half mode passes it), with
-    the bias and a residual: exact up to float32 accumulation, at the default, largest and a small config."""
+    the bias and a residual: exact up to float32 accumulation, at the default, largest and a small config, the small
+    one also split along R (SPLITK 3: partial products added by conv2d_implicit_splitk_sum, with the epilogue)."""
     from sdcl.opencl_impl.dispatch import run_variant
     from sdcl.reference import ops as R
     xs, ws, stride, padding, res_kind = shape
@@ -93,13 +95,27 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
         want = want + r
         r = rt.to_device(r.astype(np.float32))
     failures = []
-    for knobs in _configs(rt, every=False):
+    configs = _configs(rt, every=False)
+    for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
         got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w.astype(np.float16)),
                           rt.to_device(b), stride=stride, padding=padding, residual=r).get()
         err = float(np.abs(got - want).max() / np.abs(want).max())
         if not err <= 1e-5:
             failures.append(f"{knobs}: max error {err:.2e} of max|y|")
     assert not failures, "\n".join(failures)
+
+
+def test_implicit_splits_fill_the_device_and_cover_r_once():
+    """Split-K's plan: none where the work-groups already fill the compute units or when asked for none; auto fills
+    them while each split keeps >= 4 KWG steps; the splits tile R in KWG multiples with none empty."""
+    from sdcl.opencl_impl.variants.conv import implicit_splits
+    k = {"MWG": 128, "NWG": 128, "KWG": 32, "SPLITK": 0}
+    assert implicit_splits(k, 320, 8192, 2880, 132) == (1, 2880)          # 192 work-groups: none
+    assert implicit_splits(k, 1280, 128, 11520, 132) == (13, 896)         # 10 work-groups: 13 of 28 steps
+    assert implicit_splits({**k, "SPLITK": 1}, 1280, 128, 11520, 132) == (1, 11520)
+    for want, r in ((3, 108), (16, 100), (5, 33), (0, 4000)):
+        splits, chunk = implicit_splits({**k, "SPLITK": want, "KWG": 16}, 64, 64, r, 132)
+        assert chunk % 16 == 0 and (splits - 1) * chunk < r <= splits * chunk
 
 
 def test_refuses_devices_without_nvidia_ptx_and_float64(rt):
@@ -114,3 +130,59 @@ def test_refuses_devices_without_nvidia_ptx_and_float64(rt):
         with pytest.raises(ValueError, match="linear: variant 'mma_f16_half' implements float32, not float64"):
             run_variant(rt, "linear", "mma_f16_half", _extra(rt), rt.to_device(x.astype(np.float64)),
                         rt.to_device(w.astype(np.float16)))
+
+
+def _attention_configs(rt) -> list:
+    """Every config the tuner may pick where the PTX runs; emulated: the default and the smallest (WARPS 2, BK 32:
+    several key tiles, the online softmax's rescaling)."""
+    v = REGISTRY["attention"].variant("flash_mma_f16")
+    configs = v.configs(rt.info) if rt.info.get("nvidia_ptx") else [v.knobs, v.complete({"WARPS": 2, "BK": 32})]
+    return [{**k, **_extra(rt)} for k in configs]
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 33, 47, 2, 17, False, None),    # D = 17: both paddings (16 for Q K^T's k, 8 for P V's n); Lk not a tile
+    (2, 40, 40, 3, 24, True, 3.0),      # causal, a sharp softmax (scale 3)
+    (1, 70, 130, 1, 64, False, None),   # SD 2.x's head dim, several key tiles, Lq not a query tile
+    (2, 19, 77, 2, 40, False, 1.0),     # SD 1.x's head dim 40, the text's 77 keys (cross-attention)
+    (1, 50, 50, 1, 80, True, None),     # head dim 80, causal
+])
+def test_flash_attention_equals_attention_of_half_rounded_inputs(rt, shape):
+    """attention flash_mma_f16 against the float64 reference on the half-rounded q, k, v: within 2e-3 of max|ref|, the
+    kernel's own error bound (registry/linalg.py _F16_ATTN_TOL: the weights p rounded to half for P V, ~1.7e-4
+    measured), far below what a misplaced fragment, a lost rescaling or a wrong mask leaves (O(1) or 1e-2)."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.reference import ops as R
+    b, lq, lk, heads, d, causal, scale = shape
+    q, k, v = randn(21, (b, lq, heads * d), (b, lk, heads * d), (b, lk, heads * d))
+    kw = {"causal": causal} if scale is None else {"causal": causal, "scale": scale}
+    h = lambda a: a.astype(np.float16).astype(np.float64)   # noqa: E731
+    want = R.attention(h(q), h(k), h(v), heads, **kw)
+    failures = []
+    for knobs in _attention_configs(rt):
+        got = run_variant(rt, "attention", "flash_mma_f16", knobs, *(rt.to_device(a.astype(np.float32))
+                                                                     for a in (q, k, v)), heads, **kw).get()
+        err = float(np.abs(got - want).max() / np.abs(want).max())
+        if not err <= 2e-3:
+            failures.append(f"{knobs}: max error {err:.2e} of max|ref|")
+    assert not failures, "\n".join(failures)
+
+
+def test_attention_variant_passes_its_row_and_refuses_what_it_cannot_run(rt):
+    """flash_mma_f16 through the gate's own check (tolerance "half_inputs": the inputs' rounding allowed exactly)
+    against the float64 reference; without NVIDIA PTX and not emulated it says so; float64 is refused by name."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.opencl_impl.variants.gemm import MmaUnavailable
+    q, k, v = randn(22, (2, 45, 96), (2, 45, 96), (2, 45, 96))
+    res = run_case(rt, REGISTRY["attention"], "flash_mma_f16", _extra(rt), Case("causal", (q, k, v, 3),
+                                                                                  {"causal": True, "scale": 3.0}),
+                   "float32")
+    assert res.passed, res.message
+    x = rt.to_device(q.astype(np.float32))
+    if not rt.info.get("nvidia_ptx"):
+        with pytest.raises(MmaUnavailable, match=r"attention flash_mma_f16 runs NVIDIA PTX \(mma.sync m16n8k16"):
+            run_variant(rt, "attention", "flash_mma_f16", {}, x, x, x, 3)
+    if rt.info["fp64"]:
+        y = rt.to_device(q.astype(np.float64))
+        with pytest.raises(ValueError, match="attention: variant 'flash_mma_f16' implements float32, not float64"):
+            run_variant(rt, "attention", "flash_mma_f16", _extra(rt), y, y, y, 3)

@@ -166,3 +166,26 @@ def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, t
         assert [r[2] for r in ranking] == sorted(r[2] for r in ranking)
         new = [r for r in ranking if r[0] == "tiled"]
         assert len(new) == 1 and new != [r for r in before[k] if r[0] == "tiled"]   # timed again
+
+
+def test_float16_computing_variants_run_only_in_half_mode(rt):
+    """attention's flash_mma_f16 rounds q, k, v to half: on an NVIDIA GPU (info says so) a float32 call never gets
+    it, tuned fastest or not, until the policy is in half mode (storage.half_mode, as a model stored in half sets
+    it); and back out of half mode, float32 variants again."""
+    from sdcl.opencl_impl.storage import half_mode
+    info = {**rt.info, "type": "GPU", "nvidia_ptx": True}
+    q = rt.to_device(np.ones((1, 8, 32), np.float32))
+    args = (q, q, q, 2)
+    key = selection.call_key(REGISTRY["attention"].reference, args)
+    for table in ({"ops": {}},
+                  {"ops": {"attention": {"shapes": {key: [["flash_mma_f16", {"WARPS": 2}, 1.0],
+                                                         ["flash", {"BQ": 32}, 2.0]]}}}}):
+        p = Policy(table, info=info)
+        assert p("attention", args)[0] != "flash_mma_f16"
+        rt_like = type("R", (), {"policy": p})()
+        half_mode(rt_like)
+        assert p("attention", args)[0] == "flash_mma_f16"
+        half_mode(rt_like, False)
+        assert p("attention", args)[0] != "flash_mma_f16"
+    # the ladder's rows before the tensor-core float16 tier do not allow it, half mode or not
+    assert Policy({"ops": {}}, {"attention": ["naive", "flash"]}, info=info, half=True)("attention", args)[0] == "flash"

@@ -92,3 +92,34 @@ def test_dot_scale_is_not_computed_when_the_ref_scale_passes():
         raise AssertionError("the per-element scale was computed")
     assert C.compare(e.astype(np.float32), e, np.dtype(np.float32), Tolerance(1e-6, 0.0, "t", "dot"), 2.0,
                      _result(), never) == []
+
+
+def test_half_inputs_allows_exactly_what_rounding_the_inputs_to_half_moves():
+    """attention's flash_mma_f16 tolerance ("half_inputs"): a sharp softmax (scale 3) amplifies the rounding of
+    q and k to half past atol * max|ref|; the result of exact arithmetic on the half-rounded inputs passes, while
+    twice that error, or the kernel's own error past atol on top of it, fails."""
+    from sdcl.registry import REGISTRY, Case
+    from sdcl.registry.fuzz import randn
+    from sdcl.reference import ops as R
+    spec = REGISTRY["attention"]
+    tol = spec.tolerance_of("flash_mma_f16", "float32")
+    assert tol.atol_scale == "half_inputs"
+    q, k, v = (a.astype(np.float32) for a in randn(3, (1, 24, 48), (1, 24, 48), (1, 24, 48)))
+    case = Case("sharp", (q, k, v, 2), {"scale": 3.0})
+    expected = R.attention(*(a.astype(np.float64) for a in (q, k, v)), 2, scale=3.0)
+    h = lambda a: a.astype(np.float16).astype(np.float64)   # noqa: E731
+    on_half = R.attention(h(q), h(k), h(v), 2, scale=3.0)
+    scale = float(np.abs(expected).max())
+    assert np.abs(on_half - expected).max() > tol.atol * scale            # the inputs' rounding alone: past atol
+    extra = C.half_input_effect(spec, case, expected)
+    assert np.allclose(extra(), np.abs(on_half - expected).reshape(-1), rtol=0, atol=1e-12)
+    f32 = np.dtype(np.float32)
+    assert C.compare(on_half.astype(np.float32), expected, f32, tol, scale, _result(), elem_extra=extra) == []
+    doubled = (expected + 2 * (on_half - expected)).astype(np.float32)   # twice what the rounding moves: fails
+    assert C.compare(doubled, expected, f32, tol, scale, _result(), elem_extra=extra)
+    i = np.unravel_index(np.argmax(np.abs(on_half - expected)), expected.shape)
+    off = on_half.copy()
+    off[i] += np.sign(on_half[i] - expected[i]) * 1.5 * tol.atol * scale     # own error past atol, on top
+    assert C.compare(off.astype(np.float32), expected, f32, tol, scale, _result(), elem_extra=extra)
+    # without the allowance (another tolerance scale), the half-rounded result fails
+    assert C.compare(on_half.astype(np.float32), expected, f32, tol, scale, _result())

@@ -1,0 +1,233 @@
+// attention/flash_mma_f16.cl, the flash_mma_f16 variant: FlashAttention (key tiles, online softmax, no Lq x Lk
+// matrix in memory) on NVIDIA tensor cores in float16, after FlashAttention-2: both products S = Q K^T and O = P V
+// are mma.sync m16n8k16 f16 x f16 -> f32 (gemm/mma_sync_f16.h, inline PTX; MMA_EMULATE 1: its OpenCL C emulation),
+// the softmax in float32 registers. Layout, the models' own (no permutes), as attention/flash_reg.cl:
+// q[b, i, h*D + d] = q[(b*Lq + i)*HD + h*D + d], k, v likewise with Lk rows, o like q; HD = H*D, D = HEAD_DIM.
+// One work-group per (query tile of BQ = 16*WARPS rows, b*H + h); warp w owns the 16 query rows q0 + 16w + [0, 16),
+// lane = 4g + t the rows g and g + 8 of them (the mma fragments' rows). Per key tile of BK keys:
+//   1. K and V tiles to local memory as half (rounded to nearest even), zeros past Lk and past D:
+//      Ks[j*LDQ + d] = k[k0 + j, d] (key rows, d-contiguous: the B operand of Q K^T),
+//      Vt[d*LDV + j] = v[k0 + j, d] (transposed: the B operand of P V, key-contiguous);
+//   2. S (16 x BK per warp, BK/8 accumulator tiles) = Q K^T from the warp's Q fragments, loaded once from the staged
+//      query tile, scaled by scale*log2(e) and masked to -inf (j >= Lk; j > i if causal);
+//   3. online softmax per row: the row's max over the tile (the lane's own, then over the 4 lanes t of its quad),
+//      m' = max(m, that), alpha = 2^(m - m'), p = 2^(s - m'); l = alpha*l + the lane's own sum of p (the 4 lanes'
+//      partial sums are added once at the end), acc *= alpha;
+//   4. acc += P V: the S accumulators of two adjacent 8-key tiles are, register for register, the A fragment of
+//      one 16-key step (FlashAttention-2's layout trick), rounded to half in pairs; no P in local memory.
+// Then o = acc / l. The first tile holds key 0, which no row masks (0 <= i, 0 < Lk): from it on every m is finite,
+// so 2^(s - m') is 0 for a masked s and alpha = 2^-inf = 0 on the first tile. Rows past Lq are staged from row
+// Lq - 1 and write nothing.
+// Precision: q, k, v and p rounded once to half (u = 2^-11), products exact in float32, float32 accumulation (the
+// tensor cores', truncating), softmax statistics in float32: registry/linalg.py _F16_ATTN_TOL. float32 only.
+// Knobs (-D): WARPS (warps per work-group; BQ = 16*WARPS query rows), BK (keys per tile, a multiple of 16),
+// MMA_EMULATE. Structural (-D, set by the host per call): HEAD_DIM. Local memory: (BQ + BK)*(DK + 8) + DN*(BK + 8)
+// halves (registry/linalg.py attention_local_bytes). NDRange (ceil(Lq / BQ) * 32*WARPS, B*H), work-groups of
+// 32*WARPS.
+#include "common.h"
+#ifndef WARPS
+#error "WARPS (warps per work-group, each 16 query rows) must be set with -D"
+#endif
+#ifndef BK
+#error "BK (keys per tile, a multiple of 16) must be set with -D"
+#endif
+#ifndef HEAD_DIM
+#error "HEAD_DIM (the head dimension) must be set with -D"
+#endif
+#if BK % 16 != 0
+#error "BK must be a multiple of 16 (the k steps of P V)"
+#endif
+#define MMA_WARPS WARPS
+#include "gemm/mma_sync_f16.h"
+#define BQ (16 * WARPS)                       // query rows per work-group
+#define WG (32 * WARPS)                       // work-items per work-group
+#define DK ((HEAD_DIM + 15) / 16 * 16)        // the head dimension padded to Q K^T's k steps (zeros)
+#define DN ((HEAD_DIM + 7) / 8 * 8)           // the head dimension padded to P V's n tiles (zeros)
+#define LDQ (DK + 8)                          // row pitch of Qs and Ks, halves (+8: 32-bit fragment reads hit 32 banks)
+#define LDV (BK + 8)                          // row pitch of Vt, halves
+#define NT (BK / 8)                           // score tiles (16 x 8) per warp
+#define OT (DN / 8)                           // output tiles (16 x 8) per warp
+
+// Two floats as one register of two halves, lo in the low 16 bits (round to nearest even).
+inline uint pack_half2(const float lo, const float hi)
+{
+    ushort2 h;
+    vstore_half2((float2)(lo, hi), 0, (__private half *)&h);
+    return as_uint(h);
+}
+
+#if MMA_EMULATE
+// The max / sum over the 4 lanes of a quad (the lanes holding one row's fragments), through local memory; every
+// work-item of the work-group calls it together.
+inline float quad_reduce(const float x, const int is_max, __local float *red, const int tid)
+{
+    red[tid] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int q = tid & ~3;
+    const float r = is_max ? fmax(fmax(red[q], red[q + 1]), fmax(red[q + 2], red[q + 3]))
+                           : (red[q] + red[q + 1]) + (red[q + 2] + red[q + 3]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+}
+#define QUAD_MAX(x) quad_reduce(x, 1, emu_red, tid)
+#define QUAD_SUM(x) quad_reduce(x, 0, emu_red, tid)
+#define QUAD_SCRATCH __local float emu_red[WG]
+#else
+// shfl.sync.bfly within the quad (lanes 4g .. 4g + 3 of the warp), in the same order as the emulation's
+inline float shfl_xor(const float x, const int m)
+{
+    uint r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(as_uint(x)), "r"(m));
+    return as_float(r);
+}
+inline float quad_max(const float x)
+{
+    const float y = fmax(x, shfl_xor(x, 1));
+    return fmax(y, shfl_xor(y, 2));
+}
+inline float quad_sum(const float x)
+{
+    const float y = x + shfl_xor(x, 1);
+    return y + shfl_xor(y, 2);
+}
+#define QUAD_MAX(x) quad_max(x)
+#define QUAD_SUM(x) quad_sum(x)
+#define QUAD_SCRATCH
+#endif
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void attention_flash_mma_f16(__global const float *q, __global const float *k, __global const float *v,
+                             __global float *o, const int H, const int Lq, const int Lk, const float scale,
+                             const int causal)
+{
+    __local ushort Qs[BQ * LDQ];
+    __local ushort Ks[BK * LDQ];
+    __local ushort Vt[DN * LDV];
+    MMA_SCRATCH;
+    QUAD_SCRATCH;
+
+    const int tid = get_local_id(0);
+    const int lane = tid % 32, warp = tid / 32;
+    const int g = lane >> 2, t = lane & 3;
+    const int bh = get_group_id(1);
+    const int b = bh / H;
+    const int h = bh - b * H;
+    const int q0 = get_group_id(0) * BQ;
+    const long HD = (long)H * HEAD_DIM;
+    const __global float *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
+    const __global float *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global float *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
+    const float sl2 = scale * M_LOG2E_F;                 // scores in log2 units: 2^(s*sl2) = e^(s*scale)
+
+    for (int e = tid; e < BQ * DK; e += WG) {            // the query tile, once
+        const int i = e / DK, d = e - i * DK;
+        vstore_half(d < HEAD_DIM ? qb[min(q0 + i, Lq - 1) * HD + d] : 0.0f, 0, (__local half *)(Qs + i * LDQ + d));
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint qf[DK / 16][4];                                 // this warp's 16 rows of Q as A fragments
+MMA_UNROLL
+    for (int ks = 0; ks < DK / 16; ++ks) {
+        const __local ushort *p = Qs + (warp * 16 + g) * LDQ + ks * 16 + 2 * t;
+        qf[ks][0] = *(const __local uint *)p;
+        qf[ks][1] = *(const __local uint *)(p + 8 * LDQ);
+        qf[ks][2] = *(const __local uint *)(p + 8);
+        qf[ks][3] = *(const __local uint *)(p + 8 * LDQ + 8);
+    }
+
+    const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float acc[OT][4];
+MMA_UNROLL
+    for (int j = 0; j < OT; ++j)
+MMA_UNROLL
+        for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
+
+    const int kend = causal ? min(Lk, q0 + BQ) : Lk;    // causal: row i sees keys j <= i < q0 + BQ
+    for (int k0 = 0; k0 < kend; k0 += BK) {
+        // 1. K and V tiles as half, zeros past Lk and D
+        for (int e = tid; e < BK * DK; e += WG) {
+            const int j = e / DK, d = e - j * DK;
+            const float x = k0 + j < Lk && d < HEAD_DIM ? kb[(long)(k0 + j) * HD + d] : 0.0f;
+            vstore_half(x, 0, (__local half *)(Ks + j * LDQ + d));
+        }
+        for (int e = tid; e < BK * DN; e += WG) {
+            const int j = e / DN, d = e - j * DN;
+            const float x = k0 + j < Lk && d < HEAD_DIM ? vb[(long)(k0 + j) * HD + d] : 0.0f;
+            vstore_half(x, 0, (__local half *)(Vt + d * LDV + j));
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        // 2. S = Q K^T, scaled to log2 units and masked
+        float s[NT][4];
+MMA_UNROLL
+        for (int j = 0; j < NT; ++j) {
+MMA_UNROLL
+            for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+MMA_UNROLL
+            for (int ks = 0; ks < DK / 16; ++ks) {
+                const __local ushort *p = Ks + (j * 8 + g) * LDQ + ks * 16 + 2 * t;
+                const uint fb[2] = {*(const __local uint *)p, *(const __local uint *)(p + 8)};
+                MMA(s[j], qf[ks], fb);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+MMA_UNROLL
+        for (int j = 0; j < NT; ++j)
+MMA_UNROLL
+            for (int e = 0; e < 4; ++e) {
+                const int col = k0 + j * 8 + 2 * t + (e & 1), r = e >> 1;
+                const bool seen = col < Lk && (!causal || col <= row[r]);
+                s[j][e] = seen ? s[j][e] * sl2 : -INFINITY;
+                mx[r] = fmax(mx[r], s[j][e]);
+            }
+
+        // 3. online softmax
+        float alpha[2];
+MMA_UNROLL
+        for (int r = 0; r < 2; ++r) {
+            const float mt = fmax(m[r], QUAD_MAX(mx[r]));
+            alpha[r] = exp2(m[r] - mt);
+            m[r] = mt;
+        }
+        float ps[2] = {0.0f, 0.0f};
+MMA_UNROLL
+        for (int j = 0; j < NT; ++j)
+MMA_UNROLL
+            for (int e = 0; e < 4; ++e) {
+                s[j][e] = exp2(s[j][e] - m[e >> 1]);
+                ps[e >> 1] += s[j][e];
+            }
+MMA_UNROLL
+        for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + ps[r];
+MMA_UNROLL
+        for (int j = 0; j < OT; ++j)
+MMA_UNROLL
+            for (int e = 0; e < 4; ++e) acc[j][e] *= alpha[e >> 1];
+
+        // 4. acc += P V, P's A fragments straight from the score accumulators
+MMA_UNROLL
+        for (int kk = 0; kk < BK / 16; ++kk) {
+            const uint pf[4] = {pack_half2(s[2 * kk][0], s[2 * kk][1]), pack_half2(s[2 * kk][2], s[2 * kk][3]),
+                                pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+MMA_UNROLL
+            for (int j = 0; j < OT; ++j) {
+                const __local ushort *p = Vt + (j * 8 + g) * LDV + kk * 16 + 2 * t;
+                const uint fb[2] = {*(const __local uint *)p, *(const __local uint *)(p + 8)};
+                MMA(acc[j], pf, fb);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);   // the tiles are read before the next iteration overwrites them
+    }
+
+    float inv[2];
+MMA_UNROLL
+    for (int r = 0; r < 2; ++r) inv[r] = 1.0f / QUAD_SUM(l[r]);
+MMA_UNROLL
+    for (int j = 0; j < OT; ++j)
+MMA_UNROLL
+        for (int e = 0; e < 4; ++e) {
+            const int i = row[e >> 1], d = j * 8 + 2 * t + (e & 1);
+            if (i < Lq && d < HEAD_DIM) o[((long)b * Lq + i) * HD + h * HEAD_DIM + d] = acc[j][e] * inv[e >> 1];
+        }
+}
