@@ -88,8 +88,16 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
         rt.policy = saved
         del calls
         gc.collect()
+    def elements(item):    # the call's array elements: the smallest shapes first, so that a run stopped at a time
+        def n(m):          # limit (the tuner saves after each shape) has tuned the most shapes (the UNet's before
+            if isinstance(m, list):                           # the VAE's 512x512 convolutions)
+                return sum(map(n, m))
+            return int(np.prod(m[1])) if isinstance(m, tuple) and m and m[0] == "array" else 0
+        (op, key), (args, kwargs) = item
+        return op, sum(map(n, args)) + sum(map(n, kwargs.values())), key
+
     out: dict = {}
-    for i, ((op, _), (args, kwargs)) in enumerate(sorted(seen.items())):
+    for i, ((op, _), (args, kwargs)) in enumerate(sorted(seen.items(), key=elements)):
         def make(m, j):
             if isinstance(m, list):
                 return [make(x, j * 8 + n) for n, x in enumerate(m)]

@@ -260,9 +260,12 @@ _F16_TOL = {
                                     "<= 2u of max|ref| at K = 1, ~4.5e-4 at large K) and truncated float32 "
                                     "accumulation (<= K/16 ulp: 1.7e-4 at K = 23040); 2x margin over K = 1",
                          atol_scale="dot")}
+# SPLITK, a host knob: split-K where the tiles leave compute units idle (0: as many splits as fill them, 1: none;
+# variants.gemm.split_k), the partial products added in order by a second kernel with the epilogue.
 _MMA_F16_HALF = Variant(
-    "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0},
-    space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4]},
+    "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0},
+    space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
+           "SPLITK": [0, 1]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL,
     half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
@@ -435,9 +438,8 @@ _CONV_VARIANTS = (
             tier="half storage"),
     # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
     # memory, never written (a work-item keeps one column of the gathered tile: 32*WARPS_M*WARPS_N % NWG == 0);
-    # SPLITK: split-K over R, 0 as many splits as fill the compute units (variants.conv.implicit_splits), 1 none
-    Variant("implicit_mma_f16", {**_MMA_F16_HALF.knobs, "SPLITK": 0},
-            space={**_MMA_F16_HALF.space, "SPLITK": [0, 1]},
+    # SPLITK (as mma_f16_half's): split-K over R, 0 as many splits as fill the compute units (variants.gemm.split_k)
+    Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
             constraint=lambda k, info: _mma_f16_fits(k, info) and (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"] == 0,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL, half_args=(1,),
             half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),

@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf halfpsnr keep generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -81,6 +81,13 @@ for stage in "$@"; do
     perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);
               # PERF_ARGS: e.g. "-k test_op" or "--full-size -k 'test_layer or test_e2e'"
               eval "SDCL_PERF_DB=\"$OUT/perf-history.sqlite\" python3 -m sdcl.cli perf run --device \"$DEV\" ${PERF_ARGS:-}" ;;
+    halfpsnr) # prompt to PNG with half-stored weights (on NVIDIA the tensor-core float16 variants) against float32:
+              # PSNR >= 35 dB, the latents' relative error (scripts/half_psnr.py)
+              python3 $REPO/scripts/half_psnr.py --device "$DEV" --model sd21-base --size ${SIZE:-512} \
+                --steps ${STEPS:-20} --out "$OUT/half-psnr.json" | tee "$OUT/half-psnr.txt" ;;
+    keep)     # the tuning table written so far, kept on the machine for the next call (KEEP=restore: copy it back)
+              if [ "${KEEP:-}" = restore ]; then mkdir -p "$OUT/tuning" && cp -r /tmp/kept-tuning/. "$OUT/tuning/"
+              else mkdir -p /tmp/kept-tuning && cp -r "$OUT/tuning/." /tmp/kept-tuning/ 2>/dev/null; fi ;;
     generate) python3 -m sdcl.cli generate "a lighthouse at dusk" --model sd21-base --backend opencl --device "$DEV" \
                 --steps ${STEPS:-20} --quiet ${GEN_ARGS:-} -o "$OUT/sd21-opencl.png" ;;
     *)        echo "unknown stage $stage"; exit 2 ;;

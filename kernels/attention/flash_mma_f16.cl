@@ -48,13 +48,24 @@
 #define NT (BK / 8)                           // score tiles (16 x 8) per warp
 #define OT (DN / 8)                           // output tiles (16 x 8) per warp
 
-// Two floats as one register of two halves, lo in the low 16 bits (round to nearest even).
+// Two floats as one register of two halves, lo in the low 16 bits (round to nearest even): cvt.rn.f16x2.f32 puts
+// its first source in the upper half; the emulation through vstore_half2 (a private variable's address, which
+// NVIDIA's compiler would place in local memory inside the key loop).
+#if MMA_EMULATE
 inline uint pack_half2(const float lo, const float hi)
 {
     ushort2 h;
     vstore_half2((float2)(lo, hi), 0, (__private half *)&h);
     return as_uint(h);
 }
+#else
+inline uint pack_half2(const float lo, const float hi)
+{
+    uint r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+#endif
 
 #if MMA_EMULATE
 // The max / sum over the 4 lanes of a quad (the lanes holding one row's fragments), through local memory; every

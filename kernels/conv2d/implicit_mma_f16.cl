@@ -17,10 +17,14 @@
 // no atomics) with the bias and the residual into y. splits == 1: one launch, the epilogue in place.
 // NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M, splits). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG,
 // KWG, WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG.
-// Structural (-D, set by the host): A_HALF: the weight is stored as half.
+// Structural (-D, set by the host): A_HALF: the weight is stored as half; KH, KW: the kernel's size, compiled in so
+// that the gather's splits of r into (c, i, j) divide by constants (1x1 and 3x3 in SD: two builds).
 #include "common.h"
 #include "gemm/gemm.h"
 #include "gemm/mma_f16.h"
+#if !defined(KH) || !defined(KW)
+#error "KH, KW (the convolution kernel's height and width) must be set with -D"
+#endif
 #if MMA_WGS % NWG != 0
 #error "conv2d_implicit_mma_f16 needs 32*WARPS_M*WARPS_N to be a multiple of NWG (a work-item keeps its column)"
 #endif
@@ -37,7 +41,7 @@ __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
 void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T *restrict w,
                              const __global REAL *restrict bias, const __global REAL *restrict res,
                              __global REAL *restrict y, const int N, const int C, const int H, const int W,
-                             const int O, const int KH, const int KW, const int OH, const int OW, const int SH,
+                             const int O, const int OH, const int OW, const int SH,
                              const int SW, const int PT, const int PL, const int has_bias, const int has_res,
                              const int splits, const int k_chunk, __global float *restrict part)
 {

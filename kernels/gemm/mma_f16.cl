@@ -45,11 +45,16 @@ inline void stage_cols_b(__local ushort *dst, const __global B_T *src, const int
     if ((m) < M && (n) < N)                                                                                     \
         c[(long)(m) * ldc + (n)] = EPILOGUE((v), (m), (n))
 
+// Split-K (narrow products over a long K: the text encoder's 154 rows, the UNet's 8x8 level, a few work-groups for
+// the device's compute units): NDRange z = batch item * splits + split; split s takes k in [s*k_chunk, (s+1)*k_chunk)
+// (k_chunk a multiple of KWG) and, with splits > 1, stores its raw partial product in part[s, item, m, n] (dense);
+// gemm_splitk_sum adds the splits in order (deterministic) with the epilogue. splits == 1: k_chunk = K, C in place.
 __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
-void gemm_mma_f16(GEMM_ARGS)
+void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global float *restrict part)
 {
     MMA_IDS;
-    GEMM_BATCH(get_global_id(2));
+    const int item = get_global_id(2) / splits, split = get_global_id(2) % splits;
+    GEMM_BATCH(item);
     const bool vec = flags & GEMM_VEC_OK;
     __local uint4 As4[MWG * LDS / 8];
     __local uint4 Bs4[NWG * LDS / 8];
@@ -59,15 +64,39 @@ void gemm_mma_f16(GEMM_ARGS)
 
     float acc[MI][NI][4];
     MMA_ZERO(acc);
-    for (int k0 = 0; k0 < K; k0 += KWG) {
-        stage_rows_a(As, a + (long)m0 * lda + k0, lda, MWG, M - m0, K - k0, vec, tid);
+    const int k_end = min(K, (split + 1) * k_chunk);
+    for (int k0 = split * k_chunk; k0 < k_end; k0 += KWG) {
+        stage_rows_a(As, a + (long)m0 * lda + k0, lda, MWG, M - m0, k_end - k0, vec, tid);
         if (flags & GEMM_TRANS_B)
-            stage_rows_b(Bs, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, K - k0, vec, tid);
+            stage_rows_b(Bs, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, k_end - k0, vec, tid);
         else
-            stage_cols_b(Bs, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, K - k0, tid);
+            stage_cols_b(Bs, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, k_end - k0, tid);
         barrier(CLK_LOCAL_MEM_FENCE);
         MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    MMA_STORE_ALL(acc, GEMM_STORE);
+    if (splits > 1) {
+        __global float *pz = part + ((long)split * (get_global_size(2) / splits) + item) * M * N;
+#define PART_STORE(m, n, v) if ((m) < M && (n) < N) pz[(long)(m) * N + (n)] = (v);
+        MMA_STORE_ALL(acc, PART_STORE);
+    } else {
+        MMA_STORE_ALL(acc, GEMM_STORE);
+    }
+}
+
+// C_z = epilogue(sum_s part[s, z]) for split-K: NDRange (N, M, batch), the splits added in order.
+__kernel void gemm_splitk_sum(const __global float *restrict part, const __global REAL *restrict bias,
+                              __global const REAL *restrict res, __global REAL *restrict c, const int M, const int N,
+                              const int ldc, const int ZI, const long sc_outer, const long sc_inner, const REAL alpha,
+                              const int flags, const int splits)
+{
+    const int n = get_global_id(0), m = get_global_id(1), z = get_global_id(2);
+    if (n >= N || m >= M)
+        return;
+    c += (z / ZI) * sc_outer + (z % ZI) * sc_inner;
+    res += (z / ZI) * sc_outer + (z % ZI) * sc_inner;
+    float v = 0.0f;
+    for (int s = 0; s < splits; ++s)
+        v += part[((long)s * get_global_size(2) + z) * M * N + (long)m * N + n];
+    c[(long)m * ldc + n] = epilogue(v, alpha, bias, res, flags, ldc, m, n);
 }

@@ -44,7 +44,7 @@ from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.launch import Call, buffer, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
-from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, ndrange
+from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, ndrange, split_k
 from sdcl.registry import REGISTRY
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
@@ -232,18 +232,19 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
         raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, got {k}")
     s = ConvShape.of(x, weight, stride, padding)
     half = weight.dtype == np.float16
-    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE"), **({"A_HALF": 1} if half else {})}
+    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE"), "KH": s.kh, "KW": s.kw,
+               **({"A_HALF": 1} if half else {})}
     knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
     q, r = s.n * s.oh * s.ow, s.c * s.kh * s.kw
-    splits, k_chunk = implicit_splits(k, s.o, q, r, rt.info.get("compute_units", 1))
+    splits, k_chunk = split_k(k, -(-q // k["NWG"]) * -(-s.o // k["MWG"]), r, rt.info.get("compute_units", 1))
     part = rt.empty((splits, s.o, q), np.float32) if splits > 1 else y
     bias_b, res_b = xb if bias is None else buffer(rt, bias), xb if residual is None else buffer(rt, residual)
     flags = i32(bias is not None, residual_mode(residual))
     rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, q, splits),   # C (O, N*OH*OW), split along R
               xb, buffer(rt, weight), bias_b, res_b, y.data,
-              *i32(s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl), *flags,
+              *i32(s.n, s.c, s.h, s.w, s.o, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl), *flags,
               *i32(splits, k_chunk), part.data)
     if splits > 1:
         total = s.o * q
@@ -251,20 +252,6 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
         rt.launch("conv2d", knl, (groups(total, 256) * 256,), (256,), part.data, bias_b, res_b, y.data,
                   *i32(s.o, q, s.oh * s.ow, splits), *flags)
     return y
-
-
-def implicit_splits(k: dict, o: int, q: int, r: int, compute_units: int) -> tuple:
-    """(splits, k_chunk) of implicit_mma_f16's split-K: knob SPLITK 1 none, n > 1 that many (at most one per KWG
-    step of R), 0 (auto) as many as fill the device's compute units with one work-group each while every split
-    keeps at least 4 KWG steps (at most 16). k_chunk: rows of R per split, a multiple of KWG; no split is empty."""
-    kwg, want = k["KWG"], int(k.get("SPLITK", 1))
-    steps = -(-r // kwg)
-    if want == 0:
-        wgs = -(-q // k["NWG"]) * -(-o // k["MWG"])
-        want = min(compute_units // wgs, steps // 4, 16) if wgs < compute_units else 1
-    want = max(1, min(want, steps))
-    chunk = -(-steps // want) * kwg
-    return -(-r // chunk), chunk
 
 
 # -------------------------------------------------------------------------------------------------------- im2win

@@ -87,13 +87,44 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
              | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M)
              | (0 if residual is None else FLAG_RES))
-    defines = {**kn, **({"A_HALF": 1} if a_half else {}), **({"B_HALF": 1} if b_half else {})}
+    defines = {**{x: v for x, v in kn.items() if x not in HOST_KNOBS}, **({"A_HALF": 1} if a_half else {}),
+               **({"B_HALF": 1} if b_half else {})}
     knl = rt.kernel(f"gemm/{technique}.cl", f"gemm_{technique}", defines, dtype)
-    gsize, lsize = ndrange(technique, kn, m, n, batch)
-    return rt.launch(op, knl, gsize, lsize, a, b, a if bias is None else bias, a if residual is None else residual, c,
-                     *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
-                     *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), real(dtype, alpha),
-                     np.int32(flags))
+    splits, chunk, extra = 1, k, ()
+    if technique == "mma_f16":      # split-K where the tiles leave compute units idle (kernels/gemm/mma_f16.cl)
+        wgs = -(-m // kn["MWG"]) * -(-n // kn["NWG"]) * batch
+        splits, chunk = split_k(kn, wgs, k, rt.info.get("compute_units", 1))
+        part = rt.empty((splits * batch * m * n,), np.float32) if splits > 1 else None
+        extra = (np.int32(splits), np.int32(chunk), c if part is None else part.data)
+    gsize, lsize = ndrange(technique, kn, m, n, batch * splits)
+    bias_b, res_b = a if bias is None else bias, a if residual is None else residual
+    event = rt.launch(op, knl, gsize, lsize, a, b, bias_b, res_b, c,
+                      *(np.int32(v) for v in (m, n, k, lda, ldb, ldc, batch_inner)),
+                      *(np.int64(v) for v in (*a_strides, *b_strides, *c_strides)), real(dtype, alpha),
+                      np.int32(flags), *extra)
+    if splits > 1:
+        knl = rt.kernel("gemm/mma_f16.cl", "gemm_splitk_sum", defines, dtype)
+        event = rt.launch(op, knl, (_ceil_to(n, 32), _ceil_to(m, 8), batch), (32, 8, 1), part.data, bias_b, res_b, c,
+                          *(np.int32(v) for v in (m, n, ldc, batch_inner)),
+                          *(np.int64(v) for v in c_strides), real(dtype, alpha), np.int32(flags), np.int32(splits))
+    return event
+
+
+HOST_KNOBS = ("SPLITK",)    # knobs the host reads, not the kernel (no -D: no build of its own)
+
+
+def split_k(knobs: dict, wgs: int, depth: int, compute_units: int) -> tuple:
+    """(splits, chunk) of the tensor-core float16 kernels' split-K (gemm_mma_f16, conv2d_implicit_mma_f16) for a
+    launch of wgs work-groups over a reduction of `depth`: knob SPLITK 1 none, n > 1 that many (at most one per KWG
+    step), 0 (auto) as many as fill the device's compute units with one work-group each while every split keeps at
+    least 4 KWG steps (at most 16). chunk: the depth per split, a multiple of KWG; no split is empty."""
+    kwg, want = knobs["KWG"], int(knobs.get("SPLITK", 1))
+    steps = -(-depth // kwg)
+    if want == 0:
+        want = min(compute_units // wgs, steps // 4, 16) if wgs < compute_units else 1
+    want = max(1, min(want, steps))
+    chunk = -(-steps // want) * kwg
+    return -(-depth // chunk), chunk
 
 
 def cpu_reg_loops(knobs: dict, n: int, k: int, trans_b: bool) -> int:

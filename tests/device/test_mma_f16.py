@@ -40,7 +40,8 @@ def _configs(rt, every: bool) -> list:
 def test_product_of_half_rounded_operands(rt, trans_b, a_half, b_half):
     """C = A @ B + bias over m + R through gemm() in a batch, in both B layouts, with each operand given as float32
     (rounded by the kernel) or as half: equal to the float64 product of the half-rounded operands. Every config in
-    the layout linear's mma_f16_half runs (B^T, the weight half), a few in the others (gemm() serves any caller)."""
+    the layout linear's mma_f16_half runs (B^T, the weight half), a few in the others (gemm() serves any caller); the
+    small one also split along K in 3."""
     from sdcl.opencl_impl.variants.gemm import gemm
     rng = np.random.default_rng(11)
     failures = []
@@ -53,7 +54,8 @@ def test_product_of_half_rounded_operands(rt, trans_b, a_half, b_half):
         want = np.matmul(h(a), np.swapaxes(h(b), 1, 2) if trans_b else h(b)) + bias[:, None] + r
         da = rt.to_device(a.astype(np.float16) if a_half else a)
         db = rt.to_device(b.astype(np.float16) if b_half else b)
-        for knobs in _configs(rt, every=(trans_b, a_half, b_half) == (True, False, True)):
+        configs = _configs(rt, every=(trans_b, a_half, b_half) == (True, False, True))
+        for knobs in configs + [{**configs[-1], "SPLITK": 3}]:     # split-K: partial products, then the epilogue
             c = rt.empty((z, m, n), np.float32)
             gemm(rt, "matmul", "mma_f16", knobs, da.data, db.data, c.data, m, n, k, lda=k,
                  ldb=k if trans_b else n, ldc=n, trans_b=trans_b, bias=rt.to_device(bias).data, bias_axis="m",
@@ -105,17 +107,17 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     assert not failures, "\n".join(failures)
 
 
-def test_implicit_splits_fill_the_device_and_cover_r_once():
+def test_split_k_fills_the_device_and_covers_the_depth_once():
     """Split-K's plan: none where the work-groups already fill the compute units or when asked for none; auto fills
-    them while each split keeps >= 4 KWG steps; the splits tile R in KWG multiples with none empty."""
-    from sdcl.opencl_impl.variants.conv import implicit_splits
-    k = {"MWG": 128, "NWG": 128, "KWG": 32, "SPLITK": 0}
-    assert implicit_splits(k, 320, 8192, 2880, 132) == (1, 2880)          # 192 work-groups: none
-    assert implicit_splits(k, 1280, 128, 11520, 132) == (13, 896)         # 10 work-groups: 13 of 28 steps
-    assert implicit_splits({**k, "SPLITK": 1}, 1280, 128, 11520, 132) == (1, 11520)
-    for want, r in ((3, 108), (16, 100), (5, 33), (0, 4000)):
-        splits, chunk = implicit_splits({**k, "SPLITK": want, "KWG": 16}, 64, 64, r, 132)
-        assert chunk % 16 == 0 and (splits - 1) * chunk < r <= splits * chunk
+    them while each split keeps >= 4 KWG steps; the splits tile the depth in KWG multiples with none empty."""
+    from sdcl.opencl_impl.variants.gemm import split_k
+    k = {"KWG": 32, "SPLITK": 0}
+    assert split_k(k, 192, 2880, 132) == (1, 2880)          # the UNet's 3x3 320 at 64x64: 192 work-groups, none
+    assert split_k(k, 10, 11520, 132) == (13, 896)          # 1280 x 128 at 8x8: 10 work-groups, 13 of 28 steps
+    assert split_k({**k, "SPLITK": 1}, 10, 11520, 132) == (1, 11520)
+    for want, depth in ((3, 108), (16, 100), (5, 33), (0, 4000)):
+        splits, chunk = split_k({"KWG": 16, "SPLITK": want}, 4, depth, 132)
+        assert chunk % 16 == 0 and (splits - 1) * chunk < depth <= splits * chunk
 
 
 def test_refuses_devices_without_nvidia_ptx_and_float64(rt):
