@@ -180,8 +180,7 @@ class Policy:
     def half(self, on: bool) -> None:
         if bool(on) != self._half:
             self._half = bool(on)
-            self.choices.clear()       # the choices made in the other mode
-            self._fast.clear()
+            self._fast.clear()         # the other mode's picks (choices keeps them under their own keys, for reports)
 
     def _candidates(self, op: str, half: bool, dtype: str | None) -> list:
         """The allowed variant names, oldest first; for a call with a half-stored (float16) argument only the
@@ -218,7 +217,8 @@ class Policy:
         dtype = next((np.dtype(a.dtype).name for a in args
                       if getattr(a, "dtype", None) in (np.float32, np.float64) and not isinstance(a, np.ndarray)),
                      None)
-        memo = (op, key + (",storage=half" if half else "") + (f",{dtype}" if dtype else ""))
+        memo = (op, key + (",storage=half" if half else "") + (",mode=half" if self._half and not half else "")
+                + (f",{dtype}" if dtype else ""))
         hit = self.choices.get(memo)
         if hit is not None:
             return hit

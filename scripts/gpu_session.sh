@@ -75,7 +75,9 @@ for stage in "$@"; do
                 | tee "$OUT/gemm-sd-half.txt" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
-    profile)  python3 $REPO/scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" | tee "$OUT/profile.txt"
+    profile)  # NO_HALF: the float32 profile only; HALF_ONLY: the half-mode one only
+              [ -n "${HALF_ONLY:-}" ] || python3 $REPO/scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" \
+                | tee "$OUT/profile.txt"
               [ -n "${NO_HALF:-}" ] || python3 $REPO/scripts/profile_step.py --device "$DEV" --half \
                 --out "$OUT/profile-half.json" | tee "$OUT/profile-half.txt" ;;
     perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);

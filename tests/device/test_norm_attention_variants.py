@@ -71,8 +71,11 @@ def test_every_config(rt, op, variant):
     spec = REGISTRY[op]
     v = spec.variant(variant)
     configs = v.configs(rt.info)
+    if "nvidia_ptx" in v.needs and not rt.info.get("nvidia_ptx"):   # tensor-core variants: the emulation, 2 configs
+        configs = [{**k, "MMA_EMULATE": 1} for k in (configs[0], configs[-1])]
     cases = [c for c in CASES[op]() if v.applies is None or v.applies(c.args, c.kwargs)]
-    dtypes = [("float32", configs)] + ([("float64", configs[:1])] if rt.info["fp64"] else [])
+    dtypes = [("float32", configs)] + ([("float64", configs[:1])] if rt.info["fp64"] and "float64" in v.dtypes
+                                       else [])
     failures = []
     for dtype, knob_sets in dtypes:
         for knobs in knob_sets:
