@@ -247,9 +247,8 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
               *i32(s.n, s.c, s.h, s.w, s.o, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl), *flags,
               *i32(splits, k_chunk), part.data)
     if splits > 1:
-        total = s.o * q
         knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_splitk_sum", defines, x.dtype)
-        rt.launch("conv2d", knl, (groups(total, 256) * 256,), (256,), part.data, bias_b, res_b, y.data,
+        rt.launch("conv2d", knl, (s.o * q,), None, part.data, bias_b, res_b, y.data,   # the driver's work-groups
                   *i32(s.o, q, s.oh * s.ow, splits), *flags)
     return y
 

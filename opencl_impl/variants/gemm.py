@@ -104,7 +104,7 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
                       np.int32(flags), *extra)
     if splits > 1:
         knl = rt.kernel("gemm/mma_f16.cl", "gemm_splitk_sum", defines, dtype)
-        event = rt.launch(op, knl, (_ceil_to(n, 32), _ceil_to(m, 8), batch), (32, 8, 1), part.data, bias_b, res_b, c,
+        event = rt.launch(op, knl, (n, m, batch), None, part.data, bias_b, res_b, c,   # the driver's work-groups
                           *(np.int32(v) for v in (m, n, ldc, batch_inner)),
                           *(np.int64(v) for v in c_strides), real(dtype, alpha), np.int32(flags), np.int32(splits))
     return event
