@@ -205,9 +205,8 @@ def _half_storage_rows(rt, config, family, device, w64) -> list:
     z = rng.standard_normal((1, config.vae.latent_channels, 5, 7)).astype(np.float32)
     rows = []
     t0 = time.perf_counter()
-    was = getattr(rt.policy, "half", False)
+    was = half_mode(rt)     # the float16-computing variants (tensor-core attention) serve the models too
     try:
-        half_mode(rt)       # the float16-computing variants (tensor-core attention) serve the models too
         w_dev = {m: {k: rt.to_device(v) for k, v in half_weights(ws).items()} for m, ws in w32.items()}
         te_r, unet_r, vae_r = _models(config, ref_ops, w_ref)
         te_d, unet_d, vae_d = _models(config, DeviceOps(rt), w_dev)
@@ -245,7 +244,7 @@ def _half_pipeline_row(rt, config, family, device, w32, w_half, **settings) -> R
     be = opencl_backend_for(rt)
     kw = {**_pipeline_kwargs(config), **settings}
     out = []
-    was = getattr(rt.policy, "half", False)
+    was = half_mode(rt, False)
     try:
         for half, weights in ((False, {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in w32.items()}),
                               (True, w_half)):

@@ -35,10 +35,12 @@ def half_weights(weights: dict) -> dict:
     return out
 
 
-def half_mode(rt, on: bool = True) -> None:
+def half_mode(rt, on: bool = True) -> bool:
     """The runtime's policy in half mode (on) or back in float32 (off): with half mode on, the variants that round
     their float32 operands to float16 to compute (Variant.half_compute: on NVIDIA, attention's flash_mma_f16) are
     candidates for every call, as the half-storage ones are for the calls that pass half weights. A runtime without
-    a policy runs naive kernels, and stays so."""
-    if rt.policy is not None:
-        rt.policy.half = on
+    a policy runs naive kernels, and stays so. Returns the mode it was in (to restore it)."""
+    if rt.policy is None:
+        return False
+    was, rt.policy.half = rt.policy.half, on
+    return was

@@ -88,11 +88,14 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
         rt.policy = saved
         del calls
         gc.collect()
-    def elements(item):    # the call's array elements: the smallest shapes first, so that a run stopped at a time
-        def n(m):          # limit (the tuner saves after each shape) has tuned the most shapes (the UNet's before
-            if isinstance(m, list):                           # the VAE's 512x512 convolutions)
-                return sum(map(n, m))
-            return int(np.prod(m[1])) if isinstance(m, tuple) and m and m[0] == "array" else 0
+    # the smallest shapes first (by array elements), so that a run stopped at a time limit (the tuner saves after
+    # each shape) has tuned the most shapes: the UNet's before the VAE's 512x512 convolutions
+    def n(m):
+        if isinstance(m, list):
+            return sum(map(n, m))
+        return int(np.prod(m[1])) if isinstance(m, tuple) and m and m[0] == "array" else 0
+
+    def elements(item):
         (op, key), (args, kwargs) = item
         return op, sum(map(n, args)) + sum(map(n, kwargs.values())), key
 

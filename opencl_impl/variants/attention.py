@@ -20,6 +20,7 @@ from sdcl.opencl_impl import ops
 from sdcl.opencl_impl.devices import DeviceError
 from sdcl.opencl_impl.launch import Call, buffer, groups, launch_flat, real
 from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.variants.gemm import check_mma
 from sdcl.registry.linalg import attention_local_bytes
 
 TILE_KNOBS = ("BQ", "BK", "WL", "RQ", "VEC")     # the tile knobs of flash and softmax_fused's P V kernel
@@ -149,7 +150,6 @@ def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, 
 def flash_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
     """FlashAttention on NVIDIA tensor cores in float16 (attention/flash_mma_f16.cl): q, k, v and the weights p
     rounded to half for the mma.sync products, float32 accumulation and softmax. float32 only (the registry says so)."""
-    from sdcl.opencl_impl.variants.gemm import check_mma
     rt, knobs = call.rt, call.knobs
     b, lq, lk, d = _geometry(q, k, heads)
     o = rt.empty(q.shape, q.dtype)
