@@ -49,7 +49,7 @@ def row_tasks(ops: list, skip_models: bool) -> list:
     """The models, then one task per row ("op:variant:dtype"), the longest ops first."""
     ops = sorted(ops, key=lambda n: -_WEIGHT.get(n, 1))
     return ([] if skip_models else ["models"]) + [f"{op}:{v.name}:{d}" for op in ops
-                                                  for v in REGISTRY[op].variants for d in DTYPES]
+                                                  for v in REGISTRY[op].variants for d in v.row_dtypes()]
 
 
 _WORKER: dict = {}     # a worker process's Runtime, made once
@@ -79,7 +79,7 @@ def run_task(selector: str | None, task: str, profile: str, force: dict | None =
             rt.policy = None
     refs = _WORKER.setdefault("refs", References())
     spec = REGISTRY[task.split(":")[0]]
-    rows = [(v, d) for v in spec.variants for d in DTYPES]
+    rows = [(v, d) for v in spec.variants for d in v.row_dtypes()]
     if ":" in task:     # one row of the op: "op:variant:dtype"
         rows = [(spec.variant(task.split(":")[1]), task.split(":")[2])]
     return [check_row(rt, spec, v.name, dtype, profile, refs=refs, device=device,

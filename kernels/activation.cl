@@ -6,6 +6,7 @@
 //   gelu_vec         y = x (1 + erf(x / sqrt 2)) / 2
 //   gelu_tanh_vec    y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   quick_gelu_vec   y = x / (1 + exp(-1.702 x))
+// Arrays of DATA (float, double, or half for float16: common.h), the arithmetic in REAL.
 // Why: PoCL vectorizes explicit vector types, not a work-item's scalar code, so its erf and exp run as one vector
 // call per VEC elements instead of one libm call per element (a CPU's form is VEC 16; a GPU's VEC 1 to 4).
 // NDRange (ceil(ceil(n / VEC) / WG) * WG). Knobs (-D):
@@ -25,7 +26,7 @@
 
 #define ACTIVATION_VEC(name, F)                                                                                 \
     __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))                                                    \
-    void name(__global const REAL *x, __global REAL *y, const long n)                                           \
+    void name(__global const DATA *x, __global DATA *y, const long n)                                           \
     {                                                                                                           \
         const long i0 = (long)get_global_id(0) * VEC;                                                           \
         if (i0 + VEC <= n) {                                                                                    \
@@ -33,8 +34,8 @@
             VSTORE(F(v), y + i0);                                                                               \
         } else {                                                                                                \
             for (long i = i0; i < n; ++i) {                                                                     \
-                const REAL v = x[i];                                                                            \
-                y[i] = F(v);                                                                                    \
+                const REAL v = LOAD(x, i);                                                                      \
+                STORE(y, i, F(v));                                                                              \
             }                                                                                                   \
         }                                                                                                       \
     }

@@ -3,6 +3,11 @@
 //
 // Precision: REAL, the type every kernel computes in, is float or double, from the build options (the host passes
 // -DREAL=float, or -DREAL=double -DREAL_IS_DOUBLE, which enables cl_khr_fp64).
+// Storage: DATA, the type of the arrays a kernel reads and writes, is REAL, or half with -DDATA_HALF (the float16
+// dtype: -DREAL=float -DDATA_HALF, arrays in float16 and the arithmetic in float). A kernel that implements float16
+// declares its arrays DATA * and reads and writes them through LOAD(p, i) / STORE(p, i, v) (vload_half /
+// vstore_half_rte: core OpenCL, no cl_khr_fp16), VLOAD / VSTORE for vectors; its scratch in global memory (scores,
+// partial sums) stays REAL, so the only rounding to half is the output's.
 //
 // Knobs: each kernel file lists at its top the -D knobs it reads, what each means and the constraint it must meet.
 // The host passes every knob of a variant (its registry declaration's defaults, overridden by the tuned ones), so no
@@ -11,8 +16,8 @@
 // What several kernel files share:
 //   CAT(a, b)            token pasting after expansion: CAT(REAL, 4) is float4 or double4 (REAL4)
 //   HSum<n>, HMax<n>     the sum / max of the lanes of a REALn vector (n = 2, 4, 8, 16)
-//   with -DVEC (1, 2, 4, 8 or 16): VREAL = REAL or REAL<VEC>; VLOAD(p) / VSTORE(v, p): VEC elements at p (element
-//   alignment suffices); HSUM(v) / HMAX(v): the sum / max of v's lanes; IOTA: the lane numbers 0, 1, ..., VEC - 1
+//   with -DVEC (1, 2, 4, 8 or 16): VREAL = REAL or REAL<VEC>; VLOAD(p) / VSTORE(v, p): VEC elements of DATA at p
+//   (element alignment suffices); HSUM(v) / HMAX(v): the sum / max of v's lanes; IOTA: the lane numbers 0, 1, ..., VEC - 1
 //   TreeSum, TreeMax     a reduction over the work-items of a work-group (or of one row of it) in local memory
 //   SILU(v), GELU(v)     the activations that fused kernels apply too, for REAL or vector v (v read twice)
 //   FoldedOffset         the strided offset of a flat index of a shape folded to 4-D (broadcasts, permutes)
@@ -24,6 +29,16 @@
 #endif
 #ifdef REAL_IS_DOUBLE
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+
+#ifdef DATA_HALF
+#define DATA half
+#define LOAD(p, i) vload_half((i), (p))
+#define STORE(p, i, v) vstore_half_rte((v), (i), (p))
+#else
+#define DATA REAL
+#define LOAD(p, i) ((p)[i])
+#define STORE(p, i, v) ((p)[i] = (v))
 #endif
 
 #define CAT_(a, b) a##b
@@ -58,15 +73,20 @@ inline REAL HMax16(const CAT(REAL, 16) v)
 #ifdef VEC
 #if VEC == 1
 #define VREAL REAL
-#define VLOAD(p) (*(p))
-#define VSTORE(v, p) (*(p) = (v))
+#define VLOAD(p) LOAD(p, 0)
+#define VSTORE(v, p) STORE(p, 0, v)
 #define HSUM(v) (v)
 #define HMAX(v) (v)
 #define IOTA ((REAL)0)
 #else
 #define VREAL CAT(REAL, VEC)
+#ifdef DATA_HALF
+#define VLOAD(p) CAT(vload_half, VEC)(0, p)
+#define VSTORE(v, p) CAT(CAT(vstore_half, VEC), _rte)(v, 0, p)
+#else
 #define VLOAD(p) CAT(vload, VEC)(0, p)
 #define VSTORE(v, p) CAT(vstore, VEC)(v, 0, p)
+#endif
 #define HSUM(v) CAT(HSum, VEC)(v)
 #define HMAX(v) CAT(HMax, VEC)(v)
 #if VEC == 2
@@ -127,4 +147,5 @@ inline long FoldedOffset(long i, const long D1, const long D2, const long D3, co
     return c0 * S0 + c1 * S1 + c2 * S2 + c3 * S3;
 }
 
-#define CONV_RESIDUAL(res, has_res, at, no) ((has_res) == 1 ? (res)[at] : (has_res) == 2 ? (res)[no] : (REAL)0)
+#define CONV_RESIDUAL(res, has_res, at, no) \
+    ((has_res) == 1 ? LOAD(res, at) : (has_res) == 2 ? LOAD(res, no) : (REAL)0)

@@ -12,63 +12,66 @@
 //                      each launch with its intermediate in global memory (the fused variant is geglu.cl)
 //   to_half            y[i] = x[i] rounded to half (IEEE binary16, round to nearest even; |x| > 65504 -> inf), the
 //                      storage of the half-storage variants' operands; vstore_half needs no cl_khr_fp16
-// All arrays are packed.
+// All arrays are packed, of DATA (REAL, or half for float16: common.h; the arithmetic in REAL).
 #include "common.h"
 
-__kernel void silu_naive(__global const REAL *x, __global REAL *y, const long n)
-{
-    const long i = get_global_id(0);
-    if (i < n) y[i] = SILU(x[i]);
-}
-
-__kernel void gelu_naive(__global const REAL *x, __global REAL *y, const long n)
+__kernel void silu_naive(__global const DATA *x, __global DATA *y, const long n)
 {
     const long i = get_global_id(0);
     if (i >= n) return;
-    const REAL v = x[i];
-    y[i] = GELU(v);
+    const REAL v = LOAD(x, i);
+    STORE(y, i, SILU(v));
 }
 
-__kernel void gelu_tanh_naive(__global const REAL *x, __global REAL *y, const long n)
+__kernel void gelu_naive(__global const DATA *x, __global DATA *y, const long n)
 {
     const long i = get_global_id(0);
     if (i >= n) return;
-    const REAL v = x[i];
+    const REAL v = LOAD(x, i);
+    STORE(y, i, GELU(v));
+}
+
+__kernel void gelu_tanh_naive(__global const DATA *x, __global DATA *y, const long n)
+{
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    const REAL v = LOAD(x, i);
     const REAL u = (REAL)0.79788456080286535588 * (v + (REAL)0.044715 * v * v * v);  // sqrt(2/pi)
-    y[i] = (REAL)0.5 * v * ((REAL)1 + tanh(u));
+    STORE(y, i, (REAL)0.5 * v * ((REAL)1 + tanh(u)));
 }
 
-__kernel void quick_gelu_naive(__global const REAL *x, __global REAL *y, const long n)
+__kernel void quick_gelu_naive(__global const DATA *x, __global DATA *y, const long n)
 {
     const long i = get_global_id(0);
     if (i >= n) return;
-    y[i] = x[i] / ((REAL)1 + exp((REAL)-1.702 * x[i]));
+    const REAL v = LOAD(x, i);
+    STORE(y, i, v / ((REAL)1 + exp((REAL)-1.702 * v)));
 }
 
-__kernel void add_naive(__global const REAL *a, __global const REAL *b, __global REAL *y, const long n,
+__kernel void add_naive(__global const DATA *a, __global const DATA *b, __global DATA *y, const long n,
                         const long D1, const long D2, const long D3,
                         const long S0, const long S1, const long S2, const long S3)
 {
     const long i = get_global_id(0);
-    if (i < n) y[i] = a[i] + b[FoldedOffset(i, D1, D2, D3, S0, S1, S2, S3)];
+    if (i < n) STORE(y, i, LOAD(a, i) + LOAD(b, FoldedOffset(i, D1, D2, D3, S0, S1, S2, S3)));
 }
 
-__kernel void mul_naive(__global const REAL *a, __global const REAL *b, __global REAL *y, const long n,
+__kernel void mul_naive(__global const DATA *a, __global const DATA *b, __global DATA *y, const long n,
                         const long D1, const long D2, const long D3,
                         const long S0, const long S1, const long S2, const long S3)
 {
     const long i = get_global_id(0);
-    if (i < n) y[i] = a[i] * b[FoldedOffset(i, D1, D2, D3, S0, S1, S2, S3)];
+    if (i < n) STORE(y, i, LOAD(a, i) * LOAD(b, FoldedOffset(i, D1, D2, D3, S0, S1, S2, S3)));
 }
 
-__kernel void geglu_split(__global const REAL *x, __global REAL *h, __global REAL *g, const long n, const long F)
+__kernel void geglu_split(__global const DATA *x, __global DATA *h, __global DATA *g, const long n, const long F)
 {
     const long i = get_global_id(0);
     if (i >= n) return;
     const long r = i / F;
     const long f = i % F;
-    h[i] = x[r * 2 * F + f];
-    g[i] = x[r * 2 * F + F + f];
+    STORE(h, i, LOAD(x, r * 2 * F + f));        // copies: exact in any DATA (half -> float -> half)
+    STORE(g, i, LOAD(x, r * 2 * F + F + f));
 }
 
 __kernel void to_half(__global const REAL *x, __global half *y, const long n)

@@ -1,5 +1,6 @@
 // layout: the copies and gathers, one work-item per output element (concat: per input element) of a flat index
-// (the host rounds the NDRange up, the tail returns early); no knobs, one build per dtype. All arrays packed.
+// (the host rounds the NDRange up, the tail returns early); no knobs, one build per dtype. All arrays packed, of
+// DATA (REAL, or half for float16: common.h); a copy is exact in any DATA.
 //   permute_naive            y = x.transpose(axes). The host folds the permutation to 4-D: y is (D0, D1, D2, D3)
 //                            and S0..S3 are x's element strides along y's axes: y[i] = x[FoldedOffset(i)]
 //                            (common.h). Writes coalesce, reads gather.
@@ -11,25 +12,25 @@
 //                            pos (P >= L, D), y (B, L, D): y[(b*L + l)*D + d]. The host checks 0 <= ids < V.
 #include "common.h"
 
-__kernel void permute_naive(__global const REAL *x, __global REAL *y, const long n,
+__kernel void permute_naive(__global const DATA *x, __global DATA *y, const long n,
                             const long D1, const long D2, const long D3,
                             const long S0, const long S1, const long S2, const long S3)
 {
     const long i = get_global_id(0);
-    if (i < n) y[i] = x[FoldedOffset(i, D1, D2, D3, S0, S1, S2, S3)];
+    if (i < n) STORE(y, i, LOAD(x, FoldedOffset(i, D1, D2, D3, S0, S1, S2, S3)));
 }
 
-__kernel void concat_naive(__global const REAL *x, __global REAL *y, const long n, const long LI,
+__kernel void concat_naive(__global const DATA *x, __global DATA *y, const long n, const long LI,
                            const long TOTAL_INNER, const long OFF_INNER)
 {
     const long i = get_global_id(0);
     if (i >= n) return;
     const long o = i / LI;
     const long r = i % LI;
-    y[o * TOTAL_INNER + OFF_INNER + r] = x[i];
+    STORE(y, o * TOTAL_INNER + OFF_INNER + r, LOAD(x, i));
 }
 
-__kernel void upsample_nearest2x_naive(__global const REAL *x, __global REAL *y, const long n,
+__kernel void upsample_nearest2x_naive(__global const DATA *x, __global DATA *y, const long n,
                                        const int H, const int W)
 {
     const long i = get_global_id(0);
@@ -39,16 +40,16 @@ __kernel void upsample_nearest2x_naive(__global const REAL *x, __global REAL *y,
     const int ox = i % OW;
     const int oy = (i / OW) % OH;
     const long p = i / ((long)OW * OH);
-    y[i] = x[(p * H + oy / 2) * W + ox / 2];
+    STORE(y, i, LOAD(x, (p * H + oy / 2) * W + ox / 2));
 }
 
-__kernel void token_embedding_naive(__global const long *ids, __global const REAL *tok, __global const REAL *pos,
-                                    __global REAL *y, const long total, const int L, const int D)
+__kernel void token_embedding_naive(__global const long *ids, __global const DATA *tok, __global const DATA *pos,
+                                    __global DATA *y, const long total, const int L, const int D)
 {
     const long i = get_global_id(0);
     if (i >= total) return;
     const int d = i % D;
     const long bl = i / D;         // b*L + l
     const int l = bl % L;
-    y[i] = tok[ids[bl] * D + d] + pos[(long)l * D + d];
+    STORE(y, i, LOAD(tok, ids[bl] * D + d) + LOAD(pos, (long)l * D + d));
 }

@@ -14,6 +14,7 @@ import numpy as np
 from sdcl.opencl_impl.launch import Call
 from sdcl.opencl_impl.runtime import LoopCapError, Runtime
 from sdcl.opencl_impl.selection import Policy
+from sdcl.opencl_impl.shapes import compute_dtype, has_half
 from sdcl.registry import REGISTRY
 from sdcl.registry.spec import OpSpec, Variant
 
@@ -44,29 +45,15 @@ def launcher(spec: OpSpec, v: Variant):
     return fn
 
 
-def has_half(args) -> bool:
-    """Whether a call passes a float16 (half-stored) array."""
-    return any(getattr(a, "dtype", None) == np.float16 for a in args)
-
-
-def compute_dtype(args) -> np.dtype | None:
-    """The dtype a call computes in: that of its first float32 / float64 array (a half-stored weight is read into
-    it). None for a call without one."""
-    for a in args:
-        if isinstance(a, (list, tuple)) and a:
-            a = a[0]
-        dt = getattr(a, "dtype", None)
-        if dt is not None and dt in (np.float32, np.float64) and not isinstance(a, np.ndarray):
-            return np.dtype(dt)
-    return None
-
-
 def check_call(spec: OpSpec, v: Variant, args) -> None:
-    """Refuse a call the variant does not implement, by name: a dtype outside Variant.dtypes; a half-stored
-    (float16) argument to a variant that would misread it (only Variant.half_args variants read half)."""
+    """Refuse a call the variant does not implement, by name: a dtype outside Variant.dtypes (float16 among them:
+    the kernels that read and write half); a half-stored (float16) argument beside float32 ones to a variant that
+    would misread it (only Variant.half_args variants read half)."""
     dt = compute_dtype(args)
     if dt is not None and dt.name not in v.dtypes:
-        raise ValueError(f"{spec.name}: variant {v.name!r} implements {', '.join(v.dtypes)}, not {dt.name}")
+        readers = [x.name for x in spec.variants if dt.name in x.dtypes]
+        raise ValueError(f"{spec.name}: variant {v.name!r} implements {', '.join(v.dtypes)}, not {dt.name}"
+                         + (f"; the variants of {dt.name} are {readers}" if dt == np.float16 else ""))
     if has_half(args) and not v.half_args:
         halves = [f"{a.dtype}{a.shape}" for a in args if getattr(a, "dtype", None) == np.float16]
         readers = [x.name for x in spec.variants if x.half_args]

@@ -56,8 +56,15 @@ def launch_flat(rt: Runtime, op: str, knl, n: int, *args) -> None:
 
 
 def real(dtype, value: float):
-    """A kernel scalar argument of type REAL."""
-    return np.dtype(dtype).type(value)
+    """A kernel scalar argument of type REAL (float for the float16 dtype, which computes in float)."""
+    return compute_type(dtype).type(value)
+
+
+def compute_type(dtype) -> np.dtype:
+    """The dtype a kernel computes in (REAL) for arrays of this dtype: float32 for float16 (stored in half), else
+    the dtype itself. Scratch that a launcher keeps between its kernels (scores, partial sums) is of this type."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
 def i32(*values) -> tuple:

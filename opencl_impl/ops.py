@@ -21,13 +21,14 @@ from sdcl.registry import REGISTRY
 
 
 def _float_inputs(op: str, *arrays) -> np.dtype:
-    """Same contract as the reference: float arrays of one dtype, contiguous; returns that dtype."""
+    """Same contract as the reference: float arrays of one dtype, contiguous; returns that dtype. float16 (arrays
+    stored in half, computed in float: the variants that declare it) is accepted too."""
     present = [a for a in arrays if a is not None]
     for a in present:
         if not isinstance(a, cla.Array):
             raise ValueError(f"{op}: expected pyopencl arrays, got {type(a).__name__}")
-        if a.dtype not in (np.float32, np.float64):
-            raise ValueError(f"{op}: expected float32 or float64, got {a.dtype} (shape {a.shape})")
+        if a.dtype not in (np.float32, np.float64, np.float16):
+            raise ValueError(f"{op}: expected float32, float64 or float16, got {a.dtype} (shape {a.shape})")
         if not a.flags.c_contiguous:
             raise ValueError(f"{op}: expected a contiguous array (shape {a.shape}, strides {a.strides})")
     if len({a.dtype for a in present}) > 1:

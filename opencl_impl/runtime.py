@@ -49,10 +49,13 @@ _REFUSED = (cl.status_code.OUT_OF_RESOURCES, cl.status_code.INVALID_WORK_GROUP_S
 
 
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
-    """-D macros from a dict (True -> a bare define), plus the precision define every kernel reads (REAL)."""
+    """-D macros from a dict (True -> a bare define), plus the precision defines every kernel reads (common.h):
+    REAL, the arithmetic (double for float64, else float), and DATA_HALF for float16 (arrays stored in half)."""
     opts = [f"-DREAL={'double' if np.dtype(dtype) == np.float64 else 'float'}"]
     if np.dtype(dtype) == np.float64:
         opts.append("-DREAL_IS_DOUBLE")
+    elif np.dtype(dtype) == np.float16:
+        opts.append("-DDATA_HALF")
     for name, value in sorted((defines or {}).items()):
         opts.append(f"-D{name}" if value is True else f"-D{name}={value}")
     return opts

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sdcl.files import write_text
+from sdcl.opencl_impl.shapes import compute_dtype, has_half
 from sdcl.registry import REGISTRY
 
 DEVICE_TYPE_KEY = "device_type"    # a table's device type ("CPU", "GPU"), as OpenCL reports it
@@ -185,12 +186,15 @@ class Policy:
     def _candidates(self, op: str, half: bool, dtype: str | None) -> list:
         """The allowed variant names, oldest first; for a call with a half-stored (float16) argument only the
         half-storage variants, and for any other call none of them (they round what they read); the variants that
-        compute in float16 only for such calls or in half mode; only variants that implement the call's dtype."""
+        compute in float16 only for such calls or in half mode; only variants that implement the call's dtype (for
+        a float16 call, whose arrays are all half, every variant that implements float16)."""
         spec = self.registry.get(op)
         names = [v.name for v in spec.variants] if spec else ["naive"]
         if self.allowed is not None:
             names = [n for n in self.allowed.get(op, ["naive"]) if n in names or n == "naive"]
-        if spec:
+        if spec and dtype == "float16":     # every array in half: the variants that implement float16
+            names = [n for n in names if dtype in spec.variant(n).dtypes]
+        elif spec:
             names = [n for n in names if bool(spec.variant(n).half_args) == half
                      and (half or self._half or not spec.variant(n).half_compute)
                      and (dtype is None or dtype in spec.variant(n).dtypes)]
@@ -213,10 +217,9 @@ class Policy:
     def _choose(self, op: str, args, kwargs=None) -> tuple:
         spec = self.registry.get(op)
         key = call_key(spec.reference, args, kwargs, spec.epilogue_args) if spec else shape_key(args, kwargs)
-        half = any(getattr(a, "dtype", None) == np.float16 for a in args)
-        dtype = next((np.dtype(a.dtype).name for a in args
-                      if getattr(a, "dtype", None) in (np.float32, np.float64) and not isinstance(a, np.ndarray)),
-                     None)
+        dt = compute_dtype(args)
+        dtype = dt.name if dt is not None else None
+        half = has_half(args)       # half storage: a float16 weight beside float32 (not the float16 dtype)
         memo = (op, key + (",storage=half" if half else "") + (",mode=half" if self._half and not half else "")
                 + (f",{dtype}" if dtype else ""))
         hit = self.choices.get(memo)

@@ -88,3 +88,29 @@ def residual_mode(residual) -> int:
     if residual is None:
         return 0
     return 2 if residual.shape[2:] == (1, 1) else 1
+
+
+def _arrays(args):
+    for a in args:
+        if isinstance(a, (list, tuple)) and a:
+            a = a[0]
+        if getattr(a, "dtype", None) is not None and not isinstance(a, np.ndarray):
+            yield a
+
+
+def compute_dtype(args) -> np.dtype | None:
+    """The dtype a call is of: that of its first float32 / float64 array (a half-stored weight beside it is read
+    into it); float16 for a call whose float arrays are all float16 (the float16 dtype: stored in half, computed in
+    float). None for a call without a float array."""
+    dts = [np.dtype(a.dtype) for a in _arrays(args) if a.dtype.kind == "f"]
+    wide = [d for d in dts if d in (np.float32, np.float64)]
+    if wide:
+        return wide[0]
+    return np.dtype(np.float16) if dts else None
+
+
+def has_half(args) -> bool:
+    """Whether a call passes a half-stored (float16) array beside float32 / float64 ones (half storage of a
+    weight), not a call of the float16 dtype, whose arrays are all float16."""
+    dt = compute_dtype(args)
+    return dt is not None and dt != np.float16 and any(getattr(a, "dtype", None) == np.float16 for a in args)

@@ -27,7 +27,7 @@ from sdcl.opencl_impl.devices import device_key
 from sdcl.opencl_impl.dispatch import run_variant
 from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCapError, Runtime
 from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, Policy, call_key, device_slug, load_table, save_table
-from sdcl.registry import DTYPES, REGISTRY, Case
+from sdcl.registry import REGISTRY, Case
 
 
 def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np.float32, reps: int = 5) -> float:
@@ -148,7 +148,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
             table then serves): the ci profile's fuzzed shapes, in every dtype the variant and device do; ""."""
             key = (name, json.dumps(knobs, sort_keys=True))
             if key not in checked:
-                rows = [check_row(rt, spec, name, d, "ci", knobs=knobs, refs=refs, sd=False) for d in DTYPES]
+                rows = [check_row(rt, spec, name, d, "ci", knobs=knobs, refs=refs, sd=False) for d in spec.variant(name).row_dtypes()]
                 bad = [r for r in rows if r.verdict == "FAIL"]
                 checked[key] = f"wrong at fuzzed shapes in {bad[0].dtype}: {bad[0].failure[:200]}" if bad else ""
                 if bad:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant, elementwise_bytes
+from sdcl.registry.spec import DTYPES, Case, OpSpec, Tolerance, Variant, elementwise_bytes, float16_tolerance
 from sdcl.registry.fuzz import dim, randn, seed_of, shape
 from sdcl.reference import ops as R
 
@@ -68,6 +68,7 @@ _ONE_ROUNDING_TOL = {
 _EXACT_TOL = {
     "float32": Tolerance(0.0, 0.0, "a copy: every output element is an input element"),
     "float64": Tolerance(0.0, 0.0, "a copy: every output element is an input element"),
+    "float16": Tolerance(0.0, 0.0, "a copy: every output element is an input element"),
 }
 
 
@@ -220,43 +221,47 @@ def _permute_sd():
 
 
 _NAIVE = Variant("naive", launcher="sdcl.opencl_impl.variants.naive:{op}")
+_NAIVE16 = Variant("naive", launcher="sdcl.opencl_impl.variants.naive:{op}", dtypes=DTYPES)   # float16 too
 # vec (activation.cl): VEC elements per work-item, the activation applied to a REALn vector: one vector erf / exp
 # call per VEC elements where the naive kernel makes one scalar call per element (PoCL vectorizes explicit vectors
 # only). OpenCL bounds a builtin's vector forms by the same ulps as its scalar one, so the rows' tolerances hold.
 # Defaults VEC 4, WG 64: geglu's tuned knobs on the H200; on PoCL VEC 16 (tuned: 15x naive for gelu's erf).
 _ACT_VEC = Variant("vec", {"VEC": 4, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [64, 256]},
                    constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64),
-                   launcher="sdcl.opencl_impl.variants.rowwise:activation_vec", tier="fused GELU")
+                   launcher="sdcl.opencl_impl.variants.rowwise:activation_vec", tier="fused GELU", dtypes=DTYPES)
 
 ROWS = [
-    OpSpec("silu", R.silu, (_NAIVE, _ACT_VEC), _any_shape, _sd_activation_cases, _ACT_TOL,
+    OpSpec("silu", R.silu, (_NAIVE16, _ACT_VEC), _any_shape, _sd_activation_cases, _ACT_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("gelu", R.gelu, (_NAIVE, _ACT_VEC), _any_shape, _sd_gelu_cases, _GELU_TOL,
+    OpSpec("gelu", R.gelu, (_NAIVE16, _ACT_VEC), _any_shape, _sd_gelu_cases, _GELU_TOL,
            flops=lambda c: 6 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("gelu_tanh", R.gelu_tanh, (_NAIVE, _ACT_VEC), _any_shape, _sd_gelu_cases, _GELU_TANH_TOL,
+    OpSpec("gelu_tanh", R.gelu_tanh, (_NAIVE16, _ACT_VEC), _any_shape, _sd_gelu_cases, _GELU_TANH_TOL,
            flops=lambda c: 9 * c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("quick_gelu", R.quick_gelu, (_NAIVE, _ACT_VEC), _any_shape, _sd_quick_gelu_cases, _QUICK_GELU_TOL,
+    OpSpec("quick_gelu", R.quick_gelu, (_NAIVE16, _ACT_VEC), _any_shape, _sd_quick_gelu_cases, _QUICK_GELU_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
     # naive: unfused (split, gelu, multiply: three launches); fused (geglu.cl): one launch, VEC outputs per
     # work-item with vector loads and stores, WG work-items per work-group along a row
     OpSpec("geglu", R.geglu,
-           (_NAIVE, Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},
-                            constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64),
-                            launcher="sdcl.opencl_impl.variants.rowwise:geglu_fused", tier="fused GELU")),
+           (Variant("naive", launcher="sdcl.opencl_impl.variants.naive:{op}", dtypes=DTYPES,
+                    # float16: gelu(g) is stored in half before the product, as a framework's float16 keeps it
+                    tolerance={**_GEGLU_TOL, "float16": float16_tolerance(_GEGLU_TOL["float32"], roundings=2)}),
+            Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},
+                    constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64),
+                    launcher="sdcl.opencl_impl.variants.rowwise:geglu_fused", tier="fused GELU")),
            _geglu_cases, _sd_geglu_cases, _GEGLU_TOL, flops=lambda c: 4 * c.args[0].size, bytes=_geglu_bytes),
     OpSpec("timestep_embedding", R.timestep_embedding, (_NAIVE,), _timestep_cases, _timestep_sd,
            _TIME_TOL, flops=lambda c: 6 * c.args[0].size * c.args[1],
            bytes=lambda c: c.args[0].nbytes + c.args[0].size * c.args[1] * c.args[0].itemsize),
-    OpSpec("token_embedding", R.token_embedding, (_NAIVE,), _token_cases, _token_sd,
+    OpSpec("token_embedding", R.token_embedding, (_NAIVE16,), _token_cases, _token_sd,
            _ONE_ROUNDING_TOL, flops=lambda c: c.args[0].size * c.args[1].shape[1], bytes=_token_bytes),
-    OpSpec("add", R.add, (_NAIVE,), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
+    OpSpec("add", R.add, (_NAIVE16,), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
            flops=lambda c: c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("mul", R.mul, (_NAIVE,), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
+    OpSpec("mul", R.mul, (_NAIVE16,), _broadcast_cases, _broadcast_sd, _ONE_ROUNDING_TOL,
            flops=lambda c: c.args[0].size, bytes=elementwise_bytes),
-    OpSpec("concat", R.concat, (_NAIVE,), _concat_cases, _concat_sd, _EXACT_TOL,
+    OpSpec("concat", R.concat, (_NAIVE16,), _concat_cases, _concat_sd, _EXACT_TOL,
            flops=lambda c: 0, bytes=_concat_bytes),
-    OpSpec("upsample_nearest2x", R.upsample_nearest2x, (_NAIVE,), _upsample_cases, _upsample_sd,
+    OpSpec("upsample_nearest2x", R.upsample_nearest2x, (_NAIVE16,), _upsample_cases, _upsample_sd,
            _EXACT_TOL, flops=lambda c: 0, bytes=lambda c: 5 * c.args[0].nbytes),
-    OpSpec("permute", R.permute, (_NAIVE,), _permute_cases, _permute_sd, _EXACT_TOL,
+    OpSpec("permute", R.permute, (_NAIVE16,), _permute_cases, _permute_sd, _EXACT_TOL,
            flops=lambda c: 0, bytes=elementwise_bytes),
 ]

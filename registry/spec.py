@@ -18,7 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "float16")   # float16: arrays stored in half, the arithmetic in float (common.h DATA)
+WIDE_DTYPES = ("float32", "float64")         # what a variant implements unless it declares float16 too
+U16 = 2.0 ** -11                             # float16's unit roundoff: |fl(x) - x| <= U16 |x| (normal range)
 
 # The ladder's rows, in order: each optimization the project measures, as in the papers' per-technique tables.
 # A variant names the tier that introduces it (Variant.tier); `sdcl ladder` allows, at row i, every variant whose
@@ -84,6 +86,23 @@ class Tolerance:
     atol: float
     reason: str
     atol_scale: str = "ref"     # "ref", "input", "dot" or "half_inputs"
+    floor: float = 0.0          # an absolute allowance added to the bound (float16's subnormal rounding)
+
+
+def float16_tolerance(t32: Tolerance, roundings: int = 1) -> Tolerance:
+    """The float16 dtype's tolerance, derived from the float32 one: a float16 variant reads inputs that are exactly
+    half values (the reference reads the same), computes in float32 as the float32 variant does (error e32 within
+    t32), and rounds its output to half once: |y16 - y32| <= U16 |y32| <= U16 (|ref| + e32), or 2^-25 absolute
+    below half's normal range (half its subnormal spacing 2^-24). So |y16 - ref| <= (rtol + U16 (1 + rtol)) |ref|
+    + atol (1 + U16) scale + 2^-25. A variant that rounds r values in a chain to half (an unfused op's
+    intermediates in half, as a framework's float16 keeps them) declares roundings=r: (1 + U16)^r in place of
+    1 + U16, and r 2^-25 (each rounding's absolute part, carried through factors of magnitude <= 1)."""
+    grow = (1 + U16) ** roundings
+    once = "once" if roundings == 1 else f"{roundings} times in a chain"
+    return Tolerance(rtol=t32.rtol + (grow - 1) * (1 + t32.rtol), atol=t32.atol * grow,
+                     reason=f"float16 storage: the float32 bound ({t32.reason.rstrip('.')}) and the output rounded to "
+                            f"half {once} (U16 = 2^-11 relative, 2^-25 absolute below half's normal range)",
+                     atol_scale=t32.atol_scale, floor=roundings * 2.0 ** -25)
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,7 @@ class Variant:
     applies: Callable | None = None                    # (args, kwargs) -> bool: the shapes it handles (None: all)
     devices: tuple = ()                                # device types it is written for ("CPU", "GPU"; () = any):
                                                        # untuned selection passes over the others
-    tolerance: dict | None = None                      # "float32" / "float64" -> Tolerance, for a variant whose
+    tolerance: dict | None = None                      # dtype name -> Tolerance, for a variant whose
                                                        # algorithm rounds differently (Winograd); None: the row's
     half_args: tuple = ()                              # positions of the arguments it reads in half storage
                                                        # (float16): checked, tuned and timed with those arguments
@@ -114,12 +133,18 @@ class Variant:
                                                        # (tensor-core float16): the policy picks it only in half
                                                        # mode (selection.Policy.half), never for a float32 call
     tier: str = "naive"                                # the ladder row that introduces it (TIERS)
-    dtypes: tuple = DTYPES                             # the compute dtypes it implements (others: refused, skipped)
+    dtypes: tuple = WIDE_DTYPES                        # the dtypes it implements (others: refused, skipped);
+                                                       # "float16" where its kernels read and write half (DATA)
 
     def runs_on(self, info: dict) -> bool:
         """Whether the policy may pick it on a device of this info: written for its type, and every feature it
         needs present."""
         return (not self.devices or info.get("type") in self.devices) and all(info.get(f) for f in self.needs)
+
+    def row_dtypes(self) -> tuple:
+        """The dtypes of its rows in the gate and the tests: float32 and float64 (a dtype it lacks skips with the
+        reason), and float16 where it implements that."""
+        return WIDE_DTYPES + tuple(d for d in DTYPES if d not in WIDE_DTYPES and d in self.dtypes)
 
     def launcher_for(self, op: str) -> str:
         return self.launcher.replace("{op}", op) if isinstance(self.launcher, str) else self.launcher
@@ -161,9 +186,13 @@ class OpSpec:
         raise KeyError(f"{self.name} has no variant {name!r}; it has {[v.name for v in self.variants]}")
 
     def tolerance_of(self, variant: str, dtype) -> Tolerance:
-        """The tolerance a variant is judged by: its own (e.g. Winograd's, with its reason), else the row's."""
-        own = next((v.tolerance for v in self.variants if v.name == variant), None)
-        return (own or self.tolerance)[np.dtype(dtype).name]
+        """The tolerance a variant is judged by: its own (e.g. Winograd's, with its reason), else the row's; for
+        float16, the one declared for float16, else derived from the float32 one (float16_tolerance)."""
+        own = next((v.tolerance for v in self.variants if v.name == variant), None) or self.tolerance
+        name = np.dtype(dtype).name
+        if name == "float16" and name not in own:
+            return float16_tolerance(own["float32"])
+        return own[name]
 
 
 def elementwise_bytes(case: Case) -> int:

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import settings
 
 from sdcl.conformance.runner import References, check_row, row_configs, sd_cases
-from sdcl.registry import DTYPES, REGISTRY
+from sdcl.registry import REGISTRY
 
-VARIANTS = [(op, v.name) for op, spec in REGISTRY.items() for v in spec.variants]
+ROWS = [(op, v.name, d) for op, spec in REGISTRY.items() for v in spec.variants for d in v.row_dtypes()]
+IDS = [f"{o}-{v}-{d}" for o, v, d in ROWS]
 REFS = References(max_bytes=1 << 30)   # references shared by the rows of this module, as in the gate
 
 
@@ -27,14 +28,12 @@ def _check(rt, op, variant, dtype, **parts):
     return row
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op,variant", VARIANTS, ids=[f"{o}-{v}" for o, v in VARIANTS])
+@pytest.mark.parametrize("op,variant,dtype", ROWS, ids=IDS)
 def test_fuzzed_shapes(rt, op, variant, dtype):
     _check(rt, op, variant, dtype, sd=False)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op,variant", VARIANTS, ids=[f"{o}-{v}" for o, v in VARIANTS])
+@pytest.mark.parametrize("op,variant,dtype", ROWS, ids=IDS)
 def test_sd_shapes(rt, op, variant, dtype):
     spec = REGISTRY[op]
     if not sd_cases(spec, spec.variant(variant), settings._current_profile):
