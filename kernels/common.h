@@ -17,7 +17,7 @@
 //   CAT(a, b)            token pasting after expansion: CAT(REAL, 4) is float4 or double4 (REAL4)
 //   HSum<n>, HMax<n>     the sum / max of the lanes of a REALn vector (n = 2, 4, 8, 16)
 //   with -DVEC (1, 2, 4, 8 or 16): VREAL = REAL or REAL<VEC>; VLOAD(p) / VSTORE(v, p): VEC elements of DATA at p
-//   (element alignment suffices); HSUM(v) / HMAX(v): the sum / max of v's lanes; IOTA: the lane numbers 0, 1, ..., VEC - 1
+//   (element alignment suffices); VLOAD_REAL / VSTORE_REAL: of REAL (local tiles, private arrays, REAL scratch); HSUM(v) / HMAX(v): the sum / max of v's lanes; IOTA: the lane numbers 0, 1, ..., VEC - 1
 //   TreeSum, TreeMax     a reduction over the work-items of a work-group (or of one row of it) in local memory
 //   SILU(v), GELU(v)     the activations that fused kernels apply too, for REAL or vector v (v read twice)
 //   FoldedOffset         the strided offset of a flat index of a shape folded to 4-D (broadcasts, permutes)
@@ -75,11 +75,15 @@ inline REAL HMax16(const CAT(REAL, 16) v)
 #define VREAL REAL
 #define VLOAD(p) LOAD(p, 0)
 #define VSTORE(v, p) STORE(p, 0, v)
+#define VLOAD_REAL(p) (*(p))
+#define VSTORE_REAL(v, p) (*(p) = (v))
 #define HSUM(v) (v)
 #define HMAX(v) (v)
 #define IOTA ((REAL)0)
 #else
 #define VREAL CAT(REAL, VEC)
+#define VLOAD_REAL(p) CAT(vload, VEC)(0, p)
+#define VSTORE_REAL(v, p) CAT(vstore, VEC)(v, 0, p)
 #ifdef DATA_HALF
 #define VLOAD(p) CAT(vload_half, VEC)(0, p)
 #define VSTORE(v, p) CAT(CAT(vstore_half, VEC), _rte)(v, 0, p)

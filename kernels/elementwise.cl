@@ -12,6 +12,7 @@
 //                      each launch with its intermediate in global memory (the fused variant is geglu.cl)
 //   to_half            y[i] = x[i] rounded to half (IEEE binary16, round to nearest even; |x| > 65504 -> inf), the
 //                      storage of the half-storage variants' operands; vstore_half needs no cl_khr_fp16
+//   from_half          y[i] = x[i] (half) as REAL: exact
 // All arrays are packed, of DATA (REAL, or half for float16: common.h; the arithmetic in REAL).
 #include "common.h"
 
@@ -78,4 +79,10 @@ __kernel void to_half(__global const REAL *x, __global half *y, const long n)
 {
     const long i = get_global_id(0);
     if (i < n) vstore_half(x[i], i, y);
+}
+
+__kernel void from_half(__global const half *x, __global REAL *y, const long n)
+{
+    const long i = get_global_id(0);
+    if (i < n) y[i] = vload_half(i, x);
 }

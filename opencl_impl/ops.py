@@ -62,11 +62,36 @@ def _check_broadcast(op: str, a, b) -> None:
 
 def to_half(rt: Runtime, x) -> cla.Array:
     """x (float32 or float64, on the device) rounded to half storage: float16, round to nearest even (vstore_half),
-    as numpy's astype(np.float16). Magnitudes above 65504 become inf."""
+    as numpy's astype(np.float16). Magnitudes above 65504 become inf. x itself when it is float16 already."""
+    if x.dtype == np.float16:
+        return x
     y = rt.empty(x.shape, np.float16)
     knl = rt.kernel("elementwise.cl", "to_half", {}, x.dtype)
     launch_flat(rt, "to_half", knl, x.size, buffer(rt, x), y.data, np.int64(x.size))
     return y
+
+
+def from_half(rt: Runtime, x, dtype=np.float32) -> cla.Array:
+    """x (float16, on the device) as float32 or float64: exact (every half is a float)."""
+    y = rt.empty(x.shape, dtype)
+    knl = rt.kernel("elementwise.cl", "from_half", {}, dtype)
+    launch_flat(rt, "from_half", knl, x.size, buffer(rt, x), y.data, np.int64(x.size))
+    return y
+
+
+def astype(rt: Runtime, x, dtype) -> cla.Array:
+    """x in another float dtype, on the device (as numpy's astype): float32 / float64 -> float16 rounds to nearest
+    even, float16 -> float32 / float64 is exact; x itself when it has the dtype already. (pyopencl's own astype has
+    no float16.) The pipeline's sampler runs a float16 model's latents in float32 through it."""
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    if dtype == np.float16 and x.dtype in (np.float32, np.float64):
+        return to_half(rt, x)
+    if x.dtype == np.float16 and dtype in (np.float32, np.float64):
+        return from_half(rt, x, dtype)
+    raise ValueError(f"astype: from {x.dtype} to {dtype} is not supported on the device (float16 <-> float32 or "
+                     f"float64 only), got shape {x.shape}")
 
 
 def silu(rt: Runtime, x):
@@ -207,15 +232,15 @@ def attention(rt: Runtime, q, k, v, heads, causal=False, scale=None):
 def timestep_embedding(rt: Runtime, timesteps, dim, flip_sin_to_cos=True, downscale_freq_shift=0.0, max_period=10000.0):
     """Sinusoids: f_i = max_period^(-i / (dim/2 - shift)), emb = [sin(t f), cos(t f)] (cos first if flipped).
 
-    timesteps (N,): a host numpy array or a device array, any real dtype; result float32 (float64 for float64
-    timesteps), shape (N, dim), on the device."""
+    timesteps (N,): a host numpy array or a device array, any real dtype; result float32 (float64 / float16 for
+    float64 / float16 timesteps: a float16 model asks with float16 timesteps), shape (N, dim), on the device."""
     shape, dtype = tuple(timesteps.shape), np.dtype(timesteps.dtype)
     if len(shape) != 1 or dtype.kind not in "iuf" or dim < 1:
         raise ValueError(f"timestep_embedding: expected 1-D real timesteps and dim >= 1 "
                          f"(got shape {shape}, dtype {dtype}, dim {dim})")
-    if isinstance(timesteps, cla.Array) and dtype not in CL_TYPES:
+    if isinstance(timesteps, cla.Array) and dtype not in CL_TYPES and dtype != np.float16:
         raise ValueError(f"timestep_embedding: device timesteps of dtype {dtype} are not supported; use one of "
-                         + ", ".join(sorted(t.name for t in CL_TYPES)))
+                         + ", ".join(sorted([t.name for t in CL_TYPES] + ["float16"])))
     return dispatch(rt, "timestep_embedding", timesteps, dim, flip_sin_to_cos, downscale_freq_shift, max_period)
 
 
@@ -282,6 +307,7 @@ def permute(rt: Runtime, x, axes):
 
 # The ops the models call, by name: one public function here per registry row.
 OPS = {name: globals()[name] for name in REGISTRY}
+CONVERSIONS = {"astype": astype}    # beside the ops, not registry ops (the reference's ops.astype is numpy's)
 
 
 class DeviceOps:
@@ -291,7 +317,7 @@ class DeviceOps:
         self.rt = rt
 
     def __getattr__(self, name: str):
-        fn = OPS.get(name)
+        fn = OPS.get(name) or CONVERSIONS.get(name)
         if fn is None:
             raise AttributeError(f"sdcl's OpenCL ops have no op {name!r}")
         bound = functools.partial(fn, self.rt)

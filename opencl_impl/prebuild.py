@@ -71,7 +71,7 @@ def pipeline(pipe, height: int, width: int, dtype=np.float32, progress: bool = F
     NumPy reference need nothing). Returns how many programs were built."""
     cfg, s = pipe.config, pipe.config.vae_scale
     h, w = height // s, width // s
-    dt = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    dt = np.dtype(dtype) if np.dtype(dtype) in (np.float64, np.float16) else np.dtype(np.float32)
     jobs = []
     te = pipe.text_encoder
     rt = getattr(te.ops, "rt", None)

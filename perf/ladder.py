@@ -24,6 +24,7 @@ from sdcl.registry import REGISTRY, tiers
 # Whole-model modes: the tier that switches one on, and the ladder's last row, which streams each layer's weights.
 MODES = {"half storage": "half"}
 REPLAY_ROW = "+ replayed launches"
+FLOAT16_ROW = "+ float16 activations"
 STREAMING_ROW = "+ streaming"
 
 
@@ -31,7 +32,8 @@ def rungs() -> list:
     """The ladder's rows, each (name, {op: [variants it introduces]}, modes it switches on): one row per tier that
     some variant names (sdcl.registry.tiers(), in order), with replayed launches (the UNet step's launches recorded
     once and replayed: sdcl.opencl_impl.replay) after the last float32 kernel row and before the rows that change
-    the weights' storage, then streaming. Read from the variants' declarations."""
+    the weights' storage, then float16 (every weight and activation in half: the variants that implement float16),
+    then streaming. Read from the variants' declarations."""
     out = []
     for tier in tiers():
         ops = {spec.name: [v.name for v in spec.variants if v.tier == tier] for spec in REGISTRY.values()}
@@ -40,7 +42,7 @@ def rungs() -> list:
             out.append(("naive" if tier == "naive" else f"+ {tier}", ops, {MODES[tier]} if tier in MODES else set()))
     first_mode = next((i for i, (_, _, modes) in enumerate(out) if modes), len(out))
     out.insert(first_mode, (REPLAY_ROW, {}, {"replay"}))
-    return out + [(STREAMING_ROW, {}, {"streaming"})]
+    return out + [(FLOAT16_ROW, {}, {"float16"}), (STREAMING_ROW, {}, {"streaming"})]
 
 
 def allowed_through(i: int) -> dict:
@@ -60,8 +62,9 @@ def _for_device(i: int, info: dict) -> bool:
 
 def modes_through(i: int) -> set:
     """The whole-model modes rows 0..i switch on: "half" (linear and conv2d weights stored as float16,
-    sdcl.opencl_impl.storage.half_weights), "replay" (the UNet step replayed), "streaming" (each layer's weights
-    uploaded when used; its UNet is not replayed, since a recording keeps what a call uploads)."""
+    sdcl.opencl_impl.storage.half_weights), "replay" (the UNet step replayed), "float16" (every weight, input and
+    activation in float16), "streaming" (each layer's weights uploaded when used; its UNet is not replayed, since a
+    recording keeps what a call uploads)."""
     return {m for _, _, modes in rungs()[: i + 1] for m in modes}
 
 
@@ -88,10 +91,11 @@ def _inputs(config, size: int, rng):
     return ids, latents, ctx, z
 
 
-def stage_calls(rt, config, dev: dict, inputs: tuple, replay: bool = False) -> dict:
+def stage_calls(rt, config, dev: dict, inputs: tuple, replay: bool = False, dtype=np.float32) -> dict:
     """stage -> a call of that stage on the device: the text encoder (batch 2), one UNet step (batch 2, CFG, t = 999)
-    and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs(). With replay,
-    the UNet's first call records its launches and the later calls replay them (as in the pipeline's loop)."""
+    and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs() (as dtype: the
+    float16 rows' models take float16). With replay, the UNet's first call records its launches and the later
+    calls replay them (as in the pipeline's loop)."""
     from sdcl.opencl_impl.ops import DeviceOps
     from sdcl.opencl_impl.replay import replayed_unet
     from sdcl.reference.text_encoder import TextEncoder
@@ -104,7 +108,7 @@ def stage_calls(rt, config, dev: dict, inputs: tuple, replay: bool = False) -> d
     unet = UNet(config.unet, dev["unet"], ops=ops)
     unet = replayed_unet(rt, unet) if replay else unet
     vae = VAE(config.vae, dev["vae"], ops=ops)
-    d_lat, d_ctx, d_z = rt.to_device(latents), rt.to_device(ctx), rt.to_device(z)
+    d_lat, d_ctx, d_z = (rt.to_device(a.astype(dtype)) for a in (latents, ctx, z))
     return {"text_encoder": lambda: text(ids),
             "unet": functools.partial(unet, d_lat, np.array([999, 999]), d_ctx),    # .func: the (replayed) UNet
             "vae": lambda: vae.decode(d_z)}
@@ -136,7 +140,9 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
         rt.policy = Policy(table, allowed_through(i), info=rt.info, half="half" in modes_through(i))
         if modes_through(i) != mode:
             mode = modes_through(i)
-            if "half" in mode:
+            if "float16" in mode:
+                host = {m: {k: np.asarray(v, np.float16) for k, v in ws.items()} for m, ws in weights.items()}
+            elif "half" in mode:
                 host = {m: half_weights(ws) for m, ws in weights.items()}
             del dev
             gc.collect()
@@ -146,7 +152,8 @@ def measure_opencl(rt, config, weights, size: int, reps: int, log=print, stages=
             else:
                 dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in host.items()}
         pool.reset()
-        calls = stage_calls(rt, config, dev, inputs, replay="replay" in mode and "streaming" not in mode)
+        calls = stage_calls(rt, config, dev, inputs, replay="replay" in mode and "streaming" not in mode,
+                            dtype=np.float16 if "float16" in mode else np.float32)
         for stage in stages:
             t = _time(calls[stage], rt.queue.finish, reps)
             row[f"{stage}_ms"] = t * 1e3

@@ -139,6 +139,12 @@ def baseline_device(info: dict) -> tuple:
     return None, f"no torch backend comparable with a {info['type']} of {info['platform']!r}"
 
 
+def astype(x, dtype):
+    """x in another float dtype (numpy's dtype names), as the reference's ops.astype."""
+    want = getattr(torch, np.dtype(dtype).name)
+    return x if x.dtype == want else x.to(want)
+
+
 def to_torch(a, device: str):
     """Host arrays (and lists of them) as torch tensors on `device`: floats keep their dtype, integer arrays
     (token ids, timesteps) become int64, scalars stay scalars."""

@@ -332,6 +332,12 @@ def permute(x: np.ndarray, axes: tuple) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(axes)).astype(dt)
 
 
+def astype(x: np.ndarray, dtype) -> np.ndarray:
+    """x in another float dtype (a conversion, not an op of the registry): the pipeline's sampler runs a float16
+    model's latents in float32 through it."""
+    return x if x.dtype == np.dtype(dtype) else x.astype(dtype)
+
+
 OPS = ("matmul", "batched_matmul", "linear", "conv2d", "group_norm", "group_norm_silu", "layer_norm", "softmax", "gelu",
        "gelu_tanh", "quick_gelu", "silu", "geglu", "attention", "timestep_embedding", "token_embedding",
        "add", "mul", "concat", "upsample_nearest2x", "permute")

@@ -84,12 +84,15 @@ class StableDiffusion:
         """An (H, W, 3) uint8 image; deterministic for a given seed."""
         latents = self.denoise(prompt, negative_prompt, seed, steps, guidance, height, width, sampler, eta,
                                progress, dtype)
-        return to_uint8(self.decode(latents))
+        return to_uint8(self.decode(latents, dtype))
 
     def denoise(self, prompt: str, negative_prompt: str = "", seed: int = 0, steps: int = 20,
                 guidance: float = 7.5, height: int = 512, width: int = 512, sampler: str = "ddim",
                 eta: float = 0.0, progress: bool = False, dtype=np.float32) -> np.ndarray:
-        """Text encoding and the sampler loop; the final latents (1, 4, h, w) on the host."""
+        """Text encoding and the sampler loop; the final latents (1, 4, h, w) on the host. dtype: the models'
+        (their weights'); a float16 model's sampler runs in float32 (the latents, guidance and the scheduler's
+        steps: a few elementwise ops a step, and the latents keep float32's precision from step to step), the UNet
+        reading and returning float16."""
         from sdcl.reference.schedulers import make_scheduler
 
         s = self.config.vae_scale
@@ -111,27 +114,31 @@ class StableDiffusion:
         ub = self.unet_backend
         context = ub.to_device(context_host)
         shape = (1, self.config.unet.in_channels, height // s, width // s)
-        latents = ub.to_device((rng.standard_normal(shape) * sched.init_noise_sigma).astype(dtype))
+        sample_dtype = np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
+        latents = ub.to_device((rng.standard_normal(shape) * sched.init_noise_sigma).astype(sample_dtype))
         iterator = sched.timesteps
         if progress:
             from tqdm import tqdm
             iterator = tqdm(iterator, desc="denoising", unit="step")
         for t in iterator:
             x = sched.scale_model_input(latents, t)
-            eps = self.unet(ub.ops.concat([x, x], axis=0), np.array([t, t]), context)  # (2, 4, h, w)
+            eps = self.unet(ub.ops.astype(ub.ops.concat([x, x], axis=0), dtype), np.array([t, t]), context)
+            eps = ub.ops.astype(eps, sample_dtype)  # (2, 4, h, w)
             eps_uncond, eps_text = eps[:1], eps[1:]
             guided = eps_uncond + guidance * (eps_text - eps_uncond)  # classifier-free guidance
-            noise = ub.to_device(rng.standard_normal(shape).astype(dtype)) if sched.needs_noise else None
+            noise = ub.to_device(rng.standard_normal(shape).astype(sample_dtype)) if sched.needs_noise else None
             latents = sched.step(guided, t, latents, noise=noise)
         latents = ub.to_host(latents)
         self.timings["unet"] = time.perf_counter() - t0
         self.timings["unet_per_step"] = self.timings["unet"] / steps
         return latents
 
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        """Host latents (1, 4, h, w) -> (3, H, W) image in [-1, 1] on the host."""
+    def decode(self, latents: np.ndarray, dtype=None) -> np.ndarray:
+        """Host latents (1, 4, h, w) -> (3, H, W) image in [-1, 1] on the host; dtype: the VAE's (default: the
+        latents')."""
         t0 = time.perf_counter()
-        z = self.vae_backend.to_device(latents / self.config.vae.scaling_factor)
+        z = latents / self.config.vae.scaling_factor
+        z = self.vae_backend.to_device(z if dtype is None else z.astype(dtype))
         image = self.vae_backend.to_host(self.vae.decode(z))[0]
         self.timings["vae_decode"] = time.perf_counter() - t0
         return image

@@ -220,7 +220,6 @@ def _permute_sd():
             Case("sd_crop_rows", tuple(randn(2, (2, 4, 65, 64))), {"axes": (2, 0, 1, 3)})]
 
 
-_NAIVE = Variant("naive", launcher="sdcl.opencl_impl.variants.naive:{op}")
 _NAIVE16 = Variant("naive", launcher="sdcl.opencl_impl.variants.naive:{op}", dtypes=DTYPES)   # float16 too
 # vec (activation.cl): VEC elements per work-item, the activation applied to a REALn vector: one vector erf / exp
 # call per VEC elements where the naive kernel makes one scalar call per element (PoCL vectorizes explicit vectors
@@ -247,9 +246,11 @@ ROWS = [
                     tolerance={**_GEGLU_TOL, "float16": float16_tolerance(_GEGLU_TOL["float32"], roundings=2)}),
             Variant("fused", {"VEC": 16, "WG": 64}, space={"VEC": [1, 4, 16], "WG": [16, 64]},
                     constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64),
-                    launcher="sdcl.opencl_impl.variants.rowwise:geglu_fused", tier="fused GELU")),
+                    launcher="sdcl.opencl_impl.variants.rowwise:geglu_fused", tier="fused GELU", dtypes=DTYPES)),
            _geglu_cases, _sd_geglu_cases, _GEGLU_TOL, flops=lambda c: 4 * c.args[0].size, bytes=_geglu_bytes),
-    OpSpec("timestep_embedding", R.timestep_embedding, (_NAIVE,), _timestep_cases, _timestep_sd,
+    # float16: float16 timesteps give a float16 embedding (the reference's contract; computed in float, the output
+    # rounded to half once: the tolerance derived from float32's)
+    OpSpec("timestep_embedding", R.timestep_embedding, (_NAIVE16,), _timestep_cases, _timestep_sd,
            _TIME_TOL, flops=lambda c: 6 * c.args[0].size * c.args[1],
            bytes=lambda c: c.args[0].nbytes + c.args[0].size * c.args[1] * c.args[0].itemsize),
     OpSpec("token_embedding", R.token_embedding, (_NAIVE16,), _token_cases, _token_sd,

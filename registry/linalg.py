@@ -10,7 +10,7 @@ import math
 
 
 
-from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant
+from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant, float16_tolerance
 from sdcl.registry.fuzz import dim, dims, randn, seed_of
 from sdcl.reference import ops as R
 
@@ -187,6 +187,11 @@ def _mma_fits(k: dict, info: dict) -> bool:
 
 
 _NAIVE = Variant("naive", launcher=NAIVE)
+# float16 (arrays in half, the sums in float: common.h DATA) for the GEMM ops, whose kernels (gemm/naive.cl,
+# cpu_reg.cl, tiled_reg.cl, mma_f16.cl) read and write DATA; its own Variant, as _NAIVE is shared with other rows.
+# The float16 tolerance is derived from the float32 one (spec.float16_tolerance).
+_F16_DTYPES = ("float32", "float64", "float16")
+_NAIVE_GEMM = Variant("naive", launcher=NAIVE, dtypes=_F16_DTYPES)
 _GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint=_tiled_fits, launcher=GEMM,
                       tier="tiled GEMM")
 # GPU-style (NVIDIA: 64x64 or 128x128 work-group tiles, 8x8 outputs per work-item)
@@ -194,16 +199,17 @@ _GEMM_TILED_REG = Variant(
     "tiled_reg", {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4},
     space={"MWG": [64, 128], "NWG": [64, 128, 256], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16, 32],
            "VWM": [4], "VWN": [4]},
-    constraint=_tiled_reg_fits, devices=("GPU",), needs=("long_loops",), launcher=GEMM, tier="tiled GEMM")
+    constraint=_tiled_reg_fits, devices=("GPU",), needs=("long_loops",), launcher=GEMM, tier="tiled GEMM",
+    dtypes=_F16_DTYPES)
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
 # One kernel serves both layouts (B^T is a run-time flag), so both declare every knob: KU unrolls the B (K, N) path,
 # KV is the B^T path's vector width; each tunes its own.
 _CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4, "KV": 16},
                       space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]}, devices=("CPU",), launcher=GEMM,
-                      tier="tiled GEMM")
+                      tier="tiled GEMM", dtypes=_F16_DTYPES)
 _CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KU": 4, "KV": 16},
                       space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]}, devices=("CPU",), launcher=GEMM,
-                      tier="tiled GEMM")
+                      tier="tiled GEMM", dtypes=_F16_DTYPES)
 # NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float32 only: TF32 is a float32 format). SPLIT 3 (3xTF32: x = hi + lo,
 # lo*hi + hi*lo + hi*hi, the dropped lo*lo ~2^-22 relative) keeps float32-level products, and each KWG step's mma
 # sums (the tensor cores truncate as they accumulate) are added to float32 accumulators with rounded adds, so the
@@ -232,8 +238,8 @@ def _mma_f16_fits(k: dict, info: dict) -> bool:
 
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which
 # also needs NVIDIA PTX, comes before tiled_reg and runs only where the tuner measured it.
-_GEMM_NN_VARIANTS = (_NAIVE, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
-_GEMM_NT_VARIANTS = (_NAIVE, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NT)
+_GEMM_NN_VARIANTS = (_NAIVE_GEMM, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NN)
+_GEMM_NT_VARIANTS = (_NAIVE_GEMM, _GEMM_TILED, _GEMM_MMA_TF32, _GEMM_TILED_REG, _CPU_REG_NT)
 
 # Half storage: the weight (and im2col_half's lowered input) is rounded once to IEEE half, 11 significant bits, unit
 # roundoff u = 2^-11 = 4.9e-4; products then accumulate in the input dtype. An output's error is sum_k x_k w_k d_k
@@ -266,18 +272,23 @@ _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0},
     space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
            "SPLITK": [0, 1]},
-    constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL,
-    half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
+    constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"),
+    tolerance=_F16_TOL, half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
 # tensor cores, mma_f16_half, declared last so that untuned selection takes it there; elsewhere it is not a
 # candidate); a float32 weight passed in is rounded on the device first (a model stored in half passes float16
 # weights and pays no conversion).
+# float16 (every array half): the inputs are half values already, so no storage rounding is left and these run the
+# kernels of tiled_reg and cpu_reg in float16 as they are: the float16 tolerance is theirs, derived from _DOT_TOL's
+# float32 one. mma_f16_half in float16 keeps _F16_TOL's (derived): its truncated float32 accumulation (K/16 ulp)
+# exceeds _DOT_TOL at SD's K.
+_HALF_STORAGE_TOL = {**_HALF_TOL, "float16": float16_tolerance(_DOT_TOL["float32"])}
 _LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
     Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
-            devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_TOL, half_args=(1,), launcher=GEMM,
-            tier="half storage"),
-    Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",), tolerance=_HALF_TOL,
-            half_args=(1,), launcher=GEMM, tier="half storage"),
+            devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_STORAGE_TOL, half_args=(1,),
+            launcher=GEMM, tier="half storage", dtypes=_F16_DTYPES),
+    Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",),
+            tolerance=_HALF_STORAGE_TOL, half_args=(1,), launcher=GEMM, tier="half storage", dtypes=_F16_DTYPES),
     _MMA_F16_HALF)
 
 
@@ -411,12 +422,16 @@ _WINOGRAD4_TOL = {
 # three of them). gemm1x1 handles pointwise convs, and im2col everything else. winograd4x4
 # (fastest at 64x64 latents, 7x slower than im2col at 8x8 with 2560 channels), im2win and direct_tiled run where
 # the tuner timed them fastest.
+# float16 (arrays in half, the sums in float: common.h DATA) where a kernel reads and writes DATA: the naive conv
+# (its own Variant: _NAIVE is shared with other rows), direct_tiled and implicit_mma_f16; the float16 tolerance is
+# derived from the float32 one (spec.float16_tolerance).
 _CONV_VARIANTS = (
-    _NAIVE,
+    Variant("naive", launcher=NAIVE, dtypes=("float32", "float64", "float16")),
     # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
     Variant("direct_tiled", {"TILE_H": 8, "TILE_W": 4, "PX_PER_ITEM": 8, "OC_PER_ITEM": 16, "C_CHUNK": 32},
             space={"TILE_H": [4, 8], "TILE_W": [4, 8], "PX_PER_ITEM": [4, 8], "OC_PER_ITEM": [8, 16], "C_CHUNK": [16]},
-            constraint=_direct_fits, needs=("long_loops",), launcher=CONV + "direct_tiled", tier="tiled direct conv"),
+            constraint=_direct_fits, needs=("long_loops",), launcher=CONV + "direct_tiled", tier="tiled direct conv",
+            dtypes=("float32", "float64", "float16")),
     Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
             space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
             constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256),
@@ -441,8 +456,8 @@ _CONV_VARIANTS = (
     # SPLITK (as mma_f16_half's): split-K over R, 0 as many splits as fill the compute units (variants.gemm.split_k)
     Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
             constraint=lambda k, info: _mma_f16_fits(k, info) and (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"] == 0,
-            needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32",), tolerance=_F16_TOL, half_args=(1,),
-            half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
+            needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,
+            half_args=(1,), half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
 )
 
 
@@ -545,8 +560,15 @@ def _head_dim_at_most_max(args, kwargs) -> bool:
 # WL 16 with VEC 1 the GPU form (lanes share a tile's keys and columns); the defaults are the CPU form.
 _TILES = {"BQ": 32, "BK": 32, "WL": 1, "RQ": 4, "VEC": 16}
 _TILE_SPACE = {"BQ": [32, 64], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]}   # BK 16: 32 KiB devices
+# float16 (q, k, v and o in half, the arithmetic and every scratch array in float: kernels/common.h DATA) where the
+# kernels read and write DATA: naive (its own Variant: _NAIVE is shared with other rows), softmax_fused (q and k
+# widened to float32 for its GEMM, so S is float32), flash, flash_reg and flash_mma_f16; the float16 tolerance is
+# derived from the float32 one (spec.float16_tolerance; flash_mma_f16's "half_inputs" allowance is zero for inputs
+# that are half already, leaving its own atol). gemm stays float32 / float64: its scores are the public GEMM's, which
+# would round them to half before exp amplifies that.
+_ATTN_F16_DTYPES = ("float32", "float64", "float16")
 _ATTENTION_VARIANTS = (
-    _NAIVE,
+    Variant("naive", launcher=NAIVE, dtypes=_ATTN_F16_DTYPES),
     # gemm: heads-first permutes, S = Q K^T and P V by the public batched_matmul, the public softmax between
     Variant("gemm", launcher=ATTENTION + "gemm", tier="tiled GEMM"),
     # softmax_fused (attention/softmax_fused_stats.cl, attention/tiled.cl): S by the GEMM; per-row max and sum (TPR
@@ -554,22 +576,25 @@ _ATTENTION_VARIANTS = (
     # memory
     Variant("softmax_fused", {**_TILES, "WG": 64, "TPR": 1}, space={**_TILE_SPACE, "TPR": [1, 64]},
             constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max,
-            launcher=ATTENTION + "softmax_fused", tier="partially fused softmax"),
+            launcher=ATTENTION + "softmax_fused", tier="partially fused softmax", dtypes=_ATTN_F16_DTYPES),
     # flash (attention/tiled.cl): the same tiles, the online softmax in the work-group, no S in global memory
     Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
-            applies=_head_dim_at_most_max, launcher=ATTENTION + "flash", tier="FlashAttention"),
+            applies=_head_dim_at_most_max, launcher=ATTENTION + "flash", tier="FlashAttention",
+            dtypes=_ATTN_F16_DTYPES),
     # flash_reg (attention/flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query
     # rows x BK/WL keys of the scores and RQ rows x D/WL columns of the output in registers
     Variant("flash_reg", {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8},
             space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,
-            applies=_head_dim_at_most_max, devices=("GPU",), launcher=ATTENTION + "flash_reg", tier="FlashAttention"),
+            applies=_head_dim_at_most_max, devices=("GPU",), launcher=ATTENTION + "flash_reg", tier="FlashAttention",
+            dtypes=_ATTN_F16_DTYPES),
     # flash_mma_f16 (attention/flash_mma_f16.cl): FlashAttention-2 on NVIDIA tensor cores (mma.sync m16n8k16 f16 x
     # f16 -> f32): a warp's 16 query rows x BK keys of scores, the softmax in float32 registers, P V from the score
-    # registers; q, k, v and p rounded to half, so a candidate only in half mode (Variant.half_compute)
+    # registers; q, k, v and p rounded to half, so a candidate only in half mode (Variant.half_compute) for float32;
+    # float16's q, k, v are half already, read as they are
     Variant("flash_mma_f16", {"WARPS": 4, "BK": 64, "MMA_EMULATE": 0}, space={"WARPS": [2, 4, 8], "BK": [32, 64]},
             constraint=_flash_mma_fits, applies=_head_dim_at_most_max, needs=("nvidia_ptx",), devices=("GPU",),
-            dtypes=("float32",), tolerance=_F16_ATTN_TOL, half_compute=True, launcher=ATTENTION + "flash_mma_f16",
-            tier="tensor-core float16"),
+            dtypes=("float32", "float16"), tolerance=_F16_ATTN_TOL, half_compute=True,
+            launcher=ATTENTION + "flash_mma_f16", tier="tensor-core float16"),
 )
 
 

@@ -2,7 +2,7 @@
 """Where one UNet step (and a VAE decode, a text-encoder pass) spends its device time, per op, with the variants the
 device's selection policy ran: the table behind the ladder's last rows.
 
-    python scripts/profile_step.py --device nvidia --model sd21-base --size 512 [--half] [--out prof.json]
+    python scripts/profile_step.py --device nvidia --model sd21-base --size 512 [--half | --float16] [--out prof.json]
 
 Kernel seconds are the OpenCL profiling events of a call after a warm-up call; wall is that call's time with the
 queue drained (the gap is host overhead: launches, allocations, Python); both the median of --reps calls. The stage
@@ -28,6 +28,7 @@ def main() -> int:
     p.add_argument("--model", default="sd21-base")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--half", action="store_true", help="linear and conv2d weights stored as float16")
+    p.add_argument("--float16", action="store_true", help="every weight and activation in float16")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out")
     args = p.parse_args()
@@ -41,15 +42,18 @@ def main() -> int:
     config = get_config(args.model)
     rt = runtime_for(args.device)
     weights = init_weights(config, seed=0)
-    if args.half:
+    if args.float16:
+        weights = {m: {k: np.asarray(v, np.float16) for k, v in ws.items()} for m, ws in weights.items()}
+    elif args.half:
         weights = {m: half_weights(ws) for m, ws in weights.items()}
         half_mode(rt)
+    dtype = np.float16 if args.float16 else np.float32
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
     inputs = _inputs(config, args.size, np.random.default_rng(0))
-    calls = stage_calls(rt, config, dev, inputs)
-    calls["unet_replayed"] = stage_calls(rt, config, dev, inputs, replay=True)["unet"]
+    calls = stage_calls(rt, config, dev, inputs, dtype=dtype)
+    calls["unet_replayed"] = stage_calls(rt, config, dev, inputs, replay=True, dtype=dtype)["unet"]
     result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": args.model, "size": args.size,
-              "half": args.half, "stages": {}}
+              "half": args.half, "float16": args.float16, "stages": {}}
     for stage, fn in calls.items():
         fn()
         rt.queue.finish()

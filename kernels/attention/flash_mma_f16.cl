@@ -19,7 +19,10 @@
 // so 2^(s - m') is 0 for a masked s and alpha = 2^-inf = 0 on the first tile. Rows past Lq are staged from row
 // Lq - 1 and write nothing.
 // Precision: q, k, v and p rounded once to half (u = 2^-11), products exact in float32, float32 accumulation (the
-// tensor cores', truncating), softmax statistics in float32: registry/linalg.py _F16_ATTN_TOL. float32 only.
+// tensor cores', truncating), softmax statistics in float32: registry/linalg.py _F16_ATTN_TOL.
+// dtypes: float32 (q, k, v float, rounded to half as they are staged; o float) and float16 (-DDATA_HALF: q, k, v
+// half already, their bits copied to the tiles unrounded; o written with vstore_half_rte, its only rounding). q, k,
+// v and o are DATA (common.h); REAL is float in both.
 // Knobs (-D): WARPS (warps per work-group; BQ = 16*WARPS query rows), BK (keys per tile, a multiple of 16),
 // MMA_EMULATE. Structural (-D, set by the host per call): HEAD_DIM. Local memory: (BQ + BK)*(DK + 8) + DN*(BK + 8)
 // halves (registry/linalg.py attention_local_bytes). NDRange (ceil(Lq / BQ) * 32*WARPS, B*H), work-groups of
@@ -67,6 +70,20 @@ inline uint pack_half2(const float lo, const float hi)
 }
 #endif
 
+// The half of src[at] (0 where !in) into a tile's element dst: float16's bits copied as they are (read as ushort: a
+// half pointer is never dereferenced); float32's rounded to nearest even.
+#ifdef DATA_HALF
+inline void stage_half(__local ushort *dst, const __global DATA *src, const long at, const bool in)
+{
+    *dst = in ? ((const __global ushort *)src)[at] : (ushort)0;
+}
+#else
+inline void stage_half(__local ushort *dst, const __global DATA *src, const long at, const bool in)
+{
+    vstore_half(in ? src[at] : 0.0f, 0, (__local half *)dst);
+}
+#endif
+
 #if MMA_EMULATE
 // The max / sum over the 4 lanes of a quad (the lanes holding one row's fragments), through local memory; every
 // work-item of the work-group calls it together.
@@ -107,13 +124,14 @@ inline float quad_sum(const float x)
 #endif
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void attention_flash_mma_f16(__global const float *q, __global const float *k, __global const float *v,
-                             __global float *o, const int H, const int Lq, const int Lk, const float scale,
+void attention_flash_mma_f16(__global const DATA *q, __global const DATA *k, __global const DATA *v,
+                             __global DATA *o, const int H, const int Lq, const int Lk, const float scale,
                              const int causal)
 {
-    __local ushort Qs[BQ * LDQ];
-    __local ushort Ks[BK * LDQ];
-    __local ushort Vt[DN * LDV];
+    // declared as uint4 (16-byte aligned: a ushort array may start at 2 mod 4, and the fragments' 32-bit reads of
+    // a misaligned address fault on NVIDIA); BQ * LDQ, BK * LDQ and DN * LDV are multiples of 8
+    __local uint4 Qs4[BQ * LDQ / 8], Ks4[BK * LDQ / 8], Vt4[DN * LDV / 8];
+    __local ushort *Qs = (__local ushort *)Qs4, *Ks = (__local ushort *)Ks4, *Vt = (__local ushort *)Vt4;
     MMA_SCRATCH;
     QUAD_SCRATCH;
 
@@ -125,14 +143,14 @@ void attention_flash_mma_f16(__global const float *q, __global const float *k, _
     const int h = bh - b * H;
     const int q0 = get_group_id(0) * BQ;
     const long HD = (long)H * HEAD_DIM;
-    const __global float *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
-    const __global float *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
-    const __global float *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
+    const __global DATA *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
     const float sl2 = scale * M_LOG2E_F;                 // scores in log2 units: 2^(s*sl2) = e^(s*scale)
 
     for (int e = tid; e < BQ * DK; e += WG) {            // the query tile, once
         const int i = e / DK, d = e - i * DK;
-        vstore_half(d < HEAD_DIM ? qb[min(q0 + i, Lq - 1) * HD + d] : 0.0f, 0, (__local half *)(Qs + i * LDQ + d));
+        stage_half(Qs + i * LDQ + d, qb, (long)min(q0 + i, Lq - 1) * HD + d, d < HEAD_DIM);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     uint qf[DK / 16][4];                                 // this warp's 16 rows of Q as A fragments
@@ -158,13 +176,11 @@ MMA_UNROLL
         // 1. K and V tiles as half, zeros past Lk and D
         for (int e = tid; e < BK * DK; e += WG) {
             const int j = e / DK, d = e - j * DK;
-            const float x = k0 + j < Lk && d < HEAD_DIM ? kb[(long)(k0 + j) * HD + d] : 0.0f;
-            vstore_half(x, 0, (__local half *)(Ks + j * LDQ + d));
+            stage_half(Ks + j * LDQ + d, kb, (long)(k0 + j) * HD + d, k0 + j < Lk && d < HEAD_DIM);
         }
         for (int e = tid; e < BK * DN; e += WG) {
             const int j = e / DN, d = e - j * DN;
-            const float x = k0 + j < Lk && d < HEAD_DIM ? vb[(long)(k0 + j) * HD + d] : 0.0f;
-            vstore_half(x, 0, (__local half *)(Vt + d * LDV + j));
+            stage_half(Vt + d * LDV + j, vb, (long)(k0 + j) * HD + d, k0 + j < Lk && d < HEAD_DIM);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -239,6 +255,6 @@ MMA_UNROLL
 MMA_UNROLL
         for (int e = 0; e < 4; ++e) {
             const int i = row[e >> 1], d = j * 8 + 2 * t + (e & 1);
-            if (i < Lq && d < HEAD_DIM) o[((long)b * Lq + i) * HD + h * HEAD_DIM + d] = acc[j][e] * inv[e >> 1];
+            if (i < Lq && d < HEAD_DIM) STORE(o, ((long)b * Lq + i) * HD + h * HEAD_DIM + d, acc[j][e] * inv[e >> 1]);
         }
 }

@@ -22,6 +22,8 @@
 // they agree bit for bit. The first tile holds key 0, which no row masks (0 <= i, 0 < Lk): from it on every m is
 // finite, so exp(s - m') is 0 for a masked s and alpha = exp(-inf) = 0 on the first tile (no -inf - -inf).
 // Rows past Lq are staged from row Lq - 1 (no branch in the loops) and write nothing.
+// q, k, v and o are DATA (REAL, or half for float16: common.h), read with LOAD as they are staged and o written with
+// STORE once; the tiles, the softmax and the accumulators are REAL (for float16: o's rounding is the only one).
 // Knobs (-D):
 //   BQ   query rows per work-group, a multiple of RQ
 //   BK   keys per tile, a multiple of WL
@@ -68,7 +70,7 @@ inline void LoadRows(REAL *dst, __local const REAL *p)
 }
 
 __kernel __attribute__((reqd_work_group_size(WL, WQ, 1)))
-void attention_flash_reg(__global const REAL *q, __global const REAL *k, __global const REAL *v, __global REAL *o,
+void attention_flash_reg(__global const DATA *q, __global const DATA *k, __global const DATA *v, __global DATA *o,
                          const int H, const int Lq, const int Lk, const REAL scale, const int causal)
 {
     __local REAL4 Qt4[HEAD_DIM * QS / 4];
@@ -88,13 +90,13 @@ void attention_flash_reg(__global const REAL *q, __global const REAL *k, __globa
     const int h = bh - b * H;
     const int q0 = get_group_id(0) * BQ;
     const long HD = (long)H * HEAD_DIM;
-    const __global REAL *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
-    const __global REAL *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
-    const __global REAL *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
+    const __global DATA *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
 
     for (int idx = tid; idx < BQ * HEAD_DIM; idx += WG) {     // the query tile, transposed, once
         const int i = idx / HEAD_DIM, d = idx - i * HEAD_DIM;
-        Qt[d * QS + i] = qb[min(q0 + i, Lq - 1) * HD + d];
+        Qt[d * QS + i] = LOAD(qb, min(q0 + i, Lq - 1) * HD + d);
     }
 
     REAL m[RQ], l[RQ], acc[RQ][CD];
@@ -113,8 +115,8 @@ void attention_flash_reg(__global const REAL *q, __global const REAL *k, __globa
             const int j = idx / DP, d = idx - j * DP;
             const bool in = k0 + j < Lk && d < HEAD_DIM;
             const long at = (long)(k0 + j) * HD + d;
-            if (d < HEAD_DIM) Kt[d * KS + j] = in ? kb[at] : 0;
-            Vs[j * DP + d] = in ? vb[at] : 0;
+            if (d < HEAD_DIM) Kt[d * KS + j] = in ? LOAD(kb, at) : 0;
+            Vs[j * DP + d] = in ? LOAD(vb, at) : 0;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -198,9 +200,9 @@ void attention_flash_reg(__global const REAL *q, __global const REAL *k, __globa
     for (int r = 0; r < RQ; ++r) {
         const int i = q0 + w * RQ + r;
         if (i >= Lq) continue;
-        __global REAL *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
+        __global DATA *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
         #pragma unroll
         for (int e = 0; e < CD; ++e)
-            if (lane + WL * e < HEAD_DIM) oi[lane + WL * e] = acc[r][e] / l[r];
+            if (lane + WL * e < HEAD_DIM) STORE(oi, lane + WL * e, acc[r][e] / l[r]);
     }
 }

@@ -5,6 +5,8 @@
 // Rows packed into work-groups of (TPR, WG/TPR) as in norm/softmax.cl: TPR work-items per row, each taking the vectors
 // of VEC keys t, t + TPR, ... then the tail keys; trees in local memory for the max and the sum.
 // NDRange (TPR, ceil(rows / RPW) * RPW); the rows past the end compute nothing and write nothing.
+// S and stats are REAL in every dtype (float for float16: the launcher's scratch, never rounded to half), read with
+// VLOAD_REAL (VLOAD reads DATA, half under DATA_HALF).
 // Knobs (-D):
 //   WG   work-items per work-group: a power of two, at most the device's max work-group size
 //   TPR  work-items per row: a power of two, at most WG
@@ -35,14 +37,14 @@ void attention_softmax_fused_stats(__global const REAL *S, __global REAL *stats,
     const __global REAL *sr = S + row * Lk;
 
     VREAL mv = -INFINITY;
-    for (int v = t; v < nv; v += TPR) mv = fmax(mv, VLOAD(sr + v * VEC) * scale);
+    for (int v = t; v < nv; v += TPR) mv = fmax(mv, VLOAD_REAL(sr + v * VEC) * scale);
     REAL m = HMAX(mv);
     for (int j = nv * VEC + t; j < seen; j += TPR) m = fmax(m, sr[j] * scale);
     m = TreeMax(m, scratch[rl], t, TPR);
     barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the max before the sum's tree overwrites it
 
     VREAL lv = 0;
-    for (int v = t; v < nv; v += TPR) lv += exp(VLOAD(sr + v * VEC) * scale - m);
+    for (int v = t; v < nv; v += TPR) lv += exp(VLOAD_REAL(sr + v * VEC) * scale - m);
     REAL l = HSUM(lv);
     for (int j = nv * VEC + t; j < seen; j += TPR) l += exp(sr[j] * scale - m);
     l = TreeSum(l, scratch[rl], t, TPR);

@@ -24,6 +24,8 @@
 //   Rows past Lq read row Lq - 1 (no branch in the loops) and write nothing.
 // softmax_fused_pv, per key tile: P (BQ x BK, one exp per element, 0 where masked or past Lk or Lq) and V (zeros past
 //   Lk and D) go to local memory, then acc += P V; then o_i = acc / l.
+// q, k, v and o are DATA (REAL, or half for float16: common.h); S, stats, the local tiles and the arithmetic REAL,
+// so that for float16 the output's rounding to half is the only one (softmax_fused's launcher makes S in float32).
 // GPU-style: VEC 1, WL 16 or 32 lanes share a tile's keys and head dimension. CPU-style (PoCL vectorizes explicit
 // vector types, not a work-item's loop): WL 1, VEC 8 or 16, each work-item a few rows with all their keys.
 // Knobs (-D):
@@ -64,7 +66,7 @@
 #endif
 
 __kernel __attribute__((reqd_work_group_size(WL, WQ, 1)))
-void attention_flash(__global const REAL *q, __global const REAL *k, __global const REAL *v, __global REAL *o,
+void attention_flash(__global const DATA *q, __global const DATA *k, __global const DATA *v, __global DATA *o,
                      const int H, const int Lq, const int Lk, const REAL scale, const int causal)
 {
     __local REAL Kt[HEAD_DIM * BK];     // Kt[d*BK + j] = k[k0 + j, d]
@@ -81,9 +83,9 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
     const int h = bh - b * H;
     const int q0 = get_group_id(0) * BQ;
     const long HD = (long)H * HEAD_DIM;
-    const __global REAL *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
-    const __global REAL *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
-    const __global REAL *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
+    const __global DATA *kb = k + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *qb = q + (long)b * Lq * HD + h * HEAD_DIM;
 
     REAL m[RQ], l[RQ];
     VREAL acc[RQ][CD];
@@ -95,7 +97,7 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
         for (int e = 0; e < CD; ++e) acc[r][e] = 0;
     }
 
-    const __global REAL *qrow[RQ];      // the work-item's query rows (rows past Lq: row Lq - 1)
+    const __global DATA *qrow[RQ];      // the work-item's query rows (rows past Lq: row Lq - 1)
     #pragma unroll
     for (int r = 0; r < RQ; ++r) qrow[r] = qb + min(q0 + w + WQ * r, Lq - 1) * HD;
 
@@ -110,9 +112,9 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
                 kv = LoadHeadVector(kb + (k0 + j) * HD, d0);
                 vv = LoadHeadVector(vb + (k0 + j) * HD, d0);
             }
-            VSTORE(vv, Vs + j * DP + d0);
+            VSTORE_REAL(vv, Vs + j * DP + d0);
             REAL kl[VEC];                   // the K vector's lanes, to the column j of Kt
-            VSTORE(kv, kl);
+            VSTORE_REAL(kv, kl);
             for (int e = 0; e < VEC; ++e)
                 if (d0 + e < HEAD_DIM) Kt[(d0 + e) * BK + j] = kl[e];
         }
@@ -128,10 +130,10 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
         for (int d = 0; d < HEAD_DIM; ++d) {
             VREAL kd[CK];
             #pragma unroll
-            for (int c = 0; c < CK; ++c) kd[c] = VLOAD(Kt + d * BK + (lane + WL * c) * VEC);
+            for (int c = 0; c < CK; ++c) kd[c] = VLOAD_REAL(Kt + d * BK + (lane + WL * c) * VEC);
             #pragma unroll
             for (int r = 0; r < RQ; ++r) {
-                const REAL qd = qrow[r][d];
+                const REAL qd = LOAD(qrow[r], d);
                 #pragma unroll
                 for (int c = 0; c < CK; ++c) s[r][c] += qd * kd[c];
             }
@@ -164,7 +166,7 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
             #pragma unroll
             for (int c = 0; c < CK; ++c) {
                 const VREAL p = exp(s[r][c] - mt);
-                VSTORE(p, Ps + row * BK + (lane + WL * c) * VEC);
+                VSTORE_REAL(p, Ps + row * BK + (lane + WL * c) * VEC);
                 ps += HSUM(p);
             }
             red_sum[row * WL + lane] = ps;
@@ -189,15 +191,15 @@ void attention_flash(__global const REAL *q, __global const REAL *k, __global co
     for (int r = 0; r < RQ; ++r) {
         const int i = q0 + w + WQ * r;
         if (i >= Lq) continue;
-        __global REAL *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
+        __global DATA *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
         #pragma unroll
         for (int e = 0; e < CD; ++e) StoreHeadVector(oi, acc[r][e] / l[r], (lane + WL * e) * VEC);
     }
 }
 
 __kernel __attribute__((reqd_work_group_size(WL, WQ, 1)))
-void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *stats, __global const REAL *v,
-                                __global REAL *o, const int H, const int Lq, const int Lk, const REAL scale,
+void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *stats, __global const DATA *v,
+                                __global DATA *o, const int H, const int Lq, const int Lk, const REAL scale,
                                 const int causal)
 {
     __local REAL Ps[BQ * BK];   // Ps[row*BK + j] = exp(t - m), unnormalized
@@ -211,7 +213,7 @@ void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *sta
     const int h = bh - b * H;
     const int q0 = get_group_id(0) * BQ;
     const long HD = (long)H * HEAD_DIM;
-    const __global REAL *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
+    const __global DATA *vb = v + (long)b * Lk * HD + h * HEAD_DIM;
     const __global REAL *sb = S + (long)bh * Lq * Lk;
     const __global REAL *mb = stats + (long)bh * Lq * 2;
 
@@ -235,14 +237,14 @@ void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *sta
                 const REAL mi = mb[i * 2];
                 const __global REAL *si = sb + (long)i * Lk + j0;
                 if (j0 + VEC <= Lk) {
-                    p = ZERO_FROM(exp(VLOAD(si) * scale - mi), (REAL)j0 + IOTA, (VREAL)(REAL)seen);
+                    p = ZERO_FROM(exp(VLOAD_REAL(si) * scale - mi), (REAL)j0 + IOTA, (VREAL)(REAL)seen);
                 } else {                    // the row's last, partial vector of keys
                     REAL tp[VEC];
                     for (int e = 0; e < VEC; ++e) tp[e] = j0 + e < seen ? exp(si[e] * scale - mi) : 0;
-                    p = VLOAD(tp);
+                    p = VLOAD_REAL(tp);
                 }
             }
-            VSTORE(p, Ps + row * BK + j0 - k0);
+            VSTORE_REAL(p, Ps + row * BK + j0 - k0);
         }
         // V tile: one vector of a key's head dimension at a time
         for (int idx = tid; idx < BK * (DP / VEC); idx += TILE_WG) {
@@ -250,7 +252,7 @@ void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *sta
             const int d0 = (idx - j * (DP / VEC)) * VEC;
             VREAL vv = 0;
             if (k0 + j < Lk) vv = LoadHeadVector(vb + (k0 + j) * HD, d0);
-            VSTORE(vv, Vs + j * DP + d0);
+            VSTORE_REAL(vv, Vs + j * DP + d0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         AccumulatePV(acc, Ps, Vs, w, lane);
@@ -262,7 +264,7 @@ void attention_softmax_fused_pv(__global const REAL *S, __global const REAL *sta
         const int i = q0 + w + WQ * r;
         if (i >= Lq) continue;
         const REAL l = mb[i * 2 + 1];
-        __global REAL *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
+        __global DATA *oi = o + ((long)b * Lq + i) * HD + h * HEAD_DIM;
         #pragma unroll
         for (int e = 0; e < CD; ++e) StoreHeadVector(oi, acc[r][e] / l, (lane + WL * e) * VEC);
     }

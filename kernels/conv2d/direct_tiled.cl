@@ -7,7 +7,8 @@
 // of its tile, halo included, and the OC_PER_ITEM filters of those channels into local memory, then every work-item
 // reads only local memory.
 //
-// Shapes: x (N, C, H, W), weight (O, C, KH, KW), y (N, O, OH, OW), packed NCHW (conv2d/naive.cl).
+// Shapes: x (N, C, H, W), weight (O, C, KH, KW), y (N, O, OH, OW), packed NCHW (conv2d/naive.cl). The arrays are of
+// DATA (REAL, or half for float16: common.h), read and written with LOAD / STORE; local memory and the sums are REAL.
 // Local memory (REAL elements), TOW = TILE_W*PX_PER_ITEM, PH = (TILE_H - 1)*SH + KH, PW = (TOW - 1)*SW + KW:
 //   xs[cc, py, px] = xs[(cc*PH + py)*PW + px] = x[n, c0 + cc, ty*TILE_H*SH - PT + py, tx*TOW*SW - PL + px]
 //                    (0 outside the input: the zero padding; the halo is the KH - SH rows / KW - SW columns past
@@ -50,8 +51,8 @@
 #define VSTOREV CAT(vstore, OC_PER_ITEM)
 
 __kernel __attribute__((reqd_work_group_size(TILE_W, TILE_H, 1)))
-void conv2d_direct_tiled(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
-                         __global const REAL *res, __global REAL *y, __local REAL *lmem,
+void conv2d_direct_tiled(__global const DATA *x, __global const DATA *w, __global const DATA *bias,
+                         __global const DATA *res, __global DATA *y, __local REAL *lmem,
                          const int C, const int H, const int W, const int O, const int KH, const int KW,
                          const int OH, const int OW, const int SH, const int SW, const int PT, const int PL,
                          const int CC, const int OBLOCKS, const int has_bias, const int has_res)
@@ -77,12 +78,13 @@ void conv2d_direct_tiled(__global const REAL *x, __global const REAL *w, __globa
         for (int e = lid; e < cn * patch; e += TILE_ITEMS) {
             const int cc = e / patch, py = (e % patch) / PW, px = e % PW;
             const int yy = iy0 + py, xx = ix0 + px;
-            xs[e] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? x[((n * C + c0 + cc) * H + yy) * (long)W + xx] : 0;
+            xs[e] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? LOAD(x, ((n * C + c0 + cc) * H + yy) * (long)W + xx)
+                                                             : (REAL)0;
         }
         for (int e = lid; e < cn * KK * OC_PER_ITEM; e += TILE_ITEMS) {
             const int r = e % OC_PER_ITEM, ct = e / OC_PER_ITEM;          // ct = cc*KK + t
             const int o = o0 + r;
-            ws[e] = o < O ? w[((long)o * C + c0) * KK + ct] : 0;
+            ws[e] = o < O ? LOAD(w, ((long)o * C + c0) * KK + ct) : (REAL)0;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         // LocalToPrivate and accumulate: every tap of every staged channel, for this work-item's positions
@@ -104,9 +106,9 @@ void conv2d_direct_tiled(__global const REAL *x, __global const REAL *w, __globa
         REAL out[OC_PER_ITEM];
         VSTOREV(acc[p], 0, out);
         for (int r = 0; r < OC_PER_ITEM && o0 + r < O; ++r) {
-            const REAL b = has_bias ? bias[o0 + r] : 0;
+            const REAL b = has_bias ? LOAD(bias, o0 + r) : (REAL)0;
             const long at = ((n * O + o0 + r) * OH + oy) * (long)OW + ox;
-            y[at] = (out[r] + b) + CONV_RESIDUAL(res, has_res, at, n * O + o0 + r);
+            STORE(y, at, (out[r] + b) + CONV_RESIDUAL(res, has_res, at, n * O + o0 + r));
         }
     }
 }

@@ -9,12 +9,15 @@
 // (CONV_RESIDUAL in common.h: has_res 0, 1 of y's shape, 2 of (N, O, 1, 1)).
 // Gather: a work-item keeps one column q (it was MMA_WGS % NWG == 0: the host checks it), so its (n, oy, ox) and
 // input window origin are computed once; per element the row r is split into (c, i, j).
-// Precision: as gemm/mma_f16.cl (both operands rounded to half, float32 accumulation). float32 only.
+// Precision: as gemm/mma_f16.cl (both operands rounded to half, float32 accumulation). float32 (x, bias, residual
+// and y of REAL = float) or float16 (-DDATA_HALF: every array of DATA = half, read and written with LOAD / STORE;
+// the gather copies x's half bits as they are, the weight is then half too, A_HALF); never float64.
 // Split-K (the deep, narrow products of the UNet's low-resolution levels: O = 1280 by Q = 128 at 8x8 is 10
 // work-groups of 128 x 128 for a device of 132 compute units, over R = 11520): with `splits` > 1 work-group z of the
 // NDRange's third dimension takes rows r in [z*k_chunk, (z+1)*k_chunk) (k_chunk a multiple of KWG) and stores its
-// raw partial product in part[z, o, q]; conv2d_implicit_splitk_sum then adds the splits in order (deterministic:
-// no atomics) with the bias and the residual into y. splits == 1: one launch, the epilogue in place.
+// raw partial product in part[z, o, q] (float whatever DATA is: the only rounding to half is y's);
+// conv2d_implicit_splitk_sum then adds the splits in order (deterministic: no atomics) with the bias and the residual
+// into y. splits == 1: one launch, the epilogue in place.
 // NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M, splits). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG,
 // KWG, WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG.
 // Structural (-D, set by the host): A_HALF: the weight is stored as half; KH, KW: the kernel's size, compiled in so
@@ -25,8 +28,23 @@
 #if !defined(KH) || !defined(KW)
 #error "KH, KW (the convolution kernel's height and width) must be set with -D"
 #endif
+#if defined(DATA_HALF) && !defined(A_HALF)
+#error "conv2d_implicit_mma_f16 in float16 (DATA_HALF) reads a half weight: A_HALF must be set"
+#endif
 #if MMA_WGS % NWG != 0
 #error "conv2d_implicit_mma_f16 needs 32*WARPS_M*WARPS_N to be a multiple of NWG (a work-item keeps its column)"
+#endif
+
+// An element of cols as the gather stages it into Bs (half bits): float16, x's half bits as they are (an exact copy,
+// no conversion); float32, x rounded to half (vstore_half, round to nearest even). 0 outside the input.
+#ifdef DATA_HALF
+#define GATHER_T ushort
+#define GATHER_LD(p, i) (((const __global ushort *)(p))[i])
+#define GATHER_ST(v, dst) (*(dst) = (v))
+#else
+#define GATHER_T REAL
+#define GATHER_LD(p, i) ((p)[i])
+#define GATHER_ST(v, dst) vstore_half((v), 0, (__local half *)(dst))
 #endif
 
 // y[n, o, oy, ox] for C[o, q] (q = (n*OH + oy)*OW + ox = n*P + p), with the bias and the residual, inside y
@@ -34,13 +52,13 @@
     if ((o) < O && (q) < Q) {                                                                                   \
         const int no_ = ((q) / P) * O + (o);                                                                    \
         const long at_ = (long)no_ * P + (q) % P;                                                               \
-        y[at_] = ((v) + (has_bias ? bias[o] : (REAL)0)) + CONV_RESIDUAL(res, has_res, at_, no_);                \
+        STORE(y, at_, ((v) + (has_bias ? LOAD(bias, o) : (REAL)0)) + CONV_RESIDUAL(res, has_res, at_, no_));   \
     }
 
 __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
-void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T *restrict w,
-                             const __global REAL *restrict bias, const __global REAL *restrict res,
-                             __global REAL *restrict y, const int N, const int C, const int H, const int W,
+void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T *restrict w,
+                             const __global DATA *restrict bias, const __global DATA *restrict res,
+                             __global DATA *restrict y, const int N, const int C, const int H, const int W,
                              const int O, const int OH, const int OW, const int SH,
                              const int SW, const int PT, const int PL, const int has_bias, const int has_res,
                              const int splits, const int k_chunk, __global float *restrict part)
@@ -58,7 +76,7 @@ void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T
     const bool q_in = q < Q;
     const int qn = q_in ? q / P : 0, qp = q_in ? q % P : 0;
     const int iy0 = (qp / OW) * SH - PT, ix0 = (qp % OW) * SW - PL;
-    const __global REAL *xq = x + (long)qn * C * H * W;
+    const __global DATA *xq = x + (long)qn * C * H * W;
 
     float acc[MI][NI][4];
     MMA_ZERO(acc);
@@ -69,14 +87,14 @@ void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T
         stage_rows_a(As, w + (long)m0 * R + k0, R, MWG, O - m0, k_end - k0, R % 4 == 0, tid);
         for (int kk = tid / NWG; kk < KWG; kk += MMA_WGS / NWG) {
             const int r = k0 + kk;
-            REAL v = 0;
+            GATHER_T v = 0;
             if (q_in && r < k_end) {
                 const int c = r / KK, ij = r % KK;
                 const int iy = iy0 + ij / KW, ix = ix0 + ij % KW;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                    v = xq[((long)c * H + iy) * W + ix];
+                    v = GATHER_LD(xq, ((long)c * H + iy) * W + ix);
             }
-            vstore_half(v, 0, (__local half *)(Bs + jc * LDS + kk));
+            GATHER_ST(v, Bs + jc * LDS + kk);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
@@ -93,8 +111,8 @@ void conv2d_implicit_mma_f16(const __global REAL *restrict x, const __global A_T
 }
 
 // y = sum_z part[z] (+ bias, residual) for split-K: one work-item per (o, q), the splits added in order.
-__kernel void conv2d_implicit_splitk_sum(const __global float *restrict part, const __global REAL *restrict bias,
-                                         const __global REAL *restrict res, __global REAL *restrict y, const int O,
+__kernel void conv2d_implicit_splitk_sum(const __global float *restrict part, const __global DATA *restrict bias,
+                                         const __global DATA *restrict res, __global DATA *restrict y, const int O,
                                          const int Q, const int P, const int splits, const int has_bias,
                                          const int has_res)
 {

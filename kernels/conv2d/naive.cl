@@ -8,11 +8,12 @@
 // NDRange up and the tail returns early. has_bias (0 or 1): whether the bias argument is read (the host passes any
 // buffer without one); has_res: whether and how res, added last, is read (CONV_RESIDUAL in common.h: y's shape, or
 // (N, O, 1, 1); every conv2d kernel's epilogue).
+// Arrays of DATA (REAL, or half for float16: common.h), read and written with LOAD / STORE; the sum in REAL.
 // No -D knobs: one build per dtype.
 #include "common.h"
 
-__kernel void conv2d_naive(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
-                           __global const REAL *res, __global REAL *y, const long total,
+__kernel void conv2d_naive(__global const DATA *x, __global const DATA *w, __global const DATA *bias,
+                           __global const DATA *res, __global DATA *y, const long total,
                            const int C, const int H, const int W, const int O, const int KH, const int KW,
                            const int OH, const int OW, const int SH, const int SW, const int PT, const int PL,
                            const int has_bias, const int has_res)
@@ -27,19 +28,19 @@ __kernel void conv2d_naive(__global const REAL *x, __global const REAL *w, __glo
     const int x0 = ox * SW - PL;
     REAL acc = 0;
     for (int c = 0; c < C; ++c) {
-        const __global REAL *xc = x + (n * C + c) * H * (long)W;
-        const __global REAL *wc = w + ((long)o * C + c) * KH * KW;
+        const __global DATA *xc = x + (n * C + c) * H * (long)W;
+        const __global DATA *wc = w + ((long)o * C + c) * KH * KW;
         for (int i = 0; i < KH; ++i) {
             const int yy = y0 + i;
             if (yy < 0 || yy >= H) continue;
             for (int j = 0; j < KW; ++j) {
                 const int xx = x0 + j;
                 if (xx < 0 || xx >= W) continue;
-                acc += wc[i * KW + j] * xc[(long)yy * W + xx];
+                acc += LOAD(wc, i * KW + j) * LOAD(xc, (long)yy * W + xx);
             }
         }
     }
-    if (has_bias) acc += bias[o];
+    if (has_bias) acc += LOAD(bias, o);
     acc += CONV_RESIDUAL(res, has_res, idx, idx / ((long)OW * OH));
-    y[idx] = acc;
+    STORE(y, idx, acc);
 }

@@ -9,6 +9,8 @@
 // Tails, with no branch in the k loop: rows of A (and of B^T) past M (N) are clamped to the last one and their
 // results are not stored; with B (K, N) the last column block slides left to end at N (when N >= NR) and stores
 // only the columns it owns, and N < NR takes a scalar path. The k remainder (K % KU, K % KV) runs scalar.
+// float16 (-DDATA_HALF, gemm/gemm.h): A and B read as half (vload_half), the bias, residual and C of DATA (vector
+// reads and writes through LDN_D / STN_D), the accumulation and epilogue in REAL (float).
 // Knobs (-D):
 //   MR   rows of C per work-item
 //   NR   columns of C per work-item; with B (K, N) also the vector width: 4, 8 or 16 (other values run that path
@@ -38,8 +40,8 @@
 #define REALKV CAT(REAL, KV)
 
 // C rows m0 .. m0+MR of B (K, N) columns n0 .. n0+NR.
-inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
-                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K,
+inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, const __global DATA *bias,
+                       const __global DATA *res, __global DATA *c, const int M, const int N, const int K,
                        const int ldb, const int ldc, const REAL alpha, const int flags, const int m0, const int n0)
 {
 #ifdef NR_NOT_A_VECTOR
@@ -53,7 +55,7 @@ inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, 
                 REAL s = 0;
                 for (int k = 0; k < K; ++k)
                     s = fma(LD_A(ar[r], k), LD_B(b, (long)k * ldb + n), s);
-                c[(long)(m0 + r) * ldc + n] = EPILOGUE(s, m0 + r, n);
+                STORE(c, (long)(m0 + r) * ldc + n, EPILOGUE(s, m0 + r, n));
             }
         return;
     }
@@ -82,29 +84,29 @@ inline void cpu_reg_nn(const __global A_T *const ar[MR], const __global B_T *b, 
     }
     for (int r = 0; r < MR && m0 + r < M; ++r) {
         const int m = m0 + r;
-        __global REAL *crow = c + (long)m * ldc;
+        __global DATA *crow = c + (long)m * ldc;
         if (ns == n0) {
             REALNR v = (REALNR)(alpha) * acc[r];
             if (flags & GEMM_BIAS_N)
-                v += CAT(vload, NR)(0, bias + n0);
+                v += LDN_D(NR, bias, n0);
             else if (flags & GEMM_BIAS_M)
-                v += (REALNR)(bias[m]);
+                v += (REALNR)(LOAD(bias, m));
             if (flags & GEMM_RES)
-                v += CAT(vload, NR)(0, res + (long)m * ldc + n0);
-            CAT(vstore, NR)(v, 0, crow + n0);
+                v += LDN_D(NR, res, (long)m * ldc + n0);
+            STN_D(NR, v, crow, n0);
         } else {
             REAL t[NR];
             CAT(vstore, NR)(acc[r], 0, t);
             for (int j = n0 - ns; j < NR; ++j)
-                crow[ns + j] = EPILOGUE(t[j], m, ns + j);
+                STORE(crow, ns + j, EPILOGUE(t[j], m, ns + j));
         }
     }
 #endif
 }
 
 // C rows m0 .. m0+MR of B^T (N, K) rows n0 .. n0+NR.
-inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, const __global REAL *bias,
-                       const __global REAL *res, __global REAL *c, const int M, const int N, const int K,
+inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, const __global DATA *bias,
+                       const __global DATA *res, __global DATA *c, const int M, const int N, const int K,
                        const int ldb, const int ldc, const REAL alpha, const int flags, const int m0, const int n0)
 {
     const __global B_T *br[NR];
@@ -136,7 +138,7 @@ inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, 
             REAL s = CAT(HSum, KV)(acc[r][j]);
             for (int kk = k; kk < K; ++kk)
                 s = fma(LD_A(ar[r], kk), LD_B(br[j], kk), s);
-            c[(long)(m0 + r) * ldc + n0 + j] = EPILOGUE(s, m0 + r, n0 + j);
+            STORE(c, (long)(m0 + r) * ldc + n0 + j, EPILOGUE(s, m0 + r, n0 + j));
         }
 }
 

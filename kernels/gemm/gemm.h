@@ -28,6 +28,10 @@
 // products accumulate in REAL as above, and C and the bias stay REAL. A weight (or a lowered activation) so stored
 // takes half the memory and half the bandwidth; its values are rounded to half once, when written (vstore_half,
 // round to nearest).
+// The float16 dtype (-DDATA_HALF, common.h; read by gemm_cpu_reg, gemm_tiled_reg and gemm_mma_f16): every array is
+// half: A and B as with A_HALF and B_HALF (whether or not those are set), the bias, the residual and C of type DATA,
+// read with LOAD and written with STORE (C rounded to half once, from the REAL result of the epilogue). Without
+// DATA_HALF, DATA is REAL and every line below reads as it did.
 
 #define GEMM_TRANS_B 1 // B is stored transposed: (N, K) row-major
 #define GEMM_BIAS_N 2  // + bias[n] (linear)
@@ -41,7 +45,7 @@
 #define LDN_HALF(n, p, i) CAT(convert_, CAT(REAL, n))(CAT(vload_half, n)(0, (p) + (i)))
 #define LD4A_REAL(p, i) (*(const __global REAL4 *)((p) + (i)))
 #define LD4A_HALF(p, i) CAT(convert_, REAL4)(vloada_half4(0, (p) + (i)))
-#ifdef A_HALF
+#if defined(A_HALF) || defined(DATA_HALF)
 #define A_T half
 #define LD_A(p, i) ((REAL)vload_half(0, (p) + (i)))
 #define LDN_A LDN_HALF
@@ -52,7 +56,7 @@
 #define LDN_A LDN_REAL
 #define LD4A_A LD4A_REAL
 #endif
-#ifdef B_HALF
+#if defined(B_HALF) || defined(DATA_HALF)
 #define B_T half
 #define LD_B(p, i) ((REAL)vload_half(0, (p) + (i)))
 #define LDN_B LDN_HALF
@@ -63,10 +67,22 @@
 #define LDN_B LDN_REAL
 #define LD4A_B LD4A_REAL
 #endif
+// Vector reads and writes of the DATA arrays (bias, residual, C), n of REAL: LDN_D(n, p, i) = p[i .. i+n);
+// STN_D(n, v, p, i): p[i .. i+n) = v (element alignment suffices); ST4A_D(v, p, i): the same for n = 4 where p + i is
+// 4-element aligned (half: rounded to nearest even, vstore_half_rte).
+#ifdef DATA_HALF
+#define LDN_D(n, p, i) CAT(vload_half, n)(0, (p) + (i))
+#define STN_D(n, v, p, i) CAT(CAT(vstore_half, n), _rte)((v), 0, (p) + (i))
+#define ST4A_D(v, p, i) vstorea_half4_rte((v), 0, (p) + (i))
+#else
+#define LDN_D(n, p, i) CAT(vload, n)(0, (p) + (i))
+#define STN_D(n, v, p, i) CAT(vstore, n)((v), 0, (p) + (i))
+#define ST4A_D(v, p, i) (*(__global REAL4 *)((p) + (i)) = (v))
+#endif
 
 #define GEMM_ARGS                                                                                               \
-    const __global A_T *restrict a, const __global B_T *restrict b, const __global REAL *restrict bias,         \
-    const __global REAL *restrict res, __global REAL *restrict c, const int M, const int N, const int K,        \
+    const __global A_T *restrict a, const __global B_T *restrict b, const __global DATA *restrict bias,         \
+    const __global DATA *restrict res, __global DATA *restrict c, const int M, const int N, const int K,        \
     const int lda, const int ldb, const int ldc, const int ZI, const long sa_outer, const long sa_inner,        \
     const long sb_outer, const long sb_inner, const long sc_outer, const long sc_inner, const REAL alpha,       \
     const int flags
@@ -79,17 +95,17 @@
     res += ((z) / ZI) * sc_outer + ((z) % ZI) * sc_inner
 
 // The value stored at C[m, n] for an accumulated dot product, added to in the order of the reference: (alpha * acc
-// + bias) + residual.
-inline REAL epilogue(const REAL acc, const REAL alpha, const __global REAL *bias, const __global REAL *res,
+// + bias) + residual, in REAL (the caller STOREs it: the only rounding to half of the float16 dtype).
+inline REAL epilogue(const REAL acc, const REAL alpha, const __global DATA *bias, const __global DATA *res,
                      const int flags, const int ldc, const int m, const int n)
 {
     REAL v = alpha * acc;
     if (flags & GEMM_BIAS_N)
-        v += bias[n];
+        v += LOAD(bias, n);
     else if (flags & GEMM_BIAS_M)
-        v += bias[m];
+        v += LOAD(bias, m);
     if (flags & GEMM_RES)
-        v += res[(long)m * ldc + n];
+        v += LOAD(res, (long)m * ldc + n);
     return v;
 }
 // epilogue() inside a GEMM kernel (its GEMM_ARGS in scope).

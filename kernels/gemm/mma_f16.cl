@@ -15,6 +15,9 @@
 // Precision: each operand is rounded once to half (11 significant bits, u = 2^-11; the products of two halves are
 // exact in float32); the tensor cores accumulate in float32 (truncating, see registry/linalg.py _F16_TOL). Values
 // beyond half's range (|x| > 65504) become infinite, as in every float16 pipeline.
+// float16 (-DDATA_HALF, gemm/gemm.h): A and B are half already and staged as they are (no conversion); the bias,
+// the residual and C are half (LOAD / STORE), the epilogue in float and C rounded to half once; split-K's partial
+// sums stay float (REAL scratch), so gemm_splitk_sum rounds to half only the final sum.
 // Tails: bounds checks while staging (0 outside) and on the stores. MMA_EMULATE 1 replaces the PTX by a
 // work-group-synchronous emulation in OpenCL C (local memory, barriers), so that the fragment layouts, tiling and
 // tails can be verified on any device; it is for tests, not speed.
@@ -43,14 +46,14 @@ inline void stage_cols_b(__local ushort *dst, const __global B_T *src, const int
 // C[m, n] with the epilogue (gemm.h), inside C
 #define GEMM_STORE(m, n, v)                                                                                     \
     if ((m) < M && (n) < N)                                                                                     \
-        c[(long)(m) * ldc + (n)] = EPILOGUE((v), (m), (n))
+        STORE(c, (long)(m) * ldc + (n), EPILOGUE((v), (m), (n)))
 
 // Split-K (narrow products over a long K: the text encoder's 154 rows, the UNet's 8x8 level, a few work-groups for
 // the device's compute units): NDRange z = batch item * splits + split; split s takes k in [s*k_chunk, (s+1)*k_chunk)
 // (k_chunk a multiple of KWG) and, with splits > 1, stores its raw partial product in part[s, item, m, n] (dense);
 // gemm_splitk_sum adds the splits in order (deterministic) with the epilogue. splits == 1: k_chunk = K, C in place.
 __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
-void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global float *restrict part)
+void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL *restrict part)
 {
     MMA_IDS;
     const int item = get_global_id(2) / splits, split = get_global_id(2) % splits;
@@ -76,7 +79,7 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global float
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (splits > 1) {
-        __global float *pz = part + ((long)split * (get_global_size(2) / splits) + item) * M * N;
+        __global REAL *pz = part + ((long)split * (get_global_size(2) / splits) + item) * M * N;
 #define PART_STORE(m, n, v) if ((m) < M && (n) < N) pz[(long)(m) * N + (n)] = (v);
         MMA_STORE_ALL(acc, PART_STORE);
     } else {
@@ -84,9 +87,10 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global float
     }
 }
 
-// C_z = epilogue(sum_s part[s, z]) for split-K: NDRange (N, M, batch), the splits added in order.
-__kernel void gemm_splitk_sum(const __global float *restrict part, const __global REAL *restrict bias,
-                              __global const REAL *restrict res, __global REAL *restrict c, const int M, const int N,
+// C_z = epilogue(sum_s part[s, z]) for split-K: NDRange (N, M, batch), the splits added in order (REAL partials; C
+// of DATA, rounded to half once in float16).
+__kernel void gemm_splitk_sum(const __global REAL *restrict part, const __global DATA *restrict bias,
+                              __global const DATA *restrict res, __global DATA *restrict c, const int M, const int N,
                               const int ldc, const int ZI, const long sc_outer, const long sc_inner, const REAL alpha,
                               const int flags, const int splits)
 {
@@ -95,8 +99,8 @@ __kernel void gemm_splitk_sum(const __global float *restrict part, const __globa
         return;
     c += (z / ZI) * sc_outer + (z % ZI) * sc_inner;
     res += (z / ZI) * sc_outer + (z % ZI) * sc_inner;
-    float v = 0.0f;
+    REAL v = 0;
     for (int s = 0; s < splits; ++s)
         v += part[((long)s * get_global_size(2) + z) * M * N + (long)m * N + n];
-    c[(long)m * ldc + n] = epilogue(v, alpha, bias, res, flags, ldc, m, n);
+    STORE(c, (long)m * ldc + n, epilogue(v, alpha, bias, res, flags, ldc, m, n));
 }

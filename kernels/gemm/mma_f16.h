@@ -1,7 +1,8 @@
 // gemm/mma_f16.h: what the tensor-core float16 GEMM kernels share (gemm/mma_f16.cl, conv2d/implicit_mma_f16.cl): the
 // tile knobs, the staging of operands into local memory as half and one KWG step of the warp tiles' products, with
 // the mma.sync m16n8k16 float16 instruction (or its emulation) of gemm/mma_sync_f16.h. The includer defines A_T and B_T, the stored types of
-// the operands (REAL, or half with A_HALF / B_HALF: gemm/gemm.h does), and ONE_B / FOUR_B where it stages B itself.
+// the operands (REAL, or half with A_HALF / B_HALF or the float16 dtype's DATA_HALF: gemm/gemm.h does), and ONE_B /
+// FOUR_B where it stages B itself.
 // Layouts, fragments and precision: gemm/mma_f16.cl. Knobs (-D):
 //   MWG, NWG  rows / columns of C per work-group: MWG a multiple of 16*WARPS_M, NWG of 8*WARPS_N
 //   KWG       depth of the staged tiles along k, a multiple of 16
@@ -40,19 +41,20 @@
 #endif
 
 // One element (ONE) or four aligned elements (FOUR) of a stored operand into local memory as half bits: a half
-// operand's bits as they are, a REAL one rounded to nearest even (vstore_half).
+// operand's bits as they are (half storage, A_HALF / B_HALF, or the float16 dtype, DATA_HALF, where every array is
+// half), a REAL one rounded to nearest even (vstore_half).
 #define HALF_ONE(dst, p, i) (*(dst) = ((const __global ushort *)(p))[i])
 #define HALF_FOUR(dst, p, i) (*(__local uint2 *)(dst) = *(const __global uint2 *)((const __global ushort *)(p) + (i)))
 #define REAL_ONE(dst, p, i) vstore_half((p)[i], 0, (__local half *)(dst))
 #define REAL_FOUR(dst, p, i) vstore_half4(*(const __global float4 *)((p) + (i)), 0, (__local half *)(dst))
-#ifdef A_HALF
+#if defined(A_HALF) || defined(DATA_HALF)
 #define ONE_A HALF_ONE
 #define FOUR_A HALF_FOUR
 #else
 #define ONE_A REAL_ONE
 #define FOUR_A REAL_FOUR
 #endif
-#ifdef B_HALF
+#if defined(B_HALF) || defined(DATA_HALF)
 #define ONE_B HALF_ONE
 #define FOUR_B HALF_FOUR
 #else
@@ -131,10 +133,10 @@ MMA_UNROLL
         MMA_UNROLL for (int j = 0; j < NI; ++j)                                                                 \
             MMA_UNROLL for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f
 
-// STORE(m, n, v) for every accumulator v = C[m, n] of this work-item (c0..c3 of each of its mma tiles; the store
+// ST(m, n, v) for every accumulator v = C[m, n] of this work-item (c0..c3 of each of its mma tiles; the store
 // bounds-checks m and n)
-#define MMA_STORE_ALL(acc, STORE)                                                                               \
+#define MMA_STORE_ALL(acc, ST)                                                                                  \
     MMA_UNROLL for (int i = 0; i < MI; ++i)                                                                     \
         MMA_UNROLL for (int j = 0; j < NI; ++j)                                                                 \
             MMA_UNROLL for (int e = 0; e < 4; ++e)                                                              \
-                STORE(m0 + wm * WM + i * 16 + g + (e >> 1) * 8, n0 + wn * WN + j * 8 + 2 * t + (e & 1), acc[i][j][e])
+                ST(m0 + wm * WM + i * 16 + g + (e >> 1) * 8, n0 + wn * WN + j * 8 + 2 * t + (e & 1), acc[i][j][e])

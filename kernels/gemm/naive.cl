@@ -10,49 +10,50 @@
 //                         operands of the dot product are read along contiguous rows; has_bias, has_res (0 or 1):
 //                         whether bias[o], res[r, o] are added (the host passes any buffer without one);
 //                         NDRange (OUT, R)
+// Arrays of DATA (REAL, or half for float16: common.h), read and written through LOAD / STORE; the sums in REAL.
 // The host rounds N (OUT) and M (R) up to 16; the tails return early. (One kernel over gemm/gemm.h's run-time layout
 // serves the three as well, but it ran the H200's matmul at half this kernel's speed, 87 against 40 us at 77x1024x1024:
 // the baseline stays the plain loop.)
 #include "common.h"
 
-__kernel void matmul_naive(__global const REAL *a, __global const REAL *b, __global REAL *c,
+__kernel void matmul_naive(__global const DATA *a, __global const DATA *b, __global DATA *c,
                            const int M, const int N, const int K)
 {
     const int n = get_global_id(0);
     const int m = get_global_id(1);
     if (m >= M || n >= N) return;
-    const __global REAL *arow = a + (long)m * K;
+    const __global DATA *arow = a + (long)m * K;
     REAL acc = 0;
-    for (int k = 0; k < K; ++k) acc += arow[k] * b[(long)k * N + n];
-    c[(long)m * N + n] = acc;
+    for (int k = 0; k < K; ++k) acc += LOAD(arow, k) * LOAD(b, (long)k * N + n);
+    STORE(c, (long)m * N + n, acc);
 }
 
-__kernel void batched_matmul_naive(__global const REAL *a, __global const REAL *b, __global REAL *c,
+__kernel void batched_matmul_naive(__global const DATA *a, __global const DATA *b, __global DATA *c,
                                    const int M, const int N, const int K)
 {
     const int n = get_global_id(0);
     const int m = get_global_id(1);
     const long i = get_global_id(2);
     if (m >= M || n >= N) return;
-    const __global REAL *arow = a + (i * M + m) * K;
-    const __global REAL *bmat = b + i * K * N;
+    const __global DATA *arow = a + (i * M + m) * K;
+    const __global DATA *bmat = b + i * K * N;
     REAL acc = 0;
-    for (int k = 0; k < K; ++k) acc += arow[k] * bmat[(long)k * N + n];
-    c[(i * M + m) * N + n] = acc;
+    for (int k = 0; k < K; ++k) acc += LOAD(arow, k) * LOAD(bmat, (long)k * N + n);
+    STORE(c, (i * M + m) * N + n, acc);
 }
 
-__kernel void linear_naive(__global const REAL *x, __global const REAL *w, __global const REAL *bias,
-                           __global const REAL *res, __global REAL *y, const int R, const int IN, const int OUT,
+__kernel void linear_naive(__global const DATA *x, __global const DATA *w, __global const DATA *bias,
+                           __global const DATA *res, __global DATA *y, const int R, const int IN, const int OUT,
                            const int has_bias, const int has_res)
 {
     const int o = get_global_id(0);
     const int r = get_global_id(1);
     if (r >= R || o >= OUT) return;
-    const __global REAL *xrow = x + (long)r * IN;
-    const __global REAL *wrow = w + (long)o * IN;
+    const __global DATA *xrow = x + (long)r * IN;
+    const __global DATA *wrow = w + (long)o * IN;
     REAL acc = 0;
-    for (int i = 0; i < IN; ++i) acc += xrow[i] * wrow[i];
-    if (has_bias) acc += bias[o];
-    if (has_res) acc += res[(long)r * OUT + o];
-    y[(long)r * OUT + o] = acc;
+    for (int i = 0; i < IN; ++i) acc += LOAD(xrow, i) * LOAD(wrow, i);
+    if (has_bias) acc += LOAD(bias, o);
+    if (has_res) acc += LOAD(res, (long)r * OUT + o);
+    STORE(y, (long)r * OUT + o, acc);
 }

@@ -11,6 +11,9 @@
 // Tails: bounds checks, no host-side padding. A tile wholly inside A (or B) is staged with REAL4 global loads when
 // GEMM_VEC_OK; a tile crossing an edge is staged element by element with 0 outside; C elements outside (M, N) are
 // not stored. NDRange (ceil(N/NWG)*NDIMC, ceil(M/MWG)*MDIMC, Z), work-group (NDIMC, MDIMC, 1).
+// float16 (-DDATA_HALF, gemm/gemm.h): A and B read as half and staged as REAL like the half-storage operands (no
+// prefetch, k runs), the bias, residual and C of DATA (LOAD / STORE, the REAL4 store as vstorea_half4_rte), the
+// local tiles and the accumulation in REAL (float).
 // Knobs (-D):
 //   MWG    rows of C per work-group (e.g. 64, 128), a multiple of MDIMC * VWM
 //   NWG    columns of C per work-group (e.g. 64, 128, 256), a multiple of NDIMC * VWN
@@ -48,8 +51,8 @@
 #define MWI (MWG / MDIMC)   // rows of C per work-item
 #define NWI (NWG / NDIMC)   // columns of C per work-item
 #define WGS (MDIMC * NDIMC) // work-items per work-group
-#if defined(A_HALF) || defined(B_HALF)
-#define PREFETCH 0          // half storage: tiles staged as they come, in k runs (see DEFINE_STAGE_KMAJOR)
+#if defined(A_HALF) || defined(B_HALF) || defined(DATA_HALF)
+#define PREFETCH 0          // half storage (or float16): tiles staged as they come, in k runs (DEFINE_STAGE_KMAJOR)
 #define K_RUNS 1
 #else
 #define PREFETCH 1          // register prefetch of the next whole tile (gemm_tiled_reg below)
@@ -247,18 +250,18 @@ void gemm_tiled_reg(GEMM_ARGS)
             const int n = n0 + rj * (NDIMC * VWN) + tx * VWN;
 #if VWN == 4
             if (full) {   // n is a multiple of 4 and ldc too: one aligned REAL4 store
-                *(__global REAL4 *)(c + (long)m * ldc + n) =
-                    (REAL4)(EPILOGUE(acc[i][rj * 4 + 0], m, n + 0),
-                            EPILOGUE(acc[i][rj * 4 + 1], m, n + 1),
-                            EPILOGUE(acc[i][rj * 4 + 2], m, n + 2),
-                            EPILOGUE(acc[i][rj * 4 + 3], m, n + 3));
+                ST4A_D((REAL4)(EPILOGUE(acc[i][rj * 4 + 0], m, n + 0),
+                               EPILOGUE(acc[i][rj * 4 + 1], m, n + 1),
+                               EPILOGUE(acc[i][rj * 4 + 2], m, n + 2),
+                               EPILOGUE(acc[i][rj * 4 + 3], m, n + 3)),
+                       c, (long)m * ldc + n);
                 continue;
             }
 #endif
 #pragma unroll
             for (int jv = 0; jv < VWN; ++jv)
                 if (m < M && n + jv < N)
-                    c[(long)m * ldc + n + jv] = EPILOGUE(acc[i][rj * VWN + jv], m, n + jv);
+                    STORE(c, (long)m * ldc + n + jv, EPILOGUE(acc[i][rj * VWN + jv], m, n + jv));
         }
     }
 }

@@ -22,6 +22,7 @@
 // vectorizes explicit vector types, not a work-item's loop): small WG, VEC 8 or 16.
 // has_weight / has_bias (0 or 1): whether the weight / bias argument is read (the host passes any buffer for a
 // missing one); without them the per-channel factor is 1 and the offset 0, which change nothing.
+// Arrays of DATA (REAL, or half for float16: common.h); partial (the moments between the launches) stays REAL.
 //
 // Knobs (-D):
 //   WG   work-items per work-group: a power of two, at most the device's max work-group size
@@ -38,18 +39,18 @@
 
 // y = (x - mean) * inv_std * weight[c] + bias[c], then SiLU when silu, over the elements [start, end) of the block
 // at x + base (channel c = c0 + e/S), channel by channel; work-item lid of WG.
-inline void Normalize(const __global REAL *x, const __global REAL *weight, const __global REAL *bias, __global REAL *y,
+inline void Normalize(const __global DATA *x, const __global DATA *weight, const __global DATA *bias, __global DATA *y,
                       const long base, const int c0, const long S, const long start, const long end, const REAL mean,
                       const REAL inv_std, const int has_weight, const int has_bias, const bool silu, const int lid)
 {
     for (long c = start / S; c * S < end; ++c) {      // the channels the range overlaps
-        const REAL w = has_weight ? weight[c0 + c] : (REAL)1;
-        const REAL b = has_bias ? bias[c0 + c] : (REAL)0;
+        const REAL w = has_weight ? LOAD(weight, c0 + c) : (REAL)1;
+        const REAL b = has_bias ? LOAD(bias, c0 + c) : (REAL)0;
         const long lo = max(start, c * S);
         const long len = min(end, (c + 1) * S) - lo;
         const long nv = len / VEC;
-        const __global REAL *xs = x + base + lo;
-        __global REAL *ys = y + base + lo;
+        const __global DATA *xs = x + base + lo;
+        __global DATA *ys = y + base + lo;
         for (long v = lid; v < nv; v += WG) {
             VREAL val = (VLOAD(xs + v * VEC) - mean) * inv_std;
             val *= w;
@@ -58,17 +59,17 @@ inline void Normalize(const __global REAL *x, const __global REAL *weight, const
             VSTORE(val, ys + v * VEC);
         }
         for (long e = nv * VEC + lid; e < len; e += WG) {
-            REAL val = (xs[e] - mean) * inv_std;
+            REAL val = (LOAD(xs, e) - mean) * inv_std;
             val *= w;
             val += b;
             if (silu) val = SILU(val);
-            ys[e] = val;
+            STORE(ys, e, val);
         }
     }
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void group_norm_reduce_stats(__global const REAL *x, __global REAL *partial, const long count, const long chunk,
+void group_norm_reduce_stats(__global const DATA *x, __global REAL *partial, const long count, const long chunk,
                              const int split)
 {
     __local REAL ln[WG], lmean[WG], lm2[WG];
@@ -87,8 +88,8 @@ void group_norm_reduce_stats(__global const REAL *x, __global REAL *partial, con
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void group_norm_reduce_apply(__global const REAL *x, __global const REAL *partial, __global const REAL *weight,
-                             __global const REAL *bias, __global REAL *y, const int C, const int G, const long S,
+void group_norm_reduce_apply(__global const DATA *x, __global const REAL *partial, __global const DATA *weight,
+                             __global const DATA *bias, __global DATA *y, const int C, const int G, const long S,
                              const long chunk, const int split, const REAL eps, const int has_weight,
                              const int has_bias)
 {
@@ -110,8 +111,8 @@ void group_norm_reduce_apply(__global const REAL *x, __global const REAL *partia
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void group_norm_silu_fused(__global const REAL *x, __global const REAL *weight, __global const REAL *bias,
-                           __global REAL *y, const int C, const int G, const long S, const REAL eps,
+void group_norm_silu_fused(__global const DATA *x, __global const DATA *weight, __global const DATA *bias,
+                           __global DATA *y, const int C, const int G, const long S, const REAL eps,
                            const int has_weight, const int has_bias)
 {
     __local REAL ln[WG], lmean[WG], lm2[WG];

@@ -15,6 +15,7 @@
 //   VEC  elements per vector: 1, 2, 4, 8 or 16
 // has_weight / has_bias (0 or 1): whether the weight / bias argument is read (the host passes any buffer for a
 // missing one); uniform branches, which cost nothing measured on PoCL in either form.
+// Arrays of DATA (REAL, or half for float16: common.h), the arithmetic and the local arrays in REAL.
 #include "common.h"
 #ifndef WG
 #error "WG (work-items per work-group, a power of two) must be set with -D"
@@ -29,8 +30,8 @@
 #include "moments.h"
 
 __kernel __attribute__((reqd_work_group_size(TPR, RPW, 1)))
-void layer_norm_reduce(__global const REAL *x, __global const REAL *weight, __global const REAL *bias,
-                       __global REAL *y, const long R, const int D, const REAL eps,
+void layer_norm_reduce(__global const DATA *x, __global const DATA *weight, __global const DATA *bias,
+                       __global DATA *y, const long R, const int D, const REAL eps,
                        const int has_weight, const int has_bias)
 {
     __local REAL ln[RPW][TPR], lmean[RPW][TPR], lm2[RPW][TPR];
@@ -38,8 +39,8 @@ void layer_norm_reduce(__global const REAL *x, __global const REAL *weight, __gl
     const int rl = get_local_id(1);
     const long r = get_global_id(1);
     const int len = r < R ? D : 0;        // rows past R: no elements, but every barrier is still reached
-    const __global REAL *xr = x + r * D;
-    __global REAL *yr = y + r * D;
+    const __global DATA *xr = x + r * D;
+    __global DATA *yr = y + r * D;
 
     REAL n, mean, m2;
     PartialMoments(xr, len, t, TPR, &n, &mean, &m2);
@@ -54,9 +55,9 @@ void layer_norm_reduce(__global const REAL *x, __global const REAL *weight, __gl
         VSTORE(val, yr + v * VEC);
     }
     for (int e = nv * VEC + t; e < len; e += TPR) {
-        REAL val = (xr[e] - mean) * inv_std;
-        if (has_weight) val *= weight[e];
-        if (has_bias) val += bias[e];
-        yr[e] = val;
+        REAL val = (LOAD(xr, e) - mean) * inv_std;
+        if (has_weight) val *= LOAD(weight, e);
+        if (has_bias) val += LOAD(bias, e);
+        STORE(yr, e, val);
     }
 }

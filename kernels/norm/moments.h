@@ -1,5 +1,5 @@
 // norm/moments.h: the moments (count, mean, M2 = sum (x - mean)^2) of the norm kernels' reduce and fused variants
-// (norm/group_norm.cl, norm/layer_norm.cl). Needs common.h and VEC before it.
+// (norm/group_norm.cl, norm/layer_norm.cl). Needs common.h and VEC before it. x of DATA (common.h), moments REAL.
 //
 // Moments, not sum and sum of squares: var = E[x^2] - mean^2 cancels when |mean| >> std and loses
 // log2(1 + mean^2/var) bits (a channel with mean 100 and std 1 keeps only ~10 of float32's 24). Each vector lane
@@ -23,7 +23,7 @@ void MergeMoments(REAL *n, REAL *mean, REAL *m2, const REAL nb, const REAL mean_
 // The moments of a work-item's share of the len elements at xs, shared by TP work-items: the vectors of VEC
 // elements t, t + TP, ... (each vector lane runs Welford's update: one read of x), merged lane by lane, then the
 // tail elements (len not a multiple of VEC) nv*VEC + t, nv*VEC + t + TP, ...
-void PartialMoments(const __global REAL *xs, const long len, const int t, const int TP,
+void PartialMoments(const __global DATA *xs, const long len, const int t, const int TP,
                     REAL *n, REAL *mean, REAL *m2)
 {
     const long nv = len / VEC;
@@ -37,13 +37,13 @@ void PartialMoments(const __global REAL *xs, const long len, const int t, const 
         vm2 += d * (xv - vmean);
     }
     REAL lane_mean[VEC], lane_m2[VEC];
-    VSTORE(vmean, lane_mean);
-    VSTORE(vm2, lane_m2);
+    VSTORE_REAL(vmean, lane_mean);
+    VSTORE_REAL(vm2, lane_m2);
     *n = 0;
     *mean = 0;
     *m2 = 0;
     for (int k = 0; k < VEC; ++k) MergeMoments(n, mean, m2, count, lane_mean[k], lane_m2[k]);
-    for (long e = nv * VEC + t; e < len; e += TP) MergeMoments(n, mean, m2, 1, xs[e], 0);
+    for (long e = nv * VEC + t; e < len; e += TP) MergeMoments(n, mean, m2, 1, LOAD(xs, e), 0);
 }
 
 // The moments of TP work-items t = 0 .. TP-1 (TP a power of two), each holding its own in (n, mean, m2), merged as

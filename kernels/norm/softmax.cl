@@ -9,6 +9,7 @@
 // it wrote itself by the sum: x read twice, y written twice and read once, one exp per element, no division per
 // element but the last. GPU-style: TPL 32 ... 256 and VEC 1; CPU-style (PoCL vectorizes explicit vector types, not
 // a work-item's loop): TPL 1 ... 4 and VEC 8 or 16.
+// Arrays of DATA (common.h); for half (float16), step 3 recomputes exp(x - max): y holds no half intermediate.
 // NDRange: (TPL, ceil(lines / LPW) * LPW); the lines past the end compute nothing and write nothing.
 // Knobs (-D):
 //   WG   work-items per work-group: a power of two, at most the device's max work-group size
@@ -27,7 +28,7 @@
 #define LPW (WG / TPL) // lines per work-group
 
 __kernel __attribute__((reqd_work_group_size(TPL, LPW, 1)))
-void softmax_reduce(__global const REAL *x, __global REAL *y, const long lines, const int L, const long INNER)
+void softmax_reduce(__global const DATA *x, __global DATA *y, const long lines, const int L, const long INNER)
 {
     __local REAL scratch[LPW][TPL];
     const int t = get_local_id(0);
@@ -36,8 +37,8 @@ void softmax_reduce(__global const REAL *x, __global REAL *y, const long lines, 
     const int len = line < lines ? L : 0;   // lines past the end: no elements, but every barrier is reached
     const long o = line / INNER;
     const long i = line % INNER;
-    const __global REAL *xl = x + o * L * INNER + i;
-    __global REAL *yl = y + o * L * INNER + i;
+    const __global DATA *xl = x + o * L * INNER + i;
+    __global DATA *yl = y + o * L * INNER + i;
     const int nv = INNER == 1 ? len / VEC : 0;   // whole vectors (last axis only)
     const int tail = nv * VEC;                   // first element past them
 
@@ -45,7 +46,7 @@ void softmax_reduce(__global const REAL *x, __global REAL *y, const long lines, 
     VREAL mv = -INFINITY;
     for (int v = t; v < nv; v += TPL) mv = fmax(mv, VLOAD(xl + v * VEC));
     REAL m = HMAX(mv);
-    for (int l = tail + t; l < len; l += TPL) m = fmax(m, xl[l * INNER]);
+    for (int l = tail + t; l < len; l += TPL) m = fmax(m, LOAD(xl, l * INNER));
     m = TreeMax(m, scratch[ll], t, TPL);
     barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the max before the sum's tree overwrites it
 
@@ -53,18 +54,28 @@ void softmax_reduce(__global const REAL *x, __global REAL *y, const long lines, 
     VREAL sv = 0;
     for (int v = t; v < nv; v += TPL) {
         const VREAL e = exp(VLOAD(xl + v * VEC) - m);
+#ifndef DATA_HALF
         VSTORE(e, yl + v * VEC);
+#endif
         sv += e;
     }
     REAL s = HSUM(sv);
     for (int l = tail + t; l < len; l += TPL) {
-        const REAL e = exp(xl[l * INNER] - m);
+        const REAL e = exp(LOAD(xl, l * INNER) - m);
+#ifndef DATA_HALF
         yl[l * INNER] = e;
+#endif
         s += e;
     }
     s = TreeSum(s, scratch[ll], t, TPL);
 
     // 3. y /= sum, over the elements this work-item wrote itself
+#ifdef DATA_HALF
+    // (half: exp(x - max) again, as step 2 computed it, so that y is rounded to half once)
+    for (int v = t; v < nv; v += TPL) VSTORE(exp(VLOAD(xl + v * VEC) - m) / s, yl + v * VEC);
+    for (int l = tail + t; l < len; l += TPL) STORE(yl, l * INNER, exp(LOAD(xl, l * INNER) - m) / s);
+#else
     for (int v = t; v < nv; v += TPL) VSTORE(VLOAD(yl + v * VEC) / s, yl + v * VEC);
     for (int l = tail + t; l < len; l += TPL) yl[l * INNER] /= s;
+#endif
 }

@@ -4,24 +4,25 @@
 //   reference and torch do.
 // One work-item per line, three passes over it (max, sum, write); a flat NDRange over the OUTER*INNER lines, rounded
 // up by the host, the tail returns early. No -D knobs. The reduce variant is norm/softmax.cl.
+// Arrays of DATA (REAL, or half for float16: common.h), the arithmetic in REAL.
 #include "common.h"
 
-__kernel void softmax_naive(__global const REAL *x, __global REAL *y, const long lines, const int L,
+__kernel void softmax_naive(__global const DATA *x, __global DATA *y, const long lines, const int L,
                             const long INNER)
 {
     const long line = get_global_id(0);
     if (line >= lines) return;
     const long o = line / INNER;
     const long i = line % INNER;
-    const __global REAL *xl = x + o * L * INNER + i;
-    __global REAL *yl = y + o * L * INNER + i;
+    const __global DATA *xl = x + o * L * INNER + i;
+    __global DATA *yl = y + o * L * INNER + i;
 
     REAL m = -INFINITY;
     for (int l = 0; l < L; ++l) {
-        const REAL v = xl[l * INNER];
+        const REAL v = LOAD(xl, l * INNER);
         m = v > m ? v : m;
     }
     REAL s = 0;
-    for (int l = 0; l < L; ++l) s += exp(xl[l * INNER] - m);
-    for (int l = 0; l < L; ++l) yl[l * INNER] = exp(xl[l * INNER] - m) / s;
+    for (int l = 0; l < L; ++l) s += exp(LOAD(xl, l * INNER) - m);
+    for (int l = 0; l < L; ++l) STORE(yl, l * INNER, exp(LOAD(xl, l * INNER) - m) / s);
 }

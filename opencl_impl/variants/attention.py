@@ -8,6 +8,11 @@ holding every knob. The head dimension D is compiled into the tiled kernels (-D 
 160 in SD). Kernels: kernels/attention/naive.cl (gemm's scale-and-mask), attention/softmax_fused_stats.cl,
 attention/tiled.cl (flash and softmax_fused's P V: one build of a tile setting and D serves both),
 attention/flash_reg.cl, attention/flash_mma_f16.cl.
+
+float16 (q, k, v and o in half, the arithmetic in float: kernels/common.h DATA): naive, softmax_fused, flash,
+flash_reg and flash_mma_f16 implement it. Their scratch (softmax_fused's scores S and row statistics) and local tiles
+are of the compute type (launch.compute_type: float32 for float16), so the output's rounding to half is the only
+one; gemm does not (its scores would be the GEMM's, rounded to half, and exp amplifies that rounding).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from sdcl.opencl_impl import ops
 from sdcl.opencl_impl.devices import DeviceError
-from sdcl.opencl_impl.launch import Call, buffer, groups, launch_flat, real
+from sdcl.opencl_impl.launch import Call, buffer, compute_type, groups, launch_flat, real
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.variants.gemm import check_mma
 from sdcl.registry.linalg import attention_local_bytes
@@ -47,10 +52,12 @@ def _heads_first(rt: Runtime, x, b: int, length: int, heads: int, d: int, transp
 
 
 def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str, names: tuple = TILE_KNOBS) -> dict:
-    """The tile knobs and HEAD_DIM for a call, after checking that the tiles fit the device's local memory."""
+    """The tile knobs and HEAD_DIM for a call, after checking that the tiles fit the device's local memory (of
+    REAL, the compute type: float32 for float16)."""
     tile = {n: int(knobs[n]) for n in names}
     keys = tile["WL"] * tile.get("VEC", 1)      # the key tile is a multiple of this
-    need = attention_local_bytes(which, tile, d, np.dtype(dtype).itemsize)
+    itemsize = compute_type(dtype).itemsize
+    need = attention_local_bytes(which, tile, d, itemsize)
     # Tiles are a speed knob, not a semantic one: where the tuned or default tiles do not fit this head dim and
     # dtype (e.g. D = 80 in float64 on a 48 KiB device), halve the key tile, then the query tile, as far as the
     # kernel's divisibility rules allow, before giving up.
@@ -61,7 +68,7 @@ def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str, names: tupl
             tile["BQ"] //= 2
         else:
             break
-        need = attention_local_bytes(which, tile, d, np.dtype(dtype).itemsize)
+        need = attention_local_bytes(which, tile, d, itemsize)
     if need > rt.device.local_mem_size:
         raise DeviceError(f"attention {which}: tiles {tile} with head dim {d} need {need} bytes of local memory; "
                           f"{rt.info['device']} has {rt.device.local_mem_size}")
@@ -94,7 +101,9 @@ def gemm(call: Call, q, k, v, heads, causal=False, scale=None):
 # ---------------------------------------------------------------------------------------------- softmax_fused
 
 def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
-    """S = Q K^T by the GEMM (unscaled); per-row max and sum; O = exp(S*scale - max) V / sum in one kernel."""
+    """S = Q K^T by the GEMM (unscaled); per-row max and sum; O = exp(S*scale - max) V / sum in one kernel. S and
+    the statistics are of the compute type: for float16, q and k are widened to float32 (exactly) for the GEMM, so S
+    is float32, never rounded to half."""
     rt, knobs = call.rt, call.knobs
     b, lq, lk, d = _geometry(q, k, heads)
     o = rt.empty(q.shape, q.dtype)
@@ -102,9 +111,11 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
         return o
     tile = _tile_knobs(rt, knobs, d, q.dtype, "softmax_fused")
     stats_knobs = {n: int(knobs[n]) for n in STATS_KNOBS}
-    s = ops.batched_matmul(rt, _heads_first(rt, q, b, lq, heads, d), _heads_first(rt, k, b, lk, heads, d, transpose=True))
+    qs, ks = (_widen(rt, x) for x in (q, k)) if q.dtype == np.float16 else (q, k)
+    s = ops.batched_matmul(rt, _heads_first(rt, qs, b, lq, heads, d),
+                           _heads_first(rt, ks, b, lk, heads, d, transpose=True))
     rows = b * heads * lq
-    stats = rt.empty((rows, 2), q.dtype)
+    stats = rt.empty((rows, 2), compute_type(q.dtype))
     sc, cz = real(q.dtype, _scale(d, scale)), np.int32(bool(causal))
     knl = rt.kernel("attention/softmax_fused_stats.cl", "attention_softmax_fused_stats", stats_knobs, q.dtype)
     tpr, rpw = stats_knobs["TPR"], stats_knobs["WG"] // stats_knobs["TPR"]
@@ -114,6 +125,14 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               s.data, stats.data, buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk), sc, cz)
     return o
+
+
+def _widen(rt: Runtime, x):
+    """x (DATA: float16) as an array of its compute type (float32), exactly (attention_widen, attention/naive.cl)."""
+    y = rt.empty(x.shape, compute_type(x.dtype))
+    knl = rt.kernel("attention/naive.cl", "attention_widen", {}, x.dtype)
+    launch_flat(rt, "attention", knl, x.size, buffer(rt, x), y.data, np.int64(x.size))
+    return y
 
 
 # ------------------------------------------------------------------------------------------------------ flash
@@ -148,8 +167,9 @@ def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, 
 # ---------------------------------------------------------------------------------------------- flash_mma_f16
 
 def flash_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
-    """FlashAttention on NVIDIA tensor cores in float16 (attention/flash_mma_f16.cl): q, k, v and the weights p
-    rounded to half for the mma.sync products, float32 accumulation and softmax. float32 only (the registry says so)."""
+    """FlashAttention on NVIDIA tensor cores in float16 (attention/flash_mma_f16.cl): q, k, v (float32: rounded;
+    float16: as they are) and the weights p in half for the mma.sync products, float32 accumulation and softmax; o
+    of q's dtype. float32 and float16 (the registry says so)."""
     rt, knobs = call.rt, call.knobs
     b, lq, lk, d = _geometry(q, k, heads)
     o = rt.empty(q.shape, q.dtype)

@@ -15,7 +15,8 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
   register-blocked kernel reading both with vload_half and accumulating in float (variants.gemm.gemm).
 - implicit_mma_f16: im2col's product on NVIDIA tensor cores in float16 without the lowered matrix
   (kernels/conv2d/implicit_mma_f16.cl: each work-group gathers its slice of it from x into local memory as half);
-  float32 activations, the weight float32 or half; both rounded to half, float32 accumulation.
+  float32 activations, the weight float32 or half; both rounded to half, float32 accumulation. In float16 every
+  array is half (the gather copies x's half bits) and the split-K partial sums stay float32.
 - im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d/im2win.cl) and a register-blocked GEMM-like kernel.
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every
@@ -41,7 +42,7 @@ import pyopencl as cl
 from sdcl.opencl_impl import ops
 from sdcl.opencl_impl.dispatch import choose
 from sdcl.opencl_impl.ops import to_half
-from sdcl.opencl_impl.launch import Call, buffer, groups, i32, pick
+from sdcl.opencl_impl.launch import Call, buffer, compute_type, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
 from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, ndrange, split_k
@@ -224,9 +225,12 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
 
 def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None):
     rt, k = call.rt, call.knobs
-    if x.dtype != np.float32:
-        raise ValueError(f"conv2d implicit_mma_f16: a float32 kernel (float16 products, float32 accumulation), "
-                         f"got {x.dtype.name}")
+    if x.dtype not in (np.float32, np.float16):
+        raise ValueError(f"conv2d implicit_mma_f16: a float32 or float16 kernel (float16 products, float32 "
+                         f"accumulation), got {x.dtype.name}")
+    if x.dtype == np.float16 and any(a is not None and a.dtype != np.float16 for a in (weight, bias, residual)):
+        raise ValueError("conv2d implicit_mma_f16: a float16 call passes every array in float16, got "
+                         + ", ".join(f"{a.dtype}{a.shape}" for a in (x, weight, bias, residual) if a is not None))
     check_mma(rt, "mma_f16", k)
     if (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"]:
         raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, got {k}")
@@ -239,7 +243,7 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
     xb = buffer(rt, x)
     q, r = s.n * s.oh * s.ow, s.c * s.kh * s.kw
     splits, k_chunk = split_k(k, -(-q // k["NWG"]) * -(-s.o // k["MWG"]), r, rt.info.get("compute_units", 1))
-    part = rt.empty((splits, s.o, q), np.float32) if splits > 1 else y
+    part = rt.empty((splits, s.o, q), compute_type(x.dtype)) if splits > 1 else y     # float: the kernel's sums
     bias_b, res_b = xb if bias is None else buffer(rt, bias), xb if residual is None else buffer(rt, residual)
     flags = i32(bias is not None, residual_mode(residual))
     rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, q, splits),   # C (O, N*OH*OW), split along R
@@ -367,7 +371,7 @@ def direct_tiled(call: Call, x, weight, bias=None, stride=1, padding=0, residual
     s = ConvShape.of(x, weight, stride, padding)
     knl = rt.kernel("conv2d/direct_tiled.cl", "conv2d_direct_tiled",
                     pick(k, "TILE_H", "TILE_W", "PX_PER_ITEM", "OC_PER_ITEM", "C_CHUNK"), x.dtype)
-    per_channel = direct_local_elements(k, s.kh, s.kw, s.sh, s.sw, 1) * x.dtype.itemsize
+    per_channel = direct_local_elements(k, s.kh, s.kw, s.sh, s.sw, 1) * compute_type(x.dtype).itemsize  # REAL
     left = rt.local_bytes_left(knl)      # the device's local memory less the kernel's own (NVIDIA: 1 byte)
     cc = min(k["C_CHUNK"], s.c, left // per_channel)
     if cc < 1:

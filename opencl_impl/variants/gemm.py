@@ -13,7 +13,8 @@ Techniques:
 - mma_tf32:   NVIDIA tensor cores through inline PTX (mma.sync m16n8k8 TF32, 3xTF32 split by default); float32 only
               (its declaration says so: float64 calls are refused, never handed to another kernel).
 - mma_f16:    NVIDIA tensor cores in float16 (mma.sync m16n8k16 f16 x f16 -> f32): both operands rounded to half as
-              they are staged (or read as half), float32 accumulation and C; float32 only.
+              they are staged (or read as half), float32 accumulation and C; float32, or the float16 dtype (every
+              array half, C rounded to half once from the float32 epilogue).
               On any other device mma_tf32 and mma_f16 raise MmaUnavailable (a DeviceError, and a KernelBuildError so
               that the tuner records it as a config that does not build there) unless MMA_EMULATE=1 (a slow OpenCL C
               emulation, for tests).
@@ -21,6 +22,10 @@ Techniques:
 Half storage (linear's tiled_reg_half, cpu_reg_half and mma_f16_half): the weight is a float16 array (A_HALF / B_HALF
 in the kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first,
 which is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
+
+The float16 dtype (every array float16: naive, cpu_reg, tiled_reg, mma_f16 and their _half forms): the kernels are
+built with -DDATA_HALF (kernels/gemm/gemm.h), read A, B, the bias and the residual as half and write C as half;
+the arithmetic, and the split-K partial sums between mma_f16's two kernels, stay float (launch.compute_type).
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ from __future__ import annotations
 import numpy as np
 
 from sdcl.opencl_impl.devices import DeviceError
-from sdcl.opencl_impl.launch import Call, buffer, real
+from sdcl.opencl_impl.launch import Call, buffer, compute_type, real
 from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
 
 FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK, FLAG_RES = 1, 2, 4, 8, 16   # GEMM_* flags (kernels/gemm/gemm.h)
 TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32", "mma_f16")
-MMA = ("mma_tf32", "mma_f16")          # the tensor-core techniques: NVIDIA PTX, float32 only
+MMA = ("mma_tf32", "mma_f16")          # the tensor-core techniques: NVIDIA PTX, float32 (mma_f16: float16 too)
 
 
 def _ceil_to(n: int, step: int) -> int:
@@ -72,10 +77,13 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
         return None
+    if np.dtype(dtype) == np.float16 and technique in ("tiled", "mma_tf32"):
+        raise ValueError(f"gemm {technique}: its kernel reads REAL arrays, not the float16 dtype's half ones "
+                         f"(float16: cpu_reg, tiled_reg, mma_f16)")
     if (a_half or b_half) and technique == "mma_tf32":
         raise ValueError("gemm: half-stored operands are read by tiled, tiled_reg, cpu_reg and mma_f16, not mma_tf32")
     if technique in MMA:
-        if np.dtype(dtype) != np.float32:
+        if np.dtype(dtype) != np.float32 and not (technique == "mma_f16" and np.dtype(dtype) == np.float16):
             raise ValueError(f"gemm {technique}: a float32 kernel (tensor-core products, float32 accumulation), "
                              f"got {np.dtype(dtype).name}")
         check_mma(rt, technique, knobs)
@@ -94,7 +102,7 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     if technique == "mma_f16":      # split-K where the tiles leave compute units idle (kernels/gemm/mma_f16.cl)
         wgs = -(-m // kn["MWG"]) * -(-n // kn["NWG"]) * batch
         splits, chunk = split_k(kn, wgs, k, rt.info.get("compute_units", 1))
-        part = rt.empty((splits * batch * m * n,), np.float32) if splits > 1 else None
+        part = rt.empty((splits * batch * m * n,), compute_type(dtype)) if splits > 1 else None   # REAL partials
         extra = (np.int32(splits), np.int32(chunk), c if part is None else part.data)
     gsize, lsize = ndrange(technique, kn, m, n, batch * splits)
     bias_b, res_b = a if bias is None else bias, a if residual is None else residual

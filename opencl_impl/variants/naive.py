@@ -166,11 +166,15 @@ def attention(call: Call, q, k, v, heads, causal=False, scale=None):
     lk, d = k.shape[1], hd // heads
     o = rt.empty(q.shape, q.dtype)
     rows = b * heads * lq
+    # the output's accumulator, a row of D per work-item, in the compute type (float32 for float16: o = acc / l is
+    # the only rounding to half)
+    from sdcl.opencl_impl.launch import compute_type
+    acc = rt.empty((rows, d), compute_type(q.dtype))
     # a work-item's loops: two passes over the keys, each with loops over the head's D channels
     rt.check_loops("attention naive", lk * (3 * d + 2) + 2 * d)
     knl = rt.kernel("attention/naive.cl", "attention_naive", {}, q.dtype)
     launch_flat(rt, "attention", knl, rows if d else 0, buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data,
-                np.int64(rows), np.int32(heads), np.int32(lq), np.int32(lk), np.int32(d),
+                acc.data, np.int64(rows), np.int32(heads), np.int32(lq), np.int32(lk), np.int32(d),
                 real(q.dtype, 1.0 / math.sqrt(d) if scale is None else scale), np.int32(bool(causal)))
     return o
 
@@ -178,11 +182,14 @@ def attention(call: Call, q, k, v, heads, causal=False, scale=None):
 def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True, downscale_freq_shift=0.0,
                        max_period=10000.0):
     rt = call.rt
-    dt = np.dtype(np.float64 if timesteps.dtype == np.float64 else np.float32)
+    # the reference's output dtype: float64 / float16 for float64 / float16 timesteps (float16: computed in float,
+    # the timesteps read as half, exactly; y in half), else float32
+    dt = np.dtype(timesteps.dtype if timesteps.dtype in (np.float64, np.float16) else np.float32)
+    types = {**CL_TYPES, np.dtype(np.float16): "half"}      # half: read with vload_half (DATA_HALF)
     if isinstance(timesteps, cla.Array):
-        t, time_t = buffer(rt, timesteps), CL_TYPES[np.dtype(timesteps.dtype)]
-    else:   # host timesteps: converted to the compute dtype as the reference does, then uploaded
-        t, time_t = rt.to_device(np.asarray(timesteps).astype(dt)).data, CL_TYPES[dt]
+        t, time_t = buffer(rt, timesteps), types[np.dtype(timesteps.dtype)]
+    else:   # host timesteps: converted to the output dtype (exact for float16: float16 itself), then uploaded
+        t, time_t = rt.to_device(np.asarray(timesteps).astype(dt)).data, types[dt]
     n, half = timesteps.shape[0], dim // 2
     y = rt.empty((n, dim), dt)
     knl = rt.kernel("timestep_embedding.cl", "timestep_embedding_naive", {"TIME_T": time_t}, dt)

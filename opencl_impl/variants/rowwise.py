@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdcl.opencl_impl.launch import Call, buffer, groups, i32, real
+from sdcl.opencl_impl.launch import Call, buffer, compute_type, groups, i32, real
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.variants.naive import activation
 
@@ -46,7 +46,7 @@ def group_norm_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-
     blocks = n * num_groups
     defines = {"WG": wg, "VEC": vec}
     xb = buffer(rt, x)
-    partial = rt.empty((blocks, split, 2), x.dtype)     # (mean, M2) per chunk
+    partial = rt.empty((blocks, split, 2), compute_type(x.dtype))     # (mean, M2) per chunk, in REAL
     stats = rt.kernel("norm/group_norm.cl", "group_norm_reduce_stats", defines, x.dtype)
     rt.launch("group_norm", stats, (split * wg, blocks), (wg, 1),
               xb, partial.data, np.int64(count), np.int64(chunk), np.int32(split))

@@ -76,6 +76,41 @@ def test_linear_variant_passes_its_row(rt):
     assert res.passed, res.message
 
 
+@pytest.mark.parametrize("xs,n_out", [((2, 35, 48), 44), ((1, 37, 19), 21)])   # aligned (vector staging), odd
+def test_linear_in_float16(rt, xs, n_out):
+    """linear mma_f16_half in the float16 dtype (x, weight, bias and residual all half: -DDATA_HALF, A and B staged
+    as the half bits they are, the epilogue reading bias and residual with vload_half, y stored with
+    vstore_half_rte) against the float64 reference on those half values, at the default, largest and a small
+    config, the small one also split along K (SPLITK 3: float partial sums, the half output written by
+    gemm_splitk_sum). The products of halves are exact and the float32 accumulation adds ~1e-6 of max|y| here
+    (K <= 48), so each element is within its own rounding to half (2^-11 |y|) of the reference, plus 1e-5 max|y|
+    and half a subnormal spacing. And bit for bit the float32 run on the same values, rounded to half to nearest
+    even: the same staging and arithmetic, the output's rounding the only difference, so a truncating store or
+    partial sums kept in half show here even where the bound would hide them."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.reference import ops as R
+    x, w, b, r = (a.astype(np.float16) for a in randn(12, xs, (n_out, xs[-1]), (n_out,), xs[:-1] + (n_out,)))
+    want = R.linear(*(a.astype(np.float64) for a in (x, w, b)), residual=r.astype(np.float64))
+    bound = 2.0 ** -11 * np.abs(want) + 1e-5 * np.abs(want).max() + 2.0 ** -25
+    failures = []
+    configs = _configs(rt, every=False)
+    for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
+        got = run_variant(rt, "linear", "mma_f16_half", knobs, rt.to_device(x), rt.to_device(w), rt.to_device(b),
+                          residual=rt.to_device(r)).get()
+        assert got.dtype == np.float16
+        err = np.abs(got.astype(np.float64) - want)
+        if not np.all(err <= bound):
+            at = np.unravel_index(int(np.argmax(err - bound)), err.shape)
+            failures.append(f"{knobs}: {int(np.sum(err > bound))} element(s) past 2^-11 |y| + 1e-5 max|y|; "
+                            f"at {at}: got {float(got[at])!r}, reference {float(want[at])!r}")
+        wide = run_variant(rt, "linear", "mma_f16_half", knobs, rt.to_device(x.astype(np.float32)), rt.to_device(w),
+                           rt.to_device(b.astype(np.float32)), residual=rt.to_device(r.astype(np.float32))).get()
+        if not np.array_equal(got.view(np.uint16), wide.astype(np.float16).view(np.uint16)):
+            failures.append(f"{knobs}: {int(np.sum(got != wide.astype(np.float16)))} element(s) differ from the "
+                            f"float32 run rounded to half")
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("shape", [
     ((2, 12, 11, 9), (20, 12, 3, 3), 1, 1, "same"),          # a ResNet conv, batch 2, residual of y's shape
     ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
@@ -104,6 +139,43 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
         err = float(np.abs(got - want).max() / np.abs(want).max())
         if not err <= 1e-5:
             failures.append(f"{knobs}: max error {err:.2e} of max|y|")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("shape", [
+    ((2, 12, 11, 9), (20, 12, 3, 3), 1, 1, "same"),          # a ResNet conv, batch 2, residual of y's shape
+    ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
+    ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
+])
+def test_implicit_conv_in_float16(rt, shape):
+    """conv2d implicit_mma_f16 in the float16 dtype (x, weight, bias and residual all half: the gather copies x's
+    half bits, the epilogue reads the bias and residual with vload_half and stores y with vstore_half_rte) against
+    the float64 reference conv of those half values: the products of halves are exact and the float32 accumulation
+    adds 1e-5 of max|y| at most here, so each element is within its own rounding to half (2^-11 |y|) of that, plus
+    the accumulation's 1e-5 and half a subnormal spacing; the default, largest and a small config, the small one
+    also split along R (SPLITK 3: float32 partial sums, the half output written by conv2d_implicit_splitk_sum)."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.reference import ops as R
+    xs, ws, stride, padding, res_kind = shape
+    x, w, b = (a.astype(np.float16) for a in randn(9, xs, ws, (ws[0],)))
+    want = R.conv2d(*(a.astype(np.float64) for a in (x, w, b)), stride=stride, padding=padding)
+    r = None if res_kind is None else randn(10, want.shape if res_kind == "same" else want.shape[:2] + (1, 1))[0]
+    if r is not None:
+        r = r.astype(np.float16)
+        want = want + r.astype(np.float64)
+        r = rt.to_device(r)
+    bound = 2.0 ** -11 * np.abs(want) + 1e-5 * np.abs(want).max() + 2.0 ** -25
+    failures = []
+    configs = _configs(rt, every=False)
+    for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
+        got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w),
+                          rt.to_device(b), stride=stride, padding=padding, residual=r).get()
+        assert got.dtype == np.float16
+        err = np.abs(got.astype(np.float64) - want)
+        if not np.all(err <= bound):
+            at = np.unravel_index(int(np.argmax(err - bound)), err.shape)
+            failures.append(f"{knobs}: {int(np.sum(err > bound))} element(s) past 2^-11 |y| + 1e-5 max|y|; "
+                            f"at {at}: got {float(got[at])!r}, reference {float(want[at])!r}")
     assert not failures, "\n".join(failures)
 
 
@@ -170,6 +242,40 @@ def test_flash_attention_equals_attention_of_half_rounded_inputs(rt, shape):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("d", [40, 64])
+def test_flash_attention_in_float16(rt, d, causal):
+    """attention flash_mma_f16 in the float16 dtype (q, k, v half already: their bits staged as they are; o stored
+    with vstore_half_rte) against the float64 reference on those half values, within the variant's float16 tolerance
+    (registry: _F16_ATTN_TOL's float32 bound, its "half_inputs" allowance zero for inputs that are half already, plus
+    the output's rounding to half); and bit for bit the float32 run on the same (half) values rounded to half to
+    nearest even: the same staging and arithmetic, the output's rounding the only difference, so a truncating store
+    or a misread half shows here though the tolerance (4u of max|ref|, for the weights p in half) would hide it."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.reference import ops as R
+    b, heads = 2, 2
+    lq, lk = (45, 45) if causal else (45, 77)      # several key tiles at BK 32; neither length a whole tile
+    q, k, v = (a.astype(np.float16) for a in randn(24, (b, lq, heads * d), (b, lk, heads * d), (b, lk, heads * d)))
+    want = R.attention(*(a.astype(np.float64) for a in (q, k, v)), heads, causal=causal)
+    tol = REGISTRY["attention"].tolerance_of("flash_mma_f16", "float16")
+    bound = tol.rtol * np.abs(want) + tol.atol * np.abs(want).max() + tol.floor
+    failures = []
+    for knobs in _attention_configs(rt):
+        got = run_variant(rt, "attention", "flash_mma_f16", knobs, *(rt.to_device(a) for a in (q, k, v)), heads,
+                          causal=causal).get()
+        assert got.dtype == np.float16
+        err = np.abs(got.astype(np.float64) - want)
+        if not np.all(err <= bound):
+            failures.append(f"{knobs}: {int(np.sum(err > bound))} element(s) past the float16 tolerance; max error "
+                            f"{float(err.max() / np.abs(want).max()):.2e} of max|ref|")
+        wide = run_variant(rt, "attention", "flash_mma_f16", knobs, *(rt.to_device(a.astype(np.float32))
+                                                                      for a in (q, k, v)), heads, causal=causal).get()
+        differ = int(np.sum(got.view(np.uint16) != wide.astype(np.float16).view(np.uint16)))
+        if differ:
+            failures.append(f"{knobs}: {differ} element(s) differ from the float32 run rounded to half")
+    assert not failures, "\n".join(failures)
+
+
 def test_attention_variant_passes_its_row_and_refuses_what_it_cannot_run(rt):
     """flash_mma_f16 through the gate's own check (tolerance "half_inputs": the inputs' rounding allowed exactly)
     against the float64 reference; without NVIDIA PTX and not emulated it says so; float64 is refused by name."""
@@ -186,5 +292,6 @@ def test_attention_variant_passes_its_row_and_refuses_what_it_cannot_run(rt):
             run_variant(rt, "attention", "flash_mma_f16", {}, x, x, x, 3)
     if rt.info["fp64"]:
         y = rt.to_device(q.astype(np.float64))
-        with pytest.raises(ValueError, match="attention: variant 'flash_mma_f16' implements float32, not float64"):
+        with pytest.raises(ValueError, match="attention: variant 'flash_mma_f16' implements float32, float16, "
+                                             "not float64"):
             run_variant(rt, "attention", "flash_mma_f16", _extra(rt), y, y, y, 3)

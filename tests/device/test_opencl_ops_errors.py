@@ -92,7 +92,7 @@ def test_host_array_is_rejected_with_its_type(rt):
 
 
 def test_integer_device_array_is_rejected(rt):
-    with pytest.raises(ValueError, match=r"gelu: expected float32 or float64, got int32 \(shape \(3,\)\)"):
+    with pytest.raises(ValueError, match=r"gelu: expected float32, float64 or float16, got int32 \(shape \(3,\)\)"):
         O.gelu(rt, rt.to_device(np.arange(3, dtype=np.int32)))
 
 

@@ -111,6 +111,10 @@ def test_ladder_rows_come_from_the_declared_tiers():
     # replayed launches come after the float32 kernel rows, before the rows that change the weights' storage
     assert names.index("+ replayed launches") == names.index("+ half storage") - 1
     assert ladder.modes_through(names.index("+ half storage")) == {"half", "replay"}
+    # float16 activations after every kernel row, streaming last (it streams the float16 weights)
+    assert names[-2:] == ["+ float16 activations", "+ streaming"]
+    assert "float16" not in ladder.modes_through(len(names) - 3)
+    assert ladder.modes_through(len(names) - 1) == {"half", "replay", "float16", "streaming"}
 
 
 def test_ladder_tensor_core_row_is_not_measured_where_its_variants_cannot_run(rt):

@@ -68,7 +68,8 @@ BAD_GENERATE = [
     ("model_unknown", ["--model", "sd99"], 2, ["--model", "sd99"]),
     ("device_unknown", ["--backend", "opencl", "--device", "nosuchvendor"], 2, ["nosuchvendor"]),
     ("device_without_opencl", ["--device", "portable"], 2, ["--device", "--backend opencl"]),
-    ("float16_on_opencl", ["--dtype", "float16", "--backend", "opencl"], 2, ["--dtype float16"]),
+    ("half_storage_of_float16", ["--dtype", "float16", "--backend", "opencl", "--storage", "half"], 2,
+     ["--storage half", "--dtype float32"]),
     ("unknown_option", ["--colour", "red"], 2, ["--colour"]),
 ]
 

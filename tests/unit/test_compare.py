@@ -123,3 +123,38 @@ def test_half_inputs_allows_exactly_what_rounding_the_inputs_to_half_moves():
     assert C.compare(off.astype(np.float32), expected, f32, tol, scale, _result(), elem_extra=extra)
     # without the allowance (another tolerance scale), the half-rounded result fails
     assert C.compare(on_half.astype(np.float32), expected, f32, tol, scale, _result())
+
+
+def test_float16_tolerance_takes_one_rounding_of_the_output_and_not_two():
+    """The float16 rows' tolerance (derived from float32's: spec.float16_tolerance) passes a float32 result
+    rounded to half to nearest, and fails the same result truncated (round toward zero: up to twice the error),
+    and a second rounding in a chain (an intermediate in half) needs roundings=2."""
+    from sdcl.registry.spec import U16, float16_tolerance
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal(4000) * 10.0 ** rng.integers(-3, 3, 4000)
+    t32 = Tolerance(1e-6, 1e-6, "float32 test bound")
+    t16 = float16_tolerance(t32)
+    assert t16.rtol == pytest.approx(1e-6 + U16 * (1 + 1e-6)) and t16.floor == 2.0 ** -25
+    y32 = (e * (1 + 5e-7 * rng.standard_normal(e.shape))).astype(np.float32)   # within t32
+    scale = float(np.abs(e).max())
+    ok = C.compare(y32.astype(np.float16), e, np.dtype(np.float16), t16, scale, _result())
+    assert ok == []
+    trunc = (y32.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float16)   # exact: toward 0
+    assert C.compare(trunc, e, np.dtype(np.float16), t16, scale, _result())
+    twice = (y32.astype(np.float16).astype(np.float32) * np.float32(1 + 2.0 ** -12)).astype(np.float16)
+    assert C.compare(twice, e, np.dtype(np.float16), float16_tolerance(t32, roundings=2), scale, _result()) == []
+
+
+def test_float16_unwritten_outputs_are_named():
+    """Runtime.empty's 32-bit poison word, seen as two halves (0xDBAD = -245.6, then a NaN): both count as never
+    written where the reference differs; a reference that happens to be -245.625 at an even index is no failure."""
+    e = np.linspace(1.0, 2.0, 10)
+    g = e.astype(np.float16)
+    words = g.view(np.uint16)
+    words[4], words[5] = POISON & 0xFFFF, POISON >> 16       # one 4-byte word of poison: elements 4 and 5
+    problems = C.compare(g, e, np.dtype(np.float16), Tolerance(1e-3, 0.0, "t"), 2.0, _result())
+    assert problems[0] == "2 of 10 output element(s) never written (first at flat index 4)"
+    e2 = e.copy()
+    e2[4] = -245.625
+    g2 = e2.astype(np.float16)
+    assert C.compare(g2, e2, np.dtype(np.float16), Tolerance(1e-3, 0.0, "t"), 246.0, _result()) == []

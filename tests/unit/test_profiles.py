@@ -54,5 +54,6 @@ def test_gate_tasks_are_ops_under_ci_and_rows_otherwise():
     from sdcl.conformance.gate import _tasks
     assert _tasks(["silu", "matmul"], skip_models=False) == ["models", "matmul", "silu"]   # longest first
     rows = _tasks(["silu"], skip_models=True, profile="thorough")
-    assert rows == ["silu:naive:float32", "silu:naive:float64", "silu:vec:float32", "silu:vec:float64"]  # each row
+    assert rows == ["silu:naive:float32", "silu:naive:float64", "silu:naive:float16",
+                    "silu:vec:float32", "silu:vec:float64", "silu:vec:float16"]  # each row
     # reported as it finishes
