@@ -201,7 +201,7 @@ def test_refuses_devices_without_nvidia_ptx_and_float64(rt):
             run_variant(rt, "linear", "mma_f16_half", {}, rt.to_device(x.astype(np.float32)),
                         rt.to_device(w.astype(np.float16)))
     if rt.info["fp64"]:
-        with pytest.raises(ValueError, match="linear: variant 'mma_f16_half' implements float32, not float64"):
+        with pytest.raises(ValueError, match="linear: variant 'mma_f16_half' implements float32, float16, not float64"):
             run_variant(rt, "linear", "mma_f16_half", _extra(rt), rt.to_device(x.astype(np.float64)),
                         rt.to_device(w.astype(np.float16)))
 
