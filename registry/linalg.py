@@ -10,7 +10,7 @@ import math
 
 
 
-from sdcl.registry.spec import Case, OpSpec, Tolerance, Variant, float16_tolerance
+from sdcl.registry.spec import DTYPES, Case, OpSpec, Tolerance, Variant, float16_tolerance
 from sdcl.registry.fuzz import dim, dims, randn, seed_of
 from sdcl.reference import ops as R
 
@@ -190,8 +190,7 @@ _NAIVE = Variant("naive", launcher=NAIVE)
 # float16 (arrays in half, the sums in float: common.h DATA) for the GEMM ops, whose kernels (gemm/naive.cl,
 # cpu_reg.cl, tiled_reg.cl, mma_f16.cl) read and write DATA; its own Variant, as _NAIVE is shared with other rows.
 # The float16 tolerance is derived from the float32 one (spec.float16_tolerance).
-_F16_DTYPES = ("float32", "float64", "float16")
-_NAIVE_GEMM = Variant("naive", launcher=NAIVE, dtypes=_F16_DTYPES)
+_NAIVE_GEMM = Variant("naive", launcher=NAIVE, dtypes=DTYPES)
 _GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint=_tiled_fits, launcher=GEMM,
                       tier="tiled GEMM")
 # GPU-style (NVIDIA: 64x64 or 128x128 work-group tiles, 8x8 outputs per work-item)
@@ -200,16 +199,16 @@ _GEMM_TILED_REG = Variant(
     space={"MWG": [64, 128], "NWG": [64, 128, 256], "KWG": [16, 32], "MDIMC": [8, 16], "NDIMC": [8, 16, 32],
            "VWM": [4], "VWN": [4]},
     constraint=_tiled_reg_fits, devices=("GPU",), needs=("long_loops",), launcher=GEMM, tier="tiled GEMM",
-    dtypes=_F16_DTYPES)
+    dtypes=DTYPES)
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
 # One kernel serves both layouts (B^T is a run-time flag), so both declare every knob: KU unrolls the B (K, N) path,
 # KV is the B^T path's vector width; each tunes its own.
 _CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4, "KV": 16},
                       space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]}, devices=("CPU",), launcher=GEMM,
-                      tier="tiled GEMM", dtypes=_F16_DTYPES)
+                      tier="tiled GEMM", dtypes=DTYPES)
 _CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KU": 4, "KV": 16},
                       space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]}, devices=("CPU",), launcher=GEMM,
-                      tier="tiled GEMM", dtypes=_F16_DTYPES)
+                      tier="tiled GEMM", dtypes=DTYPES)
 # NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float32 only: TF32 is a float32 format). SPLIT 3 (3xTF32: x = hi + lo,
 # lo*hi + hi*lo + hi*hi, the dropped lo*lo ~2^-22 relative) keeps float32-level products, and each KWG step's mma
 # sums (the tensor cores truncate as they accumulate) are added to float32 accumulators with rounded adds, so the
@@ -286,9 +285,9 @@ _HALF_STORAGE_TOL = {**_HALF_TOL, "float16": float16_tolerance(_DOT_TOL["float32
 _LINEAR_VARIANTS = _GEMM_NT_VARIANTS + (
     Variant("tiled_reg_half", _GEMM_TILED_REG.knobs, space=_GEMM_TILED_REG.space, constraint=_tiled_reg_fits,
             devices=("GPU",), needs=_GEMM_TILED_REG.needs, tolerance=_HALF_STORAGE_TOL, half_args=(1,),
-            launcher=GEMM, tier="half storage", dtypes=_F16_DTYPES),
+            launcher=GEMM, tier="half storage", dtypes=DTYPES),
     Variant("cpu_reg_half", _CPU_REG_NT.knobs, space=_CPU_REG_NT.space, devices=("CPU",),
-            tolerance=_HALF_STORAGE_TOL, half_args=(1,), launcher=GEMM, tier="half storage", dtypes=_F16_DTYPES),
+            tolerance=_HALF_STORAGE_TOL, half_args=(1,), launcher=GEMM, tier="half storage", dtypes=DTYPES),
     _MMA_F16_HALF)
 
 
@@ -426,12 +425,12 @@ _WINOGRAD4_TOL = {
 # (its own Variant: _NAIVE is shared with other rows), direct_tiled and implicit_mma_f16; the float16 tolerance is
 # derived from the float32 one (spec.float16_tolerance).
 _CONV_VARIANTS = (
-    Variant("naive", launcher=NAIVE, dtypes=("float32", "float64", "float16")),
+    Variant("naive", launcher=NAIVE, dtypes=DTYPES),
     # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
     Variant("direct_tiled", {"TILE_H": 8, "TILE_W": 4, "PX_PER_ITEM": 8, "OC_PER_ITEM": 16, "C_CHUNK": 32},
             space={"TILE_H": [4, 8], "TILE_W": [4, 8], "PX_PER_ITEM": [4, 8], "OC_PER_ITEM": [8, 16], "C_CHUNK": [16]},
             constraint=_direct_fits, needs=("long_loops",), launcher=CONV + "direct_tiled", tier="tiled direct conv",
-            dtypes=("float32", "float64", "float16")),
+            dtypes=DTYPES),
     Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
             space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
             constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256),
@@ -566,27 +565,26 @@ _TILE_SPACE = {"BQ": [32, 64], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]
 # derived from the float32 one (spec.float16_tolerance; flash_mma_f16's "half_inputs" allowance is zero for inputs
 # that are half already, leaving its own atol). gemm stays float32 / float64: its scores are the public GEMM's, which
 # would round them to half before exp amplifies that.
-_ATTN_F16_DTYPES = ("float32", "float64", "float16")
 _ATTENTION_VARIANTS = (
-    Variant("naive", launcher=NAIVE, dtypes=_ATTN_F16_DTYPES),
+    Variant("naive", launcher=NAIVE, dtypes=DTYPES),
     # gemm: heads-first permutes, S = Q K^T and P V by the public batched_matmul, the public softmax between
-    Variant("gemm", launcher=ATTENTION + "gemm", tier="tiled GEMM"),
+    Variant("gemm", launcher=ATTENTION + "gemm", tier="tiled GEMM", dtypes=DTYPES),
     # softmax_fused (attention/softmax_fused_stats.cl, attention/tiled.cl): S by the GEMM; per-row max and sum (TPR
     # work-items per row, WG per work-group, vectors of VEC); P V with exp(S*scale - max)/sum made per tile in local
     # memory
     Variant("softmax_fused", {**_TILES, "WG": 64, "TPR": 1}, space={**_TILE_SPACE, "TPR": [1, 64]},
             constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max,
-            launcher=ATTENTION + "softmax_fused", tier="partially fused softmax", dtypes=_ATTN_F16_DTYPES),
+            launcher=ATTENTION + "softmax_fused", tier="partially fused softmax", dtypes=DTYPES),
     # flash (attention/tiled.cl): the same tiles, the online softmax in the work-group, no S in global memory
     Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
             applies=_head_dim_at_most_max, launcher=ATTENTION + "flash", tier="FlashAttention",
-            dtypes=_ATTN_F16_DTYPES),
+            dtypes=DTYPES),
     # flash_reg (attention/flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query
     # rows x BK/WL keys of the scores and RQ rows x D/WL columns of the output in registers
     Variant("flash_reg", {"BQ": 64, "BK": 32, "WL": 8, "RQ": 8},
             space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,
             applies=_head_dim_at_most_max, devices=("GPU",), launcher=ATTENTION + "flash_reg", tier="FlashAttention",
-            dtypes=_ATTN_F16_DTYPES),
+            dtypes=DTYPES),
     # flash_mma_f16 (attention/flash_mma_f16.cl): FlashAttention-2 on NVIDIA tensor cores (mma.sync m16n8k16 f16 x
     # f16 -> f32): a warp's 16 query rows x BK keys of scores, the softmax in float32 registers, P V from the score
     # registers; q, k, v and p rounded to half, so a candidate only in half mode (Variant.half_compute) for float32;

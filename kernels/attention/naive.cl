@@ -11,8 +11,6 @@
 // attention_gemm_scale_mask: the gemm variant's scores S = Q K^T of every head, from the GEMM, packed (B*H, Lq, Lk),
 //   S[bh, i, j] = S[(bh*Lq + i)*Lk + j], scaled in place, S = S * scale, with -inf where a causal mask hides the
 //   key (j > i), before the softmax. One work-item per element over the flat index. S is REAL.
-// attention_widen: y[i] = x[i] (DATA to REAL; exact): softmax_fused's float16 q and k, so that its GEMM's scores
-//   are float32, never rounded to half (exp would amplify that rounding).
 // All: NDRange rounded up by the host, the tail returns early.
 #include "common.h"
 
@@ -61,10 +59,4 @@ __kernel void attention_gemm_scale_mask(__global REAL *S, const long n, const in
     const int j = idx % Lk;
     const int i = (idx / Lk) % Lq;
     S[idx] = causal && j > i ? -INFINITY : S[idx] * scale;
-}
-
-__kernel void attention_widen(__global const DATA *x, __global REAL *y, const long n)
-{
-    const long i = get_global_id(0);
-    if (i < n) y[i] = LOAD(x, i);
 }

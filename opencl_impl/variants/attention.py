@@ -85,11 +85,15 @@ def _tile_grid(tile: dict, lq: int, bh: int) -> tuple:
 
 def gemm(call: Call, q, k, v, heads, causal=False, scale=None):
     """Heads first (permute), S = Q K^T (batched_matmul), scale and mask, softmax, O = P V (batched_matmul), heads
-    back: the public ops, so the GEMM and the softmax are whatever the runtime's policy picks for them."""
+    back: the public ops, so the GEMM and the softmax are whatever the runtime's policy picks for them. float16: the
+    same in float32 on the inputs widened (the VAE's single 512-wide head, which the flash tiles do not fit)."""
     rt = call.rt
     b, lq, lk, d = _geometry(q, k, heads)
     if not q.size:
         return rt.empty(q.shape, q.dtype)
+    if q.dtype == np.float16:   # widened exactly: scores, softmax and P V in float32, the output rounded to half once
+        wide = [ops.astype(rt, x, np.float32) for x in (q, k, v)]
+        return ops.astype(rt, gemm(call, *wide, heads, causal, scale), np.float16)
     s = ops.batched_matmul(rt, _heads_first(rt, q, b, lq, heads, d), _heads_first(rt, k, b, lk, heads, d, transpose=True))
     knl = rt.kernel("attention/naive.cl", "attention_gemm_scale_mask", {}, q.dtype)
     launch_flat(rt, "attention", knl, s.size, s.data, np.int64(s.size), np.int32(lq), np.int32(lk),
@@ -103,7 +107,7 @@ def gemm(call: Call, q, k, v, heads, causal=False, scale=None):
 def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
     """S = Q K^T by the GEMM (unscaled); per-row max and sum; O = exp(S*scale - max) V / sum in one kernel. S and
     the statistics are of the compute type: for float16, q and k are widened to float32 (exactly) for the GEMM, so S
-    is float32, never rounded to half."""
+    is float32, never rounded to half (exp would amplify that rounding)."""
     rt, knobs = call.rt, call.knobs
     b, lq, lk, d = _geometry(q, k, heads)
     o = rt.empty(q.shape, q.dtype)
@@ -111,7 +115,7 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
         return o
     tile = _tile_knobs(rt, knobs, d, q.dtype, "softmax_fused")
     stats_knobs = {n: int(knobs[n]) for n in STATS_KNOBS}
-    qs, ks = (_widen(rt, x) for x in (q, k)) if q.dtype == np.float16 else (q, k)
+    qs, ks = (ops.astype(rt, x, np.float32) for x in (q, k)) if q.dtype == np.float16 else (q, k)   # exact
     s = ops.batched_matmul(rt, _heads_first(rt, qs, b, lq, heads, d),
                            _heads_first(rt, ks, b, lk, heads, d, transpose=True))
     rows = b * heads * lq
@@ -125,14 +129,6 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               s.data, stats.data, buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk), sc, cz)
     return o
-
-
-def _widen(rt: Runtime, x):
-    """x (DATA: float16) as an array of its compute type (float32), exactly (attention_widen, attention/naive.cl)."""
-    y = rt.empty(x.shape, compute_type(x.dtype))
-    knl = rt.kernel("attention/naive.cl", "attention_widen", {}, x.dtype)
-    launch_flat(rt, "attention", knl, x.size, buffer(rt, x), y.data, np.int64(x.size))
-    return y
 
 
 # ------------------------------------------------------------------------------------------------------ flash
