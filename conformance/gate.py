@@ -17,8 +17,10 @@ from sdcl.registry import DTYPES, REGISTRY
 
 
 def _policy_row(rt, device: str) -> Row:
-    """An informational row: which non-naive variants the model checks ran through."""
-    used = sorted({f"{op}:{v}" for (op, _), (v, _) in rt.policy.choices.items()})
+    """An informational row: which variants the model checks ran through ("op:variant", "(float16)" after those of
+    the float16 checks, whose candidates are the variants that implement float16)."""
+    used = sorted({f"{op}:{v}" + (" (float16)" if memo.endswith(",float16") else "")
+                   for (op, memo), (v, _) in rt.policy.choices.items()})
     return Row("model", "variants used by the model checks", "policy", "-", device, cases=len(used),
                metric=", ".join(used))
 

@@ -19,9 +19,7 @@
 __kernel void silu_naive(__global const DATA *x, __global DATA *y, const long n)
 {
     const long i = get_global_id(0);
-    if (i >= n) return;
-    const REAL v = LOAD(x, i);
-    STORE(y, i, SILU(v));
+    if (i < n) STORE(y, i, SILU(LOAD(x, i)));
 }
 
 __kernel void gelu_naive(__global const DATA *x, __global DATA *y, const long n)

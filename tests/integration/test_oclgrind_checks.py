@@ -31,8 +31,8 @@ print("ROW", row.verdict, row.cases)
 
 # (op, variant, kernel file, the line, the planted line, the kernel Oclgrind must name, the report's first words)
 PLANTS = {
-    "read past the input": ("silu", "naive", "elementwise.cl", "if (i < n) y[i] = SILU(x[i]);",
-                            "if (i < n) y[i] = SILU(x[i + (i == n - 1)]);", "silu_naive", "Invalid read"),
+    "read past the input": ("silu", "naive", "elementwise.cl", "if (i < n) STORE(y, i, SILU(LOAD(x, i)));",
+                            "if (i < n) STORE(y, i, SILU(LOAD(x, i + (i == n - 1))));", "silu_naive", "Invalid read"),
     "unwritten scratch": ("conv2d", "im2col", "conv2d/im2col.cl",
                           "const int count = min(cols_per_item, Q - first);",
                           "const int count = min(cols_per_item, Q - first) - (first + cols_per_item >= Q && Q > 1);",

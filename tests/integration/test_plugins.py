@@ -93,6 +93,7 @@ def test_the_model_checks_run_with_a_forced_plugin_variant(tmp_path):
     rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
     used = next(r for r in rows if r["name"] == "variants used by the model checks")["metric"].split(", ")
     assert "add:vec" in used and "add:naive" not in used, used
+    assert "add:naive (float16)" in used      # the example's vec implements float32 and float64 only
     models = [r for r in rows if r["kind"] == "model" and r["variant"] != "policy"]
     assert len(models) > 10 and all(r["verdict"] in ("pass", "skip") for r in models)
 

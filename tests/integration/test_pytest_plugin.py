@@ -42,7 +42,7 @@ def test_the_rows_are_the_gates_rows_over_xdist_workers(tmp_path):
     gate = sdcl("conformance", "--ops", "add", "--skip-models", "--report", tmp_path / "cli", cwd=tmp_path, env=env)
     assert gate.returncode == 1, gate.stdout + gate.stderr
     ours, theirs = verdicts(tmp_path / "py" / "report.json"), verdicts(tmp_path / "cli" / "report.json")
-    assert ours == theirs and len(ours) == 6
+    assert ours == theirs and len(ours) == 7      # add naive in float16 too
     assert {k for k, v in ours.items() if v == "FAIL"} == {("add", "vec_planted", d) for d in ("float32", "float64")}
     cases = {c.get("name"): c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
     failed = {name for name, c in cases.items() if c.find("failure") is not None}
@@ -81,8 +81,10 @@ def test_rows_spread_over_two_devices_each_with_its_report(tmp_path):
     assert pocl["device"].startswith("Portable Computing Language") and rusticl["device"].startswith("rusticl")
     def verdicts(report):
         return {(r["variant"], r["dtype"]): r["verdict"] for r in report["rows"]}
-    assert verdicts(pocl) == {("naive", "float32"): "pass", ("naive", "float64"): "pass",
-                              ("vec", "float32"): "pass", ("vec", "float64"): "pass"}
+    assert verdicts(pocl) == {("naive", "float32"): "pass", ("naive", "float64"): "pass", ("naive", "float16"): "pass",
+                              ("vec", "float32"): "pass", ("vec", "float64"): "pass", ("vec", "float16"): "pass"}
     assert verdicts(rusticl) == {("naive", "float32"): "pass", ("naive", "float64"): "skip",     # llvmpipe has no
-                                 ("vec", "float32"): "pass", ("vec", "float64"): "skip"}        # fp64
+                                 ("naive", "float16"): "pass",                                  # fp64 (float16 is
+                                 ("vec", "float32"): "pass", ("vec", "float64"): "skip",        # stored half:
+                                 ("vec", "float16"): "pass"}                                    # vload_half, core)
     assert all("fp64" in r["skipped"] for r in rusticl["rows"] if r["dtype"] == "float64")

@@ -19,7 +19,7 @@ from test_perf_dashboard import _has_device
 
 pytestmark = pytest.mark.skipif(not _has_device(), reason="no OpenCL device (install pocl-opencl-icd)")
 
-SILU = "if (i < n) y[i] = SILU(x[i]);"
+SILU = "if (i < n) STORE(y, i, SILU(LOAD(x, i)));"
 
 
 def _sdcl(*args, cwd) -> subprocess.CompletedProcess:
@@ -42,7 +42,7 @@ def _planted_report(tmp_path) -> None:
     overlay.mkdir()
     src = (kernel_dir() / "elementwise.cl").read_text()
     assert SILU in src
-    (overlay / "elementwise.cl").write_text(src.replace(SILU, "if (i < n) y[i] = SILU(x[i]) * (REAL)1.01;"))
+    (overlay / "elementwise.cl").write_text(src.replace(SILU, "if (i < n) STORE(y, i, SILU(LOAD(x, i)) * (REAL)1.01);"))
     rt = Runtime(select_device(None), kernel_path=(overlay, kernel_dir()))
     row = check_row(rt, REGISTRY["silu"], "naive", "float32", "ci", sd=False)
     assert row.verdict == "FAIL", row
