@@ -76,6 +76,18 @@ def test_linear_variant_passes_its_row(rt):
     assert res.passed, res.message
 
 
+def _past_one_rounding(got, want, knobs) -> list:
+    """A float16 output against the float64 reference on its half inputs: each element within one rounding to half
+    (2^-11 |y|, 2^-25 absolute) and 1e-5 max|y| of float32 accumulation; the failure, named, or nothing."""
+    bound = 2.0 ** -11 * np.abs(want) + 1e-5 * np.abs(want).max() + 2.0 ** -25
+    err = np.abs(got.astype(np.float64) - want)
+    if np.all(err <= bound):
+        return []
+    at = np.unravel_index(int(np.argmax(err - bound)), err.shape)
+    return [f"{knobs}: {int(np.sum(err > bound))} element(s) past 2^-11 |y| + 1e-5 max|y|; "
+            f"at {at}: got {float(got[at])!r}, reference {float(want[at])!r}"]
+
+
 @pytest.mark.parametrize("xs,n_out", [((2, 35, 48), 44), ((1, 37, 19), 21)])   # aligned (vector staging), odd
 def test_linear_in_float16(rt, xs, n_out):
     """linear mma_f16_half in the float16 dtype (x, weight, bias and residual all half: -DDATA_HALF, A and B staged
@@ -91,18 +103,13 @@ def test_linear_in_float16(rt, xs, n_out):
     from sdcl.reference import ops as R
     x, w, b, r = (a.astype(np.float16) for a in randn(12, xs, (n_out, xs[-1]), (n_out,), xs[:-1] + (n_out,)))
     want = R.linear(*(a.astype(np.float64) for a in (x, w, b)), residual=r.astype(np.float64))
-    bound = 2.0 ** -11 * np.abs(want) + 1e-5 * np.abs(want).max() + 2.0 ** -25
     failures = []
     configs = _configs(rt, every=False)
     for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
         got = run_variant(rt, "linear", "mma_f16_half", knobs, rt.to_device(x), rt.to_device(w), rt.to_device(b),
                           residual=rt.to_device(r)).get()
         assert got.dtype == np.float16
-        err = np.abs(got.astype(np.float64) - want)
-        if not np.all(err <= bound):
-            at = np.unravel_index(int(np.argmax(err - bound)), err.shape)
-            failures.append(f"{knobs}: {int(np.sum(err > bound))} element(s) past 2^-11 |y| + 1e-5 max|y|; "
-                            f"at {at}: got {float(got[at])!r}, reference {float(want[at])!r}")
+        failures += _past_one_rounding(got, want, knobs)
         wide = run_variant(rt, "linear", "mma_f16_half", knobs, rt.to_device(x.astype(np.float32)), rt.to_device(w),
                            rt.to_device(b.astype(np.float32)), residual=rt.to_device(r.astype(np.float32))).get()
         if not np.array_equal(got.view(np.uint16), wide.astype(np.float16).view(np.uint16)):
@@ -164,18 +171,13 @@ def test_implicit_conv_in_float16(rt, shape):
         r = r.astype(np.float16)
         want = want + r.astype(np.float64)
         r = rt.to_device(r)
-    bound = 2.0 ** -11 * np.abs(want) + 1e-5 * np.abs(want).max() + 2.0 ** -25
     failures = []
     configs = _configs(rt, every=False)
     for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
         got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w),
                           rt.to_device(b), stride=stride, padding=padding, residual=r).get()
         assert got.dtype == np.float16
-        err = np.abs(got.astype(np.float64) - want)
-        if not np.all(err <= bound):
-            at = np.unravel_index(int(np.argmax(err - bound)), err.shape)
-            failures.append(f"{knobs}: {int(np.sum(err > bound))} element(s) past 2^-11 |y| + 1e-5 max|y|; "
-                            f"at {at}: got {float(got[at])!r}, reference {float(want[at])!r}")
+        failures += _past_one_rounding(got, want, knobs)
     assert not failures, "\n".join(failures)
 
 
