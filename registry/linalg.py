@@ -192,7 +192,7 @@ _NAIVE = Variant("naive", launcher=NAIVE)
 # The float16 tolerance is derived from the float32 one (spec.float16_tolerance).
 _NAIVE_GEMM = Variant("naive", launcher=NAIVE, dtypes=DTYPES)
 _GEMM_TILED = Variant("tiled", {"TS": 16}, space={"TS": [8, 16, 32]}, constraint=_tiled_fits, launcher=GEMM,
-                      tier="tiled GEMM")
+                      tier="tiled GEMM", dtypes=DTYPES)
 # GPU-style (NVIDIA: 64x64 or 128x128 work-group tiles, 8x8 outputs per work-item)
 _GEMM_TILED_REG = Variant(
     "tiled_reg", {"MWG": 64, "NWG": 64, "KWG": 16, "MDIMC": 8, "NDIMC": 8, "VWM": 4, "VWN": 4},
@@ -422,8 +422,10 @@ _WINOGRAD4_TOL = {
 # (fastest at 64x64 latents, 7x slower than im2col at 8x8 with 2560 channels), im2win and direct_tiled run where
 # the tuner timed them fastest.
 # float16 (arrays in half, the sums in float: common.h DATA) where a kernel reads and writes DATA: the naive conv
-# (its own Variant: _NAIVE is shared with other rows), direct_tiled and implicit_mma_f16; the float16 tolerance is
-# derived from the float32 one (spec.float16_tolerance).
+# (its own Variant: _NAIVE is shared with other rows), direct_tiled, im2win (its layouts half: copies), im2col and
+# gemm1x1 (a float32 product of the half values, one rounding: opencl_impl/variants/conv.py), winograd2x2/4x4 (the
+# transforms and their product in float32 scratch, one rounding) and implicit_mma_f16; the float16 tolerance is
+# derived from the float32 one (spec.float16_tolerance). im2col_half in float16 would be im2col's float16 path.
 _CONV_VARIANTS = (
     Variant("naive", launcher=NAIVE, dtypes=DTYPES),
     # im2win and direct_tiled: CPU-style register blocks, OC_VEC / OC_PER_ITEM output channels as one REAL vector
@@ -434,17 +436,17 @@ _CONV_VARIANTS = (
     Variant("im2win", {"WG": 64, "OC_VEC": 16, "OW_BLOCK": 8, "LOCAL_O": 8},
             space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
             constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256),
-            launcher=CONV + "im2win", tier="im2win"),
+            launcher=CONV + "im2win", tier="im2win", dtypes=DTYPES),
     Variant("winograd4x4", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
-            tolerance=_WINOGRAD4_TOL, launcher=CONV + "winograd4x4", tier="Winograd"),
+            tolerance=_WINOGRAD4_TOL, launcher=CONV + "winograd4x4", tier="Winograd", dtypes=DTYPES),
     # GEMM lowerings: the GEMM itself is the matmul / batched_matmul row's business (tuned there); the knobs here are
     # the layout kernels' work-group size and how many lowered columns a work-item writes.
     Variant("im2col", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},
-            constraint=_wg_fits, launcher=CONV + "im2col", tier="im2col"),
+            constraint=_wg_fits, launcher=CONV + "im2col", tier="im2col", dtypes=DTYPES),
     Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise,
-            launcher=CONV + "gemm1x1", tier="im2col"),
+            launcher=CONV + "gemm1x1", tier="im2col", dtypes=DTYPES),
     Variant("winograd2x2", {"WG": 64}, space={"WG": [16, 64, 256]}, constraint=_wg_fits, applies=_winograd_3x3,
-            launcher=CONV + "winograd2x2", tier="Winograd"),
+            launcher=CONV + "winograd2x2", tier="Winograd", dtypes=DTYPES),
     # half storage of the weight (argument 1) and of the lowered input; the GEMM is the device type's register-blocked
     # kernel at the matmul row's tuned knobs
     Variant("im2col_half", {"WG": 256, "COLS_PER_ITEM": 8}, space={"WG": [64, 256], "COLS_PER_ITEM": [1, 4, 8]},

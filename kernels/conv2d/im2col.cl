@@ -18,8 +18,11 @@
 // residual res is (CONV_RESIDUAL in common.h).
 // Knobs (-D):
 //   WG   work-group size of the three kernels (1-D; the host launches exactly this, e.g. 64, 256)
-// Structural (-D, set by the host): COLS_HALF (im2col_half): the lowered matrix is written as half (vstore_half,
-// round to nearest even) for the GEMM to read with vload_half: half the scratch memory and traffic.
+// Structural (-D, set by the host): COLS_HALF (im2col_half, and im2col in float16): the lowered matrix is written as
+// half (vstore_half, round to nearest even; exact when x is half) for the GEMM to read with vload_half: half the
+// scratch memory and traffic.
+// float16 (DATA half): x, bias, res and y are half; the product g is REAL (float) scratch, the GEMM's float sums,
+// so the scatter adds the bias and the residual in float and rounds once (the one-sample product is not y then).
 #include "common.h"
 #ifndef WG
 #error "WG (the work-group size) must be set with -D"
@@ -33,7 +36,7 @@
 #endif
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2col(__global const REAL *x, __global COLS_T *cols, const long q0, const int Q,
+void conv2d_im2col(__global const DATA *x, __global COLS_T *cols, const long q0, const int Q,
                    const int C, const int H, const int W, const int KH, const int KW,
                    const int OH, const int OW, const int SH, const int SW, const int PT, const int PL,
                    const int cols_per_item)
@@ -55,7 +58,7 @@ void conv2d_im2col(__global const REAL *x, __global COLS_T *cols, const long q0,
         const int yy = oy * SH - PT + i;
         const int xx = ox * SW - PL + j;
         REAL v = 0;
-        if (yy >= 0 && yy < H && xx >= 0 && xx < W) v = x[((n * C + c) * H + yy) * (long)W + xx];
+        if (yy >= 0 && yy < H && xx >= 0 && xx < W) v = LOAD(x, ((n * C + c) * H + yy) * (long)W + xx);
         STORE_COL(dst, k, v);
         if (++ox == OW) {                  // next output position: step along the row, then the next row / sample
             ox = 0;
@@ -65,8 +68,8 @@ void conv2d_im2col(__global const REAL *x, __global COLS_T *cols, const long q0,
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __global const REAL *res,
-                           __global REAL *y, const long q0, const int Q, const int O, const int P,
+void conv2d_im2col_scatter(__global const REAL *g, __global const DATA *bias, __global const DATA *res,
+                           __global DATA *y, const long q0, const int Q, const int O, const int P,
                            const int has_bias, const int has_res)
 {
     const long idx = get_global_id(0);
@@ -77,20 +80,20 @@ void conv2d_im2col_scatter(__global const REAL *g, __global const REAL *bias, __
     const int p = q % P;
     const long out = (n * O + o) * P + p;
     REAL v = g[idx];
-    if (has_bias) v += bias[o];
+    if (has_bias) v += LOAD(bias, o);
     v += CONV_RESIDUAL(res, has_res, out, n * O + o);
-    y[out] = v;
+    STORE(y, out, v);
 }
 
 // y (N, O, P) = (y + bias[o]) + res in place.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2col_epilogue(__global REAL *y, __global const REAL *bias, __global const REAL *res, const long total,
+void conv2d_im2col_epilogue(__global DATA *y, __global const DATA *bias, __global const DATA *res, const long total,
                             const int O, const int P, const int has_bias, const int has_res)
 {
     const long idx = get_global_id(0);
     if (idx >= total) return;
-    REAL v = y[idx];
-    if (has_bias) v += bias[(idx / P) % O];
+    REAL v = LOAD(y, idx);
+    if (has_bias) v += LOAD(bias, (idx / P) % O);
     v += CONV_RESIDUAL(res, has_res, idx, idx / P);
-    y[idx] = v;
+    STORE(y, idx, v);
 }

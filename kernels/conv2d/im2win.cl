@@ -25,6 +25,8 @@
 // Tails: output channels past O compute on the zero-padded filters and are not written; the last block of columns
 // reads the last valid column's window again and does not write the surplus; the host rounds NDRanges up to the
 // work-group size, surplus work-items return at once.
+// float16 (DATA half): x, w, bias, res, y and the layouts win and wt are half (copies of x's and w's values: exact);
+// the sums are REAL (float) and the output is rounded once.
 // has_bias (0 or 1): whether conv2d_im2win reads the bias; has_res: whether and how the residual res, added last, is
 // (CONV_RESIDUAL in common.h).
 // Knobs (-D):
@@ -46,12 +48,16 @@
 #error "LOCAL_O (work-group size of conv2d_im2win) must be set with -D"
 #endif
 #define REALV CAT(REAL, OC_VEC)          // e.g. float8
+#ifdef DATA_HALF
+#define VLOADV CAT(vload_half, OC_VEC)   // wt's OC_VEC halves as one float vector
+#else
 #define VLOADV CAT(vload, OC_VEC)        // e.g. vload8
-#define VSTOREV CAT(vstore, OC_VEC)
+#endif
+#define VSTOREV CAT(vstore, OC_VEC)      // into a private REAL array
 
 // One work-item per (row, channel, window column u): writes the KH elements of column u, contiguous in win.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2win_transform(__global const REAL *x, __global REAL *win, const long row0, const long columns,
+void conv2d_im2win_transform(__global const DATA *x, __global DATA *win, const long row0, const long columns,
                              const int C, const int H, const int W, const int OH, const int WWIN, const int KH,
                              const int SH, const int PT, const int PL)
 {
@@ -65,17 +71,17 @@ void conv2d_im2win_transform(__global const REAL *x, __global REAL *win, const l
     const int oy = row % OH;
     const int xx = u - PL;
     const bool inside = xx >= 0 && xx < W;
-    const __global REAL *xc = x + (n * C + c) * H * (long)W + xx;
-    __global REAL *dst = win + idx * KH;
+    const __global DATA *xc = x + (n * C + c) * H * (long)W + xx;
+    __global DATA *dst = win + idx * KH;
     for (int i = 0; i < KH; ++i) {
         const int yy = oy * SH - PT + i;
-        dst[i] = (inside && yy >= 0 && yy < H) ? xc[(long)yy * W] : 0;
+        STORE(dst, i, (inside && yy >= 0 && yy < H) ? LOAD(xc, (long)yy * W) : (REAL)0);
     }
 }
 
 // One work-item per wt element, in wt's order: the filters transposed to (C, KW*KH taps column-major, OP).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void conv2d_im2win_weights(__global const REAL *w, __global REAL *wt, const int total, const int C, const int O,
+void conv2d_im2win_weights(__global const DATA *w, __global DATA *wt, const int total, const int C, const int O,
                            const int OP, const int KH, const int KW)
 {
     const int idx = get_global_id(0);                      // filters stay below 2^31 elements
@@ -84,13 +90,13 @@ void conv2d_im2win_weights(__global const REAL *w, __global REAL *wt, const int 
     const int ct = idx / OP;                               // c*KW*KH + t
     const int t = ct % (KW * KH);
     const int c = ct / (KW * KH);
-    wt[idx] = o < O ? w[((o * C + c) * KH + t % KH) * KW + t / KH] : 0;
+    STORE(wt, idx, o < O ? LOAD(w, ((o * C + c) * KH + t % KH) * KW + t / KH) : (REAL)0);
 }
 
 // NDRange (OP / OC_VEC rounded up to LOCAL_O, ceil(OW / OW_BLOCK), RN), work-groups (LOCAL_O, 1, 1).
 __kernel __attribute__((reqd_work_group_size(LOCAL_O, 1, 1)))
-void conv2d_im2win(__global const REAL *win, __global const REAL *wt, __global const REAL *bias,
-                   __global const REAL *res, __global REAL *y, const long row0, const int C, const int O,
+void conv2d_im2win(__global const DATA *win, __global const DATA *wt, __global const DATA *bias,
+                   __global const DATA *res, __global DATA *y, const long row0, const int C, const int O,
                    const int OP, const int OH, const int OW, const int WWIN, const int KH, const int KW,
                    const int SW, const int has_bias, const int has_res)
 {
@@ -108,11 +114,11 @@ void conv2d_im2win(__global const REAL *win, __global const REAL *wt, __global c
     REALV acc[OW_BLOCK];
     for (int s = 0; s < OW_BLOCK; ++s) acc[s] = 0;
     for (int c = 0; c < C; ++c) {
-        const __global REAL *wrow = win + ((long)rl * C + c) * WWIN * KH;
-        const __global REAL *wc = wt + (long)c * KK * OP + o0;
+        const __global DATA *wrow = win + ((long)rl * C + c) * WWIN * KH;
+        const __global DATA *wc = wt + (long)c * KK * OP + o0;
         for (int t = 0; t < KK; ++t) {
             const REALV a = VLOADV(0, wc + (long)t * OP);
-            for (int s = 0; s < OW_BLOCK; ++s) acc[s] = fma(a, (REALV)(wrow[xofs[s] + t]), acc[s]);
+            for (int s = 0; s < OW_BLOCK; ++s) acc[s] = fma(a, (REALV)(LOAD(wrow, xofs[s] + t)), acc[s]);
         }
     }
     for (int s = 0; s < OW_BLOCK; ++s) {
@@ -120,9 +126,9 @@ void conv2d_im2win(__global const REAL *win, __global const REAL *wt, __global c
         REAL out[OC_VEC];
         VSTOREV(acc[s], 0, out);
         for (int r = 0; r < OC_VEC && o0 + r < O; ++r) {
-            const REAL b = has_bias ? bias[o0 + r] : 0;
+            const REAL b = has_bias ? LOAD(bias, o0 + r) : 0;
             const long at = ((n * O + o0 + r) * OH + oy) * (long)OW + ox0 + s;
-            y[at] = (out[r] + b) + CONV_RESIDUAL(res, has_res, at, n * O + o0 + r);
+            STORE(y, at, (out[r] + b) + CONV_RESIDUAL(res, has_res, at, n * O + o0 + r));
         }
     }
 }

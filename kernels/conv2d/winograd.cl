@@ -11,6 +11,8 @@
 //   conv2d_winograd<m>x<m>_output:  y[n, o, ty*m + u, tx*m + v] = (A^T M[:, o, t] A)[u, v] + bias[o] (+ the
 //       residual: CONV_RESIDUAL in common.h), written only
 //       where ty*m + u < OH and tx*m + v < OW (the tails of the last tile row and column are computed and dropped).
+// float16 (DATA half): w, x, bias, res and y are half; U, V and M stay REAL (float) scratch, the batched GEMM
+// between them float32, so the output is rounded to half once.
 // Bottom and right padding need no code: rows and columns past the input read as 0 and only feed outputs that exist
 // when OH and OW say so.
 // Transform matrices (Lavin & Gray 2016; F(4x4, 3x3) interpolates at the points 0, 1, -1, 2, -2 and infinity):
@@ -93,20 +95,20 @@ inline void at_4(const REAL *m, int is, REAL *r, int os)   // A^T m: 6 -> 4
 // WINOGRAD_KERNELS(NAME, M, BT, G, AT) defines conv2d_<NAME>_weights, _input and _output for F(M x M, 3 x 3).
 #define WINOGRAD_KERNELS(NAME, M, BT, G, AT)                                                                          \
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))                                                             \
-void conv2d_##NAME##_weights(__global const REAL *w, __global REAL *U, const int O, const int C)                     \
+void conv2d_##NAME##_weights(__global const DATA *w, __global REAL *U, const int O, const int C)                     \
 {                                                                                                                    \
     enum { A = M + 2 };                                                                                              \
     const long oc = get_global_id(0);                                                                                \
     if (oc >= (long)O * C) return;                                                                                   \
     REAL g[9], t[A * 3], u[A * A];                                                                                   \
-    for (int k = 0; k < 9; ++k) g[k] = w[oc * 9 + k];                                                                \
+    for (int k = 0; k < 9; ++k) g[k] = LOAD(w, oc * 9 + k);                                                          \
     for (int j = 0; j < 3; ++j) G(g + j, 3, t + j, 3);          /* t = G g      (A x 3), down each column */          \
     for (int a = 0; a < A; ++a) G(t + a * 3, 1, u + a * A, 1);  /* u = t G^T    (A x A), along each row */            \
     for (int k = 0; k < A * A; ++k) U[k * (long)O * C + oc] = u[k];                                                  \
 }                                                                                                                    \
                                                                                                                      \
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))                                                             \
-void conv2d_##NAME##_input(__global const REAL *x, __global REAL *V, const long t0, const int TQ,                    \
+void conv2d_##NAME##_input(__global const DATA *x, __global REAL *V, const long t0, const int TQ,                    \
                            const int C, const int H, const int W, const int TH, const int TW,                        \
                            const int PT, const int PL)                                                               \
 {                                                                                                                    \
@@ -119,12 +121,12 @@ void conv2d_##NAME##_input(__global const REAL *x, __global REAL *V, const long 
     const int ty = (t / TW) % TH;                                                                                    \
     const long n = t / ((long)TW * TH);                                                                              \
     const int y0 = ty * M - PT, x0 = tx * M - PL;                                                                    \
-    const __global REAL *xc = x + (n * C + c) * H * (long)W;                                                         \
+    const __global DATA *xc = x + (n * C + c) * H * (long)W;                                                         \
     REAL d[A * A], s[A * A], v[A * A];                                                                               \
     for (int a = 0; a < A; ++a)                                                                                      \
         for (int b = 0; b < A; ++b) {                                                                                \
             const int yy = y0 + a, xx = x0 + b;                                                                      \
-            d[a * A + b] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? xc[(long)yy * W + xx] : 0;                     \
+            d[a * A + b] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? LOAD(xc, (long)yy * W + xx) : 0;               \
         }                                                                                                            \
     for (int b = 0; b < A; ++b) BT(d + b, A, s + b, A);         /* s = B^T d    down each column */                  \
     for (int a = 0; a < A; ++a) BT(s + a * A, 1, v + a * A, 1); /* v = s B      along each row */                    \
@@ -132,8 +134,8 @@ void conv2d_##NAME##_input(__global const REAL *x, __global REAL *V, const long 
 }                                                                                                                    \
                                                                                                                      \
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))                                                             \
-void conv2d_##NAME##_output(__global const REAL *Mt, __global const REAL *bias, __global const REAL *res,           \
-                            __global REAL *y, const long t0, const int TQ, const int O, const int OH, const int OW,  \
+void conv2d_##NAME##_output(__global const REAL *Mt, __global const DATA *bias, __global const DATA *res,           \
+                            __global DATA *y, const long t0, const int TQ, const int O, const int OH, const int OW,  \
                             const int TH, const int TW, const int has_bias, const int has_res)                       \
 {                                                                                                                    \
     enum { A = M + 2 };                                                                                              \
@@ -148,17 +150,17 @@ void conv2d_##NAME##_output(__global const REAL *Mt, __global const REAL *bias, 
     for (int k = 0; k < A * A; ++k) m[k] = Mt[((long)k * O + o) * TQ + tq];                                          \
     for (int b = 0; b < A; ++b) AT(m + b, A, s + b, A);         /* s = A^T m    (M x A) */                           \
     for (int a = 0; a < M; ++a) AT(s + a * A, 1, r + a * M, 1); /* r = s A      (M x M) */                           \
-    const REAL b0 = has_bias ? bias[o] : 0;                                                                          \
+    const REAL b0 = has_bias ? LOAD(bias, o) : 0;                                                                    \
     const long y0 = (n * O + o) * OH * (long)OW;                /* y[n, o, 0, 0] */                                 \
-    __global REAL *yo = y + y0;                                                                                      \
+    __global DATA *yo = y + y0;                                                                                      \
     for (int u = 0; u < M; ++u) {                                                                                    \
         const int oy = ty * M + u;                                                                                   \
         if (oy >= OH) break;                                                                                         \
         for (int v = 0; v < M; ++v) {                                                                                \
             const int ox = tx * M + v;                                                                               \
             if (ox < OW)                                                                                             \
-                yo[(long)oy * OW + ox] = (r[u * M + v] + b0) +                                                       \
-                    CONV_RESIDUAL(res, has_res, y0 + (long)oy * OW + ox, n * O + o);                                 \
+                STORE(yo, (long)oy * OW + ox, (r[u * M + v] + b0) +                                                  \
+                      CONV_RESIDUAL(res, has_res, y0 + (long)oy * OW + ox, n * O + o));                              \
         }                                                                                                            \
     }                                                                                                                \
 }

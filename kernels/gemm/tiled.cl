@@ -2,6 +2,7 @@
 // work-group computes a TS x TS tile of C, one element per work-item, staging TS x TS tiles of A and B in local
 // memory per step of TS along k:
 //     As[i][kk] = A[m0 + i, k0 + kk],   Bs[kk][j] = B[k0 + kk, n0 + j]
+// float16 (DATA half): A and B are read with vload_half into the REAL tiles, C rounded to half once.
 // Tails: bounds checks; out-of-range tile elements are staged as 0 and out-of-range C elements are not stored.
 // NDRange (ceil(N/TS)*TS, ceil(M/TS)*TS, Z), work-groups (TS, TS, 1).
 // Knobs (-D):
@@ -36,5 +37,5 @@ void gemm_tiled(GEMM_ARGS)
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (m < M && n < N)
-        c[(long)m * ldc + n] = EPILOGUE(acc, m, n);
+        STORE(c, (long)m * ldc + n, EPILOGUE(acc, m, n));
 }

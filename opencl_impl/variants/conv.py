@@ -9,7 +9,10 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
   stride 0, bias and residual in the GEMM's epilogue); where the policy picks a kernel that is not one of gemm.h's
   (naive), `ops.matmul` / `ops.batched_matmul` (the weight repeated per sample) and an in-place epilogue.
 - im2col: lower the input to cols (C*KH*KW, Q) for a chunk of Q output positions of the batch, `ops.matmul`, then
-  scatter the (O, Q) product into NCHW with the bias.
+  scatter the (O, Q) product into NCHW with the bias. In float16: im2col_half's kernels (the lowered matrix half,
+  x's values exactly; the product float32), the scatter adds the bias and residual in float and rounds once;
+  gemm1x1 in float16 is this path too where its GEMM's epilogue cannot add everything before the one rounding
+  (a residual per (sample, channel), or a policy pick outside gemm.h).
 - im2col_half: im2col with half storage: the weight and the lowered input are float16 (a float32 weight is rounded
   on the device first; a model stored in half passes float16 weights), and the GEMM is the device type's
   register-blocked kernel reading both with vload_half and accumulating in float (variants.gemm.gemm).
@@ -17,11 +20,12 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
   (kernels/conv2d/implicit_mma_f16.cl: each work-group gathers its slice of it from x into local memory as half);
   float32 activations, the weight float32 or half; both rounded to half, float32 accumulation. In float16 every
   array is half (the gather copies x's half bits) and the split-K partial sums stay float32.
-- im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d/im2win.cl) and a register-blocked GEMM-like kernel.
+- im2win: the window-row layout of Lu, Chu & Liu (kernels/conv2d/im2win.cl) and a register-blocked GEMM-like kernel
+  (in float16 the layouts are half, exact copies, and the sums float).
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every
   call (no cache: a buffer's address says nothing about whether its contents changed, and a pooled buffer is
-  reused for other data once freed).
+  reused for other data once freed). In float16 the transformed U, V and their product stay float32.
 - direct_tiled: output tiles per work-group, input patch and filters staged in local memory, OC_PER_ITEM output
   channels per work-item.
 
@@ -117,6 +121,13 @@ def _unsupported(name: str, s: ConvShape, what: str):
                      f"padding ({s.pt}, {s.pb}, {s.pl}, {s.pr})")
 
 
+def _float16_arrays(name: str, x, weight, bias, residual) -> None:
+    """A float16 call passes every array in float16 (the kernels read them all as half)."""
+    if any(a is not None and a.dtype != np.float16 for a in (weight, bias, residual)):
+        raise ValueError(f"conv2d {name}: a float16 call passes every array in float16, got "
+                         + ", ".join(f"{a.dtype}{a.shape}" for a in (x, weight, bias, residual) if a is not None))
+
+
 # ------------------------------------------------------------------------------------------------------- gemm1x1
 
 @dataclass(frozen=True)
@@ -132,10 +143,18 @@ def gemm1x1(call: Call, x, weight, bias=None, stride=1, padding=0, residual=None
     if not s.pointwise:
         _unsupported("gemm1x1", s, "1x1 kernels with stride 1 and no padding")
     p = s.h * s.w
+    float16 = x.dtype == np.float16
+    if float16:
+        _float16_arrays("gemm1x1", x, weight, bias, residual)
     technique, gknobs = choose(rt, "batched_matmul", (_Like((s.n, s.o, s.c), x.dtype), _Like((s.n, s.c, p), x.dtype)))
+    full = residual_mode(residual) == 1          # else per (n, o): added after, in place
+    if float16 and (technique not in TECHNIQUES or not (full or residual is None)):
+        # a product rounded to half, then the bias or residual added in place, would round twice: im2col's float16
+        # path (a float32 product, the epilogue in float, one rounding; x itself is the lowered matrix of a sample)
+        return im2col_conv(rt, {"WG": knobs["WG"], "COLS_PER_ITEM": 1}, x, weight, bias, stride, padding,
+                           residual=residual)
     if technique in TECHNIQUES:       # one launch: y[n] = weight @ x[n] + bias[o] + residual[n]
         y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-        full = residual_mode(residual) == 1      # else per (n, o): added after, in place
         if y.size:
             gemm(rt, "conv2d", technique, REGISTRY["batched_matmul"].variant(technique).complete(gknobs),
                  buffer(rt, weight), buffer(rt, x), y.data, s.o, p, s.c, lda=s.c, ldb=p, ldc=p,
@@ -185,29 +204,37 @@ def _half_matmul(rt: Runtime, a, b, dtype):
 def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, padding=0, scratch_bytes=None,
                 half: bool = False, residual=None):
     """The im2col variant with an explicit scratch budget (tests pass a small one to exercise the chunking);
-    half: the im2col_half variant."""
+    half: the im2col_half variant. In float16 (x half) it is the same computation as im2col_half's: the lowered
+    matrix half (x's values, exact), the product float32, the bias and residual added in float by the scatter, which
+    rounds once (see conv2d/im2col.cl)."""
     s = ConvShape.of(x, weight, stride, padding)
+    float16 = x.dtype == np.float16
+    if float16:
+        _float16_arrays("im2col", x, weight, bias, residual)
+        half = True
     rows, total, p = s.c * s.kh * s.kw, s.n * s.oh * s.ow, s.oh * s.ow
     w2 = weight.reshape(s.o, rows)                                     # (O, C*KH*KW)
     if half and w2.dtype != np.float16:
         w2 = to_half(rt, w2)
     defines = {**pick(knobs, "WG"), **({"COLS_HALF": 1} if half else {})}
     cols_dtype = np.dtype(np.float16) if half else x.dtype
+    g_dtype = compute_type(x.dtype)                                    # the product: x's dtype, float32 for float16
     wg, per_item = int(knobs["WG"]), int(knobs["COLS_PER_ITEM"])
     lower = rt.kernel("conv2d/im2col.cl", "conv2d_im2col", defines, x.dtype)
     xb = buffer(rt, x)
-    q = _chunk(total, rows * cols_dtype.itemsize + s.o * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
-    product = (lambda a, b: _half_matmul(rt, a, b, x.dtype)) if half else (lambda a, b: ops.matmul(rt, a, b))
+    q = _chunk(total, rows * cols_dtype.itemsize + s.o * g_dtype.itemsize, _scratch_budget(rt, scratch_bytes))
+    product = (lambda a, b: _half_matmul(rt, a, b, g_dtype)) if half else (lambda a, b: ops.matmul(rt, a, b))
 
     def cols_of(q0: int, qn: int):
+        if s.pointwise and q0 == 0 and qn == total and s.n == 1 and x.dtype == cols_dtype:
+            return x.reshape(s.c, p)   # a 1x1, stride-1, unpadded conv of one sample: x is the lowered matrix
         cols = rt.empty((rows, qn), cols_dtype)
         rt.launch("conv2d", lower, (groups(-(-qn // per_item), wg), rows), (wg, 1), xb, cols.data,
                   np.int64(q0), *i32(qn, s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl, per_item))
         return cols
 
-    if s.n == 1 and q == total:       # one chunk of one sample: the product (O, P) already is y
-        cols = x.reshape(s.c, p) if s.pointwise and not half else cols_of(0, total)
-        y = product(w2, cols)
+    if s.n == 1 and q == total and not float16:   # one chunk of one sample: the product (O, P) already is y
+        y = product(w2, cols_of(0, total))
         _epilogue_in_place(rt, defines, y, bias, residual, s.o, p)
         return y.reshape(1, s.o, s.oh, s.ow)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
@@ -228,9 +255,8 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
     if x.dtype not in (np.float32, np.float16):
         raise ValueError(f"conv2d implicit_mma_f16: a float32 or float16 kernel (float16 products, float32 "
                          f"accumulation), got {x.dtype.name}")
-    if x.dtype == np.float16 and any(a is not None and a.dtype != np.float16 for a in (weight, bias, residual)):
-        raise ValueError("conv2d implicit_mma_f16: a float16 call passes every array in float16, got "
-                         + ", ".join(f"{a.dtype}{a.shape}" for a in (x, weight, bias, residual) if a is not None))
+    if x.dtype == np.float16:
+        _float16_arrays("implicit_mma_f16", x, weight, bias, residual)
     check_mma(rt, "mma_f16", k)
     if (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"]:
         raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, got {k}")
@@ -279,6 +305,8 @@ def im2win_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     """The im2win variant with an explicit scratch budget. The window rows are built for a chunk of output rows
     (n, oy) at a time, so chunks are whole (n, oy) ranges."""
     s = ConvShape.of(x, weight, stride, padding)
+    if x.dtype == np.float16:
+        _float16_arrays("im2win", x, weight, bias, residual)
     wwin = (s.ow - 1) * s.sw + s.kw
     defines = pick(knobs, "WG", "OC_VEC", "OW_BLOCK", "LOCAL_O")
     wg, vec, owb, lo = (int(knobs[k]) for k in ("WG", "OC_VEC", "OW_BLOCK", "LOCAL_O"))
@@ -323,16 +351,19 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
     wg = int(knobs["WG"])
     k_w, k_in, k_out = (rt.kernel("conv2d/winograd.cl", f"conv2d_{name}_{part}", defines, x.dtype)
                         for part in ("weights", "input", "output"))
-    u = rt.empty((a2, s.o, s.c), x.dtype)                              # U[xi, o, c]
+    if x.dtype == np.float16:
+        _float16_arrays(name, x, weight, bias, residual)
+    real = compute_type(x.dtype)          # U, V and M: float32 scratch in float16 (conv2d/winograd.cl)
+    u = rt.empty((a2, s.o, s.c), real)                                 # U[xi, o, c]
     rt.launch("conv2d", k_w, (groups(s.o * s.c, wg),), (wg,), buffer(rt, weight), u.data, *i32(s.o, s.c))
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
     bb = xb if bias is None else buffer(rt, bias)
     rb = xb if residual is None else buffer(rt, residual)
-    chunk = _chunk(tiles, a2 * (s.c + s.o) * x.dtype.itemsize, _scratch_budget(rt, scratch_bytes))
+    chunk = _chunk(tiles, a2 * (s.c + s.o) * real.itemsize, _scratch_budget(rt, scratch_bytes))
     for t0 in range(0, tiles, chunk):
         tq = min(chunk, tiles - t0)
-        v = rt.empty((a2, s.c, tq), x.dtype)                           # V[xi, c, t - t0]
+        v = rt.empty((a2, s.c, tq), real)                              # V[xi, c, t - t0]
         rt.launch("conv2d", k_in, (groups(tq, wg), s.c), (wg, 1), xb, v.data, np.int64(t0),
                   *i32(tq, s.c, s.h, s.w, th, tw, s.pt, s.pl))
         mt = ops.batched_matmul(rt, u, v)                                      # M[xi, o, t - t0]

@@ -23,7 +23,7 @@ Half storage (linear's tiled_reg_half, cpu_reg_half and mma_f16_half): the weigh
 in the kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first,
 which is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
 
-The float16 dtype (every array float16: naive, cpu_reg, tiled_reg, mma_f16 and their _half forms): the kernels are
+The float16 dtype (every array float16: naive, tiled, cpu_reg, tiled_reg, mma_f16 and their _half forms): the kernels are
 built with -DDATA_HALF (kernels/gemm/gemm.h), read A, B, the bias and the residual as half and write C as half;
 the arithmetic, and the split-K partial sums between mma_f16's two kernels, stay float (launch.compute_type).
 """
@@ -77,9 +77,9 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
     when C is empty."""
     if m <= 0 or n <= 0 or batch <= 0:
         return None
-    if np.dtype(dtype) == np.float16 and technique in ("tiled", "mma_tf32"):
+    if np.dtype(dtype) == np.float16 and technique == "mma_tf32":
         raise ValueError(f"gemm {technique}: its kernel reads REAL arrays, not the float16 dtype's half ones "
-                         f"(float16: cpu_reg, tiled_reg, mma_f16)")
+                         f"(float16: tiled, cpu_reg, tiled_reg, mma_f16)")
     if (a_half or b_half) and technique == "mma_tf32":
         raise ValueError("gemm: half-stored operands are read by tiled, tiled_reg, cpu_reg and mma_f16, not mma_tf32")
     if technique in MMA:
