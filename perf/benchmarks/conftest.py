@@ -18,6 +18,13 @@ from pathlib import Path
 
 import pytest
 
+# PoCL's pthread device pins its worker threads to cores (before any OpenCL call reads it): unpinned, on a 2-core
+# machine its two workers sometimes share one core for a whole process, and a 0.1 ms kernel runs at ~0.095 or
+# ~0.165 ms by process (quick silu, whole runs in one mode: CI flagged a rerun of the same code at +70.8%); pinned,
+# 12 processes of 3 runs measured 0.0936-0.0954 ms and ours/torch 4.15-4.25 (docs/PERF.md). A value the user set
+# wins; the run's environment records it.
+os.environ.setdefault("POCL_AFFINITY", "1")
+
 MARKERS = {
     "quick": "a few small op benchmarks for CI (seconds)",
     "op": "one registry op variant at a real SD shape",

@@ -105,7 +105,8 @@ def test_merge_processes_pools_rounds_and_keeps_each_median():
     assert e["processes"] == 2 and e["peak_alloc_bytes"] == 3
     assert e["gflops"] == pytest.approx(1.0 / 0.7)                 # 1 GFLOP over the pooled kernel median
     assert e["pct_roofline"] == pytest.approx(100 * (1 / 0.7) / 100.0)
-    assert e["torch_median_s"] == 1.0 and e["ratio_vs_torch"] == pytest.approx(3.0)
+    # paired rounds: 3/1, 1/1, 2/1, 5/2, 4/2 -> median 2.0 (the medians' ratio would be 3.0 / 1.0)
+    assert e["torch_median_s"] == 1.0 and e["ratio_vs_torch"] == pytest.approx(2.0)
     assert by["test_only_in_one"]["extra_info"]["processes"] == 1
     assert m["machine_info"] == a["machine_info"] and merge_processes([a]) is a
 
@@ -146,3 +147,11 @@ def test_rule_5_needs_torch_on_both_sides():
     ours = 1e-3 * (1 + 0.02 * rng.standard_normal(60))
     r = regress.judge([_result(ours)], _result(ours * 1.2, 5e-4 * np.ones(60)))
     assert r["verdict"] == "regression" and r["torch_change"] is None
+
+
+def test_ratio_vs_torch_is_the_median_of_paired_rounds():
+    from sdcl.perf.measure import ratio_vs_torch
+    # round by round 1/1, 2/4, 3/1: median 1.0 (the medians' ratio, 2 / 1, ignores which rounds went together)
+    assert ratio_vs_torch([1.0, 2.0, 3.0], [1.0, 4.0, 1.0]) == pytest.approx(1.0)
+    # rounds without a pair each: the medians' ratio
+    assert ratio_vs_torch([1.0, 2.0, 3.0], [1.0, 4.0]) == pytest.approx(2.0 / 2.5)
