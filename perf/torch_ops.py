@@ -96,7 +96,7 @@ def timestep_embedding(timesteps, dim, flip_sin_to_cos=True, downscale_freq_shif
         emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
     if dim % 2:
         emb = F.pad(emb, (0, 1))
-    return emb
+    return emb.to(torch.float16) if t.dtype == torch.float16 else emb   # a float16 model asks with float16 timesteps
 
 
 def token_embedding(ids, token_table, position_table):
