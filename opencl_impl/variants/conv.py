@@ -347,7 +347,7 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
     a2 = (m + 2) ** 2
     th, tw = -(-s.oh // m), -(-s.ow // m)
     tiles = s.n * th * tw
-    defines = pick(knobs, "WG")
+    defines = pick(knobs, "WG", "WV")
     wg = int(knobs["WG"])
     k_w, k_in, k_out = (rt.kernel("conv2d/winograd.cl", f"conv2d_{name}_{part}", defines, x.dtype)
                         for part in ("weights", "input", "output"))
@@ -355,7 +355,8 @@ def _winograd(name: str, m: int, rt: Runtime, knobs: dict, x, weight, bias, stri
         _float16_arrays(name, x, weight, bias, residual)
     real = compute_type(x.dtype)          # U, V and M: float32 scratch in float16 (conv2d/winograd.cl)
     u = rt.empty((a2, s.o, s.c), real)                                 # U[xi, o, c]
-    rt.launch("conv2d", k_w, (groups(s.o * s.c, wg),), (wg,), buffer(rt, weight), u.data, *i32(s.o, s.c))
+    rt.launch("conv2d", k_w, (groups(-(-s.o * s.c // int(knobs["WV"])), wg),), (wg,), buffer(rt, weight), u.data,
+              *i32(s.o, s.c))
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
     bb = xb if bias is None else buffer(rt, bias)
