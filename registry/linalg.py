@@ -437,8 +437,9 @@ _CONV_VARIANTS = (
             space={"OC_VEC": [8, 16], "OW_BLOCK": [4, 8], "LOCAL_O": [1, 8]},
             constraint=lambda k, info: _wg_fits(k, info) and k["LOCAL_O"] <= info.get("max_work_group_size", 256),
             launcher=CONV + "im2win", tier="im2win", dtypes=DTYPES),
-    # WV: filters per work-item of the weight transform (kernels/conv2d/winograd.cl); 4 until a device is tuned
-    Variant("winograd4x4", {"WG": 64, "WV": 4}, space={"WG": [16, 64, 256], "WV": [1, 4, 16]}, constraint=_wg_fits,
+    # WV: filters per work-item of the weight transform (kernels/conv2d/winograd.cl). Declared 1, the scalar
+    # transform the H200 ran (a GPU keeps WV x 63 REALs in registers for F(4x4)); CPUs get 16 from their tables
+    Variant("winograd4x4", {"WG": 64, "WV": 1}, space={"WG": [16, 64, 256], "WV": [1, 4, 16]}, constraint=_wg_fits,
             applies=_winograd_3x3,
             tolerance=_WINOGRAD4_TOL, launcher=CONV + "winograd4x4", tier="Winograd", dtypes=DTYPES),
     # GEMM lowerings: the GEMM itself is the matmul / batched_matmul row's business (tuned there); the knobs here are
@@ -447,7 +448,7 @@ _CONV_VARIANTS = (
             constraint=_wg_fits, launcher=CONV + "im2col", tier="im2col", dtypes=DTYPES),
     Variant("gemm1x1", {"WG": 64}, space={"WG": [64, 256]}, constraint=_wg_fits, applies=_pointwise,
             launcher=CONV + "gemm1x1", tier="im2col", dtypes=DTYPES),
-    Variant("winograd2x2", {"WG": 64, "WV": 4}, space={"WG": [16, 64, 256], "WV": [1, 4, 16]}, constraint=_wg_fits,
+    Variant("winograd2x2", {"WG": 64, "WV": 1}, space={"WG": [16, 64, 256], "WV": [1, 4, 16]}, constraint=_wg_fits,
             applies=_winograd_3x3,
             launcher=CONV + "winograd2x2", tier="Winograd", dtypes=DTYPES),
     # half storage of the weight (argument 1) and of the lowered input; the GEMM is the device type's register-blocked
