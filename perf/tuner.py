@@ -57,8 +57,8 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
 
     from sdcl.perf.ladder import _inputs, stage_calls
     from sdcl.registry.fuzz import randn
+    from sdcl.reference import text_encoder, unet, vae
     from sdcl.reference.configs import get_config
-    from sdcl.reference.pipeline import init_weights
 
     seen: dict = {}
     policy = Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)
@@ -74,18 +74,23 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
         return policy(op, args, kwargs)
 
     config = get_config(model)
-    weights = init_weights(config, seed=0)
-    dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
-    del weights
+    # the shapes only: weights unset on the device and the stages run with launches off (Runtime.collecting, as
+    # prebuild's pass): a launcher's host code picks and sizes everything from shapes, so the traced calls are the
+    # real ones, without computing (or holding) a 512 x 512 decode; tracing at 512 had been killed for memory on 24 GiB
+    dev = {m: {k: rt.empty(shape, np.float32) for k, shape in module.param_shapes(part).items()}
+           for m, module, part in (("text_encoder", text_encoder, config.text_encoder), ("unet", unet, config.unet),
+                                   ("vae", vae, config.vae))}
     calls = stage_calls(rt, config, dev, _inputs(config, size, np.random.default_rng(0)))
     del dev
     saved, rt.policy = rt.policy, record
+    if rt.collecting is not None or rt.recording is not None:
+        raise RuntimeError("traced_cases: the runtime is already collecting or recording")
+    rt.collecting = {}
     try:
         for call in calls.values():
             call()
-        rt.queue.finish()
     finally:
-        rt.policy = saved
+        rt.policy, rt.collecting = saved, None
         del calls
         gc.collect()
     # the smallest shapes first (by array elements), so that a run stopped at a time limit (the tuner saves after
