@@ -82,10 +82,9 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
                                    ("vae", vae, config.vae))}
     calls = stage_calls(rt, config, dev, _inputs(config, size, np.random.default_rng(0)))
     del dev
-    saved, rt.policy = rt.policy, record
     if rt.collecting is not None or rt.recording is not None:
         raise RuntimeError("traced_cases: the runtime is already collecting or recording")
-    rt.collecting = {}
+    saved, rt.policy, rt.collecting = rt.policy, record, {}
     try:
         for call in calls.values():
             call()

@@ -23,8 +23,8 @@ Half storage (linear's tiled_reg_half, cpu_reg_half and mma_f16_half): the weigh
 in the kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first,
 which is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
 
-The float16 dtype (every array float16: naive, tiled, cpu_reg, tiled_reg, mma_f16 and their _half forms): the kernels are
-built with -DDATA_HALF (kernels/gemm/gemm.h), read A, B, the bias and the residual as half and write C as half;
+The float16 dtype (every array float16: naive, tiled, cpu_reg, tiled_reg, mma_f16 and their _half forms): the kernels
+are built with -DDATA_HALF (kernels/gemm/gemm.h), read A, B, the bias and the residual as half and write C as half;
 the arithmetic, and the split-K partial sums between mma_f16's two kernels, stay float (launch.compute_type).
 """
 

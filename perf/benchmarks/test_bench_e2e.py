@@ -73,6 +73,7 @@ def test_prompt_to_png(benchmark, rt, torch_device, model, steps, size, dtype, p
     info = measure.summary(timing, measure.wall_rounds(benchmark), None, None, None)
     assert out.stat().st_size > 0
     benchmark.extra_info.update(kind="e2e", device=rt.info["device"], model=model, steps=steps, size=size,
-                                sampler="ddim", dtype=dtype.name, stages_s=dict(pipe.timings), peak_alloc_bytes=pool.peak_bytes,
+                                sampler="ddim", dtype=dtype.name, stages_s=dict(pipe.timings),
+                                peak_alloc_bytes=pool.peak_bytes,
                                 torch_device=torch_device[0] if baseline else None, torch_missing_reason=why_not,
                                 **info)
