@@ -57,18 +57,14 @@ inline void bt_2(const REAL *d, int is, REAL *r, int os)   // B^T d: 4 -> 4
     r[3 * os] = d[is] - d[3 * is];
 }
 
-// G g for the weight transform, on REAL or on WV-lane vectors (G_2 / G_4 define both)
-#define G_2(NAME, T)                                                                                                 \
-inline void NAME(const T *g, int is, T *r, int os)          /* G g: 3 -> 4 */                                       \
-{                                                                                                                    \
-    const REAL one_half = (REAL)1 / (REAL)2;                                                                         \
-    r[0] = g[0];                                                                                                     \
-    r[os] = one_half * (g[0] + g[is] + g[2 * is]);                                                                   \
-    r[2 * os] = one_half * (g[0] - g[is] + g[2 * is]);                                                               \
-    r[3 * os] = g[2 * is];                                                                                           \
+inline void g_2(const REALW *g, int is, REALW *r, int os)  // G g: 3 -> 4, on WV filters at once
+{
+    const REAL one_half = (REAL)1 / (REAL)2;
+    r[0] = g[0];
+    r[os] = one_half * (g[0] + g[is] + g[2 * is]);
+    r[2 * os] = one_half * (g[0] - g[is] + g[2 * is]);
+    r[3 * os] = g[2 * is];
 }
-G_2(g_2, REAL)
-G_2(g_2w, REALW)
 
 inline void at_2(const REAL *m, int is, REAL *r, int os)   // A^T m: 4 -> 2
 {
@@ -88,20 +84,17 @@ inline void bt_4(const REAL *d, int is, REAL *r, int os)   // B^T d: 6 -> 6
     r[5 * os] = 4 * d1 - 5 * d3 + d5;
 }
 
-#define G_4(NAME, T)                                                                                                 \
-inline void NAME(const T *g, int is, T *r, int os)          /* G g: 3 -> 6 */                                       \
-{                                                                                                                    \
-    const T g0 = g[0], g1 = g[is], g2 = g[2 * is];                                                                   \
-    const REAL sixth = (REAL)1 / (REAL)6;                                                                            \
-    r[0] = g0 / (REAL)4;                                                                                             \
-    r[os] = -sixth * (g0 + g1 + g2);                                                                                 \
-    r[2 * os] = -sixth * (g0 - g1 + g2);                                                                             \
-    r[3 * os] = g0 / (REAL)24 + g1 / (REAL)12 + g2 / (REAL)6;                                                        \
-    r[4 * os] = g0 / (REAL)24 - g1 / (REAL)12 + g2 / (REAL)6;                                                        \
-    r[5 * os] = g2;                                                                                                  \
+inline void g_4(const REALW *g, int is, REALW *r, int os)  // G g: 3 -> 6, on WV filters at once
+{
+    const REALW g0 = g[0], g1 = g[is], g2 = g[2 * is];
+    const REAL sixth = (REAL)1 / (REAL)6;
+    r[0] = g0 / (REAL)4;
+    r[os] = -sixth * (g0 + g1 + g2);
+    r[2 * os] = -sixth * (g0 - g1 + g2);
+    r[3 * os] = g0 / (REAL)24 + g1 / (REAL)12 + g2 / (REAL)6;
+    r[4 * os] = g0 / (REAL)24 - g1 / (REAL)12 + g2 / (REAL)6;
+    r[5 * os] = g2;
 }
-G_4(g_4, REAL)
-G_4(g_4w, REALW)
 
 inline void at_4(const REAL *m, int is, REAL *r, int os)   // A^T m: 6 -> 4
 {
@@ -123,24 +116,22 @@ void conv2d_##NAME##_weights(__global const DATA *w, __global REAL *U, const int
     const long OC = (long)O * C;                                                                                     \
     const long oc0 = get_global_id(0) * (long)WV;              /* filters oc0 .. oc0 + WV - 1 */                     \
     if (oc0 >= OC) return;                                                                                           \
-    if (oc0 + WV <= OC) {                                                                                            \
-        REALW g[9], t[A * 3], u[A * A];                         /* lane j: filter oc0 + j */                          \
-        for (int k = 0; k < 9; ++k) {                                                                                \
-            REAL lanes[WV];                                                                                          \
-            for (int j = 0; j < WV; ++j) lanes[j] = LOAD(w, (oc0 + j) * 9 + k);                                      \
-            g[k] = VLOADW(lanes);                                                                                    \
-        }                                                                                                            \
-        for (int j = 0; j < 3; ++j) G##w(g + j, 3, t + j, 3);                                                        \
-        for (int a = 0; a < A; ++a) G##w(t + a * 3, 1, u + a * A, 1);                                                \
-        for (int k = 0; k < A * A; ++k) VSTOREW(u[k], U + k * OC + oc0);                                             \
-        return;                                                                                                      \
+    const int live = min((long)WV, OC - oc0);                  /* the last work-item's lanes past OC: 0, unstored */ \
+    REALW g[9], t[A * 3], u[A * A];                            /* lane j: filter oc0 + j */                          \
+    REAL lanes[WV];                                                                                                  \
+    for (int k = 0; k < 9; ++k) {                                                                                    \
+        for (int j = 0; j < WV; ++j) lanes[j] = j < live ? LOAD(w, (oc0 + j) * 9 + k) : (REAL)0;                     \
+        g[k] = VLOADW(lanes);                                                                                        \
     }                                                                                                                \
-    for (long oc = oc0; oc < OC; ++oc) {                        /* the last filters, one at a time */                 \
-        REAL g[9], t[A * 3], u[A * A];                                                                               \
-        for (int k = 0; k < 9; ++k) g[k] = LOAD(w, oc * 9 + k);                                                      \
-        for (int j = 0; j < 3; ++j) G(g + j, 3, t + j, 3);      /* t = G g      (A x 3), down each column */          \
-        for (int a = 0; a < A; ++a) G(t + a * 3, 1, u + a * A, 1);  /* u = t G^T    (A x A), along each row */        \
-        for (int k = 0; k < A * A; ++k) U[k * OC + oc] = u[k];                                                       \
+    for (int j = 0; j < 3; ++j) G(g + j, 3, t + j, 3);          /* t = G g      (A x 3), down each column */          \
+    for (int a = 0; a < A; ++a) G(t + a * 3, 1, u + a * A, 1);  /* u = t G^T    (A x A), along each row */            \
+    for (int k = 0; k < A * A; ++k) {                                                                                \
+        if (live == WV) {                                                                                            \
+            VSTOREW(u[k], U + k * OC + oc0);                                                                         \
+        } else {                                                                                                     \
+            VSTOREW(u[k], lanes);                                                                                    \
+            for (int j = 0; j < live; ++j) U[k * OC + oc0 + j] = lanes[j];                                           \
+        }                                                                                                            \
     }                                                                                                                \
 }                                                                                                                    \
                                                                                                                      \
