@@ -227,6 +227,16 @@ class Policy:
             return hit
         names = self._candidates(op, half, dtype)
         entry = self.table.get("ops", {}).get(op, {})
+        if dtype == "float16" and spec:
+            # The table ranks variants by float32 timings (sdcl.perf.tuner), where the tensor-core float16 ones
+            # round their float32 inputs as they stage them (or were not timed at all: added after the table); in
+            # float16 they read half as they are. SD 2.1-base 512, float16 UNet step: 47.6 ms of kernels on an H100
+            # (no table: tensor-core variants wherever they apply), 77.9 ms on an H200 by its float32 ranking. So a
+            # float16 call runs a tensor-core variant wherever one runs here and handles the call (the table's
+            # ranking then only among them).
+            tc = [n for n in names if spec.variant(n).half_compute and spec.variant(n).runs_on(self.info)
+                  and (spec.variant(n).applies is None or spec.variant(n).applies(args, kwargs or {}))]
+            names = tc or names
         tuned = [c for c in entry.get("shapes", {}).get(key, []) if c[0] in names]
         if tuned:  # the fastest verified variant among the allowed ones, as the tuner timed them
             choice = (tuned[0][0], dict(tuned[0][1]))

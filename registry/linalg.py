@@ -227,12 +227,12 @@ _GEMM_MMA_TF32 = Variant(
 
 def _mma_f16_fits(k: dict, info: dict) -> bool:
     """Warp tiles of whole 16 x 8 mma tiles, at most 32 of them per warp (one set of float32 accumulators, 128
-    registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8) fit."""
+    registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8), STAGES times, fit."""
     wm, wn = k["MWG"] // k["WARPS_M"], k["NWG"] // k["WARPS_N"]
     return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 16 == 0
             and (wm // 16) * (wn // 8) <= 32
             and 32 * k["WARPS_M"] * k["WARPS_N"] <= info.get("max_work_group_size", 256)
-            and (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2 <= info.get("local_mem_kib", 32) * 1024)
+            and k.get("STAGES", 1) * (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2 <= info.get("local_mem_kib", 32) * 1024)
 
 
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which
@@ -266,11 +266,13 @@ _F16_TOL = {
                                     "accumulation (<= K/16 ulp: 1.7e-4 at K = 23040); 2x margin over K = 1",
                          atol_scale="dot")}
 # SPLITK, a host knob: split-K where the tiles leave compute units idle (0: as many splits as fill them, 1: none;
-# variants.gemm.split_k), the partial products added in order by a second kernel with the epilogue.
+# variants.gemm.split_k), the partial products added in order by a second kernel with the epilogue. STAGES: one or
+# two local buffers of the staged tiles (the next step's global reads are prefetched into registers either way).
 _MMA_F16_HALF = Variant(
-    "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0},
+    "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0,
+                     "STAGES": 2},
     space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
-           "SPLITK": [0, 1]},
+           "SPLITK": [0, 1], "STAGES": [1, 2]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"),
     tolerance=_F16_TOL, half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
@@ -458,7 +460,7 @@ _CONV_VARIANTS = (
             tier="half storage"),
     # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
     # memory, never written (a work-item keeps one column of the gathered tile: 32*WARPS_M*WARPS_N % NWG == 0);
-    # SPLITK (as mma_f16_half's): split-K over R, 0 as many splits as fill the compute units (variants.gemm.split_k)
+    # SPLITK and STAGES: as mma_f16_half's (split-K over R; one or two local buffers)
     Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
             constraint=lambda k, info: _mma_f16_fits(k, info) and (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"] == 0,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,

@@ -75,23 +75,22 @@ for stage in "$@"; do
                 | tee "$OUT/gemm-sd-half.txt" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
-    profile)  # NO_HALF: the float32 profile only; HALF_ONLY: the half-mode and float16 ones only
-              [ -n "${HALF_ONLY:-}" ] || python3 $REPO/scripts/profile_step.py --device "$DEV" --out "$OUT/profile.json" \
-                | tee "$OUT/profile.txt"
-              [ -n "${NO_HALF:-}" ] || python3 $REPO/scripts/profile_step.py --device "$DEV" --half \
-                --out "$OUT/profile-half.json" | tee "$OUT/profile-half.txt"
-              [ -n "${NO_HALF:-}" ] || python3 $REPO/scripts/profile_step.py --device "$DEV" --float16 \
-                --out "$OUT/profile-float16.json" | tee "$OUT/profile-float16.txt" ;;
+    profile)  # MODES: which of float32 half float16 to profile (default: all three)
+              for m in ${MODES:-float32 half float16}; do
+                flag=$([ "$m" = float32 ] || echo "--$m"); sfx=$([ "$m" = float32 ] || echo "-$m")
+                python3 $REPO/scripts/profile_step.py --device "$DEV" $flag --out "$OUT/profile$sfx.json" \
+                  | tee "$OUT/profile$sfx.txt"
+              done ;;
     perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);
               # PERF_ARGS: e.g. "-k test_op" or "--full-size -k 'test_layer or test_e2e'"
               eval "SDCL_PERF_DB=\"$OUT/perf-history.sqlite\" python3 -m sdcl.cli perf run --device \"$DEV\" ${PERF_ARGS:-}" ;;
     halfpsnr) # prompt to PNG with half-stored weights (on NVIDIA the tensor-core float16 variants), then in float16,
-              # against float32:
-              # PSNR >= 35 dB, the latents' relative error (scripts/half_psnr.py)
-              python3 $REPO/scripts/half_psnr.py --device "$DEV" --model sd21-base --size ${SIZE:-512} \
-                --steps ${STEPS:-20} --out "$OUT/half-psnr.json" | tee "$OUT/half-psnr.txt"
-              python3 $REPO/scripts/half_psnr.py --device "$DEV" --model sd21-base --size ${SIZE:-512} --float16 \
-                --steps ${STEPS:-20} --out "$OUT/float16-psnr.json" | tee "$OUT/float16-psnr.txt" ;;
+              # against float32: PSNR >= 35 dB, the latents' relative error (scripts/half_psnr.py); MODES: half float16
+              for m in ${MODES:-half float16}; do
+                flag=$([ "$m" = half ] || echo "--$m")
+                python3 $REPO/scripts/half_psnr.py --device "$DEV" --model sd21-base --size ${SIZE:-512} $flag \
+                  --steps ${STEPS:-20} --out "$OUT/$m-psnr.json" | tee "$OUT/$m-psnr.txt"
+              done ;;
     keep)     # the tuning table written so far, kept on the machine for the next call (KEEP=restore: copy it back)
               if [ "${KEEP:-}" = restore ]; then mkdir -p "$OUT/tuning" && cp -r /tmp/kept-tuning/. "$OUT/tuning/"
               else mkdir -p /tmp/kept-tuning && cp -r "$OUT/tuning/." /tmp/kept-tuning/ 2>/dev/null; fi ;;

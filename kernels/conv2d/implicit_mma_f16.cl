@@ -19,7 +19,9 @@
 // conv2d_implicit_splitk_sum then adds the splits in order (deterministic: no atomics) with the bias and the residual
 // into y. splits == 1: one launch, the epilogue in place.
 // NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M, splits). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG,
-// KWG, WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG.
+// KWG, WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG; STAGES: local
+// buffers of the staged tiles, 1 or 2 (2 doubles the local memory and saves one barrier a step; the next step's
+// global reads are in registers during the mma either way).
 // Structural (-D, set by the host): A_HALF: the weight is stored as half; KH, KW: the kernel's size, compiled in so
 // that the gather's splits of r into (c, i, j) divide by constants (1x1 and 3x3 in SD: two builds).
 #include "common.h"
@@ -55,6 +57,39 @@
         STORE(y, at_, ((v) + (has_bias ? LOAD(bias, o) : (REAL)0)) + CONV_RESIDUAL(res, has_res, at_, no_));   \
     }
 
+PREFETCH_ROWS(a, A_T, MWG, KIND_A)
+
+// This work-item's elements of the gathered KWG x NWG slice of cols (column jc, rows kk = tid / NWG + s*B_STEP),
+// fetched into registers for step k0 and put into local memory (Bs[jc*LDS + kk], half bits) after the barrier.
+#define B_STEP (MMA_WGS / NWG)
+#define B_ELEMS ((KWG + B_STEP - 1) / B_STEP)
+inline void fetch_cols(GATHER_T *regs, const __global DATA *xq, const int k0, const int k_end, const bool q_in,
+                       const int iy0, const int ix0, const int H, const int W, const int tid)
+{
+MMA_UNROLL
+    for (int s = 0; s < B_ELEMS; ++s) {
+        const int kk = tid / NWG + s * B_STEP, r = k0 + kk;
+        GATHER_T v = 0;
+        if (kk < KWG && q_in && r < k_end) {
+            const int c = r / (KH * KW), ij = r % (KH * KW);
+            const int iy = iy0 + ij / KW, ix = ix0 + ij % KW;
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                v = GATHER_LD(xq, ((long)c * H + iy) * W + ix);
+        }
+        regs[s] = v;
+    }
+}
+
+inline void put_cols(__local ushort *Bs, const GATHER_T *regs, const int jc, const int tid)
+{
+MMA_UNROLL
+    for (int s = 0; s < B_ELEMS; ++s) {
+        const int kk = tid / NWG + s * B_STEP;
+        if (kk < KWG)
+            GATHER_ST(regs[s], Bs + jc * LDS + kk);
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
 void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T *restrict w,
                              const __global DATA *restrict bias, const __global DATA *restrict res,
@@ -64,11 +99,9 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
                              const int splits, const int k_chunk, __global float *restrict part)
 {
     MMA_IDS;
-    const int R = C * KH * KW, P = OH * OW, Q = N * P, KK = KH * KW;
-    __local uint4 As4[MWG * LDS / 8];
-    __local uint4 Bs4[NWG * LDS / 8];
-    __local ushort *As = (__local ushort *)As4;
-    __local ushort *Bs = (__local ushort *)Bs4;
+    const int R = C * KH * KW, P = OH * OW, Q = N * P;
+    __local uint4 As4[STAGES * MWG * LDS / 8];
+    __local uint4 Bs4[STAGES * NWG * LDS / 8];
     MMA_SCRATCH;
 
     // this work-item's column of the gathered tile: output position q = n0 + jc
@@ -77,28 +110,37 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
     const int qn = q_in ? q / P : 0, qp = q_in ? q % P : 0;
     const int iy0 = (qp / OW) * SH - PT, ix0 = (qp % OW) * SW - PL;
     const __global DATA *xq = x + (long)qn * C * H * W;
+    const __global A_T *wm0 = w + (long)m0 * R;
 
     float acc[MI][NI][4];
     MMA_ZERO(acc);
 
     const int k_begin = splits > 1 ? get_group_id(2) * k_chunk : 0;
     const int k_end = splits > 1 ? min(R, k_begin + k_chunk) : R;
-    for (int k0 = k_begin; k0 < k_end; k0 += KWG) {
-        stage_rows_a(As, w + (long)m0 * R + k0, R, MWG, O - m0, k_end - k0, R % 4 == 0, tid);
-        for (int kk = tid / NWG; kk < KWG; kk += MMA_WGS / NWG) {
-            const int r = k0 + kk;
-            GATHER_T v = 0;
-            if (q_in && r < k_end) {
-                const int c = r / KK, ij = r % KK;
-                const int iy = iy0 + ij / KW, ix = ix0 + ij % KW;
-                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                    v = GATHER_LD(xq, ((long)c * H + iy) * W + ix);
-            }
-            GATHER_ST(v, Bs + jc * LDS + kk);
+    // Software pipeline: the global reads of step k0 + KWG are issued into registers before step k0's mma, so
+    // their latency overlaps it; STAGES 2 alternates two local buffers, so one barrier a step suffices (a buffer
+    // is rewritten only after every warp has passed the barrier that follows the mma reading it), STAGES 1 waits
+    // for the mma before the next step's stores.
+    A_T4 ra[PF_GROUPS(MWG)];
+    GATHER_T rb[B_ELEMS];
+    if (k_begin < k_end) {
+        fetch_rows_a(ra, wm0 + k_begin, R, O - m0, k_end - k_begin, R % 4 == 0, tid);
+        fetch_cols(rb, xq, k_begin, k_end, q_in, iy0, ix0, H, W, tid);
+    }
+    for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
+        __local ushort *As = (__local ushort *)As4 + (STAGES == 2 ? (step & 1) * MWG * LDS : 0);
+        __local ushort *Bs = (__local ushort *)Bs4 + (STAGES == 2 ? (step & 1) * NWG * LDS : 0);
+        put_rows_a(As, ra, tid);
+        put_cols(Bs, rb, jc, tid);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (k0 + KWG < k_end) {
+            fetch_rows_a(ra, wm0 + k0 + KWG, R, O - m0, k_end - k0 - KWG, R % 4 == 0, tid);
+            fetch_cols(rb, xq, k0 + KWG, k_end, q_in, iy0, ix0, H, W, tid);
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
         MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
+#if STAGES == 1
         barrier(CLK_LOCAL_MEM_FENCE);
+#endif
     }
 
     if (splits > 1) {

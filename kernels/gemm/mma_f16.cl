@@ -22,24 +22,41 @@
 // work-group-synchronous emulation in OpenCL C (local memory, barriers), so that the fragment layouts, tiling and
 // tails can be verified on any device; it is for tests, not speed.
 // NDRange (ceil(N/NWG)*32*WARPS_N, ceil(M/MWG)*WARPS_M, Z).
-// Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE), with their constraints.
+// Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE), with their constraints, and
+// STAGES (1 or 2: local buffers of the staged tiles, as conv2d/implicit_mma_f16.cl's).
 #include "common.h"
 #include "gemm.h"
 #include "mma_f16.h"
 
-STAGE_ROWS(b, B_T, ONE_B, FOUR_B)
+PREFETCH_ROWS(a, A_T, MWG, KIND_A)
+PREFETCH_ROWS(b, B_T, NWG, KIND_B)
 
-// KWG x COLS of an n-contiguous B, transposed, as half: dst[j*LDS + kk] = src[kk*ld + j], 0 outside (consecutive
-// work-items read consecutive columns).
-inline void stage_cols_b(__local ushort *dst, const __global B_T *src, const int ld, const int COLS,
-                         const int cols_left, const int k_left, const int tid)
+// The prefetch of a KWG x NWG tile of an n-contiguous B, transposed: group e = tid + s*MMA_WGS holds rows
+// 4*(e / NWG) .. + 3 of column e % NWG (consecutive work-items read consecutive columns), 0 outside, and is put at
+// Bs[j*LDS + kk] as put_rows_b puts its groups.
+inline void fetch_cols_b(B_T4 *regs, const __global B_T *src, const int ld, const int cols_left, const int k_left,
+                         const int tid)
 {
-    for (int e = tid; e < KWG * COLS; e += MMA_WGS) {
-        const int kk = e / COLS, j = e % COLS;
-        if (kk < k_left && j < cols_left)
-            ONE_B(dst + j * LDS + kk, src, (long)kk * ld + j);
+MMA_UNROLL
+    for (int s = 0; s < PF_GROUPS(NWG); ++s) {
+        const int e = tid + s * MMA_WGS, kk = (e / NWG) * 4, j = e % NWG;
+        const long at = (long)kk * ld + j;
+        if (kk >= KWG || j >= cols_left)
+            regs[s] = 0;
         else
-            dst[j * LDS + kk] = 0;
+            regs[s] = (B_T4)(kk < k_left ? B_LD1(src, at) : (B_S)0, kk + 1 < k_left ? B_LD1(src, at + ld) : (B_S)0,
+                             kk + 2 < k_left ? B_LD1(src, at + 2 * ld) : (B_S)0,
+                             kk + 3 < k_left ? B_LD1(src, at + 3 * ld) : (B_S)0);
+    }
+}
+
+inline void put_cols_b(__local ushort *dst, const B_T4 *regs, const int tid)
+{
+MMA_UNROLL
+    for (int s = 0; s < PF_GROUPS(NWG); ++s) {
+        const int e = tid + s * MMA_WGS;
+        if (e < NWG * (KWG / 4))
+            B_PUT4(dst + (e % NWG) * LDS + (e / NWG) * 4, regs[s]);
     }
 }
 
@@ -59,24 +76,45 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL 
     const int item = get_global_id(2) / splits, split = get_global_id(2) % splits;
     GEMM_BATCH(item);
     const bool vec = flags & GEMM_VEC_OK;
-    __local uint4 As4[MWG * LDS / 8];
-    __local uint4 Bs4[NWG * LDS / 8];
-    __local ushort *As = (__local ushort *)As4;
-    __local ushort *Bs = (__local ushort *)Bs4;
+    __local uint4 As4[STAGES * MWG * LDS / 8];
+    __local uint4 Bs4[STAGES * NWG * LDS / 8];
     MMA_SCRATCH;
 
     float acc[MI][NI][4];
     MMA_ZERO(acc);
-    const int k_end = min(K, (split + 1) * k_chunk);
-    for (int k0 = split * k_chunk; k0 < k_end; k0 += KWG) {
-        stage_rows_a(As, a + (long)m0 * lda + k0, lda, MWG, M - m0, k_end - k0, vec, tid);
-        if (flags & GEMM_TRANS_B)
-            stage_rows_b(Bs, b + (long)n0 * ldb + k0, ldb, NWG, N - n0, k_end - k0, vec, tid);
+    const int k_begin = split * k_chunk, k_end = min(K, (split + 1) * k_chunk);
+    const bool trans_b = flags & GEMM_TRANS_B;
+    const __global A_T *am0 = a + (long)m0 * lda;
+    const __global B_T *bn0 = trans_b ? b + (long)n0 * ldb : b + n0;
+    // Software pipeline, as in conv2d/implicit_mma_f16.cl: step k0 + KWG's global reads are in registers during step
+    // k0's mma; STAGES 2 alternates two local buffers (one barrier a step), STAGES 1 waits for the mma.
+    A_T4 ra[PF_GROUPS(MWG)];
+    B_T4 rb[PF_GROUPS(NWG)];
+#define GEMM_FETCH(k0)                                                                                          \
+    fetch_rows_a(ra, am0 + (k0), lda, M - m0, k_end - (k0), vec, tid);                                          \
+    if (trans_b)                                                                                                \
+        fetch_rows_b(rb, bn0 + (k0), ldb, N - n0, k_end - (k0), vec, tid);                                      \
+    else                                                                                                        \
+        fetch_cols_b(rb, bn0 + (long)(k0) * ldb, ldb, N - n0, k_end - (k0), tid)
+    if (k_begin < k_end) {
+        GEMM_FETCH(k_begin);
+    }
+    for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
+        __local ushort *As = (__local ushort *)As4 + (STAGES == 2 ? (step & 1) * MWG * LDS : 0);
+        __local ushort *Bs = (__local ushort *)Bs4 + (STAGES == 2 ? (step & 1) * NWG * LDS : 0);
+        put_rows_a(As, ra, tid);
+        if (trans_b)
+            put_rows_b(Bs, rb, tid);
         else
-            stage_cols_b(Bs, b + (long)k0 * ldb + n0, ldb, NWG, N - n0, k_end - k0, tid);
+            put_cols_b(Bs, rb, tid);
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (k0 + KWG < k_end) {
+            GEMM_FETCH(k0 + KWG);
+        }
         MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
+#if STAGES == 1
         barrier(CLK_LOCAL_MEM_FENCE);
+#endif
     }
     if (splits > 1) {
         __global REAL *pz = part + ((long)split * (get_global_size(2) / splits) + item) * M * N;

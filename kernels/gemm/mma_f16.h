@@ -1,15 +1,16 @@
 // gemm/mma_f16.h: what the tensor-core float16 GEMM kernels share (gemm/mma_f16.cl, conv2d/implicit_mma_f16.cl): the
-// tile knobs, the staging of operands into local memory as half and one KWG step of the warp tiles' products, with
-// the mma.sync m16n8k16 float16 instruction (or its emulation) of gemm/mma_sync_f16.h. The includer defines A_T and B_T, the stored types of
-// the operands (REAL, or half with A_HALF / B_HALF or the float16 dtype's DATA_HALF: gemm/gemm.h does), and ONE_B /
-// FOUR_B where it stages B itself.
+// tile knobs, the staging of operands into local memory as half (through registers: PREFETCH_ROWS) and one KWG step
+// of the warp tiles' products, with the mma.sync m16n8k16 float16 instruction (or its emulation) of
+// gemm/mma_sync_f16.h. The includer defines A_T and B_T, the stored types of the operands (REAL, or half with
+// A_HALF / B_HALF or the float16 dtype's DATA_HALF: gemm/gemm.h does).
 // Layouts, fragments and precision: gemm/mma_f16.cl. Knobs (-D):
 //   MWG, NWG  rows / columns of C per work-group: MWG a multiple of 16*WARPS_M, NWG of 8*WARPS_N
 //   KWG       depth of the staged tiles along k, a multiple of 16
 //   WARPS_M   warps along M per work-group
 //   WARPS_N   warps along N per work-group (at most 32 mma tiles per warp: 128 float32 accumulators; the
-//             work-group and the local tiles (MWG + NWG) * (KWG + 8) halves must fit the device:
+//             work-group and the local tiles STAGES * (MWG + NWG) * (KWG + 8) halves must fit the device:
 //             registry/linalg.py _mma_f16_fits)
+//   STAGES    local buffers of the staged tiles, 1 or 2 (the includer's main loop alternates them)
 //   MMA_EMULATE  1: emulate mma.sync in OpenCL C (tests on devices without NVIDIA PTX); 0: the PTX
 #ifndef MWG
 #error "MWG (rows of C per work-group) must be set with -D"
@@ -26,6 +27,9 @@
 #ifndef WARPS_N
 #error "WARPS_N (warps along N per work-group) must be set with -D"
 #endif
+#if !defined(STAGES) || (STAGES != 1 && STAGES != 2)
+#error "STAGES (local buffers of the staged tiles: 1 or 2) must be set with -D"
+#endif
 #define WM (MWG / WARPS_M)        // rows of C per warp, a multiple of 16
 #define WN (NWG / WARPS_N)        // columns of C per warp, a multiple of 8
 #define MI (WM / 16)              // mma tiles along M per warp
@@ -40,50 +44,76 @@
 #define MMA_STEP(acc, As, Bs, wm, wn, lane, warp) mma_step(acc, As, Bs, wm, wn, lane, warp, 0, 0)
 #endif
 
-// One element (ONE) or four aligned elements (FOUR) of a stored operand into local memory as half bits: a half
-// operand's bits as they are (half storage, A_HALF / B_HALF, or the float16 dtype, DATA_HALF, where every array is
-// half), a REAL one rounded to nearest even (vstore_half).
-#define HALF_ONE(dst, p, i) (*(dst) = ((const __global ushort *)(p))[i])
-#define HALF_FOUR(dst, p, i) (*(__local uint2 *)(dst) = *(const __global uint2 *)((const __global ushort *)(p) + (i)))
-#define REAL_ONE(dst, p, i) vstore_half((p)[i], 0, (__local half *)(dst))
-#define REAL_FOUR(dst, p, i) vstore_half4(*(const __global float4 *)((p) + (i)), 0, (__local half *)(dst))
+// The staging of a stored operand into local memory as half bits, through registers (the kernels overlap the next
+// step's global reads with this step's mma): KIND_X HALF, a half operand whose bits are copied as they are (half
+// storage, A_HALF / B_HALF, or the float16 dtype, DATA_HALF, where every array is half), or FLOAT, rounded to nearest
+// even (vstore_half4) as it is stored; X_T4 its registers of four elements.
 #if defined(A_HALF) || defined(DATA_HALF)
-#define ONE_A HALF_ONE
-#define FOUR_A HALF_FOUR
+#define KIND_A HALF
+#define A_T4 ushort4
 #else
-#define ONE_A REAL_ONE
-#define FOUR_A REAL_FOUR
+#define KIND_A FLOAT
+#define A_T4 float4
 #endif
 #if defined(B_HALF) || defined(DATA_HALF)
-#define ONE_B HALF_ONE
-#define FOUR_B HALF_FOUR
+#define KIND_B HALF
+#define B_T4 ushort4
+#define B_S ushort              // B's scalars and loads, for an includer that stages B in its own layout
+#define B_LD1 HALF_LD1
+#define B_PUT4 HALF_PUT4
 #else
-#define ONE_B REAL_ONE
-#define FOUR_B REAL_FOUR
+#define KIND_B FLOAT
+#define B_T4 float4
+#define B_S float
+#define B_LD1 FLOAT_LD1
+#define B_PUT4 FLOAT_PUT4
 #endif
 
-// stage_rows_X: ROWS x KWG of a k-contiguous operand (A, or linear's B^T) as half: dst[r*LDS + kk] = src[r*ld + kk],
-// 0 outside.
-#define STAGE_ROWS(X, T, ONE, FOUR)                                                                             \
-    inline void stage_rows_##X(__local ushort *dst, const __global T *src, const int ld, const int ROWS,        \
-                               const int rows_left, const int k_left, const bool vec, const int tid)            \
+// fetch_rows_X: this work-item's groups of four elements of a ROWS x KWG tile of a k-contiguous operand (A, or
+// linear's B^T; group e = tid + s*MMA_WGS, s < PF_GROUPS(ROWS): row e / (KWG/4), k offset 4*(e % (KWG/4))) into
+// registers, 0 outside (vec: rows 4-element aligned, so a whole tile is read in aligned fours); put_rows_X: them
+// into local memory, dst[r*LDS + kk] = src[r*ld + kk].
+#define PF_GROUPS(ROWS) (((ROWS) * (KWG / 4) + MMA_WGS - 1) / MMA_WGS)
+#define HALF_T4 ushort4
+#define HALF_S ushort
+#define HALF_LD4(p, i) (*(const __global ushort4 *)((const __global ushort *)(p) + (i)))
+#define HALF_LD1(p, i) (((const __global ushort *)(p))[i])
+#define HALF_PUT4(dst, v) (*(__local ushort4 *)(dst) = (v))
+#define FLOAT_T4 float4
+#define FLOAT_S float
+#define FLOAT_LD4(p, i) (*(const __global float4 *)((p) + (i)))
+#define FLOAT_LD1(p, i) ((p)[i])
+#define FLOAT_PUT4(dst, v) vstore_half4((v), 0, (__local half *)(dst))
+#define PREFETCH_ROWS(X, T, ROWS, K) PREFETCH_ROWS_(X, T, ROWS, K)      // K: HALF or FLOAT, or a macro naming one
+#define PREFETCH_ROWS_(X, T, ROWS, K)                                                                           \
+    inline void fetch_rows_##X(K##_T4 *regs, const __global T *src, const int ld, const int rows_left,         \
+                               const int k_left, const bool vec, const int tid)                                 \
     {                                                                                                           \
-        if (vec && rows_left >= ROWS && k_left >= KWG) {                                                        \
-            for (int e = tid; e < ROWS * (KWG / 4); e += MMA_WGS) {                                             \
-                const int r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                                          \
-                FOUR(dst + r * LDS + kk, src, (long)r * ld + kk);                                               \
-            }                                                                                                   \
-        } else {                                                                                                \
-            for (int e = tid; e < ROWS * KWG; e += MMA_WGS) {                                                   \
-                const int r = e / KWG, kk = e % KWG;                                                            \
-                if (r < rows_left && kk < k_left)                                                               \
-                    ONE(dst + r * LDS + kk, src, (long)r * ld + kk);                                            \
-                else                                                                                            \
-                    dst[r * LDS + kk] = 0;                                                                      \
-            }                                                                                                   \
+        const bool whole = vec && rows_left >= (ROWS) && k_left >= KWG;                                         \
+MMA_UNROLL                                                                                                      \
+        for (int s = 0; s < PF_GROUPS(ROWS); ++s) {                                                             \
+            const int e = tid + s * MMA_WGS, r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                       \
+            const long at = (long)r * ld + kk;                                                                  \
+            if (r >= (ROWS) || (!whole && r >= rows_left))                                                      \
+                regs[s] = 0;                                                                                    \
+            else if (whole)                                                                                     \
+                regs[s] = K##_LD4(src, at);                                                                     \
+            else                                                                                                \
+                regs[s] = (K##_T4)(kk < k_left ? K##_LD1(src, at) : (K##_S)0,                                   \
+                                   kk + 1 < k_left ? K##_LD1(src, at + 1) : (K##_S)0,                           \
+                                   kk + 2 < k_left ? K##_LD1(src, at + 2) : (K##_S)0,                           \
+                                   kk + 3 < k_left ? K##_LD1(src, at + 3) : (K##_S)0);                          \
+        }                                                                                                       \
+    }                                                                                                           \
+    inline void put_rows_##X(__local ushort *dst, const K##_T4 *regs, const int tid)                           \
+    {                                                                                                           \
+MMA_UNROLL                                                                                                      \
+        for (int s = 0; s < PF_GROUPS(ROWS); ++s) {                                                             \
+            const int e = tid + s * MMA_WGS;                                                                    \
+            if (e < (ROWS) * (KWG / 4))                                                                         \
+                K##_PUT4(dst + (e / (KWG / 4)) * LDS + (e % (KWG / 4)) * 4, regs[s]);                          \
         }                                                                                                       \
     }
-STAGE_ROWS(a, A_T, ONE_A, FOUR_A)
 
 // One KWG step: acc[i][j] += A_tile (rows wm*WM + i*16 ..) x B_tile (columns wn*WN + j*8 ..) from the staged tiles.
 // emu_a, emu_b: the emulation's scratch (unused with the PTX).

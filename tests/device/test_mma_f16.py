@@ -23,14 +23,16 @@ def _extra(rt) -> dict:
     return {} if rt.info.get("nvidia_ptx") else {"MMA_EMULATE": 1}
 
 
-def _configs(rt, every: bool) -> list:
+def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half") -> list:
     """every: every config the tuner may pick where the PTX runs (else the default and the largest), with a small
     config whose full tiles the shapes below fill (the staging's vector path); emulated: the default, the largest
-    and the small one."""
-    v = REGISTRY["linear"].variant("mma_f16_half")
+    and the small one. conv2d's implicit_mma_f16 also at the default with one local buffer (STAGES 1)."""
+    v = REGISTRY[op].variant(variant)
     configs = v.configs(rt.info)
     if not (every and rt.info.get("nvidia_ptx")):
         configs = [v.knobs, max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))]
+    if "STAGES" in v.knobs:
+        configs.append({**v.knobs, "STAGES": 1})
     small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
     return [{**k, **_extra(rt)} for k in configs + [small]]
 
@@ -122,6 +124,7 @@ def test_linear_in_float16(rt, xs, n_out):
     ((2, 12, 11, 9), (20, 12, 3, 3), 1, 1, "same"),          # a ResNet conv, batch 2, residual of y's shape
     ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
     ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
+    ((1, 16, 9, 8), (128, 16, 3, 3), 1, 1, "same"),          # whole weight tiles (O = MWG, R % 4 = 0): vector reads
 ])
 def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     """conv2d implicit_mma_f16 (gathering its slices of the lowered matrix from x) against the float64 reference
@@ -139,7 +142,7 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
         want = want + r
         r = rt.to_device(r.astype(np.float32))
     failures = []
-    configs = _configs(rt, every=False)
+    configs = _configs(rt, False, "conv2d", "implicit_mma_f16")
     for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
         got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w.astype(np.float16)),
                           rt.to_device(b), stride=stride, padding=padding, residual=r).get()
@@ -153,6 +156,7 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     ((2, 12, 11, 9), (20, 12, 3, 3), 1, 1, "same"),          # a ResNet conv, batch 2, residual of y's shape
     ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
     ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
+    ((1, 16, 9, 8), (128, 16, 3, 3), 1, 1, "same"),          # whole weight tiles (O = MWG, R % 4 = 0): vector reads
 ])
 def test_implicit_conv_in_float16(rt, shape):
     """conv2d implicit_mma_f16 in the float16 dtype (x, weight, bias and residual all half: the gather copies x's
@@ -172,7 +176,7 @@ def test_implicit_conv_in_float16(rt, shape):
         want = want + r.astype(np.float64)
         r = rt.to_device(r)
     failures = []
-    configs = _configs(rt, every=False)
+    configs = _configs(rt, False, "conv2d", "implicit_mma_f16")
     for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
         got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w),
                           rt.to_device(b), stride=stride, padding=padding, residual=r).get()

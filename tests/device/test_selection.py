@@ -196,3 +196,21 @@ def test_float16_computing_variants_run_only_in_half_mode(rt):
         assert p("attention", args)[0] != "flash_mma_f16"
     # the ladder's rows before the tensor-core float16 tier do not allow it, half mode or not
     assert Policy({"ops": {}}, {"attention": ["naive", "flash"]}, info=info, half=True)("attention", args)[0] == "flash"
+
+
+def test_a_float16_call_runs_a_tensor_core_variant_wherever_one_handles_it(rt):
+    """The table's ranking is float32's: at a shape where tiled was timed faster than mma_f16_half, a float16 call on an
+    NVIDIA GPU (info says so) still gets mma_f16_half at its tuned knobs (tensor cores read its half inputs as they
+    are), and at its default knobs where the entry lacks it; a float32 call the ranking's first; a device without
+    NVIDIA PTX the ranking's first in float16 too."""
+    info = {**rt.info, "type": "GPU", "nvidia_ptx": True}
+    spec = REGISTRY["linear"]
+    entry = [["tiled", {"TS": 8}, 1.0], ["mma_f16_half", {"MWG": 64}, 2.0], ["naive", {}, 3.0]]
+    for dtype, want in ((np.float16, ("mma_f16_half", {"MWG": 64})), (np.float32, ("tiled", {"TS": 8}))):
+        args = _linear_args(rt, dtype)
+        table = {"ops": {"linear": {"shapes": {selection.call_key(spec.reference, args): entry}}}}
+        assert Policy(table, info=info)("linear", args) == want
+    args = _linear_args(rt, np.float16)
+    table = {"ops": {"linear": {"shapes": {selection.call_key(spec.reference, args): [entry[0], entry[2]]}}}}
+    assert Policy(table, info=info)("linear", args) == ("mma_f16_half", spec.variant("mma_f16_half").knobs)
+    assert Policy(table, info={**info, "nvidia_ptx": False})("linear", args) == ("tiled", {"TS": 8})
