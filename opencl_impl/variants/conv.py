@@ -49,7 +49,7 @@ from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.launch import Call, buffer, compute_type, groups, i32, pick
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
-from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, ndrange, split_k
+from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, mma_stages, ndrange, split_k
 from sdcl.registry import REGISTRY
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
@@ -258,6 +258,7 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
     if x.dtype == np.float16:
         _float16_arrays("implicit_mma_f16", x, weight, bias, residual)
     check_mma(rt, "mma_f16", k)
+    k = mma_stages(rt, k)
     if (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"]:
         raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, got {k}")
     s = ConvShape.of(x, weight, stride, padding)

@@ -301,3 +301,14 @@ def test_attention_variant_passes_its_row_and_refuses_what_it_cannot_run(rt):
         with pytest.raises(ValueError, match="attention: variant 'flash_mma_f16' implements float32, float16, "
                                              "not float64"):
             run_variant(rt, "attention", "flash_mma_f16", _extra(rt), y, y, y, 3)
+
+
+def test_two_local_buffers_only_where_they_fit():
+    """STAGES 2 doubles the staged tiles' local memory: a tuned config whose one buffer fits NVIDIA's 48 KiB but whose
+    two do not (128 x 128 x 64: 36,864 B once) is built with one; 128 x 128 x 32 (20,480 B) keeps two."""
+    from sdcl.opencl_impl.variants.gemm import mma_stages
+    rt48 = type("R", (), {"device": type("D", (), {"local_mem_size": 48 * 1024})()})()
+    k = {"MWG": 128, "NWG": 128, "KWG": 64, "STAGES": 2}
+    assert mma_stages(rt48, k)["STAGES"] == 1
+    assert mma_stages(rt48, {**k, "KWG": 32})["STAGES"] == 2
+    assert mma_stages(rt48, {**k, "KWG": 32, "STAGES": 1})["STAGES"] == 1
