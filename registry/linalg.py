@@ -566,7 +566,9 @@ def _head_dim_at_most_max(args, kwargs) -> bool:
 # vectorizes explicit vector types, not a work-item's loop: 4x faster than VEC 1 for flash on the 2-core EPYC),
 # WL 16 with VEC 1 the GPU form (lanes share a tile's keys and columns); the defaults are the CPU form.
 _TILES = {"BQ": 32, "BK": 32, "WL": 1, "RQ": 4, "VEC": 16}
-_TILE_SPACE = {"BQ": [32, 64], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]}   # BK 16: 32 KiB devices
+# BQ 128: on a CPU the K tile's transposition into local memory is shared by more query rows (flash at SD 2.x's
+# 4096 tokens on PoCL, 2 cores: 460 ms at 32 x 32, 366 at 128 x 64)
+_TILE_SPACE = {"BQ": [32, 64, 128], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]}   # BK 16: 32 KiB devices
 # float16 (q, k, v and o in half, the arithmetic and every scratch array in float: kernels/common.h DATA) where the
 # kernels read and write DATA: naive (its own Variant: _NAIVE is shared with other rows), softmax_fused (q and k
 # widened to float32 for its GEMM, so S is float32), flash, flash_reg and flash_mma_f16; the float16 tolerance is
