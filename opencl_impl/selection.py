@@ -227,6 +227,10 @@ class Policy:
             return hit
         names = self._candidates(op, half, dtype)
         entry = self.table.get("ops", {}).get(op, {})
+
+        def handles(v) -> bool:   # runs on this device (type, features such as NVIDIA PTX) and handles this shape
+            return v.runs_on(self.info) and (v.applies is None or v.applies(args, kwargs or {}))
+
         if dtype == "float16" and spec:
             # The table ranks variants by float32 timings (sdcl.perf.tuner), where the tensor-core float16 ones
             # round their float32 inputs as they stage them (or were not timed at all: added after the table); in
@@ -234,19 +238,15 @@ class Policy:
             # (no table: tensor-core variants wherever they apply), 77.9 ms on an H200 by its float32 ranking. So a
             # float16 call runs a tensor-core variant wherever one runs here and handles the call (the table's
             # ranking then only among them).
-            tc = [n for n in names if spec.variant(n).half_compute and spec.variant(n).runs_on(self.info)
-                  and (spec.variant(n).applies is None or spec.variant(n).applies(args, kwargs or {}))]
-            names = tc or names
+            names = [n for n in names if spec.variant(n).half_compute and handles(spec.variant(n))] or names
         tuned = [c for c in entry.get("shapes", {}).get(key, []) if c[0] in names]
         if tuned:  # the fastest verified variant among the allowed ones, as the tuner timed them
             choice = (tuned[0][0], dict(tuned[0][1]))
         else:
             choice = ("naive", {})
-            for name in reversed(names):  # the most advanced allowed variant that handles this shape
+            for name in reversed(names):  # the most advanced allowed variant that runs here and handles this shape
                 v = spec.variant(name) if spec else None
-                if v is not None and not v.runs_on(self.info):
-                    continue    # another device type, or a feature this device lacks (NVIDIA PTX for mma_tf32)
-                if v is None or v.applies is None or v.applies(args, kwargs or {}):
+                if v is None or handles(v):
                     defaults = entry.get("defaults", {})   # a half variant shares its base kernel's knobs
                     knobs = defaults.get(name, defaults.get(name.removesuffix("_half"), v.knobs if v else {}))
                     choice = (name, dict(knobs))

@@ -225,6 +225,12 @@ _GEMM_MMA_TF32 = Variant(
 
 
 
+def mma_f16_local_bytes(k: dict, stages: int) -> int:
+    """Local memory of the tensor-core float16 GEMM tiles (kernels/gemm/mma_f16.h) with `stages` buffers: the half
+    tiles (MWG + NWG) x (KWG + 8) each."""
+    return stages * (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2
+
+
 def _mma_f16_fits(k: dict, info: dict) -> bool:
     """Warp tiles of whole 16 x 8 mma tiles, at most 32 of them per warp (one set of float32 accumulators, 128
     registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8), STAGES times, fit."""
@@ -232,7 +238,7 @@ def _mma_f16_fits(k: dict, info: dict) -> bool:
     return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 16 == 0
             and (wm // 16) * (wn // 8) <= 32
             and 32 * k["WARPS_M"] * k["WARPS_N"] <= info.get("max_work_group_size", 256)
-            and k.get("STAGES", 1) * (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2 <= info.get("local_mem_kib", 32) * 1024)
+            and mma_f16_local_bytes(k, k.get("STAGES", 1)) <= info.get("local_mem_kib", 32) * 1024)
 
 
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which

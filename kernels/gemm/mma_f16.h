@@ -50,24 +50,21 @@
 // even (vstore_half4) as it is stored; X_T4 its registers of four elements.
 #if defined(A_HALF) || defined(DATA_HALF)
 #define KIND_A HALF
-#define A_T4 ushort4
 #else
 #define KIND_A FLOAT
-#define A_T4 float4
 #endif
 #if defined(B_HALF) || defined(DATA_HALF)
 #define KIND_B HALF
-#define B_T4 ushort4
-#define B_S ushort              // B's scalars and loads, for an includer that stages B in its own layout
-#define B_LD1 HALF_LD1
-#define B_PUT4 HALF_PUT4
 #else
 #define KIND_B FLOAT
-#define B_T4 float4
-#define B_S float
-#define B_LD1 FLOAT_LD1
-#define B_PUT4 FLOAT_PUT4
 #endif
+#define KIND(K, X) KIND_(K, X)  // KIND(KIND_A, T4): HALF_T4 or FLOAT_T4 (the indirection expands KIND_A first)
+#define KIND_(K, X) K##_##X
+#define A_T4 KIND(KIND_A, T4)
+#define B_T4 KIND(KIND_B, T4)
+#define B_S KIND(KIND_B, S)     // B's scalars, loads and stores, for an includer that stages B in its own layout
+#define B_LD1 KIND(KIND_B, LD1)
+#define B_PUT4 KIND(KIND_B, PUT4)
 
 // fetch_rows_X: this work-item's groups of four elements of a ROWS x KWG tile of a k-contiguous operand (A, or
 // linear's B^T; group e = tid + s*MMA_WGS, s < PF_GROUPS(ROWS): row e / (KWG/4), k offset 4*(e % (KWG/4))) into

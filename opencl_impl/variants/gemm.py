@@ -36,6 +36,7 @@ from sdcl.opencl_impl.devices import DeviceError
 from sdcl.opencl_impl.launch import Call, buffer, compute_type, real
 from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
+from sdcl.registry.linalg import mma_f16_local_bytes
 
 FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK, FLAG_RES = 1, 2, 4, 8, 16   # GEMM_* flags (kernels/gemm/gemm.h)
 TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32", "mma_f16")
@@ -140,10 +141,9 @@ def mma_stages(rt: Runtime, knobs: dict) -> dict:
     device's local memory, else 1 (the tuned tables hold tile sizes timed with one buffer: a 128 x 128 x 64 config
     takes 36 KiB once and 72 KiB twice, of the 48 KiB NVIDIA's driver reports; it built such kernels on an H200
     all the same, but the reported size is what a device promises)."""
-    k = knobs
-    if k.get("STAGES", 1) > 1 and 2 * (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2 > rt.device.local_mem_size:
-        return {**k, "STAGES": 1}
-    return k
+    if knobs.get("STAGES", 1) > 1 and mma_f16_local_bytes(knobs, 2) > rt.device.local_mem_size:
+        return {**knobs, "STAGES": 1}
+    return knobs
 
 
 def cpu_reg_loops(knobs: dict, n: int, k: int, trans_b: bool) -> int:

@@ -26,7 +26,7 @@ def _extra(rt) -> dict:
 def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half") -> list:
     """every: every config the tuner may pick where the PTX runs (else the default and the largest), with a small
     config whose full tiles the shapes below fill (the staging's vector path); emulated: the default, the largest
-    and the small one. conv2d's implicit_mma_f16 also at the default with one local buffer (STAGES 1)."""
+    and the small one; and the default with one local buffer (STAGES 1)."""
     v = REGISTRY[op].variant(variant)
     configs = v.configs(rt.info)
     if not (every and rt.info.get("nvidia_ptx")):
