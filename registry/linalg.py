@@ -231,6 +231,13 @@ def mma_f16_local_bytes(k: dict, stages: int) -> int:
     return stages * (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2
 
 
+def _implicit_mma_fits(k: dict, info: dict) -> bool:
+    """conv2d implicit_mma_f16: _mma_f16_fits, and the gather's shares: each of the 32*WARPS_M*WARPS_N work-items
+    keeps one of the NWG columns and KWG / (work-items per column) of its rows, a multiple of 4."""
+    wgs = 32 * k["WARPS_M"] * k["WARPS_N"]
+    return _mma_f16_fits(k, info) and wgs % k["NWG"] == 0 and k["KWG"] % (4 * (wgs // k["NWG"])) == 0
+
+
 def _mma_f16_fits(k: dict, info: dict) -> bool:
     """Warp tiles of whole 16 x 8 mma tiles, at most 32 of them per warp (one set of float32 accumulators, 128
     registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8), STAGES times, fit."""
@@ -274,11 +281,13 @@ _F16_TOL = {
 # SPLITK, a host knob: split-K where the tiles leave compute units idle (0: as many splits as fill them, 1: none;
 # variants.gemm.split_k), the partial products added in order by a second kernel with the epilogue. STAGES: one or
 # two local buffers of the staged tiles (the next step's global reads are prefetched into registers either way).
+# LDSM: the fragments read from the staged tiles with ldmatrix (1) or with 32-bit local loads (0; the default until
+# ldmatrix is timed on an NVIDIA GPU: its tests there pass both).
 _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0,
-                     "STAGES": 2},
+                     "STAGES": 2, "LDSM": 0},
     space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
-           "SPLITK": [0, 1], "STAGES": [1, 2]},
+           "SPLITK": [0, 1], "STAGES": [1, 2], "LDSM": [0, 1]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"),
     tolerance=_F16_TOL, half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
@@ -465,10 +474,11 @@ _CONV_VARIANTS = (
             constraint=_wg_fits, tolerance=_HALF_TOL, half_args=(1,), launcher=CONV + "im2col_half",
             tier="half storage"),
     # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
-    # memory, never written (a work-item keeps one column of the gathered tile: 32*WARPS_M*WARPS_N % NWG == 0);
-    # SPLITK and STAGES: as mma_f16_half's (split-K over R; one or two local buffers)
+    # memory, never written (a work-item keeps one column of the gathered tile and a run of its rows in fours:
+    # _implicit_mma_fits);
+    # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; one or two local buffers; ldmatrix)
     Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
-            constraint=lambda k, info: _mma_f16_fits(k, info) and (32 * k["WARPS_M"] * k["WARPS_N"]) % k["NWG"] == 0,
+            constraint=_implicit_mma_fits,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,
             half_args=(1,), half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
 )

@@ -8,7 +8,7 @@
 // output positions of the whole batch; the epilogue scatters C into NCHW with the bias and the residual
 // (CONV_RESIDUAL in common.h: has_res 0, 1 of y's shape, 2 of (N, O, 1, 1)).
 // Gather: a work-item keeps one column q (it was MMA_WGS % NWG == 0: the host checks it), so its (n, oy, ox) and
-// input window origin are computed once; per element the row r is split into (c, i, j).
+// input window origin are computed once, and a run of consecutive rows r of it, split into (c, i, j) once a step.
 // Precision: as gemm/mma_f16.cl (both operands rounded to half, float32 accumulation). float32 (x, bias, residual
 // and y of REAL = float) or float16 (-DDATA_HALF: every array of DATA = half, read and written with LOAD / STORE;
 // the gather copies x's half bits as they are, the weight is then half too, A_HALF); never float64.
@@ -38,15 +38,16 @@
 #endif
 
 // An element of cols as the gather stages it into Bs (half bits): float16, x's half bits as they are (an exact copy,
-// no conversion); float32, x rounded to half (vstore_half, round to nearest even). 0 outside the input.
+// no conversion); float32, x rounded to half (vstore_halfn, round to nearest even). 0 outside the input.
+// GATHER_PUT(n, dst, regs): n (4 or 8) consecutive elements of regs into local memory at dst, in one store.
 #ifdef DATA_HALF
 #define GATHER_T ushort
 #define GATHER_LD(p, i) (((const __global ushort *)(p))[i])
-#define GATHER_ST(v, dst) (*(dst) = (v))
+#define GATHER_PUT(n, dst, regs) (*(__local ushort##n *)(dst) = vload##n(0, (regs)))
 #else
 #define GATHER_T REAL
 #define GATHER_LD(p, i) ((p)[i])
-#define GATHER_ST(v, dst) vstore_half((v), 0, (__local half *)(dst))
+#define GATHER_PUT(n, dst, regs) vstore_half##n(vload##n(0, (regs)), 0, (__local half *)(dst))
 #endif
 
 // y[n, o, oy, ox] for C[o, q] (q = (n*OH + oy)*OW + ox = n*P + p), with the bias and the residual, inside y
@@ -59,35 +60,48 @@
 
 PREFETCH_ROWS(a, A_T, MWG, KIND_A)
 
-// This work-item's elements of the gathered KWG x NWG slice of cols (column jc, rows kk = tid / NWG + s*B_STEP),
-// fetched into registers for step k0 and put into local memory (Bs[jc*LDS + kk], half bits) after the barrier.
+// This work-item's run of the gathered KWG x NWG slice of cols: column jc, the B_ELEMS consecutive rows from
+// kk0 = (tid / NWG) * B_ELEMS, fetched into registers for step k0 (the row r split into (c, i, j) once, then
+// stepped) and put into local memory (Bs[jc*LDS + kk0 ..], half bits) after the barrier in 16-byte stores (8-byte
+// where B_ELEMS is 4): the warp's lanes take consecutive columns, so their global reads are consecutive positions
+// of x and their stores rows of Bs 16 bytes apart in the banks.
 #define B_STEP (MMA_WGS / NWG)
-#define B_ELEMS ((KWG + B_STEP - 1) / B_STEP)
+#define B_ELEMS (KWG / B_STEP)
+#if KWG % B_STEP != 0 || B_ELEMS % 4 != 0
+#error "conv2d_implicit_mma_f16 needs KWG to be a multiple of 4*MMA_WGS/NWG (each work-item's run of rows, in fours)"
+#endif
 inline void fetch_cols(GATHER_T *regs, const __global DATA *xq, const int k0, const int k_end, const bool q_in,
                        const int iy0, const int ix0, const int H, const int W, const int tid)
 {
+    int r = k0 + (tid / NWG) * B_ELEMS;
+    int c = r / (KH * KW), i = (r % (KH * KW)) / KW, j = r % KW;
 MMA_UNROLL
-    for (int s = 0; s < B_ELEMS; ++s) {
-        const int kk = tid / NWG + s * B_STEP, r = k0 + kk;
-        GATHER_T v = 0;
-        if (kk < KWG && q_in && r < k_end) {
-            const int c = r / (KH * KW), ij = r % (KH * KW);
-            const int iy = iy0 + ij / KW, ix = ix0 + ij % KW;
-            if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                v = GATHER_LD(xq, ((long)c * H + iy) * W + ix);
+    for (int s = 0; s < B_ELEMS; ++s, ++r) {
+        const int iy = iy0 + i, ix = ix0 + j;
+        regs[s] = q_in && r < k_end && iy >= 0 && iy < H && ix >= 0 && ix < W
+                  ? GATHER_LD(xq, ((long)c * H + iy) * W + ix) : (GATHER_T)0;
+        if (++j == KW) {
+            j = 0;
+            if (++i == KH) {
+                i = 0;
+                ++c;
+            }
         }
-        regs[s] = v;
     }
 }
 
 inline void put_cols(__local ushort *Bs, const GATHER_T *regs, const int jc, const int tid)
 {
+    __local ushort *dst = Bs + jc * LDS + (tid / NWG) * B_ELEMS;
+#if B_ELEMS % 8 == 0
 MMA_UNROLL
-    for (int s = 0; s < B_ELEMS; ++s) {
-        const int kk = tid / NWG + s * B_STEP;
-        if (kk < KWG)
-            GATHER_ST(regs[s], Bs + jc * LDS + kk);
-    }
+    for (int s = 0; s < B_ELEMS; s += 8)
+        GATHER_PUT(8, dst + s, regs + s);
+#else
+MMA_UNROLL
+    for (int s = 0; s < B_ELEMS; s += 4)
+        GATHER_PUT(4, dst + s, regs + s);
+#endif
 }
 
 __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))

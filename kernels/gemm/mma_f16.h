@@ -11,6 +11,9 @@
 //             work-group and the local tiles STAGES * (MWG + NWG) * (KWG + 8) halves must fit the device:
 //             registry/linalg.py _mma_f16_fits)
 //   STAGES    local buffers of the staged tiles, 1 or 2 (the includer's main loop alternates them)
+//   LDSM      1: the warps read their fragments from the staged tiles with ldmatrix (one instruction for the four
+//             32-bit words of an A fragment, or the two words of two B fragments, the lanes naming the rows);
+//             0: with a 32-bit local load per word. The emulation reads them word by word either way.
 //   MMA_EMULATE  1: emulate mma.sync in OpenCL C (tests on devices without NVIDIA PTX); 0: the PTX
 #ifndef MWG
 #error "MWG (rows of C per work-group) must be set with -D"
@@ -29,6 +32,9 @@
 #endif
 #if !defined(STAGES) || (STAGES != 1 && STAGES != 2)
 #error "STAGES (local buffers of the staged tiles: 1 or 2) must be set with -D"
+#endif
+#if !defined(LDSM) || (LDSM != 0 && LDSM != 1)
+#error "LDSM (1: fragments read with ldmatrix, 0: with 32-bit local loads) must be set with -D"
 #endif
 #define WM (MWG / WARPS_M)        // rows of C per warp, a multiple of 16
 #define WN (NWG / WARPS_N)        // columns of C per warp, a multiple of 8
@@ -112,6 +118,19 @@ MMA_UNROLL                                                                      
         }                                                                                                       \
     }
 
+// ldmatrix.x4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): lane l names row l % 8 of 8x8 matrix l / 8 (16
+// bytes, 16-byte aligned, in local memory) and receives word (l / 4, l % 4) of each matrix in r[0..3]: the same words
+// as the fragments' loads below. ldmatrix takes the row's address in the shared state space, which is what an
+// OpenCL __local pointer holds on NVIDIA.
+#if LDSM && !MMA_EMULATE
+#define LDSM_X4(r0, r1, r2, r3, p)                                                                              \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"                             \
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"((uint)(size_t)(p)))
+#define LDSM_X2(r0, r1, p)                                                                                      \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];" : "=r"(r0), "=r"(r1)               \
+                 : "r"((uint)(size_t)(p)))
+#endif
+
 // One KWG step: acc[i][j] += A_tile (rows wm*WM + i*16 ..) x B_tile (columns wn*WN + j*8 ..) from the staged tiles.
 // emu_a, emu_b: the emulation's scratch (unused with the PTX).
 __attribute__((always_inline)) inline void mma_step(float acc[MI][NI][4], const __local ushort *As,
@@ -123,6 +142,22 @@ __attribute__((always_inline)) inline void mma_step(float acc[MI][NI][4], const 
 MMA_UNROLL
     for (int ks = 0; ks < KWG; ks += 16) {
         uint fa[MI][4], fb[NI][2];
+#if LDSM && !MMA_EMULATE
+        // A: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a0..a3;
+        // B (n rows, k-contiguous): (n 0-7, k 0-7), (n 0-7, k 8-15) = b0, b1 of tile j, then those of tile j+1
+MMA_UNROLL
+        for (int i = 0; i < MI; ++i)
+            LDSM_X4(fa[i][0], fa[i][1], fa[i][2], fa[i][3],
+                    As + (wm * WM + i * 16 + (lane & 15)) * LDS + ks + (lane >> 4) * 8);
+MMA_UNROLL
+        for (int j = 0; j + 1 < NI; j += 2)
+            LDSM_X4(fb[j][0], fb[j][1], fb[j + 1][0], fb[j + 1][1],
+                    Bs + (wn * WN + j * 8 + (lane & 7) + (lane >> 4) * 8) * LDS + ks + ((lane >> 3) & 1) * 8);
+#if NI % 2
+        LDSM_X2(fb[NI - 1][0], fb[NI - 1][1],
+                Bs + (wn * WN + (NI - 1) * 8 + (lane & 7)) * LDS + ks + ((lane >> 3) & 1) * 8);
+#endif
+#else
 MMA_UNROLL
         for (int i = 0; i < MI; ++i) {
             const __local ushort *p = As + (wm * WM + i * 16 + g) * LDS + ks + 2 * t;
@@ -137,6 +172,7 @@ MMA_UNROLL
             fb[j][0] = *(const __local uint *)p;
             fb[j][1] = *(const __local uint *)(p + 8);
         }
+#endif
 MMA_UNROLL
         for (int i = 0; i < MI; ++i)
 MMA_UNROLL

@@ -26,13 +26,19 @@ def _extra(rt) -> dict:
 def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half") -> list:
     """every: every config the tuner may pick where the PTX runs (else the default and the largest), with a small
     config whose full tiles the shapes below fill (the staging's vector path); emulated: the default, the largest
-    and the small one; and the default with one local buffer (STAGES 1)."""
+    and the small one; and the default with one local buffer (STAGES 1). Where the PTX runs, also the default with
+    the fragments read the other way (LDSM: ldmatrix or 32-bit loads) and, for the GEMM, a warp tile of three mma columns (ldmatrix's
+    x2 tail; the emulation reads fragments one way only)."""
     v = REGISTRY[op].variant(variant)
     configs = v.configs(rt.info)
-    if not (every and rt.info.get("nvidia_ptx")):
+    ptx = rt.info.get("nvidia_ptx")
+    if not (every and ptx):
         configs = [v.knobs, max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))]
-    if "STAGES" in v.knobs:
-        configs.append({**v.knobs, "STAGES": 1})
+    configs.append({**v.knobs, "STAGES": 1})
+    if ptx:
+        configs.append({**v.knobs, "LDSM": 1 - v.knobs["LDSM"]})
+        if op == "linear":
+            configs.append(v.complete({"MWG": 32, "NWG": 24, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1}))
     small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
     return [{**k, **_extra(rt)} for k in configs + [small]]
 
