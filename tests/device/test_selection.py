@@ -214,3 +214,31 @@ def test_a_float16_call_runs_a_tensor_core_variant_wherever_one_handles_it(rt):
     table = {"ops": {"linear": {"shapes": {selection.call_key(spec.reference, args): [entry[0], entry[2]]}}}}
     assert Policy(table, info=info)("linear", args) == ("mma_f16_half", spec.variant("mma_f16_half").knobs)
     assert Policy(table, info={**info, "nvidia_ptx": False})("linear", args) == ("tiled", {"TS": 8})
+
+
+def test_a_shape_the_table_lacks_runs_the_ranking_of_the_nearest_tuned_shape(rt):
+    """group_norm_silu tuned at two shapes: a call at a shape between them runs the nearer one's pick (its knobs as
+    timed); a call that differs in a scalar (num_groups) or in an array's rank has no comparable entry and runs
+    the most advanced variant at its defaults; the nearest entry's variant is passed over where it does not run."""
+    def args(shape, groups=32):
+        x = rt.to_device(np.ones(shape, np.float32))
+        return (x, groups, rt.to_device(np.ones(shape[1], np.float32)), rt.to_device(np.ones(shape[1], np.float32)))
+
+    ref = REGISTRY["group_norm_silu"].reference
+    key = lambda a: selection.call_key(ref, a)   # noqa: E731
+    big, small = key(args((1, 128, 512, 512))), key(args((2, 1280, 8, 8)))
+    table = {"ops": {"group_norm_silu": {"defaults": {}, "shapes": {
+        big: [["reduce", {"SPLIT": 64, "VEC": 1, "WG": 256}, 1.0], ["fused", {"VEC": 1, "WG": 256}, 9.0]],
+        small: [["naive", {"WG": 128}, 1.0]]}}}}
+    pick = lambda a: Policy(table, info=rt.info)("group_norm_silu", a)   # noqa: E731
+    assert pick(args((1, 256, 256, 256))) == ("reduce", {"SPLIT": 64, "VEC": 1, "WG": 256})
+    assert pick(args((2, 640, 16, 16))) == ("naive", {"WG": 128})
+    assert pick(args((1, 256, 256, 256), groups=16))[0] == "fused"     # no entry at 16 groups: the default rule
+    assert pick(args((2, 256, 256)))[0] == "fused"                     # rank 3: not comparable
+    # the nearest entry's first variant cannot run here: its next one
+    info = {**rt.info, "nvidia_ptx": False}
+    with_ptx = {"ops": {"linear": {"defaults": {}, "shapes": {
+        selection.call_key(REGISTRY["linear"].reference, _linear_args(rt)):
+            [["mma_tf32", {"TM": 16}, 1.0], ["tiled", {"TS": 8}, 2.0]]}}}}
+    lin = (rt.to_device(np.ones((6, 16), np.float32)), rt.to_device(np.ones((8, 16), np.float32)), None)
+    assert Policy(with_ptx, info=info)("linear", lin) == ("tiled", {"TS": 8})
