@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf halfpsnr keep generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf halfpsnr abknobs keep generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -66,6 +66,8 @@ for stage in "$@"; do
                 echo "pytest --sdcl --sdcl-device ${XDIST_DEVICES:-$DEV} -n $n: $(python3 -c "print(round($(date +%s.%N) - $s0, 1))") s" \
                   | tee -a "$OUT/xdist.txt"
               done ;;
+    abknobs)  # AB_ARGS: scripts/ab_knobs.py's arguments (op, variant, dtype, the knob settings to compare at SD shapes)
+              python3 $REPO/scripts/ab_knobs.py --device "$DEV" $AB_ARGS | tee -a "$OUT/ab-knobs.txt" ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
     gemm)     python3 $REPO/scripts/bench_gemm.py --device "$DEV" --out "$OUT/gemm.json" ;;
     gemmsd)   # the SD GEMM shapes as the policy runs them, against CLBlast and torch
@@ -75,10 +77,12 @@ for stage in "$@"; do
                 | tee "$OUT/gemm-sd-half.txt" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
                 ${ROWS:+--rows $ROWS} --out "$OUT" ;;
-    profile)  # MODES: which of float32 half float16 to profile (default: all three)
+    profile)  # MODES: which of float32 half float16 to profile (default: all three); SHAPES: N, also each stage's N
+              # heaviest op calls with their variants and FLOP rates; PROFILE_ARGS: more arguments (--reps 3)
               for m in ${MODES:-float32 half float16}; do
                 flag=$([ "$m" = float32 ] || echo "--$m"); sfx=$([ "$m" = float32 ] || echo "-$m")
-                python3 $REPO/scripts/profile_step.py --device "$DEV" $flag --out "$OUT/profile$sfx.json" \
+                python3 $REPO/scripts/profile_step.py --device "$DEV" $flag ${SHAPES:+--shapes $SHAPES} \
+                  ${PROFILE_ARGS:-} --out "$OUT/profile$sfx.json" \
                   | tee "$OUT/profile$sfx.txt"
               done ;;
     perf)     # appends to $OUT/perf-history.sqlite (copy the device's history there first to extend it);

@@ -5,7 +5,8 @@ device's selection policy ran: the table behind the ladder's last rows.
     python scripts/profile_step.py --device nvidia --model sd21-base --size 512 [--half | --float16] [--out prof.json]
 
 Kernel seconds are the OpenCL profiling events of a call after a warm-up call; wall is that call's time with the
-queue drained (the gap is host overhead: launches, allocations, Python); both the median of --reps calls. The stage
+queue drained (the gap is host overhead: launches, allocations, Python); both the median of --reps calls. host is
+the call's time with the enqueues skipped: the Python side of that overhead. The stage
 unet_replayed is the UNet step with its launches recorded at the warm-up call and replayed (sdcl.opencl_impl.replay),
 as the pipeline's sampler loop runs it.
 """
@@ -30,6 +31,9 @@ def main() -> int:
     p.add_argument("--half", action="store_true", help="linear and conv2d weights stored as float16")
     p.add_argument("--float16", action="store_true", help="every weight and activation in float16")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--shapes", type=int, default=0, metavar="N",
+                   help="also print each stage's N op calls (op, shapes, variant) with the most kernel time, and their "
+                        "FLOP rate by the registry's count")
     p.add_argument("--out")
     args = p.parse_args()
 
@@ -70,15 +74,19 @@ def main() -> int:
             times = rt.kernel_times()
             kernels.append(sum(times.values()))
             per_op = {op: per_op.get(op, 0.0) + s / args.reps for op, s in times.items()}
+        heavy = heaviest(rt, fn, args.shapes) if args.shapes and stage != "unet_replayed" else []  # (replay: no policy)
         rt.profile = False
         wall = float(np.median(walls))
         # the per-op table is the mean over the calls; scaled to the median call's kernel total
         scale = float(np.median(kernels)) / max(sum(per_op.values()), 1e-12)
         per_op = {op: s * scale for op, s in per_op.items()}
         total = sum(per_op.values())
-        print(f"{stage}: wall {wall * 1e3:.1f} ms, kernels {total * 1e3:.1f} ms, {launches} launches")
+        host = host_time(rt, fn) if stage != "unet_replayed" else None
+        print(f"{stage}: wall {wall * 1e3:.1f} ms, kernels {total * 1e3:.1f} ms, {launches} launches"
+              + (f", host {host * 1e3:.1f} ms with the launches skipped" if host is not None else ""))
         for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):
             print(f"  {op:20} {s * 1e3:9.2f} ms  {100 * s / total:5.1f}%  {counts.get(op, 0):4d} launches")
+        print("\n".join(heavy))
         result["stages"][stage] = {"wall_ms": wall * 1e3, "kernel_ms": total * 1e3, "launches": launches,
                                    "ops_ms": {op: s * 1e3 for op, s in per_op.items()}, "op_launches": dict(counts)}
     used = sorted({f"{op}:{v} {k}" for (op, _), (v, k) in rt.policy.choices.items()})
@@ -87,6 +95,65 @@ def main() -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0
+
+
+def host_time(rt, fn, reps: int = 3) -> float:
+    """Median seconds of a call of fn with every enqueue skipped (the runtime's collecting mode, as prebuild's pass
+    runs the models): the Python side of the wall time (policy, launchers, allocations), without the driver's."""
+    times = []
+    rt.collecting = {}
+    try:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    finally:
+        rt.collecting = None
+    return float(np.median(times))
+
+
+def heaviest(rt, fn, n: int) -> list:
+    """One more call of fn, each op call's kernel time attributed to its (op, shapes, variant, knobs): lines of the
+    n heaviest, with their share and FLOP rate (the registry's count of the op)."""
+    from sdcl.opencl_impl.selection import call_key
+    from sdcl.registry import REGISTRY
+    from sdcl.registry.spec import Case
+
+    calls, policy = [], rt.policy
+
+    def who(op, a, kw=None):
+        choice = policy(op, a, kw)
+        calls.append((len(rt.events), op, a, dict(kw or {}), choice))
+        return choice
+
+    rt.events.clear()
+    rt.policy = who
+    try:
+        fn()
+        rt.queue.finish()
+    finally:
+        rt.policy = policy
+    ends = [c[0] for c in calls[1:]] + [len(rt.events)]
+    rows: dict = {}
+    for (start, op, a, kw, (variant, knobs)), end in zip(calls, ends):
+        s = sum((ev.profile.end - ev.profile.start) * 1e-9 for _, ev in rt.events[start:end])
+        spec = REGISTRY.get(op)
+        try:
+            key = call_key(spec.reference, a, kw, spec.epilogue_args)
+            flops = spec.flops(Case(op, tuple(a), kw)) if spec.flops else 0
+        except Exception:       # an op outside the registry, or a count that needs host arrays
+            key, flops = "?", 0
+        row = rows.setdefault((op, key, variant, repr(sorted(knobs.items()))), [0.0, 0, 0])
+        row[0] += s
+        row[1] += 1
+        row[2] += flops
+    rt.events.clear()
+    total = sum(r[0] for r in rows.values())
+    lines = [f"  heaviest calls (one more call: {len(calls)} op calls, {total * 1e3:.1f} ms of kernels):"]
+    for (op, key, variant, knobs), (s, count, flops) in sorted(rows.items(), key=lambda kv: -kv[1][0])[:n]:
+        rate = f"{flops / s * 1e-9:8.0f} GFLOP/s" if flops and s else " " * 16
+        lines.append(f"    {s * 1e3:8.3f} ms {100 * s / total:5.1f}% x{count:<3d} {rate}  {op}:{variant} {key}  {knobs}")
+    return lines
 
 
 if __name__ == "__main__":
