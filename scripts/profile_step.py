@@ -122,8 +122,16 @@ def heaviest(rt, fn, n: int) -> list:
     calls, policy = [], rt.policy
 
     def who(op, a, kw=None):
+        # the call's key and FLOP count now, not its arrays: arrays held past their use would keep the memory pool
+        # from reusing their buffers, and fresh memory costs a CPU device's kernels its first-touch page faults
         choice = policy(op, a, kw)
-        calls.append((len(rt.events), op, a, dict(kw or {}), choice))
+        spec = REGISTRY.get(op)
+        try:
+            key = call_key(spec.reference, a, kw, spec.epilogue_args)
+            flops = spec.flops(Case(op, tuple(a), dict(kw or {}))) if spec.flops else 0
+        except Exception:       # an op outside the registry, or a count that needs host arrays
+            key, flops = "?", 0
+        calls.append((len(rt.events), op, key, flops, choice))
         return choice
 
     rt.events.clear()
@@ -135,14 +143,8 @@ def heaviest(rt, fn, n: int) -> list:
         rt.policy = policy
     ends = [c[0] for c in calls[1:]] + [len(rt.events)]
     rows: dict = {}
-    for (start, op, a, kw, (variant, knobs)), end in zip(calls, ends):
+    for (start, op, key, flops, (variant, knobs)), end in zip(calls, ends):
         s = sum((ev.profile.end - ev.profile.start) * 1e-9 for _, ev in rt.events[start:end])
-        spec = REGISTRY.get(op)
-        try:
-            key = call_key(spec.reference, a, kw, spec.epilogue_args)
-            flops = spec.flops(Case(op, tuple(a), kw)) if spec.flops else 0
-        except Exception:       # an op outside the registry, or a count that needs host arrays
-            key, flops = "?", 0
         row = rows.setdefault((op, key, variant, repr(sorted(knobs.items()))), [0.0, 0, 0])
         row[0] += s
         row[1] += 1
