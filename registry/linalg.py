@@ -203,12 +203,13 @@ _GEMM_TILED_REG = Variant(
 # CPU-style (PoCL): MR x NR register blocks; B (K, N) vectorised along n (NR the vector width), B^T along k (KV).
 # One kernel serves both layouts (B^T is a run-time flag), so both declare every knob: KU unrolls the B (K, N) path,
 # KV is the B^T path's vector width; each tunes its own.
-_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4, "KV": 16},
-                      space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4]}, devices=("CPU",), launcher=GEMM,
-                      tier="tiled GEMM", dtypes=DTYPES)
-_CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KU": 4, "KV": 16},
-                      space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16]}, devices=("CPU",), launcher=GEMM,
-                      tier="tiled GEMM", dtypes=DTYPES)
+# GM: block rows per group of consecutive work-items (B's columns reused from cache GM times; 1: none).
+_CPU_REG_NN = Variant("cpu_reg", {"MR": 8, "NR": 16, "KU": 4, "KV": 16, "GM": 8},
+                      space={"MR": [4, 8], "NR": [8, 16], "KU": [1, 4], "GM": [1, 8, 32]}, devices=("CPU",),
+                      launcher=GEMM, tier="tiled GEMM", dtypes=DTYPES)
+_CPU_REG_NT = Variant("cpu_reg", {"MR": 4, "NR": 4, "KU": 4, "KV": 16, "GM": 8},
+                      space={"MR": [2, 4], "NR": [2, 4], "KV": [8, 16], "GM": [1, 8, 32]}, devices=("CPU",),
+                      launcher=GEMM, tier="tiled GEMM", dtypes=DTYPES)
 # NVIDIA tensor cores (inline PTX mma.sync m16n8k8 TF32; float32 only: TF32 is a float32 format). SPLIT 3 (3xTF32: x = hi + lo,
 # lo*hi + hi*lo + hi*hi, the dropped lo*lo ~2^-22 relative) keeps float32-level products, and each KWG step's mma
 # sums (the tensor cores truncate as they accumulate) are added to float32 accumulators with rounded adds, so the
