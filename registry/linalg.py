@@ -282,13 +282,15 @@ _F16_TOL = {
 # SPLITK, a host knob: split-K where the tiles leave compute units idle (0: as many splits as fill them, 1: none;
 # variants.gemm.split_k), the partial products added in order by a second kernel with the epilogue. STAGES: one or
 # two local buffers of the staged tiles (the next step's global reads are prefetched into registers either way).
-# LDSM: the fragments read from the staged tiles with ldmatrix (1) or with 32-bit local loads (0; the default until
-# ldmatrix is timed on an NVIDIA GPU: its tests there pass both).
+# LDSM: the fragments read from the staged tiles with ldmatrix (1; H100, float16 conv2d implicit_mma_f16 at the SD
+# shapes: 2.775 ms against 3.282 with 32-bit local loads, linear within 1%) or with 32-bit local loads (0).
+# PREFETCH (the GEMM's only: kernels/gemm/mma_f16.cl): the next step's tiles read into registers during the mma (1)
+# or when staged (0; the register prefetch's live registers made linear 1.4x slower on an H100).
 _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0,
-                     "STAGES": 2, "LDSM": 0},
+                     "STAGES": 2, "LDSM": 1, "PREFETCH": 0},
     space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
-           "SPLITK": [0, 1], "STAGES": [1, 2], "LDSM": [0, 1]},
+           "SPLITK": [0, 1], "STAGES": [1, 2], "LDSM": [0, 1], "PREFETCH": [0, 1]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"),
     tolerance=_F16_TOL, half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
@@ -478,7 +480,8 @@ _CONV_VARIANTS = (
     # memory, never written (a work-item keeps one column of the gathered tile and a run of its rows in fours:
     # _implicit_mma_fits);
     # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; one or two local buffers; ldmatrix)
-    Variant("implicit_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space,
+    Variant("implicit_mma_f16", {k: v for k, v in _MMA_F16_HALF.knobs.items() if k != "PREFETCH"},
+            space={k: v for k, v in _MMA_F16_HALF.space.items() if k != "PREFETCH"},
             constraint=_implicit_mma_fits,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,
             half_args=(1,), half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),

@@ -22,11 +22,18 @@
 // work-group-synchronous emulation in OpenCL C (local memory, barriers), so that the fragment layouts, tiling and
 // tails can be verified on any device; it is for tests, not speed.
 // NDRange (ceil(N/NWG)*32*WARPS_N, ceil(M/MWG)*WARPS_M, Z).
-// Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE), with their constraints, and
-// STAGES (1 or 2: local buffers of the staged tiles, as conv2d/implicit_mma_f16.cl's).
+// Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE, STAGES, LDSM), with their
+// constraints, and PREFETCH: 1, the next step's tiles are read into registers before this step's mma (as
+// conv2d/implicit_mma_f16.cl always does); 0, each step's tiles are read and stored into local memory just before its
+// barrier, no registers live across the mma. H100, float16 linear at the SD shapes: the register prefetch took 0.729
+// ms where the synchronous staging before it took 0.520 (ff_proj 0.388 against 0.238): its 16 more live registers
+// per work-item cost the tiles occupancy, where the implicit conv's gather gains from the overlap.
 #include "common.h"
 #include "gemm.h"
 #include "mma_f16.h"
+#ifndef PREFETCH
+#error "PREFETCH (1: the next step's tiles read into registers during the mma; 0: read when staged) must be set with -D"
+#endif
 
 PREFETCH_ROWS(a, A_T, MWG, KIND_A)
 PREFETCH_ROWS(b, B_T, NWG, KIND_B)
@@ -86,8 +93,8 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL 
     const bool trans_b = flags & GEMM_TRANS_B;
     const __global A_T *am0 = a + (long)m0 * lda;
     const __global B_T *bn0 = trans_b ? b + (long)n0 * ldb : b + n0;
-    // Software pipeline, as in conv2d/implicit_mma_f16.cl: step k0 + KWG's global reads are in registers during step
-    // k0's mma; STAGES 2 alternates two local buffers (one barrier a step), STAGES 1 waits for the mma.
+    // Software pipeline (PREFETCH 1), as in conv2d/implicit_mma_f16.cl: step k0 + KWG's global reads are in registers
+    // during step k0's mma; STAGES 2 alternates two local buffers (one barrier a step), STAGES 1 waits for the mma.
     A_T4 ra[PF_GROUPS(MWG)];
     B_T4 rb[PF_GROUPS(NWG)];
 #define GEMM_FETCH(k0)                                                                                          \
@@ -96,21 +103,28 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL 
         fetch_rows_b(rb, bn0 + (k0), ldb, N - n0, k_end - (k0), vec, tid);                                      \
     else                                                                                                        \
         fetch_cols_b(rb, bn0 + (long)(k0) * ldb, ldb, N - n0, k_end - (k0), tid)
+#if PREFETCH
     if (k_begin < k_end) {
         GEMM_FETCH(k_begin);
     }
+#endif
     for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
         __local ushort *As = (__local ushort *)As4 + (STAGES == 2 ? (step & 1) * MWG * LDS : 0);
         __local ushort *Bs = (__local ushort *)Bs4 + (STAGES == 2 ? (step & 1) * NWG * LDS : 0);
+#if !PREFETCH
+        GEMM_FETCH(k0);
+#endif
         put_rows_a(As, ra, tid);
         if (trans_b)
             put_rows_b(Bs, rb, tid);
         else
             put_cols_b(Bs, rb, tid);
         barrier(CLK_LOCAL_MEM_FENCE);
+#if PREFETCH
         if (k0 + KWG < k_end) {
             GEMM_FETCH(k0 + KWG);
         }
+#endif
         MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
 #if STAGES == 1
         barrier(CLK_LOCAL_MEM_FENCE);

@@ -26,15 +26,18 @@ def _extra(rt) -> dict:
 def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half") -> list:
     """every: every config the tuner may pick where the PTX runs (else the default and the largest), with a small
     config whose full tiles the shapes below fill (the staging's vector path); emulated: the default, the largest
-    and the small one; and the default with one local buffer (STAGES 1). Where the PTX runs, also the default with
-    the fragments read the other way (LDSM: ldmatrix or 32-bit loads) and, for the GEMM, a warp tile of three mma columns (ldmatrix's
-    x2 tail; the emulation reads fragments one way only)."""
+    and the small one; the default with one local buffer (STAGES 1) and, for the GEMM, with the other PREFETCH.
+    Where the PTX runs, also the default with the fragments read the other way (LDSM: ldmatrix or 32-bit loads)
+    and, for the GEMM, a warp tile of three mma columns (ldmatrix's x2 tail; the emulation reads fragments one way
+    only)."""
     v = REGISTRY[op].variant(variant)
     configs = v.configs(rt.info)
     ptx = rt.info.get("nvidia_ptx")
     if not (every and ptx):
         configs = [v.knobs, max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))]
     configs.append({**v.knobs, "STAGES": 1})
+    if "PREFETCH" in v.knobs:       # the GEMM's: its tiles read into registers a step ahead, or when staged
+        configs.append({**v.knobs, "PREFETCH": 1 - v.knobs["PREFETCH"]})
     if ptx:
         configs.append({**v.knobs, "LDSM": 1 - v.knobs["LDSM"]})
         if op == "linear":
