@@ -285,7 +285,7 @@ _F16_TOL = {
 # LDSM: the fragments read from the staged tiles with ldmatrix (1; H100, float16 conv2d implicit_mma_f16 at the SD
 # shapes: 2.775 ms against 3.282 with 32-bit local loads, linear within 1%) or with 32-bit local loads (0).
 # PREFETCH (the GEMM's only: kernels/gemm/mma_f16.cl): the next step's tiles read into registers during the mma (1)
-# or when staged (0; the register prefetch's live registers made linear 1.4x slower on an H100).
+# or when staged (0, as before the prefetch, whose kernel ran linear 1.4x faster on an H100: 0 is not yet timed there).
 _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0,
                      "STAGES": 2, "LDSM": 1, "PREFETCH": 0},

@@ -25,9 +25,10 @@
 // Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE, STAGES, LDSM), with their
 // constraints, and PREFETCH: 1, the next step's tiles are read into registers before this step's mma (as
 // conv2d/implicit_mma_f16.cl always does); 0, each step's tiles are read and stored into local memory just before its
-// barrier, no registers live across the mma. H100, float16 linear at the SD shapes: the register prefetch took 0.729
-// ms where the synchronous staging before it took 0.520 (ff_proj 0.388 against 0.238): its 16 more live registers
-// per work-item cost the tiles occupancy, where the implicit conv's gather gains from the overlap.
+// barrier, no registers live across the mma (the order of c7ab9b7's staging). H100, float16 linear at the SD shapes,
+// one call (docs/results/ab-knobs-mma-f16-nvidia-h100.txt): the register prefetch took 0.729 ms where c7ab9b7's
+// kernel took 0.520 (ff_proj 0.388 against 0.238); likely its 16 more live registers a work-item cost the tiles
+// occupancy (the implicit conv's gather gains from the overlap). PREFETCH 0 itself is not yet timed on NVIDIA.
 #include "common.h"
 #include "gemm.h"
 #include "mma_f16.h"
