@@ -69,7 +69,10 @@ def nearest_key(bound: dict, keys) -> str | None:
     want = {k: v for k, v in bound.items() if v is not None}
     best, best_d = None, math.inf
     for key in keys:
-        parts = dict(p.split("=", 1) for p in re.split(r",(?=\w+=)", key))
+        pieces = re.split(r",(?=\w+=)", key)
+        if not all("=" in p for p in pieces):     # not a call_key text (an older table's positional key)
+            continue
+        parts = dict(p.split("=", 1) for p in pieces)
         if parts.keys() != want.keys():
             continue
         d = 0.0
@@ -276,8 +279,9 @@ class Policy:
         if not tuned and shapes and spec:
             # a shape the tuner did not time (the VAE's group norms at 256 x 256, say): the ranking of the nearest one
             # it timed, where that shape's variant handles this call; on a GPU the device's own timings at a
-            # neighbouring shape are a better guide than the most advanced variant at its default knobs (the
-            # H200's float16 VAE ran group_norm_silu `fused`, one work-group per group, for 14.8 ms of 29 launches)
+            # neighbouring shape are a better guide than the most advanced variant at its default knobs (the H200's
+            # float16 VAE: 14.8 ms of group_norm_silu in 23 launches, `fused`, a work-group a group, where its table
+            # lacks the shape)
             near = nearest_key(bind(spec.reference, args, kwargs, spec.epilogue_args), shapes)
             tuned = [c for c in shapes.get(near, []) if c[0] in names and handles(spec.variant(c[0]))]
         if tuned:  # the fastest verified variant among the allowed ones, as the tuner timed them
