@@ -232,11 +232,15 @@ def mma_f16_local_bytes(k: dict, stages: int) -> int:
     return stages * (k["MWG"] + k["NWG"]) * (k["KWG"] + 8) * 2
 
 
-def _implicit_mma_fits(k: dict, info: dict) -> bool:
-    """conv2d implicit_mma_f16: _mma_f16_fits, and the gather's shares: each of the 32*WARPS_M*WARPS_N work-items
-    keeps one of the NWG columns and KWG / (work-items per column) of its rows, a multiple of 4."""
+def implicit_mma_gather_fits(k: dict) -> bool:
+    """conv2d implicit_mma_f16's gather (kernels/conv2d/implicit_mma_f16.cl): each of the 32*WARPS_M*WARPS_N
+    work-items keeps one of the NWG columns and KWG / (work-items per column) of its rows, a multiple of 4."""
     wgs = 32 * k["WARPS_M"] * k["WARPS_N"]
-    return _mma_f16_fits(k, info) and wgs % k["NWG"] == 0 and k["KWG"] % (4 * (wgs // k["NWG"])) == 0
+    return wgs % k["NWG"] == 0 and k["KWG"] % (4 * (wgs // k["NWG"])) == 0
+
+
+def _implicit_mma_fits(k: dict, info: dict) -> bool:
+    return _mma_f16_fits(k, info) and implicit_mma_gather_fits(k)
 
 
 def _mma_f16_fits(k: dict, info: dict) -> bool:

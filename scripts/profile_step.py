@@ -114,7 +114,9 @@ def host_time(rt, fn, reps: int = 3) -> float:
 
 def heaviest(rt, fn, n: int) -> list:
     """One more call of fn, each op call's kernel time attributed to its (op, shapes, variant, knobs): lines of the
-    n heaviest, with their share and FLOP rate (the registry's count of the op)."""
+    n heaviest, with their share and FLOP rate (the registry's count of the op). A variant that runs other ops
+    through the policy (Winograd's and im2col's GEMMs) is charged its own kernels only, so its rate overstates;
+    the ops it runs have their own rows."""
     from sdcl.opencl_impl.selection import call_key
     from sdcl.registry import REGISTRY
     from sdcl.registry.spec import Case
@@ -154,7 +156,8 @@ def heaviest(rt, fn, n: int) -> list:
     lines = [f"  heaviest calls (one more call: {len(calls)} op calls, {total * 1e3:.1f} ms of kernels):"]
     for (op, key, variant, knobs), (s, count, flops) in sorted(rows.items(), key=lambda kv: -kv[1][0])[:n]:
         rate = f"{flops / s * 1e-9:8.0f} GFLOP/s" if flops and s else " " * 16
-        lines.append(f"    {s * 1e3:8.3f} ms {100 * s / total:5.1f}% x{count:<3d} {rate}  {op}:{variant} {key}  {knobs}")
+        lines.append(f"    {s * 1e3:8.3f} ms {100 * s / total:5.1f}% x{count:<3d} {rate}  "
+                     f"{op}:{variant} {key}  {knobs}")
     return lines
 
 

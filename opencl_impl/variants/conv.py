@@ -51,6 +51,7 @@ from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.shapes import conv_geometry, residual_mode
 from sdcl.opencl_impl.variants.gemm import TECHNIQUES, check_mma, gemm, mma_stages, ndrange, split_k
 from sdcl.registry import REGISTRY
+from sdcl.registry.linalg import implicit_mma_gather_fits
 
 SCRATCH_BYTES = 256 * 2**20   # per launch, at most this much scratch (and at most half the largest allocation)
 
@@ -259,15 +260,13 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
         _float16_arrays("implicit_mma_f16", x, weight, bias, residual)
     check_mma(rt, "mma_f16", k)
     k = mma_stages(rt, k)
-    wgs = 32 * k["WARPS_M"] * k["WARPS_N"]
-    if wgs % k["NWG"] or k["KWG"] % (4 * (wgs // max(k["NWG"], 1))):
+    if not implicit_mma_gather_fits(k):
         raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, and KWG of 4 times "
                          f"their ratio (each work-item's share of the gathered tile), got {k}")
     s = ConvShape.of(x, weight, stride, padding)
     half = weight.dtype == np.float16
-    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE", "STAGES", "LDSM"), "KH": s.kh,
-               "KW": s.kw,
-               **({"A_HALF": 1} if half else {})}
+    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE", "STAGES", "LDSM"),
+               "KH": s.kh, "KW": s.kw, **({"A_HALF": 1} if half else {})}
     knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb = buffer(rt, x)
