@@ -195,11 +195,16 @@ ROWS = [
     OpSpec("group_norm", R.group_norm, (_NAIVE_NORM, _GROUP_NORM_REDUCE),
            _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=_norm_flops, bytes=elementwise_bytes),
     # group_norm then silu: the same reductions plus one exp and one division per element (see the silu row);
-    # reduce: group_norm's reduce then silu; fused (norm/group_norm.cl): one work-group of WG per (sample, group)
-    # does statistics, normalization, affine and SiLU in one launch.
+    # reduce: group_norm's reduce then silu; fused (norm/group_norm.cl): SiLU in the normalizing pass. SPLIT 1: one
+    # work-group of WG per (sample, group) does statistics, normalization, affine and SiLU in one launch; SPLIT > 1
+    # (a host-side knob, as reduce's): each (sample, group) cut into up to SPLIT chunks over as many work-groups,
+    # moments then normalize + SiLU, two launches. One work-group per group leaves a GPU idle at the VAE's 32 groups
+    # (the H200's table at 1x128x512x512: fused 1.17 ms against reduce's 0.25). Shipped tables tuned before the knob
+    # measured SPLIT 1 and say so.
     OpSpec("group_norm_silu", R.group_norm_silu,
            (replace(_NAIVE_NORM, tolerance=_UNFUSED_SILU_TOL), replace(_GROUP_NORM_REDUCE, tolerance=_UNFUSED_SILU_TOL),
-            Variant("fused", {"WG": 4, "VEC": 16}, space={"WG": [4, 16, 64, 256], "VEC": [1, 16]},
+            Variant("fused", {"WG": 4, "VEC": 16, "SPLIT": 8},
+                    space={"WG": [4, 16, 64, 256], "VEC": [1, 16], "SPLIT": [1, 8, 64]},
                     constraint=_lanes_fit, launcher=ROWWISE + "group_norm_silu_fused", tier="fused GroupNorm",
                     dtypes=DTYPES)),
            _group_norm_cases, _group_norm_sd, _NORM_TOL, flops=lambda c: _norm_flops(c) + 4 * c.args[0].size,

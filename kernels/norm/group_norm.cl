@@ -11,11 +11,14 @@
 //       partial[(ng*split + i)*2 + 0] = mean,  partial[(ng*split + i)*2 + 1] = M2;
 //   group_norm_reduce_apply: work-group (chunk i, group ng) merges the `split` partials of its group (every
 //       work-group of a group in the same fixed order, so all of them get the same mean and variance), then
-//       normalizes its own chunk.
+//       normalizes its own chunk, and applies SiLU where silu is 1 (group_norm_silu's fused variant with SPLIT > 1).
 //   NDRange of both: (split * WG, N*G), work-groups of (WG, 1).
 // fused (group_norm_silu_fused): one work-group of WG work-items per (sample, group) does the moments of the whole
 //   block, then normalizes it and applies SiLU: x read twice and y written once, against three reads and a write for
-//   group_norm followed by a read and a write for silu. NDRange (WG, N*G), work-groups of (WG, 1).
+//   group_norm followed by a read and a write for silu. NDRange (WG, N*G), work-groups of (WG, 1). It fills a GPU
+//   only where N*G work-groups do (the VAE's 32 groups of a million elements at 512x512 leave most compute units
+//   idle); the variant's SPLIT > 1 runs the reduce kernels above instead, SiLU fused into the apply pass (the same
+//   reads and writes, in two launches).
 // A work-item t takes the vectors of VEC elements t, t + WG, ... of a range (vloadn / vstoren: element alignment
 // suffices), then the range's tail elements t, t + WG, ...; the normalization goes channel by channel (weight[c] and
 // bias[c] read once per channel, no division per element). GPU-style: WG 64 ... 256, VEC 1 ... 4; CPU-style (PoCL
@@ -91,7 +94,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_norm_reduce_apply(__global const DATA *x, __global const REAL *partial, __global const DATA *weight,
                              __global const DATA *bias, __global DATA *y, const int C, const int G, const long S,
                              const long chunk, const int split, const REAL eps, const int has_weight,
-                             const int has_bias)
+                             const int has_bias, const int silu)
 {
     __local REAL ln[WG], lmean[WG], lm2[WG];
     const long ng = get_group_id(1);
@@ -107,7 +110,7 @@ void group_norm_reduce_apply(__global const DATA *x, __global const REAL *partia
     TreeMoments(&n, &mean, &m2, ln, lmean, lm2, lid, WG);
     const REAL inv_std = (REAL)1 / sqrt(m2 / (REAL)count + eps);
     Normalize(x, weight, bias, y, ng * count, (ng % G) * cpg, S, i * chunk, min((i + 1) * chunk, count), mean,
-              inv_std, has_weight, has_bias, false, lid);
+              inv_std, has_weight, has_bias, silu, lid);
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))

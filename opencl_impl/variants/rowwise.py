@@ -1,5 +1,5 @@
 """Variants of the row-wise ops: group_norm, group_norm_silu, layer_norm and softmax (`reduce`: work-group tree
-reductions spread wide enough for SD's shapes; `fused`: GroupNorm + SiLU in one launch), geglu (`fused`) and the
+reductions spread wide enough for SD's shapes; `fused`: SiLU in GroupNorm's normalizing pass), geglu (`fused`) and the
 activations' `vec` (kernels/activation.cl).
 
 Each is the launcher its registry declaration names (sdcl.registry.norm, sdcl.registry.elementwise), called with a
@@ -33,7 +33,9 @@ def _split(count: int, wg: int, most: int) -> tuple:
     return -(-count // chunk), chunk
 
 
-def group_norm_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
+def _group_norm_two_pass(call: Call, x, num_groups, weight, bias, eps, silu: bool):
+    """group_norm's two launches (moments per chunk, then merge and normalize), SiLU in the second where silu (the
+    launches then named group_norm_silu)."""
     rt, knobs = call.rt, call.knobs
     wg, most, vec = (int(knobs[n]) for n in ("WG", "SPLIT", "VEC"))
     y = rt.empty(x.shape, x.dtype)
@@ -48,29 +50,39 @@ def group_norm_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-
     xb = buffer(rt, x)
     partial = rt.empty((blocks, split, 2), compute_type(x.dtype))     # (mean, M2) per chunk, in REAL
     stats = rt.kernel("norm/group_norm.cl", "group_norm_reduce_stats", defines, x.dtype)
-    rt.launch("group_norm", stats, (split * wg, blocks), (wg, 1),
+    op = "group_norm_silu" if silu else "group_norm"
+    rt.launch(op, stats, (split * wg, blocks), (wg, 1),
               xb, partial.data, np.int64(count), np.int64(chunk), np.int32(split))
     apply = rt.kernel("norm/group_norm.cl", "group_norm_reduce_apply", defines, x.dtype)
-    rt.launch("group_norm", apply, (split * wg, blocks), (wg, 1),
+    rt.launch(op, apply, (split * wg, blocks), (wg, 1),
               xb, partial.data, *_affine_args(rt, xb, weight, bias), y.data, np.int32(c), np.int32(num_groups),
               np.int64(spatial), np.int64(chunk), np.int32(split), real(x.dtype, eps),
-              *i32(weight is not None, bias is not None))
+              *i32(weight is not None, bias is not None, silu))
     return y
 
 
+def group_norm_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
+    return _group_norm_two_pass(call, x, num_groups, weight, bias, eps, silu=False)
+
+
 def group_norm_silu_reduce(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
-    """The two-pass group_norm, then silu: three launches (the fused variant does it in one)."""
+    """The two-pass group_norm, then silu: three launches (the fused variant does it in one or two)."""
     return activation(call.rt, "silu", group_norm_reduce(call, x, num_groups, weight, bias, eps))
 
 
 def group_norm_silu_fused(call: Call, x, num_groups, weight=None, bias=None, eps=1e-5):
+    """SiLU fused into GroupNorm's normalizing pass: with SPLIT 1, or a block too short to cut, one work-group per
+    (sample, group) and one launch; else each block cut into up to SPLIT chunks (the reduce kernels, two launches),
+    so that the VAE's few large groups fill a GPU."""
     rt, knobs = call.rt, call.knobs
     wg, vec = (int(knobs[n]) for n in ("WG", "VEC"))
+    n, c = x.shape[:2]
+    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    if x.size and _split(c // num_groups * spatial, wg * vec, int(knobs["SPLIT"]))[0] > 1:
+        return _group_norm_two_pass(call, x, num_groups, weight, bias, eps, silu=True)
     y = rt.empty(x.shape, x.dtype)
     if not y.size:
         return y
-    n, c = x.shape[:2]
-    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
     knl = rt.kernel("norm/group_norm.cl", "group_norm_silu_fused", {"WG": wg, "VEC": vec}, x.dtype)
     xb = buffer(rt, x)
     rt.launch("group_norm_silu", knl, (wg, n * num_groups), (wg, 1),
