@@ -119,14 +119,15 @@ def _overlay(base: dict, top: dict) -> dict:
 
 
 def load_table(info: dict, dirs) -> dict:
-    """The device's tuning table: the one shipped for it (else the shipped default for its type, else any type's),
-    overlaid with the one in the first of `dirs` (the user's tuning folder). dirs: (user dir, shipped dir)."""
+    """The device's tuning table: the shipped default for its type (else any type's), overlaid with the one shipped
+    for the device (a table tuned for some ops only leaves the others at their type's knobs), then with the one in
+    the first of `dirs` (the user's tuning folder). dirs: (user dir, shipped dir)."""
     user_dir, shipped_dir = (Path(d) for d in dirs)
     slug = f"{device_slug(info)}.json"
-    base = _read(shipped_dir / slug)
-    if base is None:
-        by_type = (_read(shipped_dir / "default.json") or {}).get("by_type", {})
-        base = by_type.get(info.get("type")) or next(iter(by_type.values()), None) or {"device": None, "ops": {}}
+    by_type = (_read(shipped_dir / "default.json") or {}).get("by_type", {})
+    base = by_type.get(info.get("type")) or next(iter(by_type.values()), None) or {"device": None, "ops": {}}
+    shipped = _read(shipped_dir / slug)
+    base = _overlay(base, shipped) if shipped else base
     user = _read(user_dir / slug) if user_dir != shipped_dir else None
     return _overlay(base, user) if user else base
 

@@ -250,7 +250,8 @@ def _mma_f16_fits(k: dict, info: dict) -> bool:
     return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 16 == 0
             and (wm // 16) * (wn // 8) <= 32
             and 32 * k["WARPS_M"] * k["WARPS_N"] <= info.get("max_work_group_size", 256)
-            and mma_f16_local_bytes(k, k.get("STAGES", 1)) <= info.get("local_mem_kib", 32) * 1024)
+            and mma_f16_local_bytes(k, k.get("STAGES", 1)) <= info.get("local_mem_kib", 32) * 1024
+            and (k["STAGES"] >= 2 if k.get("ASYNC") else k["STAGES"] <= 2))
 
 
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which
@@ -289,12 +290,18 @@ _F16_TOL = {
 # LDSM: the fragments read from the staged tiles with ldmatrix (1; H100, float16 conv2d implicit_mma_f16 at the SD
 # shapes: 2.775 ms against 3.282 with 32-bit local loads, linear within 1%) or with 32-bit local loads (0).
 # PREFETCH (the GEMM's only: kernels/gemm/mma_f16.cl): the next step's tiles read into registers during the mma (1)
-# or when staged (0, as before the prefetch, whose kernel ran linear 1.4x faster on an H100: 0 is not yet timed there).
+# or when staged (0); on an H100 both ran linear at the SD shapes 1.4x slower than c7ab9b7's kernel (0.733, 0.729
+# against 0.524 ms).
+# ASYNC (the GEMM's only): 1, where both operands are half and k-contiguous with rows 16-byte aligned (linear in the
+# float16 dtype), the tiles are copied global -> local with cp.async, STAGES (2 to 4) buffers deep, no registers
+# between; elsewhere, and with 0, the path above. H100, float16 linear at the SD shapes, one call
+# (docs/results/ab-knobs-nvidia-h100-2.txt): 0.371 ms at the default tiles against 0.733 through registers and
+# 0.524 with c7ab9b7's kernel; 0.348 with 128 x 64 tiles three buffers deep.
 _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0,
-                     "STAGES": 2, "LDSM": 1, "PREFETCH": 0},
-    space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
-           "SPLITK": [0, 1], "STAGES": [1, 2], "LDSM": [0, 1], "PREFETCH": [0, 1]},
+                     "STAGES": 2, "LDSM": 1, "PREFETCH": 0, "ASYNC": 1},
+    space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [16, 32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
+           "SPLITK": [0, 1], "STAGES": [1, 2, 3, 4], "LDSM": [0, 1], "PREFETCH": [0, 1], "ASYNC": [0, 1]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"),
     tolerance=_F16_TOL, half_args=(1,), half_compute=True, launcher=GEMM, tier="tensor-core float16")
 # The weight (argument 1) is read as half by the device type's register-blocked kernel (on an NVIDIA GPU by the
@@ -484,8 +491,9 @@ _CONV_VARIANTS = (
     # memory, never written (a work-item keeps one column of the gathered tile and a run of its rows in fours:
     # _implicit_mma_fits);
     # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; one or two local buffers; ldmatrix)
-    Variant("implicit_mma_f16", {k: v for k, v in _MMA_F16_HALF.knobs.items() if k != "PREFETCH"},
-            space={k: v for k, v in _MMA_F16_HALF.space.items() if k != "PREFETCH"},
+    Variant("implicit_mma_f16", {k: v for k, v in _MMA_F16_HALF.knobs.items() if k not in ("PREFETCH", "ASYNC")},
+            space={**{k: v for k, v in _MMA_F16_HALF.space.items() if k not in ("PREFETCH", "ASYNC")},
+                   "KWG": [32, 64], "STAGES": [1, 2]},
             constraint=_implicit_mma_fits,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,
             half_args=(1,), half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),

@@ -9,7 +9,10 @@ the first.
 A setting is KNOB=VALUE[,KNOB=VALUE...] laid over the variant's declared knobs, with @DIR the kernel sources of DIR
 (a kernels/ folder of another commit: `git archive HEAD~1 kernels | tar -x -C /tmp/old`) laid over sdcl's;
 device time is the sum of the profiling events of the kernels one call launches (sdcl.perf.tuner.time_variant),
-the median of --reps calls.
+the median of --reps calls. --ptxas then rebuilds each program a setting built with NVIDIA's -cl-nv-verbose and
+prints, per kernel, what the driver's PTX assembler reports (registers, stack frame, spill stores and loads) and
+the PTX's counts of mma.sync, ldmatrix, cp.async and local-memory (stack) loads and stores: where a kernel's
+arrays did not stay in registers.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main() -> int:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("-k", dest="only", help="only the SD cases whose name contains this")
+    p.add_argument("--ptxas", action="store_true", help="NVIDIA: each setting's kernels' registers, spills and PTX "
+                                                         "instruction counts")
     p.add_argument("settings", nargs="+", help="KNOB=VALUE[,KNOB=VALUE...]")
     args = p.parse_args()
 
@@ -70,7 +75,35 @@ def main() -> int:
         totals = [t + r for t, r in zip(totals, row)]
         print(f"  {case.name:38} " + " ".join(f"{r * 1e3:10.3f} {r / row[0]:5.2f}" for r in row))
     print(f"  {'total':38} " + " ".join(f"{t * 1e3:10.3f} {t / totals[0]:5.2f}" for t in totals))
+    if args.ptxas and not rt.info.get("nvidia_ptx"):
+        print(f"--ptxas: {rt.info['device']} is not an NVIDIA GPU (-cl-nv-verbose is NVIDIA's)")
+    elif args.ptxas:
+        for path, built in programs.items():
+            for file, options in sorted(built):
+                ptxas(rt, path, file, options)
     return 0
+
+
+def ptxas(rt, path: tuple, file: str, options: tuple) -> None:
+    """One program rebuilt with -cl-nv-verbose: the assembler's lines of its build log, and its PTX's counts."""
+    import re
+
+    import pyopencl as cl
+
+    from sdcl.registry import plugins
+    from sdcl.opencl_impl.runtime import kernel_source
+    source = kernel_source(file, path + tuple(plugins.KERNEL_DIRS))
+    prg = cl.Program(rt.context, source).build(options=list(options) + ["-cl-nv-verbose"])
+    log = prg.get_build_info(rt.device, cl.program_build_info.LOG)
+    ptx = prg.get_info(cl.program_info.BINARIES)[0].decode(errors="replace")
+    counts = {what: len(re.findall(pattern, ptx)) for what, pattern in (
+        ("mma.sync", r"\bmma\.sync"), ("ldmatrix", r"\bldmatrix"), ("cp.async", r"\bcp\.async\.c[ag]"),
+        ("ld.local", r"\bld\.local"), ("st.local", r"\bst\.local"))}
+    print(f"# {file} from {path[0]}: {' '.join(o for o in options if o.startswith('-D'))}")
+    print("  PTX: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for line in log.splitlines():
+        if "ptxas" in line and ("registers" in line or "stack" in line or "spill" in line or "Compiling" in line):
+            print("  " + line.strip())
 
 
 if __name__ == "__main__":

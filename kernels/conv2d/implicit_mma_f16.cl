@@ -27,6 +27,9 @@
 #include "common.h"
 #include "gemm/gemm.h"
 #include "gemm/mma_f16.h"
+#if STAGES > 2
+#error "STAGES: 1 or 2 here (two buffers alternate; the GEMM's cp.async path takes more)"
+#endif
 #if !defined(KH) || !defined(KW)
 #error "KH, KW (the convolution kernel's height and width) must be set with -D"
 #endif

@@ -18,7 +18,7 @@
 //                                              saves the separate add kernel after a linear or a convolution
 //
 // The layout is a run-time argument, so that one build of a kernel serves every op:
-//     flags = [GEMM_TRANS_B] | [GEMM_BIAS_N or GEMM_BIAS_M] | [GEMM_VEC_OK] | [GEMM_RES]
+//     flags = [GEMM_TRANS_B] | [GEMM_BIAS_N or GEMM_BIAS_M] | [GEMM_VEC_OK] | [GEMM_RES] | [GEMM_VEC8_OK]
 // Branches on flags are uniform (the same for every work-item) and outside the k loops, except in gemm_cpu_reg,
 // which takes one of two loop nests per work-item.
 // Every kernel accepts any M, N >= 1 and K >= 0 (tails: see each kernel). Products accumulate with fma() in REAL
@@ -38,6 +38,8 @@
 #define GEMM_BIAS_M 4  // + bias[m] (a 1x1 convolution's per-output-channel bias)
 #define GEMM_VEC_OK 8  // lda, ldb, ldc and every batch offset are multiples of 4 elements: rows start REAL4-aligned
 #define GEMM_RES 16    // + res[m, n] (a residual in C's layout)
+#define GEMM_VEC8_OK 32 // lda, ldb and A's and B's batch offsets are multiples of 8 elements (rows of A and B start
+                        // 16-byte aligned in half: gemm/mma_f16.cl's cp.async)
 
 // Element and vector reads of the operands, X = A or B: LD_X(p, i) = X[i]; LDN_X(n, p, i) = X[i .. i+n) as a REALn
 // (p + i need only be element-aligned); LD4A_X(p, i) = X[i .. i+4) as a REAL4 where p + i is 4-element aligned.

@@ -23,17 +23,34 @@
 // tails can be verified on any device; it is for tests, not speed.
 // NDRange (ceil(N/NWG)*32*WARPS_N, ceil(M/MWG)*WARPS_M, Z).
 // Knobs (-D): those of gemm/mma_f16.h (MWG, NWG, KWG, WARPS_M, WARPS_N, MMA_EMULATE, STAGES, LDSM), with their
-// constraints, and PREFETCH: 1, the next step's tiles are read into registers before this step's mma (as
+// constraints, ASYNC (below) and PREFETCH: 1, the next step's tiles are read into registers before this step's mma (as
 // conv2d/implicit_mma_f16.cl always does); 0, each step's tiles are read and stored into local memory just before its
 // barrier, no registers live across the mma (the order of c7ab9b7's staging). H100, float16 linear at the SD shapes,
 // one call (docs/results/ab-knobs-mma-f16-nvidia-h100.txt): the register prefetch took 0.729 ms where c7ab9b7's
 // kernel took 0.520 (ff_proj 0.388 against 0.238); likely its 16 more live registers a work-item cost the tiles
-// occupancy (the implicit conv's gather gains from the overlap). PREFETCH 0 itself is not yet timed on NVIDIA.
+// occupancy (the implicit conv's gather gains from the overlap). PREFETCH 0 took 0.733 ms, PREFETCH 1 0.729 and
+// c7ab9b7's kernel 0.524 in the next call (docs/results/ab-knobs-nvidia-h100-2.txt): what holds the tiles back is
+// the staging through registers itself, not its order.
+// ASYNC 1 (where both operands are half, B^T k-contiguous and every row 16-byte aligned: linear in the float16 dtype)
+// copies the tiles global -> local with cp.async, STAGES (2 to 4) buffers deep, no registers between; other calls
+// take the path through registers. Same call: 0.371 ms at the default tiles (0.50x), 0.348 with 128 x 64 tiles three
+// buffers deep.
 #include "common.h"
 #include "gemm.h"
 #include "mma_f16.h"
 #ifndef PREFETCH
 #error "PREFETCH (1: the next step's tiles read into registers during the mma; 0: read when staged) must be set with -D"
+#endif
+#if !defined(ASYNC) || (ASYNC != 0 && ASYNC != 1) || (ASYNC && STAGES < 2) || (!ASYNC && STAGES > 2)
+#error "ASYNC (1: half operands copied with cp.async, STAGES 2 to 4 deep; 0: through registers, STAGES 1 or 2) must be set with -D"
+#endif
+// The cp.async path: both operands half (the float16 dtype, or both half-stored); the host's GEMM_VEC8_OK and
+// GEMM_TRANS_B say at run time whether this call's rows are 16-byte aligned and B is k-contiguous (else the path
+// through registers runs).
+#if ASYNC && (defined(DATA_HALF) || (defined(A_HALF) && defined(B_HALF)))
+#define ASYNC_COPY 1
+#else
+#define ASYNC_COPY 0
 #endif
 
 PREFETCH_ROWS(a, A_T, MWG, KIND_A)
@@ -67,6 +84,33 @@ MMA_UNROLL
             B_PUT4(dst + (e % NWG) * LDS + (e / NWG) * 4, regs[s]);
     }
 }
+
+#if ASYNC_COPY
+// copy_rows: this work-item's 16-byte chunks (8 halves) of a `rows` x KWG tile of a k-contiguous half operand (A, or
+// linear's B^T) into dst[r*LDS + kk] = src[r*ld + kk] with cp.async: chunk e = tid + s*MMA_WGS is row e / (KWG/8),
+// k offset 8*(e % (KWG/8)); the halves beyond rows_left rows or k_left columns read as 0 (the src-size operand).
+// Needs ld and src 8-element aligned (GEMM_VEC8_OK); LDS * 2 bytes is a multiple of 16 (KWG + 8 halves).
+__attribute__((always_inline)) inline void copy_rows(__local ushort *dst, const __global ushort *src, const int ld,
+                                                     const int rows, const int rows_left, const int k_left,
+                                                     const int tid)
+{
+MMA_UNROLL
+    for (int s = 0; s < (rows * (KWG / 8) + MMA_WGS - 1) / MMA_WGS; ++s) {
+        const int e = tid + s * MMA_WGS, r = e / (KWG / 8), kk = (e % (KWG / 8)) * 8;
+        if (r < rows) {
+            const int n = r < rows_left ? clamp(k_left - kk, 0, 8) : 0;
+            CP_ASYNC16(dst + r * LDS + kk, n ? src + (long)r * ld + kk : src, 2 * n);
+        }
+    }
+}
+#if STAGES == 2
+#define CP_WAIT_STAGE() CP_WAIT_GROUP(0)   // STAGES - 2 groups may stay in flight
+#elif STAGES == 3
+#define CP_WAIT_STAGE() CP_WAIT_GROUP(1)
+#else
+#define CP_WAIT_STAGE() CP_WAIT_GROUP(2)
+#endif
+#endif
 
 // C[m, n] with the epilogue (gemm.h), inside C
 #define GEMM_STORE(m, n, v)                                                                                     \
@@ -104,14 +148,47 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL 
         fetch_rows_b(rb, bn0 + (k0), ldb, N - n0, k_end - (k0), vec, tid);                                      \
     else                                                                                                        \
         fetch_cols_b(rb, bn0 + (long)(k0) * ldb, ldb, N - n0, k_end - (k0), tid)
+#if ASYNC_COPY
+    // cp.async, STAGES deep: steps step+1 .. step+STAGES-1 are in flight during step's mma, in the buffers
+    // (step+1) % STAGES ...; step s + STAGES - 1 is issued after the barrier of step s, into the buffer step s - 1's
+    // mma read (every warp has left that mma to reach the barrier). One commit group a step, empty past the end, so
+    // that CP_WAIT_STAGE (at most STAGES - 2 groups in flight) always means "step's copies are done".
+    if ((flags & GEMM_VEC8_OK) && trans_b) {
+        const int steps = (k_end - k_begin + KWG - 1) / KWG;
+#define GEMM_COPY(s)                                                                                            \
+        copy_rows((__local ushort *)As4 + ((s) % STAGES) * MWG * LDS,                                           \
+                  (const __global ushort *)am0 + k_begin + (s) * KWG, lda, MWG, M - m0, k_end - k_begin - (s) * KWG, \
+                  tid);                                                                                         \
+        copy_rows((__local ushort *)Bs4 + ((s) % STAGES) * NWG * LDS,                                           \
+                  (const __global ushort *)bn0 + k_begin + (s) * KWG, ldb, NWG, N - n0, k_end - k_begin - (s) * KWG, \
+                  tid)
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (s < steps) {
+                GEMM_COPY(s);
+            }
+            CP_COMMIT();
+        }
+        for (int step = 0; step < steps; ++step) {
+            CP_WAIT_STAGE();
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (step + STAGES - 1 < steps) {
+                GEMM_COPY(step + STAGES - 1);
+            }
+            CP_COMMIT();
+            MMA_STEP(acc, (__local ushort *)As4 + (step % STAGES) * MWG * LDS,
+                     (__local ushort *)Bs4 + (step % STAGES) * NWG * LDS, wm, wn, lane, warp);
+        }
+    } else
+#endif
+    {
 #if PREFETCH
     if (k_begin < k_end) {
         GEMM_FETCH(k_begin);
     }
 #endif
     for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
-        __local ushort *As = (__local ushort *)As4 + (STAGES == 2 ? (step & 1) * MWG * LDS : 0);
-        __local ushort *Bs = (__local ushort *)Bs4 + (STAGES == 2 ? (step & 1) * NWG * LDS : 0);
+        __local ushort *As = (__local ushort *)As4 + (step % STAGES) * MWG * LDS;
+        __local ushort *Bs = (__local ushort *)Bs4 + (step % STAGES) * NWG * LDS;
 #if !PREFETCH
         GEMM_FETCH(k0);
 #endif
@@ -130,6 +207,7 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL 
 #if STAGES == 1
         barrier(CLK_LOCAL_MEM_FENCE);
 #endif
+    }
     }
     if (splits > 1) {
         __global REAL *pz = part + ((long)split * (get_global_size(2) / splits) + item) * M * N;

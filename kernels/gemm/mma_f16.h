@@ -10,7 +10,8 @@
 //   WARPS_N   warps along N per work-group (at most 32 mma tiles per warp: 128 float32 accumulators; the
 //             work-group and the local tiles STAGES * (MWG + NWG) * (KWG + 8) halves must fit the device:
 //             registry/linalg.py _mma_f16_fits)
-//   STAGES    local buffers of the staged tiles, 1 or 2 (the includer's main loop alternates them)
+//   STAGES    local buffers of the staged tiles, 1 to 4 (the includer's main loop takes them in turn; more than 2
+//             only where the includer copies with cp.async, as gemm/mma_f16.cl's ASYNC)
 //   LDSM      1: the warps read their fragments from the staged tiles with ldmatrix (one instruction for the four
 //             32-bit words of an A fragment, or the two words of two B fragments, the lanes naming the rows);
 //             0: with a 32-bit local load per word. The emulation reads them word by word either way.
@@ -30,8 +31,8 @@
 #ifndef WARPS_N
 #error "WARPS_N (warps along N per work-group) must be set with -D"
 #endif
-#if !defined(STAGES) || (STAGES != 1 && STAGES != 2)
-#error "STAGES (local buffers of the staged tiles: 1 or 2) must be set with -D"
+#if !defined(STAGES) || STAGES < 1 || STAGES > 4
+#error "STAGES (local buffers of the staged tiles: 1 to 4) must be set with -D"
 #endif
 #if !defined(LDSM) || (LDSM != 0 && LDSM != 1)
 #error "LDSM (1: fragments read with ldmatrix, 0: with 32-bit local loads) must be set with -D"
@@ -92,15 +93,20 @@
     inline void fetch_rows_##X(K##_T4 *regs, const __global T *src, const int ld, const int rows_left,         \
                                const int k_left, const bool vec, const int tid)                                 \
     {                                                                                                           \
-        const bool whole = vec && rows_left >= (ROWS) && k_left >= KWG;                                         \
+        if (vec && rows_left >= (ROWS) && k_left >= KWG) {   /* a whole tile: aligned fours, no checks */       \
+MMA_UNROLL                                                                                                      \
+            for (int s = 0; s < PF_GROUPS(ROWS); ++s) {                                                         \
+                const int e = tid + s * MMA_WGS, r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                   \
+                regs[s] = r < (ROWS) ? K##_LD4(src, (long)r * ld + kk) : (K##_T4)0;                             \
+            }                                                                                                   \
+            return;                                                                                             \
+        }                                                                                                       \
 MMA_UNROLL                                                                                                      \
         for (int s = 0; s < PF_GROUPS(ROWS); ++s) {                                                             \
             const int e = tid + s * MMA_WGS, r = e / (KWG / 4), kk = (e % (KWG / 4)) * 4;                       \
             const long at = (long)r * ld + kk;                                                                  \
-            if (r >= (ROWS) || (!whole && r >= rows_left))                                                      \
+            if (r >= (ROWS) || r >= rows_left)                                                                  \
                 regs[s] = 0;                                                                                    \
-            else if (whole)                                                                                     \
-                regs[s] = K##_LD4(src, at);                                                                     \
             else                                                                                                \
                 regs[s] = (K##_T4)(kk < k_left ? K##_LD1(src, at) : (K##_S)0,                                   \
                                    kk + 1 < k_left ? K##_LD1(src, at + 1) : (K##_S)0,                           \
@@ -117,6 +123,28 @@ MMA_UNROLL                                                                      
                 K##_PUT4(dst + (e / (KWG / 4)) * LDS + (e % (KWG / 4)) * 4, regs[s]);                          \
         }                                                                                                       \
     }
+
+// cp.async (PTX ISA, "Data Movement and Conversion Instructions: cp.async", sm_80): CP_ASYNC16(dst, src, bytes)
+// copies the 16 bytes at src (global, 16-byte aligned) to dst (local, 16-byte aligned) without passing through
+// registers, only the first `bytes` of them read, the rest zero-filled; CP_COMMIT closes this work-item's group of
+// copies issued since the last one; CP_WAIT_GROUP(n) waits until at most n of its groups are still in flight (a
+// literal n). The copies are visible to the other work-items after a barrier that follows the wait. The emulation
+// copies at once.
+#if MMA_EMULATE
+#define CP_ASYNC16(dst, src, bytes)                                                                             \
+    do {                                                                                                        \
+        for (int i_ = 0; i_ < 8; ++i_)                                                                          \
+            (dst)[i_] = 2 * i_ < (bytes) ? (src)[i_] : (ushort)0;                                               \
+    } while (0)
+#define CP_COMMIT()
+#define CP_WAIT_GROUP(n)
+#else
+#define CP_ASYNC16(dst, src, bytes)                                                                             \
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"                                                \
+                 :: "r"((uint)(size_t)(dst)), "l"((ulong)(src)), "r"(bytes) : "memory")
+#define CP_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
+#define CP_WAIT_GROUP(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
+#endif
 
 // ldmatrix.x4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): lane l names row l % 8 of 8x8 matrix l / 8 (16
 // bytes, 16-byte aligned, in local memory) and receives word (l / 4, l % 4) of each matrix in r[0..3]: the same words

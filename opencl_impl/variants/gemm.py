@@ -38,7 +38,8 @@ from sdcl.opencl_impl.ops import to_half
 from sdcl.opencl_impl.runtime import KernelBuildError, Runtime
 from sdcl.registry.linalg import mma_f16_local_bytes
 
-FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK, FLAG_RES = 1, 2, 4, 8, 16   # GEMM_* flags (kernels/gemm/gemm.h)
+FLAG_TRANS_B, FLAG_BIAS_N, FLAG_BIAS_M, FLAG_VEC_OK, FLAG_RES, FLAG_VEC8_OK = 1, 2, 4, 8, 16, 32   # GEMM_* flags
+                                                                                             # (kernels/gemm/gemm.h)
 TECHNIQUES = ("tiled", "tiled_reg", "cpu_reg", "mma_tf32", "mma_f16")
 MMA = ("mma_tf32", "mma_f16")          # the tensor-core techniques: NVIDIA PTX, float32 (mma_f16: float16 too)
 
@@ -93,7 +94,8 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
                        cpu_reg_loops(knobs, n, k, trans_b))
     kn = mma_stages(rt, knobs) if technique == "mma_f16" else knobs
     vec_ok = all(v % 4 == 0 for v in (lda, ldb, ldc, *a_strides, *b_strides, *c_strides))
-    flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0)
+    vec8_ok = all(v % 8 == 0 for v in (lda, ldb, *a_strides, *b_strides))
+    flags = ((FLAG_TRANS_B if trans_b else 0) | (FLAG_VEC_OK if vec_ok else 0) | (FLAG_VEC8_OK if vec8_ok else 0)
              | (0 if bias is None else FLAG_BIAS_N if bias_axis == "n" else FLAG_BIAS_M)
              | (0 if residual is None else FLAG_RES))
     defines = {**{x: v for x, v in kn.items() if x not in HOST_KNOBS}, **({"A_HALF": 1} if a_half else {}),
@@ -137,13 +139,17 @@ def split_k(knobs: dict, wgs: int, depth: int, compute_units: int) -> tuple:
 
 
 def mma_stages(rt: Runtime, knobs: dict) -> dict:
-    """The tensor-core float16 kernels' knobs with STAGES as built here: 2 (two local buffers) only where both fit the
-    device's local memory, else 1 (the tuned tables hold tile sizes timed with one buffer: a 128 x 128 x 64 config
+    """The tensor-core float16 kernels' knobs with STAGES as built here: as many local buffers as asked for that fit
+    the device's local memory (the tuned tables hold tile sizes timed with one buffer: a 128 x 128 x 64 config
     takes 36 KiB once and 72 KiB twice, of the 48 KiB NVIDIA's driver reports; it built such kernels on an H200
-    all the same, but the reported size is what a device promises)."""
-    if knobs.get("STAGES", 1) > 1 and mma_f16_local_bytes(knobs, 2) > rt.device.local_mem_size:
-        return {**knobs, "STAGES": 1}
-    return knobs
+    all the same, but the reported size is what a device promises); the GEMM's cp.async (ASYNC) only with two or
+    more."""
+    stages = knobs.get("STAGES", 1)
+    while stages > 1 and mma_f16_local_bytes(knobs, stages) > rt.device.local_mem_size:
+        stages -= 1
+    if stages == knobs.get("STAGES", 1):
+        return knobs
+    return {**knobs, "STAGES": stages, **({"ASYNC": 0} if "ASYNC" in knobs and stages < 2 else {})}
 
 
 def cpu_reg_loops(knobs: dict, n: int, k: int, trans_b: bool) -> int:

@@ -24,7 +24,8 @@ def _extra(rt) -> dict:
 
 
 def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half") -> list:
-    """every: every config the tuner may pick where the PTX runs (else the default and the largest), with a small
+    """every: every config the tuner may pick where the PTX runs but for ASYNC's and KWG 16's (else the default and
+    the largest), with a small
     config whose full tiles the shapes below fill (the staging's vector path); emulated: the default, the largest
     and the small one; the default with one local buffer (STAGES 1) and, for the GEMM, with the other PREFETCH.
     Where the PTX runs, also the default with the fragments read the other way (LDSM: ldmatrix or 32-bit loads)
@@ -35,14 +36,20 @@ def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half")
     ptx = rt.info.get("nvidia_ptx")
     if not (every and ptx):
         configs = [v.knobs, max(configs, key=lambda k: (k["MWG"] * k["NWG"], k["KWG"]))]
+    else:   # the tile shapes, each fetched through registers (ASYNC's copies: the float16 tests, below)
+        configs = [k for k in configs if not k.get("ASYNC") and k["KWG"] >= 32]
     configs.append({**v.knobs, "STAGES": 1})
     if "PREFETCH" in v.knobs:       # the GEMM's: its tiles read into registers a step ahead, or when staged
         configs.append({**v.knobs, "PREFETCH": 1 - v.knobs["PREFETCH"]})
+    if "ASYNC" in v.knobs:          # the GEMM's cp.async, two to four buffers deep (float16 with aligned rows)
+        configs += [{**v.knobs, "ASYNC": 1, "STAGES": s} for s in (2, 3, 4)]
     if ptx:
         configs.append({**v.knobs, "LDSM": 1 - v.knobs["LDSM"]})
         if op == "linear":
             configs.append(v.complete({"MWG": 32, "NWG": 24, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1}))
     small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
+    if "ASYNC" in v.knobs:
+        configs.append({**small, "ASYNC": 1, "STAGES": 3})
     return [{**k, **_extra(rt)} for k in configs + [small]]
 
 
@@ -129,6 +136,32 @@ def test_linear_in_float16(rt, xs, n_out):
     assert not failures, "\n".join(failures)
 
 
+def test_async_copies_with_padded_rows_and_ragged_depth(rt):
+    """The cp.async path (ASYNC 1, float16 A and B^T with rows 16-byte aligned) where a 16-byte chunk straddles the
+    end of K (K = 52 in rows padded to 56: the chunk at k 48 copies 4 halves and zero-fills 4; padding that leaked
+    in would add its products) and M, N end inside a tile, over several k steps at each depth of the pipeline,
+    split along K too, in a batch: equal to the float64 product of the same halves (float32 accumulation: 1e-5 of
+    max|C|). And a row pitch that is not a multiple of 8 takes the path through registers, to the same result."""
+    from sdcl.opencl_impl.variants.gemm import gemm
+    rng = np.random.default_rng(13)
+    z, m, n, k = 2, 45, 27, 52
+    failures = []
+    for ld in (56, 53):
+        a = rng.standard_normal((z, m, ld)).astype(np.float16)
+        b = rng.standard_normal((z, n, ld)).astype(np.float16)
+        a[..., k:] = b[..., k:] = 1e4                      # beyond K: must not be read
+        want = np.matmul(a[..., :k].astype(np.float64), np.swapaxes(b[..., :k].astype(np.float64), 1, 2))
+        v = REGISTRY["linear"].variant("mma_f16_half")
+        small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1, **_extra(rt)})
+        for knobs in [{**small, "ASYNC": 1, "STAGES": s} for s in (2, 3, 4)] + [{**small, "ASYNC": 1, "SPLITK": 2}]:
+            c = rt.empty((z, m, n), np.float16)
+            gemm(rt, "matmul", "mma_f16", knobs, rt.to_device(a).data, rt.to_device(b).data, c.data, m, n, k,
+                 lda=ld, ldb=ld, ldc=n, trans_b=True, batch=z, a_strides=(m * ld, 0), b_strides=(n * ld, 0),
+                 c_strides=(m * n, 0), dtype=np.float16)
+            failures += [f"ld {ld}: {f}" for f in _past_one_rounding(c.get(), want, knobs)]
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("shape", [
     ((2, 12, 11, 9), (20, 12, 3, 3), 1, 1, "same"),          # a ResNet conv, batch 2, residual of y's shape
     ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
@@ -158,6 +191,32 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
         err = float(np.abs(got - want).max() / np.abs(want).max())
         if not err <= 1e-5:
             failures.append(f"{knobs}: max error {err:.2e} of max|y|")
+    assert not failures, "\n".join(failures)
+
+
+def test_async_copies_with_padded_rows_and_ragged_depth(rt):
+    """The cp.async path (ASYNC 1, float16 A and B^T with rows 16-byte aligned) where a 16-byte chunk straddles the
+    end of K (K = 52 in rows padded to 56: the chunk at k 48 copies 4 halves and zero-fills 4; padding that leaked
+    in would add its products) and M, N end inside a tile, over several k steps at each depth of the pipeline,
+    split along K too, in a batch: equal to the float64 product of the same halves (float32 accumulation: 1e-5 of
+    max|C|). And a row pitch that is not a multiple of 8 takes the path through registers, to the same result."""
+    from sdcl.opencl_impl.variants.gemm import gemm
+    rng = np.random.default_rng(13)
+    z, m, n, k = 2, 45, 27, 52
+    failures = []
+    for ld in (56, 53):
+        a = rng.standard_normal((z, m, ld)).astype(np.float16)
+        b = rng.standard_normal((z, n, ld)).astype(np.float16)
+        a[..., k:] = b[..., k:] = 1e4                      # beyond K: must not be read
+        want = np.matmul(a[..., :k].astype(np.float64), np.swapaxes(b[..., :k].astype(np.float64), 1, 2))
+        v = REGISTRY["linear"].variant("mma_f16_half")
+        small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1, **_extra(rt)})
+        for knobs in [{**small, "ASYNC": 1, "STAGES": s} for s in (2, 3, 4)] + [{**small, "ASYNC": 1, "SPLITK": 2}]:
+            c = rt.empty((z, m, n), np.float16)
+            gemm(rt, "matmul", "mma_f16", knobs, rt.to_device(a).data, rt.to_device(b).data, c.data, m, n, k,
+                 lda=ld, ldb=ld, ldc=n, trans_b=True, batch=z, a_strides=(m * ld, 0), b_strides=(n * ld, 0),
+                 c_strides=(m * n, 0), dtype=np.float16)
+            failures += [f"ld {ld}: {f}" for f in _past_one_rounding(c.get(), want, knobs)]
     assert not failures, "\n".join(failures)
 
 
@@ -321,3 +380,7 @@ def test_two_local_buffers_only_where_they_fit():
     assert mma_stages(rt48, k)["STAGES"] == 1
     assert mma_stages(rt48, {**k, "KWG": 32})["STAGES"] == 2
     assert mma_stages(rt48, {**k, "KWG": 32, "STAGES": 1})["STAGES"] == 1
+    # cp.async's deeper pipelines: as many buffers as fit (128 x 128 x 32: two of 20,480 B), none of them below two
+    assert mma_stages(rt48, {**k, "KWG": 32, "STAGES": 4, "ASYNC": 1}) == {**k, "KWG": 32, "STAGES": 2, "ASYNC": 1}
+    assert mma_stages(rt48, {**k, "KWG": 16, "STAGES": 4, "ASYNC": 1})["STAGES"] == 4      # 4 x 12,288 B
+    assert mma_stages(rt48, {**k, "STAGES": 3, "ASYNC": 1}) == {**k, "STAGES": 1, "ASYNC": 0}

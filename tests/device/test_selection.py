@@ -54,6 +54,25 @@ def test_unknown_device_gets_the_default_table_of_its_type(tmp_path):
         "tiled_reg"] == {"MWG": 128}
 
 
+def test_a_shipped_table_of_some_ops_leaves_the_others_at_its_types_knobs(tmp_path):
+    """A device table tuned for one op (the H100's, group_norm_silu only) lies over default.json's knobs for its
+    type: its op takes the device's entries, every other op keeps the type's (not the variants' declared CPU-style
+    defaults, which the H100 ran: layer_norm 0.90 -> 3.45 ms of its float16 text encoder)."""
+    info = {"platform": "P", "device": "Gpu", "type": "GPU"}
+    gpu = {"device": "gpu-y", "device_type": "GPU",
+           "ops": {"layer_norm": {"defaults": {"reduce": {"WG": 256, "TPR": 32, "VEC": 1}}},
+                   "group_norm_silu": {"defaults": {"fused": {"WG": 256, "VEC": 1, "SPLIT": 1}}}}}
+    (tmp_path / "default.json").write_text(json.dumps(default_table([gpu])))
+    mine = {"device": "P / Gpu", "device_type": "GPU",
+            "ops": {"group_norm_silu": {"defaults": {"fused": {"WG": 256, "VEC": 1, "SPLIT": 8}},
+                                        "shapes": {"x=1x128x512x512": [["fused", {"SPLIT": 64}, 1e-4]]}}}}
+    (tmp_path / (selection.device_slug(info) + ".json")).write_text(json.dumps(mine))
+    got = load_table(info, (tmp_path / "user", tmp_path))["ops"]
+    assert got["layer_norm"]["defaults"] == {"reduce": {"WG": 256, "TPR": 32, "VEC": 1}}
+    assert got["group_norm_silu"]["defaults"] == {"fused": {"WG": 256, "VEC": 1, "SPLIT": 8}}
+    assert got["group_norm_silu"]["shapes"] == mine["ops"]["group_norm_silu"]["shapes"]
+
+
 def test_the_users_table_overrides_the_shipped_one_entry_by_entry(tmp_path):
     info = {"platform": "P", "device": "D", "type": "CPU"}
     shipped, user = tmp_path / "shipped", tmp_path / "user"
