@@ -490,9 +490,10 @@ _CONV_VARIANTS = (
     # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
     # memory, never written (a work-item keeps one column of the gathered tile and a run of its rows in fours:
     # _implicit_mma_fits);
-    # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; one or two local buffers; ldmatrix)
-    Variant("implicit_mma_f16", {k: v for k, v in _MMA_F16_HALF.knobs.items() if k not in ("PREFETCH", "ASYNC")},
-            space={**{k: v for k, v in _MMA_F16_HALF.space.items() if k not in ("PREFETCH", "ASYNC")},
+    # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; one or two local buffers; ldmatrix); ASYNC: the
+    # half weight tile copied with cp.async (two buffers), the gather through registers (not yet timed: 0)
+    Variant("implicit_mma_f16", {**{k: v for k, v in _MMA_F16_HALF.knobs.items() if k != "PREFETCH"}, "ASYNC": 0},
+            space={**{k: v for k, v in _MMA_F16_HALF.space.items() if k != "PREFETCH"},
                    "KWG": [32, 64], "STAGES": [1, 2]},
             constraint=_implicit_mma_fits,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,

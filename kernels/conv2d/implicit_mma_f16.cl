@@ -19,9 +19,9 @@
 // conv2d_implicit_splitk_sum then adds the splits in order (deterministic: no atomics) with the bias and the residual
 // into y. splits == 1: one launch, the epilogue in place.
 // NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M, splits). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG,
-// KWG, WARPS_M, WARPS_N, MMA_EMULATE); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG; STAGES: local
-// buffers of the staged tiles, 1 or 2 (2 doubles the local memory and saves one barrier a step; the next step's
-// global reads are in registers during the mma either way).
+// KWG, WARPS_M, WARPS_N, MMA_EMULATE, LDSM), ASYNC (below); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG;
+// STAGES: local buffers of the staged tiles, 1 or 2 (2 doubles the local memory and saves one barrier a step; the
+// next step's global reads are in registers during the mma either way).
 // Structural (-D, set by the host): A_HALF: the weight is stored as half; KH, KW: the kernel's size, compiled in so
 // that the gather's splits of r into (c, i, j) divide by constants (1x1 and 3x3 in SD: two builds).
 #include "common.h"
@@ -29,6 +29,17 @@
 #include "gemm/mma_f16.h"
 #if STAGES > 2
 #error "STAGES: 1 or 2 here (two buffers alternate; the GEMM's cp.async path takes more)"
+#endif
+#if !defined(ASYNC) || (ASYNC != 0 && ASYNC != 1) || (ASYNC && STAGES != 2)
+#error "ASYNC (1: the half weight tile copied with cp.async, with STAGES 2; 0: through registers) must be set with -D"
+#endif
+// ASYNC 1 with a half weight (A_HALF) whose rows are 16-byte aligned (R % 8 == 0, checked at run time): the weight
+// tile of step k0 + KWG is copied with cp.async into the other buffer during step k0's mma (gemm/mma_f16.h
+// copy_rows); the gather always goes through registers (its rows start at any element: cp.async needs 16 bytes).
+#if ASYNC && defined(A_HALF)
+#define ASYNC_A 1
+#else
+#define ASYNC_A 0
 #endif
 #if !defined(KH) || !defined(KW)
 #error "KH, KW (the convolution kernel's height and width) must be set with -D"
@@ -140,18 +151,35 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
     // for the mma before the next step's stores.
     A_T4 ra[PF_GROUPS(MWG)];
     GATHER_T rb[B_ELEMS];
+    const bool a_async = ASYNC_A && R % 8 == 0;
+#if ASYNC_A     // the weight tile of step k0 into buffer `buf`, one commit group
+#define FETCH_A(k0, buf)                                                                                        \
+    if (a_async) {                                                                                              \
+        copy_rows((__local ushort *)As4 + (buf) * MWG * LDS, (const __global ushort *)wm0 + (k0), R, MWG, O - m0, \
+                  k_end - (k0), tid);                                                                           \
+        CP_COMMIT();                                                                                            \
+    } else                                                                                                      \
+        fetch_rows_a(ra, wm0 + (k0), R, O - m0, k_end - (k0), R % 4 == 0, tid)
+#else
+#define FETCH_A(k0, buf) fetch_rows_a(ra, wm0 + (k0), R, O - m0, k_end - (k0), R % 4 == 0, tid)
+#endif
     if (k_begin < k_end) {
-        fetch_rows_a(ra, wm0 + k_begin, R, O - m0, k_end - k_begin, R % 4 == 0, tid);
+        FETCH_A(k_begin, 0);
         fetch_cols(rb, xq, k_begin, k_end, q_in, iy0, ix0, H, W, tid);
     }
     for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
         __local ushort *As = (__local ushort *)As4 + (STAGES == 2 ? (step & 1) * MWG * LDS : 0);
         __local ushort *Bs = (__local ushort *)Bs4 + (STAGES == 2 ? (step & 1) * NWG * LDS : 0);
-        put_rows_a(As, ra, tid);
+        if (!a_async)
+            put_rows_a(As, ra, tid);
         put_cols(Bs, rb, jc, tid);
+#if ASYNC_A
+        if (a_async)
+            CP_WAIT_GROUP(0);
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (k0 + KWG < k_end) {
-            fetch_rows_a(ra, wm0 + k0 + KWG, R, O - m0, k_end - k0 - KWG, R % 4 == 0, tid);
+        if (k0 + KWG < k_end) {     // into the other buffer, which step - 1's mma read before this barrier
+            FETCH_A(k0 + KWG, (step + 1) & 1);
             fetch_cols(rb, xq, k0 + KWG, k_end, q_in, iy0, ix0, H, W, tid);
         }
         MMA_STEP(acc, As, Bs, wm, wn, lane, warp);

@@ -42,7 +42,7 @@
 #error "PREFETCH (1: the next step's tiles read into registers during the mma; 0: read when staged) must be set with -D"
 #endif
 #if !defined(ASYNC) || (ASYNC != 0 && ASYNC != 1) || (ASYNC && STAGES < 2) || (!ASYNC && STAGES > 2)
-#error "ASYNC (1: half operands copied with cp.async, STAGES 2 to 4 deep; 0: through registers, STAGES 1 or 2) must be set with -D"
+#error "ASYNC (1: half tiles copied with cp.async, STAGES 2 to 4; 0: through registers, STAGES 1 or 2) must be set"
 #endif
 // The cp.async path: both operands half (the float16 dtype, or both half-stored); the host's GEMM_VEC8_OK and
 // GEMM_TRANS_B say at run time whether this call's rows are 16-byte aligned and B is k-contiguous (else the path
@@ -86,23 +86,6 @@ MMA_UNROLL
 }
 
 #if ASYNC_COPY
-// copy_rows: this work-item's 16-byte chunks (8 halves) of a `rows` x KWG tile of a k-contiguous half operand (A, or
-// linear's B^T) into dst[r*LDS + kk] = src[r*ld + kk] with cp.async: chunk e = tid + s*MMA_WGS is row e / (KWG/8),
-// k offset 8*(e % (KWG/8)); the halves beyond rows_left rows or k_left columns read as 0 (the src-size operand).
-// Needs ld and src 8-element aligned (GEMM_VEC8_OK); LDS * 2 bytes is a multiple of 16 (KWG + 8 halves).
-__attribute__((always_inline)) inline void copy_rows(__local ushort *dst, const __global ushort *src, const int ld,
-                                                     const int rows, const int rows_left, const int k_left,
-                                                     const int tid)
-{
-MMA_UNROLL
-    for (int s = 0; s < (rows * (KWG / 8) + MMA_WGS - 1) / MMA_WGS; ++s) {
-        const int e = tid + s * MMA_WGS, r = e / (KWG / 8), kk = (e % (KWG / 8)) * 8;
-        if (r < rows) {
-            const int n = r < rows_left ? clamp(k_left - kk, 0, 8) : 0;
-            CP_ASYNC16(dst + r * LDS + kk, n ? src + (long)r * ld + kk : src, 2 * n);
-        }
-    }
-}
 #if STAGES == 2
 #define CP_WAIT_STAGE() CP_WAIT_GROUP(0)   // STAGES - 2 groups may stay in flight
 #elif STAGES == 3

@@ -146,6 +146,23 @@ MMA_UNROLL                                                                      
 #define CP_WAIT_GROUP(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
 #endif
 
+// copy_rows (the GEMM's and the implicit conv's ASYNC): this work-item's 16-byte chunks (8 halves) of a `rows` x KWG
+// tile of a k-contiguous half operand (A, or linear's B^T) into dst[r*LDS + kk] = src[r*ld + kk] with cp.async:
+// chunk e = tid + s*MMA_WGS is row e / (KWG/8), k offset 8*(e % (KWG/8)); the halves beyond rows_left rows or k_left
+// columns read as 0 (the src-size operand). Needs ld and src 8-element aligned; LDS * 2 bytes is a multiple of 16.
+__attribute__((always_inline)) inline void copy_rows(__local ushort *dst, const __global ushort *src, const int ld,
+                                                     const int rows, const int rows_left, const int k_left,
+                                                     const int tid)
+{
+MMA_UNROLL
+    for (int s = 0; s < (rows * (KWG / 8) + MMA_WGS - 1) / MMA_WGS; ++s) {
+        const int e = tid + s * MMA_WGS, r = e / (KWG / 8), kk = (e % (KWG / 8)) * 8;
+        if (r < rows) {
+            const int n = r < rows_left ? clamp(k_left - kk, 0, 8) : 0;
+            CP_ASYNC16(dst + r * LDS + kk, n ? src + (long)r * ld + kk : src, 2 * n);
+        }
+    }
+}
 // ldmatrix.x4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): lane l names row l % 8 of 8x8 matrix l / 8 (16
 // bytes, 16-byte aligned, in local memory) and receives word (l / 4, l % 4) of each matrix in r[0..3]: the same words
 // as the fragments' loads below. ldmatrix takes the row's address in the shared state space, which is what an

@@ -265,7 +265,7 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
                          f"their ratio (each work-item's share of the gathered tile), got {k}")
     s = ConvShape.of(x, weight, stride, padding)
     half = weight.dtype == np.float16
-    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE", "STAGES", "LDSM"),
+    defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE", "STAGES", "LDSM", "ASYNC"),
                "KH": s.kh, "KW": s.kw, **({"A_HALF": 1} if half else {})}
     knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)

@@ -142,12 +142,12 @@ def mma_stages(rt: Runtime, knobs: dict) -> dict:
     """The tensor-core float16 kernels' knobs with STAGES as built here: as many local buffers as asked for that fit
     the device's local memory (the tuned tables hold tile sizes timed with one buffer: a 128 x 128 x 64 config
     takes 36 KiB once and 72 KiB twice, of the 48 KiB NVIDIA's driver reports; it built such kernels on an H200
-    all the same, but the reported size is what a device promises); the GEMM's cp.async (ASYNC) only with two or
-    more."""
+    all the same, but the reported size is what a device promises); cp.async (ASYNC) only with two or more (with
+    one, as a table entry timed before the knob may say, the staging through registers)."""
     stages = knobs.get("STAGES", 1)
     while stages > 1 and mma_f16_local_bytes(knobs, stages) > rt.device.local_mem_size:
         stages -= 1
-    if stages == knobs.get("STAGES", 1):
+    if stages == knobs.get("STAGES", 1) and not (knobs.get("ASYNC") and stages < 2):
         return knobs
     return {**knobs, "STAGES": stages, **({"ASYNC": 0} if "ASYNC" in knobs and stages < 2 else {})}
 

@@ -41,15 +41,14 @@ def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half")
     configs.append({**v.knobs, "STAGES": 1})
     if "PREFETCH" in v.knobs:       # the GEMM's: its tiles read into registers a step ahead, or when staged
         configs.append({**v.knobs, "PREFETCH": 1 - v.knobs["PREFETCH"]})
-    if "ASYNC" in v.knobs:          # the GEMM's cp.async, two to four buffers deep (float16 with aligned rows)
-        configs += [{**v.knobs, "ASYNC": 1, "STAGES": s} for s in (2, 3, 4)]
+    deep = (2, 3, 4) if op == "linear" else (2,)    # cp.async: the GEMM's two to four buffers deep, the conv's two
+    configs += [{**v.knobs, "ASYNC": 1, "STAGES": s} for s in deep]
     if ptx:
         configs.append({**v.knobs, "LDSM": 1 - v.knobs["LDSM"]})
         if op == "linear":
             configs.append(v.complete({"MWG": 32, "NWG": 24, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1}))
     small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
-    if "ASYNC" in v.knobs:
-        configs.append({**small, "ASYNC": 1, "STAGES": 3})
+    configs.append({**small, "ASYNC": 1, "STAGES": deep[-1]})
     return [{**k, **_extra(rt)} for k in configs + [small]]
 
 
@@ -167,6 +166,7 @@ def test_async_copies_with_padded_rows_and_ragged_depth(rt):
     ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
     ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
     ((1, 16, 9, 8), (128, 16, 3, 3), 1, 1, "same"),          # whole weight tiles (O = MWG, R % 4 = 0): vector reads
+    ((2, 8, 7, 6), (20, 8, 3, 3), 1, 1, "same"),             # R = 72: weight rows 16-byte aligned (ASYNC's copies)
 ])
 def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     """conv2d implicit_mma_f16 (gathering its slices of the lowered matrix from x) against the float64 reference
@@ -225,6 +225,7 @@ def test_async_copies_with_padded_rows_and_ragged_depth(rt):
     ((1, 7, 13, 10), (9, 7, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),   # strided, asymmetric padding, (N, O, 1, 1)
     ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
     ((1, 16, 9, 8), (128, 16, 3, 3), 1, 1, "same"),          # whole weight tiles (O = MWG, R % 4 = 0): vector reads
+    ((2, 8, 7, 6), (20, 8, 3, 3), 1, 1, "same"),             # R = 72: weight rows 16-byte aligned (ASYNC's copies)
 ])
 def test_implicit_conv_in_float16(rt, shape):
     """conv2d implicit_mma_f16 in the float16 dtype (x, weight, bias and residual all half: the gather copies x's
@@ -384,3 +385,4 @@ def test_two_local_buffers_only_where_they_fit():
     assert mma_stages(rt48, {**k, "KWG": 32, "STAGES": 4, "ASYNC": 1}) == {**k, "KWG": 32, "STAGES": 2, "ASYNC": 1}
     assert mma_stages(rt48, {**k, "KWG": 16, "STAGES": 4, "ASYNC": 1})["STAGES"] == 4      # 4 x 12,288 B
     assert mma_stages(rt48, {**k, "STAGES": 3, "ASYNC": 1}) == {**k, "STAGES": 1, "ASYNC": 0}
+    assert mma_stages(rt48, {**k, "KWG": 32, "STAGES": 1, "ASYNC": 1})["ASYNC"] == 0     # one buffer: registers
