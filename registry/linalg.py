@@ -245,13 +245,14 @@ def _implicit_mma_fits(k: dict, info: dict) -> bool:
 
 def _mma_f16_fits(k: dict, info: dict) -> bool:
     """Warp tiles of whole 16 x 8 mma tiles, at most 32 of them per warp (one set of float32 accumulators, 128
-    registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8), STAGES times, fit."""
+    registers), KWG whole k16 steps, the work-group and the half tiles (MWG + NWG) * (KWG + 8), STAGES times, fit;
+    cp.async (ASYNC) with two or more buffers, the register staging with one or two."""
     wm, wn = k["MWG"] // k["WARPS_M"], k["NWG"] // k["WARPS_N"]
     return (k["MWG"] % (16 * k["WARPS_M"]) == 0 and k["NWG"] % (8 * k["WARPS_N"]) == 0 and k["KWG"] % 16 == 0
             and (wm // 16) * (wn // 8) <= 32
             and 32 * k["WARPS_M"] * k["WARPS_N"] <= info.get("max_work_group_size", 256)
             and mma_f16_local_bytes(k, k.get("STAGES", 1)) <= info.get("local_mem_kib", 32) * 1024
-            and (k["STAGES"] >= 2 if k.get("ASYNC") else k["STAGES"] <= 2))
+            and (k.get("STAGES", 1) >= 2 if k.get("ASYNC") else k.get("STAGES", 1) <= 2))
 
 
 # Order: untuned selection takes the last variant written for the device type (selection.Policy), so mma_tf32, which

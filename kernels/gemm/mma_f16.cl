@@ -165,32 +165,32 @@ void gemm_mma_f16(GEMM_ARGS, const int splits, const int k_chunk, __global REAL 
 #endif
     {
 #if PREFETCH
-    if (k_begin < k_end) {
-        GEMM_FETCH(k_begin);
-    }
-#endif
-    for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
-        __local ushort *As = (__local ushort *)As4 + (step % STAGES) * MWG * LDS;
-        __local ushort *Bs = (__local ushort *)Bs4 + (step % STAGES) * NWG * LDS;
-#if !PREFETCH
-        GEMM_FETCH(k0);
-#endif
-        put_rows_a(As, ra, tid);
-        if (trans_b)
-            put_rows_b(Bs, rb, tid);
-        else
-            put_cols_b(Bs, rb, tid);
-        barrier(CLK_LOCAL_MEM_FENCE);
-#if PREFETCH
-        if (k0 + KWG < k_end) {
-            GEMM_FETCH(k0 + KWG);
+        if (k_begin < k_end) {
+            GEMM_FETCH(k_begin);
         }
 #endif
-        MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
-#if STAGES == 1
-        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k0 = k_begin, step = 0; k0 < k_end; k0 += KWG, ++step) {
+            __local ushort *As = (__local ushort *)As4 + (step % STAGES) * MWG * LDS;
+            __local ushort *Bs = (__local ushort *)Bs4 + (step % STAGES) * NWG * LDS;
+#if !PREFETCH
+            GEMM_FETCH(k0);
 #endif
-    }
+            put_rows_a(As, ra, tid);
+            if (trans_b)
+                put_rows_b(Bs, rb, tid);
+            else
+                put_cols_b(Bs, rb, tid);
+            barrier(CLK_LOCAL_MEM_FENCE);
+#if PREFETCH
+            if (k0 + KWG < k_end) {
+                GEMM_FETCH(k0 + KWG);
+            }
+#endif
+            MMA_STEP(acc, As, Bs, wm, wn, lane, warp);
+#if STAGES == 1
+            barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+        }
     }
     if (splits > 1) {
         __global REAL *pz = part + ((long)split * (get_global_size(2) / splits) + item) * M * N;
