@@ -151,8 +151,8 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
     // for the mma before the next step's stores.
     A_T4 ra[PF_GROUPS(MWG)];
     GATHER_T rb[B_ELEMS];
-    const bool a_async = ASYNC_A && R % 8 == 0;
-#if ASYNC_A     // the weight tile of step k0 into buffer `buf`, one commit group
+    const bool a_async = ASYNC_A && R % 8 == 0;    // a constant false without ASYNC_A: the copies compile away
+    // the weight tile of step k0: into buffer `buf` by cp.async (one commit group), else into registers
 #define FETCH_A(k0, buf)                                                                                        \
     if (a_async) {                                                                                              \
         copy_rows((__local ushort *)As4 + (buf) * MWG * LDS, (const __global ushort *)wm0 + (k0), R, MWG, O - m0, \
@@ -160,9 +160,6 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
         CP_COMMIT();                                                                                            \
     } else                                                                                                      \
         fetch_rows_a(ra, wm0 + (k0), R, O - m0, k_end - (k0), R % 4 == 0, tid)
-#else
-#define FETCH_A(k0, buf) fetch_rows_a(ra, wm0 + (k0), R, O - m0, k_end - (k0), R % 4 == 0, tid)
-#endif
     if (k_begin < k_end) {
         FETCH_A(k_begin, 0);
         fetch_cols(rb, xq, k_begin, k_end, q_in, iy0, ix0, H, W, tid);
@@ -173,10 +170,8 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
         if (!a_async)
             put_rows_a(As, ra, tid);
         put_cols(Bs, rb, jc, tid);
-#if ASYNC_A
         if (a_async)
             CP_WAIT_GROUP(0);
-#endif
         barrier(CLK_LOCAL_MEM_FENCE);
         if (k0 + KWG < k_end) {     // into the other buffer, which step - 1's mma read before this barrier
             FETCH_A(k0 + KWG, (step + 1) & 1);

@@ -147,8 +147,6 @@ def mma_stages(rt: Runtime, knobs: dict) -> dict:
     stages = knobs.get("STAGES", 1)
     while stages > 1 and mma_f16_local_bytes(knobs, stages) > rt.device.local_mem_size:
         stages -= 1
-    if stages == knobs.get("STAGES", 1) and not (knobs.get("ASYNC") and stages < 2):
-        return knobs
     return {**knobs, "STAGES": stages, **({"ASYNC": 0} if "ASYNC" in knobs and stages < 2 else {})}
 
 
