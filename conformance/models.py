@@ -152,6 +152,7 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
             compare("unet", lambda x, c: unet_r(x, np.array([999, 1]), c), lambda x, c: unet_d(x, np.array([999, 1]), c),
                     [rng.standard_normal((2, config.unet.in_channels, 6, 10)), ctx])
             rows.append(_replay_row(rt, family, dtype, device, unet_d, rng))
+            rows.extend(_text_and_vae_replay_rows(rt, family, dtype, device, te_d, vae_d, config, rng))
             # VAE decoder
             compare("vae_decoder", vae_r.decode, vae_d.decode,
                     [rng.standard_normal((1, config.vae.latent_channels, 5, 7))])
@@ -197,6 +198,40 @@ def _replay_row(rt, family, dtype, device, unet, rng) -> Row:
                metric=f"replayed vs plain calls: max |diff| {worst:.3g} over {calls} calls, {launches} launches "
                       "recorded (must be 0: the same kernels on the same arguments)", seconds=time.perf_counter() - t0,
                failure="" if ok else f"a replayed UNet differs from a plain call by up to {worst:.3g}")
+
+
+def _text_and_vae_replay_rows(rt, family, dtype, device, text_encoder, vae, config, rng) -> list:
+    """The text encoder recorded at one prompt pair and replayed at others (the token ids an input of the
+    recording), the VAE decoder at one latent and replayed at others: each replay must equal a plain call at those
+    inputs bit for bit, as _replay_row's UNet."""
+    from sdcl.opencl_impl.replay import replayed
+    from sdcl.reference.tokenizer import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_config(config.text_encoder)
+    prompts = (["", "a photograph of an astronaut riding a horse"], ["blurry", "a lighthouse at dusk"],
+               ["", "an oil painting of a fox in the snow, highly detailed"])
+    latents = [rt.to_device(rng.standard_normal((1, config.vae.latent_channels, 5, 7)).astype(dtype))
+               for _ in range(3)]
+    rows = []
+    for what, model, inputs, call in (("text_encoder", text_encoder, [tok(p) for p in prompts], lambda m, a: m(a)),
+                                      ("vae_decoder", vae, latents, lambda m, a: m.decode(a))):
+        t0, name = time.perf_counter(), f"{family}/{what}_replay"
+        try:
+            again, worst = replayed(rt, model), 0.0
+            for a in inputs:        # the first call records, the others replay
+                got, want = call(again, a).get(), call(model, a).get()
+                worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want))))
+            launches = sum(r.launches for r in again.recordings.values())
+        except Exception as e:
+            rows.append(Row("model", name, "default", dtype, device, passed=False,
+                            failure=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
+            continue
+        ok = worst == 0.0
+        rows.append(Row("model", name, "default", dtype, device, cases=len(inputs), passed=ok, worst_max_abs=worst,
+                        metric=f"replayed vs plain calls: max |diff| {worst:.3g} over {len(inputs)} calls, "
+                               f"{launches} launches recorded (must be 0)", seconds=time.perf_counter() - t0,
+                        failure="" if ok else f"a replayed {what} differs from a plain call by up to {worst:.3g}"))
+    return rows
 
 
 def _half_storage_rows(rt, config, family, device, w64) -> list:

@@ -7,7 +7,7 @@ import pyopencl.array as cla
 
 from sdcl.opencl_impl.devices import select_device
 from sdcl.opencl_impl.ops import DeviceOps
-from sdcl.opencl_impl.replay import replayed_unet
+from sdcl.opencl_impl.replay import replayed
 from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.selection import policy_for
 from sdcl.reference.pipeline import Backend
@@ -29,7 +29,8 @@ def runtime_for(selector: str | None = None) -> Runtime:
 
 def opencl_backend_for(rt: Runtime, replay: bool = True) -> Backend:
     """The device as a pipeline stage; with replay, the sampler loop's UNet is recorded at its first step and its
-    launches replayed at the others (sdcl.opencl_impl.replay)."""
+    launches replayed at the others, the text encoder recorded at its first prompt and the VAE decoder at its first
+    image, each replayed for the next ones (sdcl.opencl_impl.replay)."""
     def to_device(a):
         if isinstance(a, cla.Array):
             return a                   # already there (weights uploaded by the caller)
@@ -40,7 +41,7 @@ def opencl_backend_for(rt: Runtime, replay: bool = True) -> Backend:
         return a.get() if isinstance(a, cla.Array) else np.asarray(a)
 
     return Backend(f"opencl:{rt.info['device']}", DeviceOps(rt), to_device=to_device, to_host=to_host,
-                   sync=rt.queue.finish, in_loop=(lambda unet: replayed_unet(rt, unet)) if replay else (lambda m: m))
+                   sync=rt.queue.finish, in_loop=(lambda model: replayed(rt, model)) if replay else (lambda m: m))
 
 
 def opencl_backend(selector: str | None = None, replay: bool = True) -> Backend:

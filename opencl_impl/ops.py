@@ -244,19 +244,29 @@ def timestep_embedding(rt: Runtime, timesteps, dim, flip_sin_to_cos=True, downsc
     return dispatch(rt, "timestep_embedding", timesteps, dim, flip_sin_to_cos, downscale_freq_shift, max_period)
 
 
-def token_embedding(rt: Runtime, ids, token_table, position_table):
-    """token_table[ids] + position_table[:L]; ids (B, L) integers (host numpy) -> (B, L, D) on the device."""
-    ids = ids.get() if isinstance(ids, cla.Array) else np.asarray(ids)
+def check_token_ids(ids, token_table, position_table) -> np.ndarray:
+    """ids (B, L) as the int64 host array token_embedding's kernel reads (a device array is read back to check it),
+    or ValueError naming what is wrong with them or the tables."""
+    host = ids.get() if isinstance(ids, cla.Array) else np.asarray(ids)
     _float_inputs("token_embedding", token_table, position_table)
-    if ids.dtype.kind not in "iu" or ids.ndim != 2:
-        fail("token_embedding", f"ids must be 2-D integers, got dtype {ids.dtype}", ids)
+    if host.dtype.kind not in "iu" or host.ndim != 2:
+        fail("token_embedding", f"ids must be 2-D integers, got dtype {host.dtype}", host)
     if token_table.ndim != 2 or position_table.ndim != 2 or token_table.shape[1] != position_table.shape[1] \
-            or ids.shape[1] > position_table.shape[0]:
-        fail("token_embedding", "tables must be (V, D) and (P, D) with P >= L", ids, token_table, position_table)
-    if ids.size and (ids.min() < 0 or ids.max() >= token_table.shape[0]):
+            or host.shape[1] > position_table.shape[0]:
+        fail("token_embedding", "tables must be (V, D) and (P, D) with P >= L", host, token_table, position_table)
+    if host.size and (host.min() < 0 or host.max() >= token_table.shape[0]):
         raise ValueError(f"token_embedding: token ids must lie in [0, {token_table.shape[0]}), "
-                         f"got [{ids.min()}, {ids.max()}]")
-    return dispatch(rt, "token_embedding", ids, token_table, position_table)
+                         f"got [{host.min()}, {host.max()}]")
+    return host.astype(np.int64, copy=False)
+
+
+def token_embedding(rt: Runtime, ids, token_table, position_table):
+    """token_table[ids] + position_table[:L]; ids (B, L) integers, on the host, or on the device as int64 (a
+    replayed text encoder's input: read by the kernel where it is) -> (B, L, D) on the device."""
+    host = check_token_ids(ids, token_table, position_table)
+    if isinstance(ids, cla.Array) and ids.dtype != np.int64:
+        fail("token_embedding", f"device ids must be int64, got {ids.dtype}", ids)
+    return dispatch(rt, "token_embedding", ids if isinstance(ids, cla.Array) else host, token_table, position_table)
 
 
 def add(rt: Runtime, a, b):

@@ -73,7 +73,7 @@ def pipeline(pipe, height: int, width: int, dtype=np.float32, progress: bool = F
     h, w = height // s, width // s
     dt = np.dtype(dtype) if np.dtype(dtype) in (np.float64, np.float16) else np.dtype(np.float32)
     jobs = []
-    te = pipe.text_encoder
+    te = getattr(pipe.text_encoder, "model", pipe.text_encoder)     # as the UNet below: a replayed one's model
     rt = getattr(te.ops, "rt", None)
     if rt is not None:
         jobs += collect(rt, te, pipe.tokenizer(["", ""]))
@@ -82,7 +82,8 @@ def pipeline(pipe, height: int, width: int, dtype=np.float32, progress: bool = F
     if rt is not None:
         ctx = rt.empty((2, pipe.tokenizer.context_length, cfg.unet.cross_attention_dim), dt)
         jobs += collect(rt, unet, rt.empty((2, cfg.unet.in_channels, h, w), dt), np.array([999, 999]), ctx)
-    rt = getattr(pipe.vae.ops, "rt", None)
+    vae = getattr(pipe.vae, "model", pipe.vae)
+    rt = getattr(vae.ops, "rt", None)
     if rt is not None:
-        jobs += collect(rt, pipe.vae.decode, rt.empty((1, cfg.vae.latent_channels, h, w), dt))
+        jobs += collect(rt, vae.decode, rt.empty((1, cfg.vae.latent_channels, h, w), dt))
     return build(jobs, progress=progress)

@@ -13,8 +13,9 @@ What a recording assumes (the model code of sdcl.reference meets it: it only cal
 - host data uploaded inside fn (rt.to_device) is the same at every call: it is uploaded once and kept;
 - weights stay in the buffers they had when the call was recorded;
 - the output lives in the recording's buffer: the next replay overwrites it (copy it to keep it).
-`ReplayedModel` records a model once per input shape and replays it after; the conformance model checks compare
-its replays with plain calls at other inputs (sdcl.conformance.models).
+`ReplayedModel` records a model once per input shape and replays it after (`replayed`: the UNet, per sampler step,
+the text encoder, per prompt, and the VAE's decode, per image); the conformance model checks compare its replays with plain calls at other
+inputs (sdcl.conformance.models).
 """
 
 from __future__ import annotations
@@ -180,6 +181,49 @@ class ReplayedModel:
             self.recordings[key] = rec
             return out
         return rec.replay(*inputs)
+
+
+class ReplayedDecoder(ReplayedModel):
+    """A VAE whose decode (its __call__) is recorded per latent shape and replayed; encode and the rest are the
+    VAE's own."""
+
+    def decode(self, z):
+        return self(z)
+
+
+def replayed(rt, model):
+    """A model the pipeline calls again and again at one input shape, recorded once per shape and replayed after:
+    the UNet (each sampler step), the text encoder (each prompt) and the VAE's decode (each image); a model whose
+    weights stream (sdcl.opencl_impl.streaming) or of another kind as it is."""
+    from sdcl.opencl_impl.streaming import StreamingWeights
+    from sdcl.reference.text_encoder import TextEncoder
+    from sdcl.reference.unet import UNet
+    from sdcl.reference.vae import VAE
+    if isinstance(model, UNet):
+        return replayed_unet(rt, model)
+    if isinstance(model, TextEncoder):
+        return replayed_text_encoder(rt, model)
+    if isinstance(model, VAE) and not isinstance(model.w, StreamingWeights):
+        return ReplayedDecoder(rt, model)
+    return model
+
+
+def replayed_text_encoder(rt, text_encoder):
+    """The text encoder recorded per ids shape, the token ids an input of the recording (the int64 array the
+    token_embedding kernel reads, checked on the host at every call as an unrecorded call checks them). Streaming
+    weights: returned as it is, as replayed_unet."""
+    from sdcl.opencl_impl.ops import check_token_ids
+    from sdcl.opencl_impl.streaming import StreamingWeights
+    from sdcl.reference.text_encoder import PREFIX
+    if isinstance(text_encoder.w, StreamingWeights):
+        return text_encoder
+    w = text_encoder.w
+
+    def prepare(ids):
+        return (check_token_ids(ids, w[f"{PREFIX}embeddings.token_embedding.weight"],
+                                w[f"{PREFIX}embeddings.position_embedding.weight"]),)
+
+    return ReplayedModel(rt, text_encoder, prepare)
 
 
 def replayed_unet(rt, unet):

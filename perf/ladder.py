@@ -94,10 +94,11 @@ def _inputs(config, size: int, rng):
 def stage_calls(rt, config, dev: dict, inputs: tuple, replay: bool = False, dtype=np.float32) -> dict:
     """stage -> a call of that stage on the device: the text encoder (batch 2), one UNet step (batch 2, CFG, t = 999)
     and the VAE decode, with the models built over dev (model -> weights) and inputs from _inputs() (as dtype: the
-    float16 rows' models take float16). With replay, the UNet's first call records its launches and the later
-    calls replay them (as in the pipeline's loop)."""
+    float16 rows' models take float16). With replay, each model's first call records its launches and the later
+    calls replay them (as the pipeline's loop does with the UNet, and its text encoder and VAE decoder from prompt
+    to prompt)."""
     from sdcl.opencl_impl.ops import DeviceOps
-    from sdcl.opencl_impl.replay import replayed_unet
+    from sdcl.opencl_impl.replay import replayed
     from sdcl.reference.text_encoder import TextEncoder
     from sdcl.reference.unet import UNet
     from sdcl.reference.vae import VAE
@@ -106,8 +107,9 @@ def stage_calls(rt, config, dev: dict, inputs: tuple, replay: bool = False, dtyp
     ops = DeviceOps(rt)
     text = TextEncoder(config.text_encoder, dev["text_encoder"], ops=ops)
     unet = UNet(config.unet, dev["unet"], ops=ops)
-    unet = replayed_unet(rt, unet) if replay else unet
     vae = VAE(config.vae, dev["vae"], ops=ops)
+    if replay:
+        text, unet, vae = (replayed(rt, m) for m in (text, unet, vae))
     d_lat, d_ctx, d_z = (rt.to_device(a.astype(dtype)) for a in (latents, ctx, z))
     return {"text_encoder": lambda: text(ids),
             "unet": functools.partial(unet, d_lat, np.array([999, 999]), d_ctx),    # .func: the (replayed) UNet

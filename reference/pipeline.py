@@ -19,8 +19,9 @@ from sdcl.reference.configs import SDConfig
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a stage runs: its ops module, the two transfers (identity for NumPy), and how the sampler loop calls
-    the UNet (`in_loop(unet)`: as it is, or, on OpenCL, its launches recorded at the first step and replayed)."""
+    """Where a stage runs: its ops module, the two transfers (identity for NumPy), and how the pipeline calls a model
+    it calls again and again at one input shape, the UNet each step, the text encoder each prompt and the VAE decoder
+    each image (`in_loop(model)`: as it is, or, on OpenCL, its launches recorded at the first call and replayed)."""
 
     name: str
     ops: object
@@ -60,11 +61,13 @@ class StableDiffusion:
             return {k: backend.to_device(v) for k, v in ws.items()}
 
         self.tokenizer = CLIPTokenizer.from_config(self.config.text_encoder)
-        self.text_encoder = TextEncoder(self.config.text_encoder, place(self.text_backend, self.weights["text_encoder"]),
-                                        ops=self.text_backend.ops)
+        self.text_encoder = self.text_backend.in_loop(
+            TextEncoder(self.config.text_encoder, place(self.text_backend, self.weights["text_encoder"]),
+                        ops=self.text_backend.ops))
         self.unet = self.unet_backend.in_loop(
             UNet(self.config.unet, place(self.unet_backend, self.weights["unet"]), ops=self.unet_backend.ops))
-        self.vae = VAE(self.config.vae, place(self.vae_backend, self.weights["vae"]), ops=self.vae_backend.ops)
+        self.vae = self.vae_backend.in_loop(
+            VAE(self.config.vae, place(self.vae_backend, self.weights["vae"]), ops=self.vae_backend.ops))
 
     def encode_prompt(self, prompt: str, negative_prompt: str = "") -> np.ndarray:
         """(2, 77, D) text embeddings: [negative (unconditional), prompt], on the host. A prompt longer than the

@@ -240,7 +240,11 @@ def implicit_mma_gather_fits(k: dict) -> bool:
 
 
 def _implicit_mma_fits(k: dict, info: dict) -> bool:
-    return _mma_f16_fits(k, info) and implicit_mma_gather_fits(k)
+    """As _mma_f16_fits, with the gather's rule (kept with NHWC: an input of C % 8 != 0 takes the gather); NHWC's
+    copies are cp.async (STAGES 2 to 4; ASYNC, the gather's weight copy, then 0), the gather's STAGES at most 2."""
+    nhwc = k.get("NHWC", 0)
+    return (_mma_f16_fits({**k, "ASYNC": 1} if nhwc else k, info) and implicit_mma_gather_fits(k)
+            and (not k.get("ASYNC") if nhwc else k["STAGES"] <= 2))
 
 
 def _mma_f16_fits(k: dict, info: dict) -> bool:
@@ -296,11 +300,12 @@ _F16_TOL = {
 # ASYNC (the GEMM's only): 1, where both operands are half and k-contiguous with rows 16-byte aligned (linear in the
 # float16 dtype), the tiles are copied global -> local with cp.async, STAGES (2 to 4) buffers deep, no registers
 # between; elsewhere, and with 0, the path above. H100, float16 linear at the SD shapes, one call
-# (docs/results/ab-knobs-nvidia-h100-2.txt): 0.371 ms at the default tiles against 0.733 through registers and
-# 0.524 with c7ab9b7's kernel; 0.348 with 128 x 64 tiles three buffers deep.
+# (docs/results/ab-knobs-nvidia-h100-2.txt): 0.371 ms at 128 x 128 tiles two buffers deep against 0.733 through
+# registers and 0.524 with c7ab9b7's kernel; 0.348 with 128 x 64 tiles (2 x 2 warps) three buffers deep, fastest at
+# each of the seven shapes: the default since (0.94x of the old default in a later call, ab-knobs-nvidia-h100-7.txt).
 _MMA_F16_HALF = Variant(
-    "mma_f16_half", {"MWG": 128, "NWG": 128, "KWG": 32, "WARPS_M": 2, "WARPS_N": 4, "MMA_EMULATE": 0, "SPLITK": 0,
-                     "STAGES": 2, "LDSM": 1, "PREFETCH": 0, "ASYNC": 1},
+    "mma_f16_half", {"MWG": 128, "NWG": 64, "KWG": 32, "WARPS_M": 2, "WARPS_N": 2, "MMA_EMULATE": 0, "SPLITK": 0,
+                     "STAGES": 3, "LDSM": 1, "PREFETCH": 0, "ASYNC": 1},
     space={"MWG": [64, 128, 256], "NWG": [64, 128], "KWG": [16, 32, 64], "WARPS_M": [2, 4], "WARPS_N": [2, 4],
            "SPLITK": [0, 1], "STAGES": [1, 2, 3, 4], "LDSM": [0, 1], "PREFETCH": [0, 1], "ASYNC": [0, 1]},
     constraint=_mma_f16_fits, needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"),
@@ -491,11 +496,18 @@ _CONV_VARIANTS = (
     # implicit GEMM on NVIDIA tensor cores in float16: im2col's product with the lowered slices gathered into local
     # memory, never written (a work-item keeps one column of the gathered tile and a run of its rows in fours:
     # _implicit_mma_fits);
-    # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; one or two local buffers; ldmatrix); ASYNC: the
-    # half weight tile copied with cp.async (two buffers), the gather through registers (not yet timed: 0)
-    Variant("implicit_mma_f16", {**{k: v for k, v in _MMA_F16_HALF.knobs.items() if k != "PREFETCH"}, "ASYNC": 0},
+    # SPLITK, STAGES and LDSM: as mma_f16_half's (split-K over R; local buffers; ldmatrix); ASYNC: the half weight
+    # tile copied with cp.async (two buffers), the gather through registers (H100, float16, the SD shapes: 0.97x of
+    # ASYNC 0, docs/results/ab-knobs-nvidia-h100-3.txt); NHWC: no gather, x and the weight first transposed to
+    # channels-last half copies and both tiles copied with cp.async, STAGES 2 to 4 deep (where C % 8 == 0; elsewhere
+    # the gather): 1, with 128 x 64 tiles three buffers deep. H100, float16, the registry's SD shapes, one call
+    # (docs/results/ab-knobs-nvidia-h100-5.txt): 1.557 ms against the gather's 2.839 (0.55x; 0.59x at the GEMM's
+    # 128 x 128 two deep; 0.40x for the 3x3 320 at 64x64, 0.48x the VAE's 512x512, 0.87x-1.05x at 8x8 and 16x16,
+    # where the weight's channels-last copy weighs as much as the product).
+    Variant("implicit_mma_f16", {**{k: v for k, v in _MMA_F16_HALF.knobs.items() if k != "PREFETCH"}, "ASYNC": 0,
+                                 "NHWC": 1, "WARPS_N": 4},
             space={**{k: v for k, v in _MMA_F16_HALF.space.items() if k != "PREFETCH"},
-                   "KWG": [32, 64], "STAGES": [1, 2]},
+                   "KWG": [32, 64], "NHWC": [0, 1]},
             constraint=_implicit_mma_fits,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,
             half_args=(1,), half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),
@@ -552,7 +564,9 @@ def attention_local_bytes(variant: str, k: dict, d: int, itemsize: int = 4) -> i
     """Local memory of kernels/attention/tiled.cl's attention_flash / attention_softmax_fused_pv and of
     attention/flash_reg.cl for tile knobs k, head dim d."""
     if variant == "flash_mma_f16":  # half tiles: Q (16*WARPS rows) and K (BK rows), D padded to 16, pitch + 8; V^T
-        dk, dn = -(-d // 16) * 16, -(-d // 8) * 8
+        dk, dn = -(-d // 16) * 16, -(-d // 8) * 8       # (ASYNC: K and V key-major, two buffers of each)
+        if k.get("ASYNC"):
+            return 2 * (16 * k["WARPS"] + 4 * k["BK"]) * (dk + 8)
         return 2 * ((16 * k["WARPS"] + k["BK"]) * (dk + 8) + dn * (k["BK"] + 8))
     if variant == "flash_reg":      # Q and P tiles (row stride BQ + 4), K tile (BK + 1), V tile, partial max and sum
         dp = -(-d // k["WL"]) * k["WL"]
@@ -632,8 +646,12 @@ _ATTENTION_VARIANTS = (
     # flash_mma_f16 (attention/flash_mma_f16.cl): FlashAttention-2 on NVIDIA tensor cores (mma.sync m16n8k16 f16 x
     # f16 -> f32): a warp's 16 query rows x BK keys of scores, the softmax in float32 registers, P V from the score
     # registers; q, k, v and p rounded to half, so a candidate only in half mode (Variant.half_compute) for float32;
-    # float16's q, k, v are half already, read as they are
-    Variant("flash_mma_f16", {"WARPS": 4, "BK": 64, "MMA_EMULATE": 0}, space={"WARPS": [2, 4, 8], "BK": [32, 64]},
+    # float16's q, k, v are half already, read as they are. ASYNC (float16 at a head dim of whole 16-byte chunks; 0
+    # elsewhere): K and V tiles copied with cp.async, the next during this one's products, V key-major and read
+    # with ldmatrix.trans. H100, float16, the registry's SD shapes, one call (docs/results/ab-knobs-nvidia-h100-6.txt):
+    # 0.681 ms against 1.736 staged (0.39x; the 4096-token self-attention 0.750 -> 0.262)
+    Variant("flash_mma_f16", {"WARPS": 4, "BK": 64, "MMA_EMULATE": 0, "ASYNC": 1},
+            space={"WARPS": [2, 4, 8], "BK": [32, 64], "ASYNC": [0, 1]},
             constraint=_flash_mma_fits, applies=_head_dim_at_most_max, needs=("nvidia_ptx",), devices=("GPU",),
             dtypes=("float32", "float16"), tolerance=_F16_ATTN_TOL, half_compute=True,
             launcher=ATTENTION + "flash_mma_f16", tier="tensor-core float16"),

@@ -6,9 +6,10 @@ device's selection policy ran: the table behind the ladder's last rows.
 
 Kernel seconds are the OpenCL profiling events of a call after a warm-up call; wall is that call's time with the
 queue drained (the gap is host overhead: launches, allocations, Python); both the median of --reps calls. host is
-the call's time with the enqueues skipped: the Python side of that overhead. The stage
-unet_replayed is the UNet step with its launches recorded at the warm-up call and replayed (sdcl.opencl_impl.replay),
-as the pipeline's sampler loop runs it.
+the call's time with the enqueues skipped: the Python side of that overhead. The stages
+<stage>_replayed are the text encoder, UNet step and VAE decode with their launches recorded at the warm-up call and
+replayed (sdcl.opencl_impl.replay), as the pipeline's sampler loop runs the UNet and its text encoder and VAE run
+from the second image on.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> int:
     dev = {m: {k: rt.to_device(v) for k, v in ws.items()} for m, ws in weights.items()}
     inputs = _inputs(config, args.size, np.random.default_rng(0))
     calls = stage_calls(rt, config, dev, inputs, dtype=dtype)
-    calls["unet_replayed"] = stage_calls(rt, config, dev, inputs, replay=True, dtype=dtype)["unet"]
+    replayed = stage_calls(rt, config, dev, inputs, replay=True, dtype=dtype)
+    calls.update({f"{stage}_replayed": replayed[stage] for stage in ("text_encoder", "unet", "vae")})
     result = {"device": f"{rt.info['platform']} / {rt.info['device']}", "model": args.model, "size": args.size,
               "half": args.half, "float16": args.float16, "stages": {}}
     for stage, fn in calls.items():
@@ -74,14 +76,14 @@ def main() -> int:
             times = rt.kernel_times()
             kernels.append(sum(times.values()))
             per_op = {op: per_op.get(op, 0.0) + s / args.reps for op, s in times.items()}
-        heavy = heaviest(rt, fn, args.shapes) if args.shapes and stage != "unet_replayed" else []  # (replay: no policy)
+        heavy = heaviest(rt, fn, args.shapes) if args.shapes and not stage.endswith("_replayed") else []  # (no policy)
         rt.profile = False
         wall = float(np.median(walls))
         # the per-op table is the mean over the calls; scaled to the median call's kernel total
         scale = float(np.median(kernels)) / max(sum(per_op.values()), 1e-12)
         per_op = {op: s * scale for op, s in per_op.items()}
         total = sum(per_op.values())
-        host = host_time(rt, fn) if stage != "unet_replayed" else None
+        host = host_time(rt, fn) if not stage.endswith("_replayed") else None
         print(f"{stage}: wall {wall * 1e3:.1f} ms, kernels {total * 1e3:.1f} ms, {launches} launches"
               + (f", host {host * 1e3:.1f} ms with the launches skipped" if host is not None else ""))
         for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):

@@ -24,9 +24,14 @@
 // half already, their bits copied to the tiles unrounded; o written with vstore_half_rte, its only rounding). q, k,
 // v and o are DATA (common.h); REAL is float in both.
 // Knobs (-D): WARPS (warps per work-group; BQ = 16*WARPS query rows), BK (keys per tile, a multiple of 16),
-// MMA_EMULATE. Structural (-D, set by the host per call): HEAD_DIM. Local memory: (BQ + BK)*(DK + 8) + DN*(BK + 8)
-// halves (registry/linalg.py attention_local_bytes). NDRange (ceil(Lq / BQ) * 32*WARPS, B*H), work-groups of
-// 32*WARPS.
+// MMA_EMULATE, ASYNC (below). Structural (-D, set by the host per call): HEAD_DIM. Local memory: (BQ + BK)*(DK + 8)
+// + DN*(BK + 8) halves, with ASYNC (BQ + 4*BK)*(DK + 8) (registry/linalg.py attention_local_bytes). NDRange
+// (ceil(Lq / BQ) * 32*WARPS, B*H), work-groups of 32*WARPS.
+// ASYNC 1 (float16, HEAD_DIM % 8 == 0: the host sets it 0 elsewhere): step 1 becomes cp.async copies (gemm/
+// mma_sync_f16.h) of the K and V tiles as they are, 16 bytes a copy (zero-filled past Lk and D), into two buffers of
+// each: tile k0 + BK is copied while tile k0 is computed. V stays key-major (Vs[j*LDQ + d]); P V's B fragments are
+// read from it with ldmatrix.trans (which hands each lane the two consecutive keys of one column a b register
+// holds), in the emulation with two 16-bit loads a register.
 #include "common.h"
 #ifndef WARPS
 #error "WARPS (warps per work-group, each 16 query rows) must be set with -D"
@@ -39,6 +44,9 @@
 #endif
 #if BK % 16 != 0
 #error "BK must be a multiple of 16 (the k steps of P V)"
+#endif
+#if !defined(ASYNC) || (ASYNC != 0 && ASYNC != 1) || (ASYNC && (!defined(DATA_HALF) || HEAD_DIM % 8 != 0))
+#error "ASYNC (1: K and V copied with cp.async, float16 and HEAD_DIM % 8 == 0 only; 0: staged) must be set with -D"
 #endif
 #define MMA_WARPS WARPS
 #include "gemm/mma_sync_f16.h"
@@ -123,6 +131,43 @@ inline float quad_sum(const float x)
 #define QUAD_SCRATCH
 #endif
 
+#if ASYNC
+// This work-item's 16-byte chunks of the key tile from k0: k and v rows k0 + j (d-contiguous) into Kd[j*LDQ + d],
+// Vd[j*LDQ + d] as they are, zeros past Lk and past HEAD_DIM (to DK).
+inline void copy_kv(__local ushort *Kd, __local ushort *Vd, const __global DATA *kb, const __global DATA *vb,
+                    const int k0, const int Lk, const long HD, const int tid)
+{
+    for (int e = tid; e < BK * (DK / 8); e += WG) {
+        const int j = e / (DK / 8), d = (e % (DK / 8)) * 8;
+        const bool in = k0 + j < Lk && d < HEAD_DIM;
+        const long at = in ? (long)(k0 + j) * HD + d : 0;
+        CP_ASYNC16(Kd + j * LDQ + d, (const __global ushort *)kb + at, in ? 16 : 0);
+        CP_ASYNC16(Vd + j * LDQ + d, (const __global ushort *)vb + at, in ? 16 : 0);
+    }
+}
+
+// P V's B fragments of output tiles j (and j + 1 with _2) for the 16 keys from kk*16 of the key-major V tile:
+// b0 = (V[2t][n], V[2t+1][n]), b1 = keys + 8, n = j*8 + g. ldmatrix.x4.trans: lane l names key row
+// kk*16 + ((l >> 3) & 1)*8 + (l & 7) of column block j + (l >> 4); .x2 the first two matrices.
+#if MMA_EMULATE
+inline uint v_pair(const __local ushort *Vs, const int key, const int n)
+{
+    return (uint)Vs[key * LDQ + n] | ((uint)Vs[(key + 1) * LDQ + n] << 16);
+}
+#define V_FRAG(fb, Vs, kk, j) (fb[0] = v_pair(Vs, (kk) * 16 + 2 * t, (j) * 8 + g), \
+                               fb[1] = v_pair(Vs, (kk) * 16 + 2 * t + 8, (j) * 8 + g))
+#else
+#define V_ROW(Vs, kk, j) ((Vs) + ((kk) * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDQ + (j) * 8)
+#define V_FRAG2(fa, fb, Vs, kk, j)                                                                              \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"                       \
+                 : "=r"(fa[0]), "=r"(fa[1]), "=r"(fb[0]), "=r"(fb[1])                                           \
+                 : "r"((uint)(size_t)(V_ROW(Vs, kk, j) + (lane >> 4) * 8)))
+#define V_FRAG(fb, Vs, kk, j)                                                                                   \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"                              \
+                 : "=r"(fb[0]), "=r"(fb[1]) : "r"((uint)(size_t)V_ROW(Vs, kk, j)))
+#endif
+#endif
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_flash_mma_f16(__global const DATA *q, __global const DATA *k, __global const DATA *v,
                              __global DATA *o, const int H, const int Lq, const int Lk, const float scale,
@@ -130,8 +175,13 @@ void attention_flash_mma_f16(__global const DATA *q, __global const DATA *k, __g
 {
     // declared as uint4 (16-byte aligned: a ushort array may start at 2 mod 4, and the fragments' 32-bit reads of
     // a misaligned address fault on NVIDIA); BQ * LDQ, BK * LDQ and DN * LDV are multiples of 8
+#if ASYNC
+    __local uint4 Qs4[BQ * LDQ / 8], Ks4[2 * BK * LDQ / 8], Vs4[2 * BK * LDQ / 8];    // two buffers, V key-major
+    __local ushort *Qs = (__local ushort *)Qs4;
+#else
     __local uint4 Qs4[BQ * LDQ / 8], Ks4[BK * LDQ / 8], Vt4[DN * LDV / 8];
     __local ushort *Qs = (__local ushort *)Qs4, *Ks = (__local ushort *)Ks4, *Vt = (__local ushort *)Vt4;
+#endif
     MMA_SCRATCH;
     QUAD_SCRATCH;
 
@@ -172,7 +222,22 @@ MMA_UNROLL
         for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
 
     const int kend = causal ? min(Lk, q0 + BQ) : Lk;    // causal: row i sees keys j <= i < q0 + BQ
-    for (int k0 = 0; k0 < kend; k0 += BK) {
+#if ASYNC
+    copy_kv((__local ushort *)Ks4, (__local ushort *)Vs4, kb, vb, 0, Lk, HD, tid);
+    CP_COMMIT();
+#endif
+    for (int k0 = 0, it = 0; k0 < kend; k0 += BK, ++it) {
+#if ASYNC
+        // 1. the next tile's copies into the other buffers (read by tile it - 1, before the loop's last barrier),
+        // then wait for this tile's (one group a tile, empty past the end: at most the next one in flight)
+        __local ushort *Ks = (__local ushort *)Ks4 + (it & 1) * BK * LDQ;
+        __local ushort *Vs = (__local ushort *)Vs4 + (it & 1) * BK * LDQ;
+        if (k0 + BK < kend)
+            copy_kv((__local ushort *)Ks4 + ((it + 1) & 1) * BK * LDQ,
+                    (__local ushort *)Vs4 + ((it + 1) & 1) * BK * LDQ, kb, vb, k0 + BK, Lk, HD, tid);
+        CP_COMMIT();
+        CP_WAIT_GROUP(1);
+#else
         // 1. K and V tiles as half, zeros past Lk and D
         for (int e = tid; e < BK * DK; e += WG) {
             const int j = e / DK, d = e - j * DK;
@@ -182,6 +247,7 @@ MMA_UNROLL
             const int j = e / DN, d = e - j * DN;
             stage_half(Vt + d * LDV + j, vb, (long)(k0 + j) * HD + d, k0 + j < Lk && d < HEAD_DIM);
         }
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
 
         // 2. S = Q K^T, scaled to log2 units and masked
@@ -237,12 +303,34 @@ MMA_UNROLL
             const uint pf[4] = {pack_half2(s[2 * kk][0], s[2 * kk][1]), pack_half2(s[2 * kk][2], s[2 * kk][3]),
                                 pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                 pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#if ASYNC && !MMA_EMULATE
+MMA_UNROLL
+            for (int j = 0; j + 1 < OT; j += 2) {
+                uint fb0[2], fb1[2];
+                V_FRAG2(fb0, fb1, Vs, kk, j);
+                MMA(acc[j], pf, fb0);
+                MMA(acc[j + 1], pf, fb1);
+            }
+#if OT % 2
+            {
+                uint fb[2];
+                V_FRAG(fb, Vs, kk, OT - 1);
+                MMA(acc[OT - 1], pf, fb);
+            }
+#endif
+#else
 MMA_UNROLL
             for (int j = 0; j < OT; ++j) {
+#if ASYNC
+                uint fb[2];
+                V_FRAG(fb, Vs, kk, j);
+#else
                 const __local ushort *p = Vt + (j * 8 + g) * LDV + kk * 16 + 2 * t;
                 const uint fb[2] = {*(const __local uint *)p, *(const __local uint *)(p + 8)};
+#endif
                 MMA(acc[j], pf, fb);
             }
+#endif
         }
         barrier(CLK_LOCAL_MEM_FENCE);   // the tiles are read before the next iteration overwrites them
     }

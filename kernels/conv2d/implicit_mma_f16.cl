@@ -19,18 +19,23 @@
 // conv2d_implicit_splitk_sum then adds the splits in order (deterministic: no atomics) with the bias and the residual
 // into y. splits == 1: one launch, the epilogue in place.
 // NDRange (ceil(Q/NWG)*32*WARPS_N, ceil(O/MWG)*WARPS_M, splits). Knobs (-D): those of gemm/mma_f16.h (MWG, NWG,
-// KWG, WARPS_M, WARPS_N, MMA_EMULATE, LDSM), ASYNC (below); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple of NWG;
-// STAGES: local buffers of the staged tiles, 1 or 2 (2 doubles the local memory and saves one barrier a step; the
-// next step's global reads are in registers during the mma either way).
+// KWG, WARPS_M, WARPS_N, MMA_EMULATE, LDSM), ASYNC and NHWC (below); MMA_WGS (32*WARPS_M*WARPS_N) must be a multiple
+// of NWG; STAGES: local buffers of the staged tiles, 1 or 2 for the gather through registers (2 doubles the local
+// memory and saves one barrier a step; the next step's global reads are in registers during the mma either way),
+// 2 to 4 with NHWC 1 (conv2d_implicit_mma_f16_nhwc: no gather, both tiles copied with cp.async from channels-last
+// half copies of x and the weight).
 // Structural (-D, set by the host): A_HALF: the weight is stored as half; KH, KW: the kernel's size, compiled in so
 // that the gather's splits of r into (c, i, j) divide by constants (1x1 and 3x3 in SD: two builds).
 #include "common.h"
 #include "gemm/gemm.h"
 #include "gemm/mma_f16.h"
-#if STAGES > 2
-#error "STAGES: 1 or 2 here (two buffers alternate; the GEMM's cp.async path takes more)"
+#if !defined(NHWC) || (NHWC != 0 && NHWC != 1) || (NHWC && STAGES < 2)
+#error "NHWC (1: both tiles copied with cp.async from channels-last half copies, STAGES 2 to 4; 0: the gather) must be set"
 #endif
-#if !defined(ASYNC) || (ASYNC != 0 && ASYNC != 1) || (ASYNC && STAGES != 2)
+#if !NHWC && STAGES > 2
+#error "STAGES: 1 or 2 for the gather through registers (two buffers alternate; NHWC's cp.async takes more)"
+#endif
+#if !defined(ASYNC) || (ASYNC != 0 && ASYNC != 1) || (ASYNC && !NHWC && STAGES != 2)
 #error "ASYNC (1: the half weight tile copied with cp.async, with STAGES 2; 0: through registers) must be set with -D"
 #endif
 // ASYNC 1 with a half weight (A_HALF) whose rows are 16-byte aligned (R % 8 == 0, checked at run time): the weight
@@ -118,6 +123,7 @@ MMA_UNROLL
 #endif
 }
 
+#if !NHWC
 __kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
 void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T *restrict w,
                              const __global DATA *restrict bias, const __global DATA *restrict res,
@@ -191,6 +197,126 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
         MMA_STORE_ALL(acc, CONV_STORE);
     }
 }
+
+#else
+// NHWC 1: both tiles copied global -> local with cp.async (gemm/mma_f16.h), STAGES (2 to 4) buffers deep, from
+// channels-last half copies the host makes first with conv2d_to_nhwc_half (below): xt (N, H, W, C) and wt (O, KH,
+// KW, C). The reduction runs over r' = ((i*KW + j)*CB + cb)*KWG + cc (CB = ceil(C / KWG)) for channel c = cb*KWG +
+// cc < C: step t of KWG is one tap (i, j) and one block of channels, so a column's KWG values are consecutive
+// halves of xt at one input position (16-byte chunks, the src-size operand zero-filling outside the image and past
+// C), and a weight row's are consecutive halves of wt. Needs C % 8 == 0 (16-byte aligned chunks: the host checks
+// it and takes the gather elsewhere). Split-K: k_chunk (a multiple of KWG) of the padded depth KH*KW*CB*KWG.
+// This work-item's chunks of the KWG x NWG slice of the columns: chunk e = tid + s*MMA_WGS is column e / (KWG/8),
+// channel offset 8*(e % (KWG/8)); its column's sample and input window origin are found once.
+#define NHWC_CHUNKS ((NWG * (KWG / 8) + MMA_WGS - 1) / MMA_WGS)
+
+__kernel __attribute__((reqd_work_group_size(32 * WARPS_N, WARPS_M, 1)))
+void conv2d_implicit_mma_f16_nhwc(const __global ushort *restrict xt, const __global ushort *restrict wt,
+                                  const __global DATA *restrict bias, const __global DATA *restrict res,
+                                  __global DATA *restrict y, const int N, const int C, const int H, const int W,
+                                  const int O, const int OH, const int OW, const int SH, const int SW, const int PT,
+                                  const int PL, const int has_bias, const int has_res, const int splits,
+                                  const int k_chunk, __global float *restrict part)
+{
+    MMA_IDS;
+    const int P = OH * OW, Q = N * P, R = KH * KW * C, CB = (C + KWG - 1) / KWG;
+    __local uint4 As4[STAGES * MWG * LDS / 8];
+    __local uint4 Bs4[STAGES * NWG * LDS / 8];
+    MMA_SCRATCH;
+
+    long base[NHWC_CHUNKS];   // xt's offset of the column's sample; iy0 far outside for a column past Q
+    int iy0[NHWC_CHUNKS], ix0[NHWC_CHUNKS];
+MMA_UNROLL
+    for (int s = 0; s < NHWC_CHUNKS; ++s) {
+        const int q = n0 + (tid + s * MMA_WGS) / (KWG / 8), qp = q % P;
+        base[s] = (long)(q / P) * H * W * C;
+        iy0[s] = q < Q ? (qp / OW) * SH - PT : -0x40000000;
+        ix0[s] = (qp % OW) * SW - PL;
+    }
+    const __global ushort *wm0 = wt + (long)m0 * R;
+
+    float acc[MI][NI][4];
+    MMA_ZERO(acc);
+    const int t_begin = splits > 1 ? get_group_id(2) * (k_chunk / KWG) : 0;
+    const int t_end = splits > 1 ? min(KH * KW * CB, t_begin + k_chunk / KWG) : KH * KW * CB;
+    const int steps = t_end - t_begin;
+    // step s's tiles (tap (i, j), channels c0 ..) into buffer s % STAGES: the weight rows by copy_rows, the columns
+    // chunk by chunk
+#define NHWC_COPY(s)                                                                                            \
+    {                                                                                                           \
+        const int t_ = t_begin + (s), ij_ = t_ / CB, c0_ = (t_ % CB) * KWG, i_ = ij_ / KW, j_ = ij_ % KW;       \
+        copy_rows((__local ushort *)As4 + ((s) % STAGES) * MWG * LDS, wm0 + ij_ * C + c0_, R, MWG, O - m0,      \
+                  C - c0_, tid);                                                                                \
+        __local ushort *bs_ = (__local ushort *)Bs4 + ((s) % STAGES) * NWG * LDS;                              \
+MMA_UNROLL                                                                                                      \
+        for (int c_ = 0; c_ < NHWC_CHUNKS; ++c_) {                                                              \
+            const int e_ = tid + c_ * MMA_WGS, kk_ = (e_ % (KWG / 8)) * 8;                                      \
+            const int iy_ = iy0[c_] + i_, ix_ = ix0[c_] + j_;                                                   \
+            const bool in_ = iy_ >= 0 && iy_ < H && ix_ >= 0 && ix_ < W && c0_ + kk_ < C;                       \
+            if (e_ < NWG * (KWG / 8))                                                                           \
+                CP_ASYNC16(bs_ + (e_ / (KWG / 8)) * LDS + kk_,                                                  \
+                           in_ ? xt + base[c_] + ((long)iy_ * W + ix_) * C + c0_ + kk_ : xt, in_ ? 16 : 0);    \
+        }                                                                                                       \
+    }
+    // the GEMM's cp.async pipeline (gemm/mma_f16.cl): steps step+1 .. step+STAGES-1 in flight during step's mma, one
+    // commit group a step (empty past the end), the copy of step + STAGES - 1 issued after step's barrier into the
+    // buffer step - 1's mma read
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < steps)
+            NHWC_COPY(s);
+        CP_COMMIT();
+    }
+    for (int step = 0; step < steps; ++step) {
+        CP_WAIT_STAGE();
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (step + STAGES - 1 < steps)
+            NHWC_COPY(step + STAGES - 1);
+        CP_COMMIT();
+        MMA_STEP(acc, (__local ushort *)As4 + (step % STAGES) * MWG * LDS,
+                 (__local ushort *)Bs4 + (step % STAGES) * NWG * LDS, wm, wn, lane, warp);
+    }
+
+    if (splits > 1) {
+        __global float *pz = part + (long)get_group_id(2) * O * Q;
+#define PART_STORE(o, q, v) if ((o) < O && (q) < Q) pz[(long)(o) * Q + (q)] = (v);
+        MMA_STORE_ALL(acc, PART_STORE);
+    } else {
+        MMA_STORE_ALL(acc, CONV_STORE);
+    }
+}
+
+// xt[n, p, c] = x[n, c, p] as half bits (float rounded to nearest even; half copied exactly), x (N, C, H*W) of DATA:
+// a 32 x 32 tile through local memory, so that both the reads (along p) and the writes (along c) are consecutive.
+// NDRange (ceil(P/32)*32, ceil(C/32)*8, N), work-groups (32, 8).
+__kernel __attribute__((reqd_work_group_size(32, 8, 1)))
+void conv2d_x_to_nhwc_half(const __global DATA *restrict x, __global half *restrict xt, const int C, const int P)
+{
+    __local float tile[32][33];
+    const int p0 = get_group_id(0) * 32, c0 = get_group_id(1) * 32, lx = get_local_id(0);
+    x += (long)get_group_id(2) * C * P;
+    xt += (long)get_group_id(2) * C * P;
+    for (int r = get_local_id(1); r < 32; r += 8)
+        tile[r][lx] = c0 + r < C && p0 + lx < P ? (float)LOAD(x, (long)(c0 + r) * P + p0 + lx) : 0.0f;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = get_local_id(1); r < 32; r += 8)
+        if (p0 + r < P && c0 + lx < C)
+            vstore_half_rte(tile[lx][r], (long)(p0 + r) * C + c0 + lx, xt);
+}
+
+// wt[o, s, c] = w[o, c, s] as half bits for the weight (O, C, S = KH*KW taps) of A_T: one work-item per (c, o) reads
+// its S consecutive taps, and at each tap a warp's lanes (consecutive c) write consecutive halves; no local memory
+// (S is 9 or 1: a 32 x 32 tile would leave most of its lanes idle). NDRange (C rounded up, O).
+__kernel void conv2d_w_to_nhwc_half(const __global A_T *restrict w, __global half *restrict wt, const int C,
+                                    const int S)
+{
+    const int c = get_global_id(0), o = get_global_id(1);
+    if (c >= C)
+        return;
+    const __global A_T *src = w + ((long)o * C + c) * S;
+    for (int s = 0; s < S; ++s)
+        vstore_half_rte((float)LD_A(src, s), ((long)o * S + s) * C + c, wt);
+}
+#endif
 
 // y = sum_z part[z] (+ bias, residual) for split-K: one work-item per (o, q), the splits added in order.
 __kernel void conv2d_implicit_splitk_sum(const __global float *restrict part, const __global DATA *restrict bias,

@@ -85,16 +85,6 @@ MMA_UNROLL
     }
 }
 
-#if ASYNC_COPY
-#if STAGES == 2
-#define CP_WAIT_STAGE() CP_WAIT_GROUP(0)   // STAGES - 2 groups may stay in flight
-#elif STAGES == 3
-#define CP_WAIT_STAGE() CP_WAIT_GROUP(1)
-#else
-#define CP_WAIT_STAGE() CP_WAIT_GROUP(2)
-#endif
-#endif
-
 // C[m, n] with the epilogue (gemm.h), inside C
 #define GEMM_STORE(m, n, v)                                                                                     \
     if ((m) < M && (n) < N)                                                                                     \

@@ -124,26 +124,14 @@ MMA_UNROLL                                                                      
         }                                                                                                       \
     }
 
-// cp.async (PTX ISA, "Data Movement and Conversion Instructions: cp.async", sm_80): CP_ASYNC16(dst, src, bytes)
-// copies the 16 bytes at src (global, 16-byte aligned) to dst (local, 16-byte aligned) without passing through
-// registers, only the first `bytes` of them read, the rest zero-filled; CP_COMMIT closes this work-item's group of
-// copies issued since the last one; CP_WAIT_GROUP(n) waits until at most n of its groups are still in flight (a
-// literal n). The copies are visible to the other work-items after a barrier that follows the wait. The emulation
-// copies at once.
-#if MMA_EMULATE
-#define CP_ASYNC16(dst, src, bytes)                                                                             \
-    do {                                                                                                        \
-        for (int i_ = 0; i_ < 8; ++i_)                                                                          \
-            (dst)[i_] = 2 * i_ < (bytes) ? (src)[i_] : (ushort)0;                                               \
-    } while (0)
-#define CP_COMMIT()
-#define CP_WAIT_GROUP(n)
+// CP_WAIT_STAGE: wait until at most STAGES - 2 groups are in flight (a main loop of STAGES buffers that commits one
+// group a step, STAGES - 1 steps ahead: then the current step's copies are done)
+#if STAGES <= 2
+#define CP_WAIT_STAGE() CP_WAIT_GROUP(0)
+#elif STAGES == 3
+#define CP_WAIT_STAGE() CP_WAIT_GROUP(1)
 #else
-#define CP_ASYNC16(dst, src, bytes)                                                                             \
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"                                                \
-                 :: "r"((uint)(size_t)(dst)), "l"((ulong)(src)), "r"(bytes) : "memory")
-#define CP_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
-#define CP_WAIT_GROUP(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
+#define CP_WAIT_STAGE() CP_WAIT_GROUP(2)
 #endif
 
 // copy_rows (the GEMM's and the implicit conv's ASYNC): this work-item's 16-byte chunks (8 halves) of a `rows` x KWG

@@ -1,6 +1,6 @@
 // gemm/mma_sync_f16.h: the tensor cores' mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (sm_80 or newer) through
 // inline PTX, or its OpenCL C emulation, for every float16 tensor-core kernel (gemm/mma_f16.h's GEMM tiles,
-// attention/flash_mma_f16.cl). Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"),
+// attention/flash_mma_f16.cl), and the asynchronous global -> local copies (cp.async) they stage tiles with. Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"),
 // lane = 4*g + t, each register two halves, the lower-numbered column (or row of B) in the low 16 bits:
 //     a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
 //     b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
@@ -57,4 +57,26 @@ inline void mma_m16n8k16(float d[4], const uint fa[4], const uint fb[2], __local
                  : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                               \
                  : "r"(fa[0]), "r"(fa[1]), "r"(fa[2]), "r"(fa[3]), "r"(fb[0]), "r"(fb[1]),                      \
                    "f"(d[0]), "f"(d[1]), "f"(d[2]), "f"(d[3]))
+#endif
+
+// cp.async (PTX ISA, "Data Movement and Conversion Instructions: cp.async", sm_80): CP_ASYNC16(dst, src, bytes)
+// copies the 16 bytes at src (global, 16-byte aligned) to dst (local, 16-byte aligned) without passing through
+// registers, only the first `bytes` of them read, the rest zero-filled; CP_COMMIT closes this work-item's group of
+// copies issued since the last one; CP_WAIT_GROUP(n) waits until at most n of its groups are still in flight (a
+// literal n). The copies are visible to the other work-items after a barrier that follows the wait. The emulation
+// copies at once.
+#if MMA_EMULATE
+#define CP_ASYNC16(dst, src, bytes)                                                                             \
+    do {                                                                                                        \
+        for (int i_ = 0; i_ < 8; ++i_)                                                                          \
+            (dst)[i_] = 2 * i_ < (bytes) ? (src)[i_] : (ushort)0;                                               \
+    } while (0)
+#define CP_COMMIT()
+#define CP_WAIT_GROUP(n)
+#else
+#define CP_ASYNC16(dst, src, bytes)                                                                             \
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"                                                \
+                 :: "r"((uint)(size_t)(dst)), "l"((ulong)(src)), "r"(bytes) : "memory")
+#define CP_COMMIT() asm volatile("cp.async.commit_group;" ::: "memory")
+#define CP_WAIT_GROUP(n) asm volatile("cp.async.wait_group " #n ";" ::: "memory")
 #endif

@@ -31,7 +31,7 @@ from sdcl.registry.linalg import attention_local_bytes
 TILE_KNOBS = ("BQ", "BK", "WL", "RQ", "VEC")     # the tile knobs of flash and softmax_fused's P V kernel
 STATS_KNOBS = ("WG", "TPR", "VEC")               # softmax_fused's row statistics
 FLASH_REG_KNOBS = ("BQ", "BK", "WL", "RQ")       # flash_reg's tiles
-FLASH_MMA_KNOBS = ("WARPS", "BK", "MMA_EMULATE")  # flash_mma_f16's: WARPS*16 query rows x BK keys a tile
+FLASH_MMA_KNOBS = ("WARPS", "BK", "MMA_EMULATE", "ASYNC")  # flash_mma_f16's: WARPS*16 query rows x BK keys a tile
 _FILES = {"flash": "attention/tiled.cl", "flash_reg": "attention/flash_reg.cl"}
 
 
@@ -171,12 +171,15 @@ def flash_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
     o = rt.empty(q.shape, q.dtype)
     if not o.size:
         return o
-    tile = {n: int(knobs[n]) for n in FLASH_MMA_KNOBS}
+    tile = {n: int(knobs.get(n, 0)) for n in FLASH_MMA_KNOBS}
+    tile["ASYNC"] &= q.dtype == np.float16 and d % 8 == 0        # cp.async copies half rows of 16-byte chunks
     check_mma(rt, "mma_f16", tile, what="attention flash_mma_f16")
-    # a speed knob, not a semantic one: where the tiles do not fit this head dim (D = 160 at 48 KiB), halve the key
-    # tile, then the warps (the query tile), before giving up
+    # a speed knob, not a semantic one: where the tiles do not fit this head dim (D = 160 at 48 KiB), stage the
+    # tiles once (ASYNC 0), then halve the key tile, then the warps (the query tile), before giving up
     while attention_local_bytes("flash_mma_f16", tile, d) > rt.device.local_mem_size:
-        if tile["BK"] > 16:
+        if tile["ASYNC"]:
+            tile["ASYNC"] = 0
+        elif tile["BK"] > 16:
             tile["BK"] //= 2
         elif tile["WARPS"] > 1:
             tile["WARPS"] //= 2

@@ -38,6 +38,8 @@ larger problems are processed in chunks of output positions, rows or tiles.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,19 +266,35 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
         raise ValueError(f"conv2d implicit_mma_f16: 32*WARPS_M*WARPS_N must be a multiple of NWG, and KWG of 4 times "
                          f"their ratio (each work-item's share of the gathered tile), got {k}")
     s = ConvShape.of(x, weight, stride, padding)
-    half = weight.dtype == np.float16
+    if k.get("NHWC") and s.c % 8:     # channels-last chunks of 16 bytes: the gather through registers instead
+        k = {**k, "NHWC": 0, "STAGES": min(k["STAGES"], 2)}
+    half, nhwc = weight.dtype == np.float16, bool(k.get("NHWC"))
     defines = {**pick(k, "MWG", "NWG", "KWG", "WARPS_M", "WARPS_N", "MMA_EMULATE", "STAGES", "LDSM", "ASYNC"),
-               "KH": s.kh, "KW": s.kw, **({"A_HALF": 1} if half else {})}
-    knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
+               "NHWC": int(nhwc), "KH": s.kh, "KW": s.kw, **({"A_HALF": 1} if half else {})}
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
-    xb = buffer(rt, x)
+    xb, wb = buffer(rt, x), buffer(rt, weight)
     q, r = s.n * s.oh * s.ow, s.c * s.kh * s.kw
+    if nhwc:   # half channels-last copies of x and the weight; the depth padded to whole KWG blocks of channels
+        kernel = functools.partial(rt.kernel, "conv2d/implicit_mma_f16.cl", defines=defines, dtype=x.dtype)
+        knl, p = kernel("conv2d_implicit_mma_f16_nhwc"), s.h * s.w
+        xt = rt.empty((s.n, s.h, s.w, s.c), np.float16)
+        rt.launch("conv2d", kernel("conv2d_x_to_nhwc_half"), (-(-p // 32) * 32, -(-s.c // 32) * 8, s.n), (32, 8, 1),
+                  xb, xt.data, *i32(s.c, p))
+        if s.kh * s.kw > 1 or not half:     # a half 1x1 weight (O, C, 1, 1) is its channels-last copy already
+            wt = rt.empty((s.o, s.kh, s.kw, s.c), np.float16)
+            rt.launch("conv2d", kernel("conv2d_w_to_nhwc_half"), (-(-s.c // 64) * 64, s.o), (64, 1), wb, wt.data,
+                      *i32(s.c, s.kh * s.kw))
+            wb = wt.data
+        xb, r = xt.data, s.kh * s.kw * -(-s.c // k["KWG"]) * k["KWG"]
+    else:
+        knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     splits, k_chunk = split_k(k, -(-q // k["NWG"]) * -(-s.o // k["MWG"]), r, rt.info.get("compute_units", 1))
     part = rt.empty((splits, s.o, q), compute_type(x.dtype)) if splits > 1 else y     # float: the kernel's sums
-    bias_b, res_b = xb if bias is None else buffer(rt, bias), xb if residual is None else buffer(rt, residual)
+    bias_b = buffer(rt, x) if bias is None else buffer(rt, bias)
+    res_b = buffer(rt, x) if residual is None else buffer(rt, residual)
     flags = i32(bias is not None, residual_mode(residual))
     rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, q, splits),   # C (O, N*OH*OW), split along R
-              xb, buffer(rt, weight), bias_b, res_b, y.data,
+              xb, wb, bias_b, res_b, y.data,
               *i32(s.n, s.c, s.h, s.w, s.o, s.oh, s.ow, s.sh, s.sw, s.pt, s.pl), *flags,
               *i32(splits, k_chunk), part.data)
     if splits > 1:

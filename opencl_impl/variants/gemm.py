@@ -143,11 +143,12 @@ def mma_stages(rt: Runtime, knobs: dict) -> dict:
     the device's local memory (the tuned tables hold tile sizes timed with one buffer: a 128 x 128 x 64 config
     takes 36 KiB once and 72 KiB twice, of the 48 KiB NVIDIA's driver reports; it built such kernels on an H200
     all the same, but the reported size is what a device promises); cp.async (ASYNC) only with two or more (with
-    one, as a table entry timed before the knob may say, the staging through registers)."""
+    one, as a table entry timed before the knob may say, the staging through registers; the same for the implicit
+    conv's NHWC, whose copies are cp.async too)."""
     stages = knobs.get("STAGES", 1)
     while stages > 1 and mma_f16_local_bytes(knobs, stages) > rt.device.local_mem_size:
         stages -= 1
-    return {**knobs, "STAGES": stages, **({"ASYNC": 0} if "ASYNC" in knobs and stages < 2 else {})}
+    return {**knobs, "STAGES": stages, **{name: 0 for name in ("ASYNC", "NHWC") if name in knobs and stages < 2}}
 
 
 def cpu_reg_loops(knobs: dict, n: int, k: int, trans_b: bool) -> int:

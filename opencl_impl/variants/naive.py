@@ -201,13 +201,12 @@ def timestep_embedding(call: Call, timesteps, dim, flip_sin_to_cos=True, downsca
 
 def token_embedding(call: Call, ids, token_table, position_table):
     rt = call.rt
-    ids = np.asarray(ids)
     b, length = ids.shape
     d = token_table.shape[1]
     y = rt.empty((b, length, d), token_table.dtype)
     knl = rt.kernel("layout.cl", "token_embedding_naive", {}, token_table.dtype)
-    if y.size:
-        ids_dev = rt.to_device(ids.astype(np.int64))
+    if y.size:      # device ids (int64) are read where they are: a replayed text encoder's input slot
+        ids_dev = ids if isinstance(ids, cla.Array) else rt.to_device(np.asarray(ids).astype(np.int64))
         launch_flat(rt, "token_embedding", knl, y.size, ids_dev.data, buffer(rt, token_table),
                      buffer(rt, position_table), y.data, np.int64(y.size), np.int32(length), np.int32(d))
     return y

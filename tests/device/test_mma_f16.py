@@ -27,8 +27,9 @@ def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half")
     """every: every config the tuner may pick where the PTX runs but for ASYNC's and KWG 16's (else the default and
     the largest), with a small config whose full tiles the shapes below fill (the staging's vector path); emulated:
     the default, the largest and the small one; the default with one local buffer (STAGES 1), for the GEMM with the
-    other PREFETCH, and with cp.async (ASYNC 1: the GEMM two to four buffers deep, the conv two; the small config
-    too). Where the PTX runs, also the default with the fragments read the other way (LDSM: ldmatrix or 32-bit
+    other PREFETCH, and with cp.async (ASYNC 1: the GEMM two to four buffers deep, the conv's gather two; the small
+    config too); the conv's gather at its default tiles, its NHWC (the default) also two deep and the small config
+    four. Where the PTX runs, also the default with the fragments read the other way (LDSM: ldmatrix or 32-bit
     loads) and, for the GEMM, a warp tile of three mma columns (ldmatrix's x2 tail; the emulation reads fragments
     one way only)."""
     v = REGISTRY[op].variant(variant)
@@ -42,13 +43,17 @@ def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half")
     if "PREFETCH" in v.knobs:       # the GEMM's: its tiles read into registers a step ahead, or when staged
         configs.append({**v.knobs, "PREFETCH": 1 - v.knobs["PREFETCH"]})
     deep = (2, 3, 4) if op == "linear" else (2,)    # cp.async: the GEMM's two to four buffers deep, the conv's two
-    configs += [{**v.knobs, "ASYNC": 1, "STAGES": s} for s in deep]
+    gather = {"NHWC": 0} if "NHWC" in v.knobs else {}      # the conv's ASYNC: its gather path's
+    configs += [{**v.knobs, "ASYNC": 1, "STAGES": s, **gather} for s in deep]
     if ptx:
         configs.append({**v.knobs, "LDSM": 1 - v.knobs["LDSM"]})
         if op == "linear":
             configs.append(v.complete({"MWG": 32, "NWG": 24, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1}))
     small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
-    configs.append({**small, "ASYNC": 1, "STAGES": deep[-1]})
+    configs.append({**small, "ASYNC": 1, "STAGES": deep[-1], **gather})
+    if gather:      # the conv: its gather at the default tiles; its channels-last copies two deep, the small four
+        configs += [{**v.knobs, "NHWC": 0, "STAGES": 2}, {**v.knobs, "NHWC": 1, "STAGES": 2},
+                    {**small, "NHWC": 1, "STAGES": 4}]
     return [{**k, **_extra(rt)} for k in configs + [small]]
 
 
@@ -167,6 +172,8 @@ def test_async_copies_with_padded_rows_and_ragged_depth(rt):
     ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
     ((1, 16, 9, 8), (128, 16, 3, 3), 1, 1, "same"),          # whole weight tiles (O = MWG, R % 4 = 0): vector reads
     ((2, 8, 7, 6), (20, 8, 3, 3), 1, 1, "same"),             # R = 72: weight rows 16-byte aligned (ASYNC's copies)
+    ((1, 24, 13, 10), (9, 24, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),  # NHWC: C % 8 == 0, C % KWG != 0, strided
+    ((2, 48, 5, 7), (40, 48, 1, 1), 1, 0, None),             # NHWC pointwise, tiles across samples
 ])
 def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     """conv2d implicit_mma_f16 (gathering its slices of the lowered matrix from x) against the float64 reference
@@ -186,11 +193,13 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     failures = []
     configs = _configs(rt, False, "conv2d", "implicit_mma_f16")
     for knobs in configs + [{**configs[-1], "SPLITK": 3}]:
-        got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w.astype(np.float16)),
-                          rt.to_device(b), stride=stride, padding=padding, residual=r).get()
-        err = float(np.abs(got - want).max() / np.abs(want).max())
-        if not err <= 1e-5:
-            failures.append(f"{knobs}: max error {err:.2e} of max|y|")
+        # NHWC's weight copy also rounds a float32 weight (elsewhere the staging does, as mma_f16_half's tests check)
+        for wd in (np.float16, np.float32) if knobs.get("NHWC") else (np.float16,):
+            got = run_variant(rt, "conv2d", "implicit_mma_f16", knobs, rt.to_device(x), rt.to_device(w.astype(wd)),
+                              rt.to_device(b), stride=stride, padding=padding, residual=r).get()
+            err = float(np.abs(got - want).max() / np.abs(want).max())
+            if not err <= 1e-5:
+                failures.append(f"{knobs}, weight {np.dtype(wd).name}: max error {err:.2e} of max|y|")
     assert not failures, "\n".join(failures)
 
 
@@ -200,6 +209,8 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     ((2, 33, 6, 5), (40, 33, 1, 1), 1, 0, None),             # pointwise: R = C, odd; tiles cross samples
     ((1, 16, 9, 8), (128, 16, 3, 3), 1, 1, "same"),          # whole weight tiles (O = MWG, R % 4 = 0): vector reads
     ((2, 8, 7, 6), (20, 8, 3, 3), 1, 1, "same"),             # R = 72: weight rows 16-byte aligned (ASYNC's copies)
+    ((1, 24, 13, 10), (9, 24, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),  # NHWC: C % 8 == 0, C % KWG != 0, strided
+    ((2, 48, 5, 7), (40, 48, 1, 1), 1, 0, None),             # NHWC pointwise, tiles across samples
 ])
 def test_implicit_conv_in_float16(rt, shape):
     """conv2d implicit_mma_f16 in the float16 dtype (x, weight, bias and residual all half: the gather copies x's
@@ -257,9 +268,11 @@ def test_refuses_devices_without_nvidia_ptx_and_float64(rt):
 
 def _attention_configs(rt) -> list:
     """Every config the tuner may pick where the PTX runs; emulated: the default and the smallest (WARPS 2, BK 32:
-    several key tiles, the online softmax's rescaling)."""
+    several key tiles, the online softmax's rescaling), that one with the tiles copied (ASYNC 1, the default) and
+    staged."""
     v = REGISTRY["attention"].variant("flash_mma_f16")
-    configs = v.configs(rt.info) if rt.info.get("nvidia_ptx") else [v.knobs, v.complete({"WARPS": 2, "BK": 32})]
+    small = v.complete({"WARPS": 2, "BK": 32})
+    configs = v.configs(rt.info) if rt.info.get("nvidia_ptx") else [v.knobs, small, {**small, "ASYNC": 0}]
     return [{**k, **_extra(rt)} for k in configs]
 
 
@@ -292,14 +305,16 @@ def test_flash_attention_equals_attention_of_half_rounded_inputs(rt, shape):
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-@pytest.mark.parametrize("d", [40, 64])
+@pytest.mark.parametrize("d", [40, 64, 20])     # 20: not whole 16-byte chunks, the tiles staged (ASYNC's fallback)
 def test_flash_attention_in_float16(rt, d, causal):
     """attention flash_mma_f16 in the float16 dtype (q, k, v half already: their bits staged as they are; o stored
     with vstore_half_rte) against the float64 reference on those half values, within the variant's float16 tolerance
     (registry: _F16_ATTN_TOL's float32 bound, its "half_inputs" allowance zero for inputs that are half already, plus
     the output's rounding to half); and bit for bit the float32 run on the same (half) values rounded to half to
     nearest even: the same staging and arithmetic, the output's rounding the only difference, so a truncating store
-    or a misread half shows here though the tolerance (4u of max|ref|, for the weights p in half) would hide it."""
+    or a misread half shows here though the tolerance (4u of max|ref|, for the weights p in half) would hide it. The
+    float32 run stages its tiles (ASYNC is float16's), so with ASYNC this also holds the copied, double-buffered,
+    key-major tiles to the staged ones bit for bit."""
     from sdcl.opencl_impl.dispatch import run_variant
     from sdcl.reference import ops as R
     b, heads = 2, 2

@@ -46,6 +46,29 @@ def test_replayed_unet_equals_plain_calls_at_new_inputs(prt):
     assert rec.launches > 100
 
 
+def test_replayed_text_encoder_equals_plain_calls_for_new_prompts(prt):
+    """The token ids are the recording's input: each new prompt pair's replay equals a plain call at its ids (a
+    replay that kept the recorded ids would give the first pair's embeddings), and bad ids are refused before the
+    replay, as a plain call refuses them."""
+    from sdcl.reference.text_encoder import TextEncoder
+    from sdcl.reference.tokenizer import CLIPTokenizer
+    cfg = get_config("tiny-sd2")
+    te = TextEncoder(cfg.text_encoder, {k: prt.to_device(v) for k, v in init_weights(cfg, seed=2)["text_encoder"].items()},
+                     ops=DeviceOps(prt))
+    replayed, tok = replay.replayed(prt, te), CLIPTokenizer.from_config(cfg.text_encoder)
+    outs = []
+    for pair in (["", "a red bicycle"], ["blurry", "a lighthouse at dusk"], ["", "a fox"]):
+        outs.append(replayed(tok(pair)).get())
+        np.testing.assert_array_equal(outs[-1], te(tok(pair)).get())
+    assert not np.array_equal(outs[0], outs[1])
+    (rec,) = replayed.recordings.values()
+    assert rec.launches > 10
+    bad = tok(["", "a fox"])
+    bad[1, 3] = cfg.text_encoder.vocab_size
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, "):
+        replayed(bad)
+
+
 def test_replay_refuses_another_shape_or_dtype(prt):
     ops, rng = DeviceOps(prt), np.random.default_rng(1)
     rec, _ = record(prt, ops.silu, prt.to_device(_f32(rng, 3, 5)))
@@ -110,8 +133,14 @@ def test_pipeline_with_replay_equals_pipeline_without(prt):
     cfg = get_config("tiny-sd2")
     w = init_weights(cfg, seed=0)
     kw = dict(prompt="a red bicycle", seed=1, steps=3, height=16, width=16)
-    lat = [StableDiffusion(cfg, w, unet_backend=opencl_backend_for(prt, replay=r)).denoise(**kw) for r in (True, False)]
-    np.testing.assert_array_equal(*lat)
+    pipes = [StableDiffusion(cfg, w, text_backend=opencl_backend_for(prt, replay=r),
+                             unet_backend=opencl_backend_for(prt, replay=r),
+                             vae_backend=opencl_backend_for(prt, replay=r)) for r in (True, False)]
+    for prompt in ("a red bicycle", "a blue door", "a red bicycle"):   # the text encoder and VAE from image to image
+        images = [p(prompt, seed=1, steps=2, height=16, width=16) for p in pipes]
+        np.testing.assert_array_equal(*images)
+    assert not np.array_equal(images[0], pipes[0]("a blue door", seed=1, steps=2, height=16, width=16))
+    assert [len(p.recordings) for p in (pipes[0].text_encoder, pipes[0].unet, pipes[0].vae)] == [1, 1, 1]
 
 
 def test_the_conformance_row_fails_when_replay_drops_the_new_inputs(prt, monkeypatch):
@@ -123,6 +152,18 @@ def test_the_conformance_row_fails_when_replay_drops_the_new_inputs(prt, monkeyp
     monkeypatch.setattr(replay, "_fill", lambda rt, i, slot, a: None)     # replays run on the recorded inputs
     row = models._replay_row(prt, "tiny-sd2", "float32", "dev", unet, np.random.default_rng(0))
     assert not row.passed and "differs from a plain call" in row.failure
+
+
+def test_the_text_and_vae_conformance_rows_fail_when_replay_drops_the_new_inputs(prt, monkeypatch):
+    cfg = get_config("tiny-sd2")
+    w = {m: {k: prt.to_device(v) for k, v in ws.items()} for m, ws in init_weights(cfg, seed=0).items()}
+    te, _, vae = models._models(cfg, DeviceOps(prt), w)
+    rows = models._text_and_vae_replay_rows(prt, "tiny-sd2", "float32", "dev", te, vae, cfg, np.random.default_rng(0))
+    assert [r.passed for r in rows] == [True, True], [r.failure for r in rows]
+    monkeypatch.setattr(replay, "_fill", lambda rt, i, slot, a: None)     # replays run on the recorded inputs
+    rows = models._text_and_vae_replay_rows(prt, "tiny-sd2", "float32", "dev", te, vae, cfg, np.random.default_rng(0))
+    assert [r.name.split("/")[1] for r in rows if not r.passed] == ["text_encoder_replay", "vae_decoder_replay"]
+    assert all("differs from a plain call" in r.failure for r in rows)
 
 
 def test_a_unet_whose_weights_stream_is_not_recorded(prt):
