@@ -14,8 +14,8 @@ What a recording assumes (the model code of sdcl.reference meets it: it only cal
 - weights stay in the buffers they had when the call was recorded;
 - the output lives in the recording's buffer: the next replay overwrites it (copy it to keep it).
 `ReplayedModel` records a model once per input shape and replays it after (`replayed`: the UNet, per sampler step,
-the text encoder, per prompt, and the VAE's decode, per image); the conformance model checks compare its replays with plain calls at other
-inputs (sdcl.conformance.models).
+the text encoder, per prompt, and the VAE's decode, per image); the conformance model checks compare its replays
+with plain calls at other inputs (sdcl.conformance.models).
 """
 
 from __future__ import annotations

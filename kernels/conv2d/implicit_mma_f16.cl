@@ -77,6 +77,16 @@
         STORE(y, at_, ((v) + (has_bias ? LOAD(bias, o) : (REAL)0)) + CONV_RESIDUAL(res, has_res, at_, no_));   \
     }
 
+// The accumulators out: split-K's raw partial products into part[z] (float), else y through CONV_STORE
+#define PART_STORE(o, q, v) if ((o) < O && (q) < Q) pz[(long)(o) * Q + (q)] = (v);
+#define CONV_EPILOGUE(acc)                                                                                      \
+    if (splits > 1) {                                                                                           \
+        __global float *pz = part + (long)get_group_id(2) * O * Q;                                              \
+        MMA_STORE_ALL(acc, PART_STORE);                                                                         \
+    } else {                                                                                                    \
+        MMA_STORE_ALL(acc, CONV_STORE);                                                                         \
+    }
+
 PREFETCH_ROWS(a, A_T, MWG, KIND_A)
 
 // This work-item's run of the gathered KWG x NWG slice of cols: column jc, the B_ELEMS consecutive rows from
@@ -189,13 +199,7 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
 #endif
     }
 
-    if (splits > 1) {
-        __global float *pz = part + (long)get_group_id(2) * O * Q;
-#define PART_STORE(o, q, v) if ((o) < O && (q) < Q) pz[(long)(o) * Q + (q)] = (v);
-        MMA_STORE_ALL(acc, PART_STORE);
-    } else {
-        MMA_STORE_ALL(acc, CONV_STORE);
-    }
+    CONV_EPILOGUE(acc);
 }
 
 #else
@@ -276,13 +280,7 @@ MMA_UNROLL                                                                      
                  (__local ushort *)Bs4 + (step % STAGES) * NWG * LDS, wm, wn, lane, warp);
     }
 
-    if (splits > 1) {
-        __global float *pz = part + (long)get_group_id(2) * O * Q;
-#define PART_STORE(o, q, v) if ((o) < O && (q) < Q) pz[(long)(o) * Q + (q)] = (v);
-        MMA_STORE_ALL(acc, PART_STORE);
-    } else {
-        MMA_STORE_ALL(acc, CONV_STORE);
-    }
+    CONV_EPILOGUE(acc);
 }
 
 // xt[n, p, c] = x[n, c, p] as half bits (float rounded to nearest even; half copied exactly), x (N, C, H*W) of DATA:

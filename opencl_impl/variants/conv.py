@@ -273,6 +273,7 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
                "NHWC": int(nhwc), "KH": s.kh, "KW": s.kw, **({"A_HALF": 1} if half else {})}
     y = rt.empty((s.n, s.o, s.oh, s.ow), x.dtype)
     xb, wb = buffer(rt, x), buffer(rt, weight)
+    unused = xb         # the bias and residual arguments' placeholder where there is none
     q, r = s.n * s.oh * s.ow, s.c * s.kh * s.kw
     if nhwc:   # half channels-last copies of x and the weight; the depth padded to whole KWG blocks of channels
         kernel = functools.partial(rt.kernel, "conv2d/implicit_mma_f16.cl", defines=defines, dtype=x.dtype)
@@ -290,8 +291,8 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
         knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)
     splits, k_chunk = split_k(k, -(-q // k["NWG"]) * -(-s.o // k["MWG"]), r, rt.info.get("compute_units", 1))
     part = rt.empty((splits, s.o, q), compute_type(x.dtype)) if splits > 1 else y     # float: the kernel's sums
-    bias_b = buffer(rt, x) if bias is None else buffer(rt, bias)
-    res_b = buffer(rt, x) if residual is None else buffer(rt, residual)
+    bias_b = unused if bias is None else buffer(rt, bias)
+    res_b = unused if residual is None else buffer(rt, residual)
     flags = i32(bias is not None, residual_mode(residual))
     rt.launch("conv2d", knl, *ndrange("mma_f16", k, s.o, q, splits),   # C (O, N*OH*OW), split along R
               xb, wb, bias_b, res_b, y.data,

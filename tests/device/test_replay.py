@@ -15,7 +15,9 @@ from sdcl.opencl_impl.runtime import Runtime
 from sdcl.opencl_impl.selection import policy_for
 from sdcl.reference.configs import get_config
 from sdcl.reference.pipeline import StableDiffusion, init_weights
+from sdcl.reference.text_encoder import TextEncoder
 from sdcl.reference.unet import UNet
+from sdcl.reference.vae import VAE
 
 
 @pytest.fixture
@@ -50,11 +52,10 @@ def test_replayed_text_encoder_equals_plain_calls_for_new_prompts(prt):
     """The token ids are the recording's input: each new prompt pair's replay equals a plain call at its ids (a
     replay that kept the recorded ids would give the first pair's embeddings), and bad ids are refused before the
     replay, as a plain call refuses them."""
-    from sdcl.reference.text_encoder import TextEncoder
     from sdcl.reference.tokenizer import CLIPTokenizer
     cfg = get_config("tiny-sd2")
-    te = TextEncoder(cfg.text_encoder, {k: prt.to_device(v) for k, v in init_weights(cfg, seed=2)["text_encoder"].items()},
-                     ops=DeviceOps(prt))
+    w = {k: prt.to_device(v) for k, v in init_weights(cfg, seed=2)["text_encoder"].items()}
+    te = TextEncoder(cfg.text_encoder, w, ops=DeviceOps(prt))
     replayed, tok = replay.replayed(prt, te), CLIPTokenizer.from_config(cfg.text_encoder)
     outs = []
     for pair in (["", "a red bicycle"], ["blurry", "a lighthouse at dusk"], ["", "a fox"]):
@@ -166,9 +167,14 @@ def test_the_text_and_vae_conformance_rows_fail_when_replay_drops_the_new_inputs
     assert all("differs from a plain call" in r.failure for r in rows)
 
 
-def test_a_unet_whose_weights_stream_is_not_recorded(prt):
-    """A recording keeps what its call uploads: recording a streaming UNet would keep every weight on the device."""
+def test_a_model_whose_weights_stream_is_not_recorded(prt):
+    """A recording keeps what its call uploads: recording a streaming model would keep every weight on the device."""
     from sdcl.opencl_impl.streaming import StreamingWeights
     cfg = get_config("tiny-sd2")
-    unet = UNet(cfg.unet, StreamingWeights(prt, init_weights(cfg, seed=0)["unet"]), ops=DeviceOps(prt))
+    w = init_weights(cfg, seed=0)
+    unet, te, vae = (cls(c, StreamingWeights(prt, w[m]), ops=DeviceOps(prt)) for cls, c, m in
+                     ((UNet, cfg.unet, "unet"), (TextEncoder, cfg.text_encoder, "text_encoder"), (VAE, cfg.vae, "vae")))
     assert replayed_unet(prt, unet) is unet
+    assert [replay.replayed(prt, m) is m for m in (unet, te, vae)] == [True, True, True]
+    plain = VAE(cfg.vae, {k: prt.to_device(v) for k, v in w["vae"].items()}, ops=DeviceOps(prt))
+    assert isinstance(replay.replayed(prt, plain), replay.ReplayedDecoder)
