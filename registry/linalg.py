@@ -302,7 +302,9 @@ _F16_TOL = {
 # between; elsewhere, and with 0, the path above. H100, float16 linear at the SD shapes, one call
 # (docs/results/ab-knobs-nvidia-h100-2.txt): 0.371 ms at 128 x 128 tiles two buffers deep against 0.733 through
 # registers and 0.524 with c7ab9b7's kernel; 0.348 with 128 x 64 tiles (2 x 2 warps) three buffers deep, fastest at
-# each of the seven shapes: the default since (0.94x of the old default in a later call, ab-knobs-nvidia-h100-7.txt).
+# each of the seven shapes: the declared default since (0.94x of the old one in a later call,
+# ab-knobs-nvidia-h100-7.txt; on NVIDIA GPUs tuning/default.json's type knobs, tuned in float32 half mode, still say
+# 128 x 128).
 _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 64, "KWG": 32, "WARPS_M": 2, "WARPS_N": 2, "MMA_EMULATE": 0, "SPLITK": 0,
                      "STAGES": 3, "LDSM": 1, "PREFETCH": 0, "ASYNC": 1},
