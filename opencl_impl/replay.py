@@ -194,29 +194,29 @@ class ReplayedDecoder(ReplayedModel):
 def replayed(rt, model):
     """A model the pipeline calls again and again at one input shape, recorded once per shape and replayed after:
     the UNet (each sampler step), the text encoder (each prompt) and the VAE's decode (each image); a model whose
-    weights stream (sdcl.opencl_impl.streaming) or of another kind as it is."""
+    weights stream (sdcl.opencl_impl.streaming: a recording would keep every weight it uploads) or of another kind
+    as it is."""
     from sdcl.opencl_impl.streaming import StreamingWeights
     from sdcl.reference.text_encoder import TextEncoder
     from sdcl.reference.unet import UNet
     from sdcl.reference.vae import VAE
+    if isinstance(getattr(model, "w", None), StreamingWeights):
+        return model
     if isinstance(model, UNet):
         return replayed_unet(rt, model)
     if isinstance(model, TextEncoder):
         return replayed_text_encoder(rt, model)
-    if isinstance(model, VAE) and not isinstance(model.w, StreamingWeights):
+    if isinstance(model, VAE):
         return ReplayedDecoder(rt, model)
     return model
 
 
 def replayed_text_encoder(rt, text_encoder):
     """The text encoder recorded per ids shape, the token ids an input of the recording (the int64 array the
-    token_embedding kernel reads, checked on the host at every call as an unrecorded call checks them). Streaming
-    weights: returned as it is, as replayed_unet."""
+    token_embedding kernel reads, checked on the host at every call as an unrecorded call checks them); `replayed`
+    calls it for a text encoder whose weights do not stream."""
     from sdcl.opencl_impl.ops import check_token_ids
-    from sdcl.opencl_impl.streaming import StreamingWeights
     from sdcl.reference.text_encoder import PREFIX
-    if isinstance(text_encoder.w, StreamingWeights):
-        return text_encoder
     w = text_encoder.w
 
     def prepare(ids):

@@ -30,7 +30,7 @@
 #include "gemm/gemm.h"
 #include "gemm/mma_f16.h"
 #if !defined(NHWC) || (NHWC != 0 && NHWC != 1) || (NHWC && STAGES < 2)
-#error "NHWC (1: both tiles copied with cp.async from channels-last half copies, STAGES 2 to 4; 0: the gather) must be set"
+#error "NHWC (1: both tiles by cp.async from channels-last half copies, STAGES 2 to 4; 0: the gather) must be set"
 #endif
 #if !NHWC && STAGES > 2
 #error "STAGES: 1 or 2 for the gather through registers (two buffers alternate; NHWC's cp.async takes more)"
@@ -203,13 +203,14 @@ void conv2d_implicit_mma_f16(const __global DATA *restrict x, const __global A_T
 }
 
 #else
-// NHWC 1: both tiles copied global -> local with cp.async (gemm/mma_f16.h), STAGES (2 to 4) buffers deep, from
-// channels-last half copies the host makes first with conv2d_to_nhwc_half (below): xt (N, H, W, C) and wt (O, KH,
-// KW, C). The reduction runs over r' = ((i*KW + j)*CB + cb)*KWG + cc (CB = ceil(C / KWG)) for channel c = cb*KWG +
-// cc < C: step t of KWG is one tap (i, j) and one block of channels, so a column's KWG values are consecutive
-// halves of xt at one input position (16-byte chunks, the src-size operand zero-filling outside the image and past
-// C), and a weight row's are consecutive halves of wt. Needs C % 8 == 0 (16-byte aligned chunks: the host checks
-// it and takes the gather elsewhere). Split-K: k_chunk (a multiple of KWG) of the padded depth KH*KW*CB*KWG.
+// NHWC 1: both tiles copied global -> local with cp.async (gemm/mma_sync_f16.h), STAGES (2 to 4) buffers deep,
+// from channels-last half copies the host makes first with conv2d_x_to_nhwc_half and conv2d_w_to_nhwc_half
+// (below): xt (N, H, W, C) and wt (O, KH, KW, C). The reduction runs over r' = ((i*KW + j)*CB + cb)*KWG + cc
+// (CB = ceil(C / KWG)) for channel c = cb*KWG + cc < C: step t of KWG is one tap (i, j) and one block of
+// channels, so a column's KWG values are consecutive halves of xt at one input position (16-byte chunks, the
+// src-size operand zero-filling outside the image and past C), and a weight row's are consecutive halves of wt.
+// Needs C % 8 == 0 (16-byte aligned chunks: the host checks it and takes the gather elsewhere). Split-K: k_chunk
+// (a multiple of KWG) of the padded depth KH*KW*CB*KWG.
 // This work-item's chunks of the KWG x NWG slice of the columns: chunk e = tid + s*MMA_WGS is column e / (KWG/8),
 // channel offset 8*(e % (KWG/8)); its column's sample and input window origin are found once.
 #define NHWC_CHUNKS ((NWG * (KWG / 8) + MMA_WGS - 1) / MMA_WGS)

@@ -1,7 +1,8 @@
 // gemm/mma_sync_f16.h: the tensor cores' mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (sm_80 or newer) through
 // inline PTX, or its OpenCL C emulation, for every float16 tensor-core kernel (gemm/mma_f16.h's GEMM tiles,
-// attention/flash_mma_f16.cl), and the asynchronous global -> local copies (cp.async) they stage tiles with. Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"),
-// lane = 4*g + t, each register two halves, the lower-numbered column (or row of B) in the low 16 bits:
+// attention/flash_mma_f16.cl), and the asynchronous global -> local copies (cp.async) they stage tiles with.
+// Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), lane = 4*g + t, each register
+// two halves, the lower-numbered column (or row of B) in the low 16 bits:
 //     a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
 //     b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
 //     c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1]

@@ -44,8 +44,8 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--device", type=nonempty, help="OpenCL device selector (PYOPENCL_CTX syntax), for all "
                                                                "stages")
     g.add_argument("--no-replay", action="store_true",
-                   help="run every UNet step and text encoder call through the Python host code (default: the "
-                        "launches of the first are recorded and replayed at the others)")
+                   help="run every UNet step, text encoder call and VAE decode through the Python host code "
+                        "(default: the launches of the first are recorded and replayed at the others)")
     g.add_argument("--no-prebuild", action="store_true",
                    help="build each kernel when a stage first needs it, one by one (default: every kernel the call "
                         "will use is built ahead, in parallel threads)")
