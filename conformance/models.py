@@ -171,7 +171,9 @@ def check_models(rt, device: str, profile: str = "ci", families=("tiny-sd1", "ti
 def _replay_row(rt, family, dtype, device, unet, rng) -> Row:
     """The UNet recorded once and replayed (sdcl.opencl_impl.replay) at other latents, timesteps and contexts: each
     replay must equal a plain call at those inputs bit for bit, since the very kernels run on the same arguments in
-    the same order. Two latent shapes, the second odd-sized so the upsamplers crop (first-axis copies recorded)."""
+    the same order. Two latent shapes, the second odd-sized so the upsamplers crop (first-axis copies recorded).
+    With keep_derived (the weights' derived forms made once per recording, Runtime.derived), a strict superset of
+    the default replay's path."""
     from sdcl.opencl_impl.replay import replayed_unet
 
     t0 = time.perf_counter()
@@ -179,7 +181,7 @@ def _replay_row(rt, family, dtype, device, unet, rng) -> Row:
     dt = np.dtype(dtype)
     cfg = unet.cfg
     try:
-        replayed, worst, calls = replayed_unet(rt, unet), 0.0, 0
+        replayed, worst, calls = replayed_unet(rt, unet, keep_derived=True), 0.0, 0
         for h, w in ((6, 10), (5, 7)):
             ctx = rng.standard_normal((2, 77, cfg.cross_attention_dim)).astype(dt)
             for t in ([999, 999], [500, 20], [1, 999]):   # the first call records, the others replay
@@ -203,7 +205,7 @@ def _replay_row(rt, family, dtype, device, unet, rng) -> Row:
 def _text_and_vae_replay_rows(rt, family, dtype, device, text_encoder, vae, config, rng) -> list:
     """The text encoder recorded at one prompt pair and replayed at others (the token ids an input of the
     recording), the VAE decoder at one latent and replayed at others: each replay must equal a plain call at those
-    inputs bit for bit, as _replay_row's UNet."""
+    inputs bit for bit, as _replay_row's UNet (with keep_derived, as there)."""
     from sdcl.opencl_impl.replay import replayed
     from sdcl.reference.tokenizer import CLIPTokenizer
 
@@ -217,7 +219,7 @@ def _text_and_vae_replay_rows(rt, family, dtype, device, text_encoder, vae, conf
                                       ("vae_decoder", vae, latents, lambda m, a: m.decode(a))):
         t0, name = time.perf_counter(), f"{family}/{what}_replay"
         try:
-            again, worst = replayed(rt, model), 0.0
+            again, worst = replayed(rt, model, keep_derived=True), 0.0
             for a in inputs:        # the first call records, the others replay
                 got, want = call(again, a).get(), call(model, a).get()
                 worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want))))

@@ -27,10 +27,10 @@ def runtime_for(selector: str | None = None) -> Runtime:
     return _RUNTIMES[device.int_ptr]
 
 
-def opencl_backend_for(rt: Runtime, replay: bool = True) -> Backend:
+def opencl_backend_for(rt: Runtime, replay: bool = True, keep_derived: bool = False) -> Backend:
     """The device as a pipeline stage; with replay, the sampler loop's UNet is recorded at its first step and its
     launches replayed at the others, the text encoder recorded at its first prompt and the VAE decoder at its first
-    image, each replayed for the next ones (sdcl.opencl_impl.replay)."""
+    image, each replayed for the next ones (sdcl.opencl_impl.replay); keep_derived: replay.replayed's."""
     def to_device(a):
         if isinstance(a, cla.Array):
             return a                   # already there (weights uploaded by the caller)
@@ -41,8 +41,9 @@ def opencl_backend_for(rt: Runtime, replay: bool = True) -> Backend:
         return a.get() if isinstance(a, cla.Array) else np.asarray(a)
 
     return Backend(f"opencl:{rt.info['device']}", DeviceOps(rt), to_device=to_device, to_host=to_host,
-                   sync=rt.queue.finish, in_loop=(lambda model: replayed(rt, model)) if replay else (lambda m: m))
+                   sync=rt.queue.finish,
+                   in_loop=(lambda model: replayed(rt, model, keep_derived)) if replay else (lambda m: m))
 
 
-def opencl_backend(selector: str | None = None, replay: bool = True) -> Backend:
-    return opencl_backend_for(runtime_for(selector), replay)
+def opencl_backend(selector: str | None = None, replay: bool = True, keep_derived: bool = False) -> Backend:
+    return opencl_backend_for(runtime_for(selector), replay, keep_derived)

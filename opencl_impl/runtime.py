@@ -279,6 +279,16 @@ class Runtime:
                                "gallivm's LP_MAX_TGSI_LOOP_ITERATIONS): the result would be silently wrong")
 
     # --- arrays --------------------------------------------------------------------------------------------------
+    def derived(self, a: "cla.Array", tag: tuple, make) -> "cla.Array":
+        """make(): an array computed from the weight `a` alone, of no more bytes than `a` (conv2d implicit_mma_f16's
+        channels-last half copy, a float32 weight rounded to half). While a model whose weights include `a` is
+        recorded with them as constants (replay.replayed's keep_derived: its weights keep their values), it is made
+        once per (a, tag), its launches run then and are left out of the replayed commands, and the recording keeps
+        it (at most a second copy of the weights a recording: SD 2.1's 3x3 convolutions in half, 1.19 GB);
+        elsewhere make() runs at every call (a buffer's address says nothing about whether its contents changed)."""
+        rec = self.recording
+        return make() if rec is None else rec.derived(a, tag, make)
+
     def to_device(self, a: np.ndarray) -> "cla.Array":
         out = cla.to_device(self.queue, np.ascontiguousarray(a), allocator=self.allocator)
         if self.recording is not None:      # host data of a recorded call: uploaded once, kept for its replays

@@ -1,13 +1,15 @@
 """Which variant runs: the per-device tuning table and the selection policy.
 
 A tuning table holds, per op, the knobs each variant was fastest with (`defaults`) and, per shape, the verified
-variants at their best knobs, fastest first (`shapes`: key -> [[variant, knobs, seconds], ...]). sdcl ships one
+variants at their best knobs, fastest first (`shapes`: key -> [[variant, knobs, seconds], ...]), as timed in float32;
+and, where `sdcl tune --dtype float16` ran, the same two timed in float16 under the op's "float16" entry. sdcl ships one
 table per device it was tuned on and `default.json` (per device type, defaults only) as package data
 (sdcl.resources.shipped_tuning_dir()); `sdcl tune` writes the device's table into the runtime's tuning_dir (the user's
 folder), which overrides the shipped one op by op and shape by shape.
 
 The policy picks, for a call:
-1. the fastest tuned entry for this op and shape whose variant is allowed and implements the call's dtype;
+1. the fastest tuned entry for this op and shape whose variant is allowed and implements the call's dtype (a float16
+   call: the float16 entries first; a variant that computes in float16 takes no float32 timing there, see _choose);
 2. else the most advanced allowed variant that runs on the device and handles the shape (`Variant.applies`), with the
    knobs the table holds for that variant on this op (any shape), else its declared defaults;
 3. else "naive".
@@ -31,6 +33,7 @@ from sdcl.opencl_impl.shapes import compute_dtype, has_half
 from sdcl.registry import REGISTRY
 
 DEVICE_TYPE_KEY = "device_type"    # a table's device type ("CPU", "GPU"), as OpenCL reports it
+TYPED = ("float16",)               # the dtypes a table may hold timings of their own for (an op's entry[dtype])
 
 
 def shape_key(args, kwargs=None) -> str:
@@ -108,12 +111,17 @@ def _overlay(base: dict, top: dict) -> dict:
     """base with top's entries laid over it, op by op: top's defaults and shapes win."""
     out = {k: v for k, v in base.items() if k != "ops"}
     out.update({k: v for k, v in top.items() if k != "ops"})
-    ops = {op: {"defaults": dict(e.get("defaults", {})), "shapes": dict(e.get("shapes", {}))}
-           for op, e in base.get("ops", {}).items()}
-    for op, e in top.get("ops", {}).items():
-        entry = ops.setdefault(op, {"defaults": {}, "shapes": {}})
-        entry["defaults"].update(e.get("defaults", {}))
-        entry["shapes"].update(e.get("shapes", {}))
+    def merge(into: dict, e: dict) -> None:
+        into.setdefault("defaults", {}).update(e.get("defaults", {}))
+        into.setdefault("shapes", {}).update(e.get("shapes", {}))
+        for dt in TYPED:
+            if dt in e:
+                merge(into.setdefault(dt, {}), e[dt])
+
+    ops: dict = {}
+    for t in (base, top):
+        for op, e in t.get("ops", {}).items():
+            merge(ops.setdefault(op, {"defaults": {}, "shapes": {}}), e)
     out["ops"] = ops
     return out
 
@@ -146,10 +154,12 @@ def table_configs(tables, op: str, variant: str) -> list:
     every shape), in the order met. A half variant also takes its base kernel's defaults (as the policy does)."""
     out = []
     for t in tables:
-        entry = t.get("ops", {}).get(op, {})
-        defaults = entry.get("defaults", {})
-        found = [defaults[n] for n in dict.fromkeys((variant, variant.removesuffix("_half"))) if n in defaults]
-        found += [c[1] for ranked in entry.get("shapes", {}).values() for c in ranked if c[0] == variant]
+        top = t.get("ops", {}).get(op, {})
+        found = []
+        for entry in [top] + [top[dt] for dt in TYPED if dt in top]:     # float32's timings, then float16's
+            defaults = entry.get("defaults", {})
+            found += [defaults[n] for n in dict.fromkeys((variant, variant.removesuffix("_half"))) if n in defaults]
+            found += [c[1] for ranked in entry.get("shapes", {}).values() for c in ranked if c[0] == variant]
         for k in found:
             if dict(k) not in out:
                 out.append(dict(k))
@@ -161,6 +171,21 @@ def table_text(table: dict) -> str:
     def one(v):
         return json.dumps(v, sort_keys=True)
 
+    def entry(e: dict, pad: str) -> list:     # an op's (or its float16 timings') defaults and shapes
+        parts = ["defaults", "shapes"] + [dt for dt in TYPED if dt in e]
+        out = []
+        for j, part in enumerate(parts):
+            comma = "," if j < len(parts) - 1 else ""
+            if part in TYPED:
+                out += [f'{pad}"{part}": {{'] + entry(e[part], pad + " ") + [f"{pad}}}{comma}"]
+                continue
+            items = sorted(e.get(part, {}).items())
+            out.append(f'{pad}"{part}": {{' + ("" if items else "}" + comma))
+            out += [f"{pad} {one(k)}: {one(v)}" + ("," if n < len(items) - 1 else "") for n, (k, v) in enumerate(items)]
+            if items:
+                out.append(f"{pad}}}{comma}")
+        return out
+
     lines = ["{"]
     top = [(k, v) for k, v in sorted(table.items()) if k != "ops"]
     for k, v in top:
@@ -168,15 +193,7 @@ def table_text(table: dict) -> str:
     lines.append(' "ops": {')
     ops = sorted(table.get("ops", {}).items())
     for i, (op, e) in enumerate(ops):
-        lines.append(f"  {one(op)}: {{")
-        for j, part in enumerate(("defaults", "shapes")):
-            items = sorted(e.get(part, {}).items())
-            lines.append(f'   "{part}": {{' + ("" if items else "}" + ("," if j == 0 else "")))
-            for n, (k, v) in enumerate(items):
-                lines.append(f"    {one(k)}: {one(v)}" + ("," if n < len(items) - 1 else ""))
-            if items:
-                lines.append("   }" + ("," if j == 0 else ""))
-        lines.append("  }" + ("," if i < len(ops) - 1 else ""))
+        lines += [f"  {one(op)}: {{"] + entry(e, "   ") + ["  }" + ("," if i < len(ops) - 1 else "")]
     lines += [" }", "}"]
     return "\n".join(lines) + "\n"
 
@@ -268,23 +285,34 @@ class Policy:
             return v.runs_on(self.info) and (v.applies is None or v.applies(args, kwargs or {}))
 
         if dtype == "float16" and spec:
-            # The table ranks variants by float32 timings (sdcl.perf.tuner), where the tensor-core float16 ones
-            # round their float32 inputs as they stage them (or were not timed at all: added after the table); in
-            # float16 they read half as they are. SD 2.1-base 512, float16 UNet step: 47.6 ms of kernels on an H100
-            # (no table: tensor-core variants wherever they apply), 77.9 ms on an H200 by its float32 ranking. So a
-            # float16 call runs a tensor-core variant wherever one runs here and handles the call (the table's
-            # ranking then only among them).
+            # A float16 call runs a tensor-core variant wherever one runs here and handles the call: the float32
+            # ranking placed them by float32 timings, where they round their float32 inputs as they stage them (or
+            # had not been timed at all); in float16 they read half as it is. SD 2.1-base 512, float16 UNet step:
+            # 47.6 ms of kernels on an H100 (no table: tensor-core variants wherever they apply), 77.9 ms on an H200
+            # by its float32 ranking.
             names = [n for n in names if spec.variant(n).half_compute and handles(spec.variant(n))] or names
-        shapes = entry.get("shapes", {})
-        tuned = [c for c in shapes.get(key, []) if c[0] in names]
-        if not tuned and shapes and spec:
-            # a shape the tuner did not time (the VAE's group norms at 256 x 256, say): the ranking of the nearest one
-            # it timed, where that shape's variant handles this call; on a GPU the device's own timings at a
-            # neighbouring shape are a better guide than the most advanced variant at its default knobs (the H200's
-            # float16 VAE: 14.8 ms of group_norm_silu in 23 launches, `fused`, a work-group a group, where its table
-            # lacks the shape)
-            near = nearest_key(bind(spec.reference, args, kwargs, spec.epilogue_args), shapes)
-            tuned = [c for c in shapes.get(near, []) if c[0] in names and handles(spec.variant(c[0]))]
+        # Nor do such variants take their knobs from float32 timings in a float16 call: those staged float32 through
+        # registers, where float16 copies half tiles with cp.async, and the fastest tiles differ (H100, float16
+        # linear at the SD shapes: 128 x 64 three buffers deep 0.94x of the 128 x 128 two deep that float32 half
+        # mode tuned, docs/results/ab-knobs-nvidia-h100-7.txt). Their float16 timings (`sdcl tune --dtype float16`:
+        # the op's float16 entry) serve first, else their declared knobs.
+        untimed = {n for n in names if dtype == "float16" and spec and spec.variant(n).half_compute}
+        typed = entry.get(dtype, {}) if dtype in TYPED else {}
+
+        def ranked(shapes: dict, skip: set) -> list:
+            tuned = [c for c in shapes.get(key, []) if c[0] in names and c[0] not in skip]
+            if not tuned and shapes and spec:
+                # a shape the tuner did not time (the VAE's group norms at 256 x 256, say): the ranking of the
+                # nearest one it timed, where that shape's variant handles this call; on a GPU the device's own
+                # timings at a neighbouring shape are a better guide than the most advanced variant at its default
+                # knobs (the H200's float16 VAE: 14.8 ms of group_norm_silu in 23 launches, `fused`, a work-group a
+                # group, where its table lacks the shape)
+                near = nearest_key(bind(spec.reference, args, kwargs, spec.epilogue_args), shapes)
+                tuned = [c for c in shapes.get(near, []) if c[0] in names and c[0] not in skip
+                         and handles(spec.variant(c[0]))]
+            return tuned
+
+        tuned = ranked(typed.get("shapes", {}), set()) or ranked(entry.get("shapes", {}), untimed)
         if tuned:  # the fastest verified variant among the allowed ones, as the tuner timed them
             choice = (tuned[0][0], dict(tuned[0][1]))
         else:
@@ -292,9 +320,10 @@ class Policy:
             for name in reversed(names):  # the most advanced allowed variant that runs here and handles this shape
                 v = spec.variant(name) if spec else None
                 if v is None or handles(v):
-                    defaults = entry.get("defaults", {})   # a half variant shares its base kernel's knobs
-                    knobs = defaults.get(name, defaults.get(name.removesuffix("_half"), v.knobs if v else {}))
-                    choice = (name, dict(knobs))
+                    # a half variant shares its base kernel's knobs
+                    timed = [typed.get("defaults", {})] + ([] if name in untimed else [entry.get("defaults", {})])
+                    found = [d[n] for d in timed for n in (name, name.removesuffix("_half")) if n in d]
+                    choice = (name, dict(found[0] if found else v.knobs if v else {}))
                     break
         self.choices[memo] = choice
         return choice

@@ -5,6 +5,9 @@ reference at that very shape; a candidate that fails to build or gives a wrong a
 never stored. Before a variant's fastest knobs at a shape are stored (they then serve that shape in every dtype,
 and may become the variant's default for every other shape), they also pass the gate's ci-profile fuzzing in float32
 and float64 (where the device has it); knobs that fail there are rejected, and the variant's next fastest are tried.
+`dtype="float16"` times the variants a float16 call may run (selection.Policy: the tensor-core ones where one runs)
+on float16 inputs and keeps their timings apart, under the op's "float16" entry, which only float16 calls read; their
+fuzzed check is the float16 row's.
 Survivors are timed by their OpenCL profiling events (median of `reps` after a warm-up). The device's
 tuning table (sdcl.opencl_impl.selection) keeps, per shape, each variant at its fastest knobs, fastest first; it is
 written into the runtime's tuning folder (the user's, never the installed package), with the raw log of every
@@ -26,7 +29,7 @@ from sdcl.files import write_text
 from sdcl.opencl_impl.devices import device_key
 from sdcl.opencl_impl.dispatch import run_variant
 from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCapError, Runtime
-from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, Policy, call_key, device_slug, load_table, save_table
+from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, TYPED, Policy, call_key, device_slug, load_table, save_table
 from sdcl.registry import REGISTRY, Case
 
 
@@ -123,12 +126,29 @@ def _meta(a):
     return ("array", tuple(int(s) for s in a.shape)) if hasattr(a, "shape") else a
 
 
+def sampled(configs: list, n: int, rng: random.Random) -> list:
+    """At most n of a variant's knob settings (configs: its default first): the default, then the settings one knob
+    away from it, then two, ... each distance in random order: a search around the declared default (itself the
+    fastest of an A/B) rather than a uniform sample of a space of hundreds, most of them far from fast."""
+    if len(configs) <= n:
+        return configs
+    default = configs[0]
+    rest = configs[1:]
+    rng.shuffle(rest)
+    rest.sort(key=lambda k: sum(k.get(name) != value for name, value in default.items()))
+    return [default] + rest[:n - 1]
+
+
 def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int = 0, log=print,
-         case_filter=None, extra_cases: dict | None = None, variants=None) -> dict:
+         case_filter=None, extra_cases: dict | None = None, variants=None, dtype: str = "float32") -> dict:
     """Tune the ops (default: every registry op with more than one variant or a knob space); returns the device's
     table as written into rt.tuning_dir. extra_cases: op -> more Cases (traced_cases), tuned only where the device's
     table (shipped or the user's) has no entry for their shape. variants: time only these variants (e.g. one just
-    added) and merge their timings into each shape's existing ranking, traced shapes included."""
+    added) and merge their timings into each shape's existing ranking, traced shapes included. dtype: "float32" or
+    "float16" (see the module's text)."""
+    if dtype not in ("float32",) + TYPED:
+        raise ValueError(f"tune: dtype {dtype!r} (float32 or {', '.join(TYPED)})")
+    np_dtype = np.dtype(dtype)
     known = load_table(rt.info, rt.tuning_dirs)
     path = rt.tuning_dir / f"{device_slug(rt.info)}.json"
     table = json.loads(path.read_text()) if path.is_file() else {}     # the user's own entries
@@ -143,16 +163,20 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
     for op in names:
         spec = REGISTRY[op]
         entry = table["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
+        if dtype in TYPED:
+            entry = entry.setdefault(dtype, {"shapes": {}, "defaults": {}})
         wins: dict = {}
         extra = (extra_cases or {}).get(op, [])
         checked: dict = {}
 
         def fuzz_check(name: str, knobs: dict, spec=spec, checked=checked) -> str:
             """Why these knobs may not be stored (they become the variant's knobs for every shape and dtype the
-            table then serves): the ci profile's fuzzed shapes, in every dtype the variant and device do; ""."""
+            table then serves): the ci profile's fuzzed shapes, in every dtype the variant and device do (float16
+            timings: in float16, the only dtype they serve); ""."""
             key = (name, json.dumps(knobs, sort_keys=True))
             if key not in checked:
-                rows = [check_row(rt, spec, name, d, "ci", knobs=knobs, refs=refs, sd=False) for d in spec.variant(name).row_dtypes()]
+                dts = [dtype] if dtype in TYPED else spec.variant(name).row_dtypes()
+                rows = [check_row(rt, spec, name, d, "ci", knobs=knobs, refs=refs, sd=False) for d in dts]
                 bad = [r for r in rows if r.verdict == "FAIL"]
                 checked[key] = f"wrong at fuzzed shapes in {bad[0].dtype}: {bad[0].failure[:200]}" if bad else ""
                 if bad:
@@ -162,24 +186,22 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
             if case_filter and not traced and not case_filter(spec, case):
                 continue
             key = call_key(spec.reference, case.args, case.kwargs, spec.epilogue_args)
-            ranked = known.get("ops", {}).get(op, {}).get("shapes", {}).get(key)
+            known_op = known.get("ops", {}).get(op, {})
+            ranked = (known_op.get(dtype, {}) if dtype in TYPED else known_op).get("shapes", {}).get(key)
             if traced and ranked is not None and not variants:
                 continue
-            expected = reference_output(spec, case, np.float32)
+            expected = reference_output(spec, case, np_dtype)
             timed = []
-            for v in spec.variants:
-                if v.applies is not None and not v.applies(case.args, case.kwargs):
-                    continue
-                if not v.runs_on(rt.info) or "float32" not in v.dtypes:   # the policy would never pick it here
-                    continue
+            candidates = [v for v in spec.variants if (v.applies is None or v.applies(case.args, case.kwargs))
+                          and v.runs_on(rt.info) and dtype in v.dtypes]    # the policy would never pick the others
+            if dtype == "float16":   # as selection.Policy: the tensor-core variants wherever one runs
+                candidates = [v for v in candidates if v.half_compute] or candidates
+            for v in candidates:
                 if variants and v.name not in variants:
                     continue
-                configs = v.configs(rt.info)
-                if len(configs) > max_configs:  # exhaustive for small spaces, random sample for large ones
-                    configs = configs[:1] + rng.sample(configs[1:], max_configs - 1)
-                for knobs in configs:
+                for knobs in sampled(v.configs(rt.info), max_configs, rng):
                     try:
-                        res = run_case(rt, spec, v.name, knobs, case, np.float32, expected=expected)
+                        res = run_case(rt, spec, v.name, knobs, case, np_dtype, expected=expected)
                     except KernelBuildError as e:
                         rejected.append((op, v.name, knobs, case.name, f"build failed: {str(e).splitlines()[0]}"))
                         continue
@@ -189,10 +211,10 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                     if not res.passed:
                         rejected.append((op, v.name, knobs, case.name, f"wrong: {res.message[:200]}"))
                         continue
-                    t = time_variant(rt, op, v.name, knobs, case, np.float32, reps)
+                    t = time_variant(rt, op, v.name, knobs, case, np_dtype, reps)
                     timed.append((t, v.name, knobs, res.rel_l2))
-                    raw.append({"op": op, "shape": key, "case": case.name, "variant": v.name, "knobs": knobs,
-                                "seconds": t, "rel_l2": res.rel_l2})
+                    raw.append({"op": op, "dtype": dtype, "shape": key, "case": case.name, "variant": v.name,
+                                "knobs": knobs, "seconds": t, "rel_l2": res.rel_l2})
                     log(f"  {op:18} {case.name:28} {v.name:16} {knobs}  {t * 1e3:9.3f} ms  rel_l2 {res.rel_l2:.1e}")
             best: dict = {}      # per variant, its fastest knobs at this shape that pass the fuzzed check too
             for t, n, k, _ in sorted(timed, key=lambda r: r[0]):
@@ -210,7 +232,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
             for n, (_, k, _) in best.items():   # per variant, the knobs that were fastest for it on most shapes
                 wins.setdefault(n, []).append(k)
             name, knobs, t = entry["shapes"][key][0]
-            log(f"  -> {op} {case.name}: {name} {knobs} {t * 1e3:.3f} ms")
+            log(f"  -> {op} {case.name} {dtype}: {name} {knobs} {t * 1e3:.3f} ms")
             save_table(rt.info, table, rt.tuning_dir)   # after every shape: an interrupted run keeps what it timed
         for n, ks in wins.items():
             entry["defaults"][n] = max(ks, key=lambda k: sum(k == x for x in ks))
@@ -237,6 +259,10 @@ def default_table(tables: list) -> dict:
         ops = by_type.setdefault(t, {"device": None, DEVICE_TYPE_KEY: t, "from": [], "ops": {}})
         ops["from"].append(d.get("device"))
         for op, entry in d.get("ops", {}).items():
+            out = ops["ops"].setdefault(op, {"shapes": {}, "defaults": {}})
             for name, knobs in entry.get("defaults", {}).items():
-                ops["ops"].setdefault(op, {"shapes": {}, "defaults": {}})["defaults"].setdefault(name, knobs)
+                out["defaults"].setdefault(name, knobs)
+            for dt in TYPED:     # the knobs timed in float16, for float16 calls
+                for name, knobs in entry.get(dt, {}).get("defaults", {}).items():
+                    out.setdefault(dt, {"shapes": {}, "defaults": {}})["defaults"].setdefault(name, knobs)
     return {"device": None, "by_type": by_type}

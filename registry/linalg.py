@@ -289,9 +289,10 @@ _F16_TOL = {
                                     "<= 2u of max|ref| at K = 1, ~4.5e-4 at large K) and truncated float32 "
                                     "accumulation (<= K/16 ulp: 1.7e-4 at K = 23040); 2x margin over K = 1",
                          atol_scale="dot")}
-# SPLITK, a host knob: split-K where the tiles leave compute units idle (0: as many splits as fill them, 1: none;
-# variants.gemm.split_k), the partial products added in order by a second kernel with the epilogue. STAGES: one or
-# two local buffers of the staged tiles (the next step's global reads are prefetched into registers either way).
+# SPLITK, a host knob: split-K where the tiles leave compute units idle (0: the fewest splits within 10% of the
+# fewest waves of work, variants.gemm.split_k; 1: none), the partial products added in order by a second kernel
+# with the epilogue. STAGES: one or two local buffers of the staged tiles (the next step's global reads are
+# prefetched into registers either way).
 # LDSM: the fragments read from the staged tiles with ldmatrix (1; H100, float16 conv2d implicit_mma_f16 at the SD
 # shapes: 2.775 ms against 3.282 with 32-bit local loads, linear within 1%) or with 32-bit local loads (0).
 # PREFETCH (the GEMM's only: kernels/gemm/mma_f16.cl): the next step's tiles read into registers during the mma (1)
@@ -652,6 +653,14 @@ _ATTENTION_VARIANTS = (
     # elsewhere): K and V tiles copied with cp.async, the next during this one's products, V key-major and read
     # with ldmatrix.trans. H100, float16, the registry's SD shapes, one call (docs/results/ab-knobs-nvidia-h100-6.txt):
     # 0.681 ms against 1.736 staged (0.39x; the 4096-token self-attention 0.750 -> 0.262)
+    # gemm_mma_f16: gemm's three steps, both products by the tensor-core GEMM (gemm/mma_f16.cl, its knobs and space:
+    # mma_f16_half's), S scaled in its epilogue and kept float32, the softmax float32: the roundings of flash_mma_f16
+    # (q, k, v and p to half; the accumulations over D and Lk truncated in float32), so its tolerance, at any head
+    # dim (the VAE's single 512-wide head, which no flash tile fits; declared before flash_mma_f16, which untuned
+    # selection then takes where its tiles fit)
+    Variant("gemm_mma_f16", _MMA_F16_HALF.knobs, space=_MMA_F16_HALF.space, constraint=_mma_f16_fits,
+            needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_ATTN_TOL,
+            half_compute=True, launcher=ATTENTION + "gemm_mma_f16", tier="tensor-core float16"),
     Variant("flash_mma_f16", {"WARPS": 4, "BK": 64, "MMA_EMULATE": 0, "ASYNC": 1},
             space={"WARPS": [2, 4, 8], "BK": [32, 64], "ASYNC": [0, 1]},
             constraint=_flash_mma_fits, applies=_head_dim_at_most_max, needs=("nvidia_ptx",), devices=("GPU",),

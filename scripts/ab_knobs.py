@@ -6,6 +6,12 @@ the first.
     python scripts/ab_knobs.py --device nvidia --op conv2d --variant implicit_mma_f16 --dtype float16 LDSM=0 LDSM=1
     python scripts/ab_knobs.py ... --op conv2d --variant implicit_mma_f16 LDSM=1@/tmp/old-kernels LDSM=1
 
+--case adds a shape the registry's SD cases lack (repeatable; random inputs; its parts apart by spaces or "_"):
+arrays as DIMxDIM... (a vector as DIMx), positional integers as they are, keyword integers as NAME=VALUE, e.g. the
+UNet's 1280-channel 3x3 at 16 x 16:
+
+    python scripts/ab_knobs.py ... --op conv2d --case "2x1280x16x16 1280x1280x3x3 1280x padding=1" SPLITK=1 SPLITK=0
+
 A setting is KNOB=VALUE[,KNOB=VALUE...] laid over the variant's declared knobs, with @DIR the kernel sources of DIR
 (a kernels/ folder of another commit: `git archive HEAD~1 kernels | tar -x -C /tmp/old`) laid over sdcl's;
 device time is the sum of the profiling events of the kernels one call launches (sdcl.perf.tuner.time_variant),
@@ -32,6 +38,25 @@ def setting(text: str) -> dict:
     return out
 
 
+def case_of(text: str, i: int):
+    """A Case from --case's text (see the module's text)."""
+    import re
+
+    from sdcl.registry import Case
+    from sdcl.registry.fuzz import randn
+    args, kwargs = [], {}
+    for j, tok in enumerate(re.split(r"[\s_]+", text.strip())):     # "_" for a shell that splits on spaces
+        if re.fullmatch(r"\d+(x\d+)*x?", tok) and "x" in tok:
+            args.append(randn(500 + 16 * i + j, tuple(int(d) for d in tok.split("x") if d))[0])
+        elif "=" in tok:
+            name, _, value = tok.partition("=")
+            kwargs[name] = int(value)
+        else:
+            args.append(int(tok))
+    name = "_".join(re.split(r"[\s_]+", text.strip()))
+    return Case(f"case_{i}_{name}"[:38], tuple(args), kwargs)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device")
@@ -40,6 +65,7 @@ def main() -> int:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("-k", dest="only", help="only the SD cases whose name contains this")
+    p.add_argument("--case", action="append", default=[], help="a shape of its own (see the module's text)")
     p.add_argument("--ptxas", action="store_true", help="NVIDIA: each setting's kernels' registers, spills and PTX "
                                                          "instruction counts")
     p.add_argument("settings", nargs="+", help="KNOB=VALUE[,KNOB=VALUE...]")
@@ -60,6 +86,7 @@ def main() -> int:
     v = spec.variant(args.variant)
     settings = [v.complete({**v.knobs, **setting(s)}) for s in args.settings]
     cases = [c for c in spec.sd_cases() if not args.only or args.only in c.name]
+    cases += [case_of(text, i) for i, text in enumerate(args.case)]
     print(f"# {args.op}:{args.variant} {args.dtype} on {rt.info['device']}; ms of kernels, median of {args.reps}")
     print(f"# {'case':38} " + " ".join(f"{s:>16}" for s in args.settings))
     totals = [0.0] * len(settings)

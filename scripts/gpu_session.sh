@@ -29,18 +29,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$
 for stage in "$@"; do
   echo "=== $stage ($(date +%T))"
   case "$stage" in
-    gate)     python3 -m sdcl.cli conformance --device "$DEV" --report "$OUT/gate" ;;
+    gate)     # GATE_ARGS: more arguments (e.g. "--ops silu": one cheap op and every model check)
+              python3 -m sdcl.cli conformance --device "$DEV" --report "$OUT/gate${GATE_NAME:+-$GATE_NAME}" \
+                ${GATE_ARGS:-} ;;
     attncheck) PYOPENCL_TEST="$DEV" python3 -m pytest -q -p no:cacheprovider $REPO/tests/device/test_norm_attention_variants.py \
                  -k attention 2>&1 | tail -5 | tee "$OUT/attncheck.txt"
                python3 -m sdcl.cli conformance --device "$DEV" --ops attention --skip-models --report "$OUT/gate-attention" \
                  | tail -5 ;;
     tune)     python3 -m sdcl.cli tune --device "$DEV" --model sd21-base --max-configs ${MAX_CONFIGS:-12} --reps 5 \
                 ${TUNE_OPS:+--ops $TUNE_OPS} ${TUNE_VARIANTS:+--variants $TUNE_VARIANTS} \
+                ${TUNE_DTYPE:+--dtype $TUNE_DTYPE} \
                 | tee -a "$OUT/tune.log" ;;
     tunetrace) # TRACE_TIMEOUT: stop after so many seconds, keeping the database of the ops finished (saved per op)
                timeout ${TRACE_TIMEOUT:-3000} python3 -m sdcl.cli tune --device "$DEV" --model sd21-base \
                  --trace-size ${SIZE:-512} --ops ${TRACE_OPS:-matmul,batched_matmul,linear,attention} \
                  --max-configs ${MAX_CONFIGS:-8} --reps ${TUNE_REPS:-3} ${TUNE_VARIANTS:+--variants $TUNE_VARIANTS} \
+                 ${TUNE_DTYPE:+--dtype $TUNE_DTYPE} \
                  | grep -e "->" -e traced -e rejected \
                  | tee -a "$OUT/tune.log" ;;
     gemmcheck) # every gemm config's edge, tail and prefetch paths against float64 ($REPO/tests/device/test_gemm_variants.py)
@@ -76,7 +80,7 @@ for stage in "$@"; do
               python3 $REPO/scripts/bench_gemm.py --sd --half --device "$DEV" --out "$OUT/gemm-sd-half.json" \
                 | tee "$OUT/gemm-sd-half.txt" ;;
     ladder)   python3 -m sdcl.cli ladder --device "$DEV" --model sd21-base --size 512 --reps ${REPS:-3} \
-                ${ROWS:+--rows $ROWS} --out "$OUT" ;;
+                ${ROWS:+--rows $ROWS} --out "$OUT" ${LADDER_ARGS:-} ;;
     profile)  # MODES: which of float32 half float16 to profile (default: all three); SHAPES: N, also each stage's N
               # heaviest op calls with their variants and FLOP rates; PROFILE_ARGS: more arguments (--reps 3)
               for m in ${MODES:-float32 half float16}; do

@@ -1,7 +1,8 @@
 """Variants of attention: `gemm` (scores by the GEMM, softmax, P V by the GEMM), `softmax_fused` (scores by the
 GEMM, the softmax's normalization fused into the P V product), `flash` (FlashAttention: key tiles, online
 softmax, no score matrix in global memory), `flash_reg` (the same, for GPUs, with the query tile in local memory
-and both products register-blocked) and `flash_mma_f16` (the same on NVIDIA tensor cores in float16).
+and both products register-blocked), `flash_mma_f16` (the same on NVIDIA tensor cores in float16) and
+`gemm_mma_f16` (gemm's three steps with both products on NVIDIA tensor cores, for head dims no flash tile fits).
 
 Each is the launcher its registry declaration names (the attention row, sdcl.registry.linalg), called with a Call
 holding every knob. The head dimension D is compiled into the tiled kernels (-D HEAD_DIM, one build per D: 40, 64, 80,
@@ -10,9 +11,10 @@ attention/tiled.cl (flash and softmax_fused's P V: one build of a tile setting a
 attention/flash_reg.cl, attention/flash_mma_f16.cl.
 
 float16 (q, k, v and o in half, the arithmetic in float: kernels/common.h DATA): naive, softmax_fused, flash,
-flash_reg and flash_mma_f16 implement it. Their scratch (softmax_fused's scores S and row statistics) and local tiles
-are of the compute type (launch.compute_type: float32 for float16), so the output's rounding to half is the only
-one; gemm does not (its scores would be the GEMM's, rounded to half, and exp amplifies that rounding).
+flash_reg, flash_mma_f16 and gemm_mma_f16 implement it. Their scratch (softmax_fused's scores S and row statistics,
+gemm_mma_f16's S and P) and local tiles are of the compute type (launch.compute_type: float32 for float16), so the
+output's rounding to half is the only one besides the tensor-core variants' own (q, k, v, p to half); gemm widens
+its float16 inputs to float32 (its scores would otherwise be the GEMM's, rounded to half, and exp amplifies that).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sdcl.opencl_impl import ops
 from sdcl.opencl_impl.devices import DeviceError
 from sdcl.opencl_impl.launch import Call, buffer, compute_type, groups, launch_flat, real
 from sdcl.opencl_impl.runtime import Runtime
-from sdcl.opencl_impl.variants.gemm import check_mma
+from sdcl.opencl_impl.variants.gemm import check_mma, gemm as gemm_kernel
 from sdcl.registry.linalg import attention_local_bytes
 
 TILE_KNOBS = ("BQ", "BK", "WL", "RQ", "VEC")     # the tile knobs of flash and softmax_fused's P V kernel
@@ -193,3 +195,42 @@ def flash_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
               buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
               real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
     return o
+
+
+# ----------------------------------------------------------------------------------------------- gemm_mma_f16
+
+def gemm_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
+    """gemm's three steps with both products on NVIDIA tensor cores (gemm/mma_f16.cl, at the call's knobs): S =
+    scale * Q K^T from half q and k (float32: rounded as staged; float16: read as they are), float32 sums and S; the
+    public softmax in float32 (and gemm's mask kernel where causal); O = P V with p and v in half, float32 sums; o
+    of q's dtype, rounded once. The roundings of flash_mma_f16 (q, k, v and p to half), at any head dim: the VAE's
+    single 512-wide head, which no flash tile fits."""
+    rt = call.rt
+    b, lq, lk, d = _geometry(q, k, heads)
+    if not q.size:
+        return rt.empty(q.shape, q.dtype)
+    check_mma(rt, "mma_f16", call.knobs, what="attention gemm_mma_f16")
+    half, z = q.dtype == np.float16, b * heads
+
+    def heads_first(x, length):     # (B, L, H*D) -> (B*H, L, D): one head is that already
+        return x.reshape(z, length, d) if heads == 1 else _heads_first(rt, x, b, length, heads, d)
+
+    qh, kh, vh = heads_first(q, lq), heads_first(k, lk), heads_first(v, lk)
+    s = rt.empty((z, lq, lk), np.float32)
+    gemm_kernel(rt, "attention", "mma_f16", call.knobs, buffer(rt, qh), buffer(rt, kh), s.data, lq, lk, d,
+                lda=d, ldb=d, ldc=lk, trans_b=True, alpha=_scale(d, scale), batch=z, a_strides=(lq * d, 0),
+                b_strides=(lk * d, 0), c_strides=(lq * lk, 0), a_half=half, b_half=half)
+    if causal:
+        knl = rt.kernel("attention/naive.cl", "attention_gemm_scale_mask", {}, np.float32)
+        launch_flat(rt, "attention", knl, s.size, s.data, np.int64(s.size), np.int32(lq), np.int32(lk),
+                    np.float32(1.0), np.int32(1))
+    p = ops.softmax(rt, s, -1)
+    del s
+    o = rt.empty((z, lq, d), np.float32)
+    gemm_kernel(rt, "attention", "mma_f16", call.knobs, p.data, buffer(rt, vh), o.data, lq, d, lk,
+                lda=lk, ldb=d, ldc=d, batch=z, a_strides=(lq * lk, 0), b_strides=(lk * d, 0), c_strides=(lq * d, 0),
+                b_half=half)
+    if heads > 1:
+        o = ops.permute(rt, o.reshape(b, heads, lq, d), (0, 2, 1, 3))
+    o = o.reshape(b, lq, heads * d)
+    return ops.astype(rt, o, np.float16) if half else o

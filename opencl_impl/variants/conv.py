@@ -24,8 +24,9 @@ The registry row (sdcl.registry.linalg) declares their knobs, tuning spaces and 
   (in float16 the layouts are half, exact copies, and the sums float).
 - winograd2x2 / winograd4x4: F(2x2, 3x3) and F(4x4, 3x3): weight and input tile transforms, `ops.batched_matmul`
   over the ALPHA^2 transformed positions, output transform with the bias. The weights are transformed on every
-  call (no cache: a buffer's address says nothing about whether its contents changed, and a pooled buffer is
-  reused for other data once freed). In float16 the transformed U, V and their product stay float32.
+  call, in a replayed model too: U is (m+2)^2 / 9 times the weight's elements (4x for F(4x4), in float32), more
+  memory than Runtime.derived keeps (no more than the weight's own bytes). In float16 U, V and their product stay
+  float32.
 - direct_tiled: output tiles per work-group, input patch and filters staged in local memory, OC_PER_ITEM output
   channels per work-item.
 
@@ -218,7 +219,7 @@ def im2col_conv(rt: Runtime, knobs: dict, x, weight, bias=None, stride=1, paddin
     rows, total, p = s.c * s.kh * s.kw, s.n * s.oh * s.ow, s.oh * s.ow
     w2 = weight.reshape(s.o, rows)                                     # (O, C*KH*KW)
     if half and w2.dtype != np.float16:
-        w2 = to_half(rt, w2)
+        w2 = rt.derived(weight, ("to_half", w2.shape), lambda: to_half(rt, w2))
     defines = {**pick(knobs, "WG"), **({"COLS_HALF": 1} if half else {})}
     cols_dtype = np.dtype(np.float16) if half else x.dtype
     g_dtype = compute_type(x.dtype)                                    # the product: x's dtype, float32 for float16
@@ -282,10 +283,12 @@ def implicit_mma_f16(call: Call, x, weight, bias=None, stride=1, padding=0, resi
         rt.launch("conv2d", kernel("conv2d_x_to_nhwc_half"), (-(-p // 32) * 32, -(-s.c // 32) * 8, s.n), (32, 8, 1),
                   xb, xt.data, *i32(s.c, p))
         if s.kh * s.kw > 1 or not half:     # a half 1x1 weight (O, C, 1, 1) is its channels-last copy already
-            wt = rt.empty((s.o, s.kh, s.kw, s.c), np.float16)
-            rt.launch("conv2d", kernel("conv2d_w_to_nhwc_half"), (-(-s.c // 64) * 64, s.o), (64, 1), wb, wt.data,
-                      *i32(s.c, s.kh * s.kw))
-            wb = wt.data
+            def channels_last():
+                wt = rt.empty((s.o, s.kh, s.kw, s.c), np.float16)
+                rt.launch("conv2d", kernel("conv2d_w_to_nhwc_half"), (-(-s.c // 64) * 64, s.o), (64, 1), wb,
+                          wt.data, *i32(s.c, s.kh * s.kw))
+                return wt
+            wb = rt.derived(weight, ("conv2d_w_to_nhwc_half",), channels_last).data
         xb, r = xt.data, s.kh * s.kw * -(-s.c // k["KWG"]) * k["KWG"]
     else:
         knl = rt.kernel("conv2d/implicit_mma_f16.cl", "conv2d_implicit_mma_f16", defines, x.dtype)

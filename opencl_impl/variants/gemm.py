@@ -20,8 +20,9 @@ Techniques:
               emulation, for tests).
 
 Half storage (linear's tiled_reg_half, cpu_reg_half and mma_f16_half): the weight is a float16 array (A_HALF / B_HALF
-in the kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first,
-which is what a model stored in half does once at load time (sdcl.opencl_impl.ops.to_half).
+in the kernel: vload_half, products accumulated in float); a float32 weight is rounded to half on the device first
+(at every call; once in a replayed model, Runtime.derived), which is what a model stored in half does once at load
+time (sdcl.opencl_impl.ops.to_half).
 
 The float16 dtype (every array float16: naive, tiled, cpu_reg, tiled_reg, mma_f16 and their _half forms): the kernels
 are built with -DDATA_HALF (kernels/gemm/gemm.h), read A, B, the bias and the residual as half and write C as half;
@@ -29,6 +30,8 @@ the arithmetic, and the split-K partial sums between mma_f16's two kernels, stay
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -122,17 +125,31 @@ def gemm(rt: Runtime, op: str, technique: str, knobs: dict, a, b, c, m: int, n: 
 
 
 HOST_KNOBS = ("SPLITK",)    # knobs the host reads, not the kernel (no -D: no build of its own)
+# split_k's price of splitting, in KWG steps of one wave: ~17 us on an H100 where a step took ~0.75 us (linear at
+# (512, 1280) x 1280 split 3 ways, float16: 0.038 ms against 0.032 unsplit, of which two waves of 14 steps ~21 us)
+SPLIT_COST = 24
 
 
 def split_k(knobs: dict, wgs: int, depth: int, compute_units: int) -> tuple:
     """(splits, chunk) of the tensor-core float16 kernels' split-K (gemm_mma_f16, conv2d_implicit_mma_f16) for a
     launch of wgs work-groups over a reduction of `depth`: knob SPLITK 1 none, n > 1 that many (at most one per KWG
-    step), 0 (auto) as many as fill the device's compute units with one work-group each while every split keeps at
-    least 4 KWG steps (at most 16). chunk: the depth per split, a multiple of KWG; no split is empty."""
+    step), 0 (auto) by a cost in KWG steps: with one work-group per compute unit at a time, s splits take
+    ceil(wgs s / units) waves of ceil(steps / s) steps, and any split adds SPLIT_COST steps (the float32 partial
+    sums written and read, the second kernel's launch); auto takes the fewest splits within 10% of the cheapest,
+    every split keeping at least 4 steps (at most 16 splits); from twice as many work-groups as units on, none.
+    H100, float16 (docs/results/ab-knobs-nvidia-h100-8.txt): without the cost, splitting by waves alone took the
+    UNet's 1280-channel 3x3 at 16 x 16 (80 work-groups, 360 steps: now 3 splits) 0.255 -> 0.166 ms, and linear at
+    (512, 1280) x 1280 (80 work-groups, 40 steps: now none) 0.032 -> 0.038. chunk: the depth per split, a multiple
+    of KWG; no split is empty."""
     kwg, want = knobs["KWG"], int(knobs.get("SPLITK", 1))
     steps = -(-depth // kwg)
     if want == 0:
-        want = min(compute_units // wgs, steps // 4, 16) if wgs < compute_units else 1
+        want = 1
+        if wgs < 2 * compute_units:
+            cost = {s: -(-wgs * s // compute_units) * -(-steps // s) + (s > 1) * SPLIT_COST
+                    for s in range(1, max(1, min(16, steps // 4)) + 1)}
+            best = min(cost.values())
+            want = min(s for s, t in cost.items() if t <= 1.1 * best)
     want = max(1, min(want, steps))
     chunk = -(-steps // want) * kwg
     return -(-depth // chunk), chunk
@@ -222,7 +239,7 @@ def linear(call: Call, x, weight, bias=None, residual=None):
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
     y = rt.empty(x.shape[:-1] + (n_out,), x.dtype)
     if half and weight.dtype != np.float16:
-        weight = to_half(rt, weight)
+        weight = rt.derived(weight, ("to_half", weight.shape), functools.partial(to_half, rt, weight))
     if y.size:
         gemm(rt, "linear", technique, call.knobs, buffer(rt, x), buffer(rt, weight), y.data, rows, n_out, n_in,
              lda=n_in, ldb=n_in, ldc=n_out, trans_b=True, bias=None if bias is None else buffer(rt, bias),

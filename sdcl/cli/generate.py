@@ -46,6 +46,10 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--no-replay", action="store_true",
                    help="run every UNet step, text encoder call and VAE decode through the Python host code "
                         "(default: the launches of the first are recorded and replayed at the others)")
+    g.add_argument("--keep-derived", action="store_true",
+                   help="with replay, keep what a kernel derives from a weight (the tensor-core convolution's "
+                        "channels-last copies) instead of making it at every step: faster, for a second copy of "
+                        "those weights on the device")
     g.add_argument("--no-prebuild", action="store_true",
                    help="build each kernel when a stage first needs it, one by one (default: every kernel the call "
                         "will use is built ahead, in parallel threads)")
@@ -199,5 +203,6 @@ def _backends(args):
         return NUMPY, NUMPY, NUMPY
     from sdcl.opencl_impl.backend import opencl_backend
     main = args.device
-    pick = lambda sel: opencl_backend(sel if sel is not None else main, replay=not args.no_replay)  # noqa: E731
+    pick = lambda sel: opencl_backend(sel if sel is not None else main, replay=not args.no_replay,  # noqa: E731
+                                      keep_derived=args.keep_derived)
     return pick(args.text_device), pick(None), pick(args.vae_device)

@@ -19,8 +19,12 @@ def add_parser(sub, parents) -> None:
     t.add_argument("--ops", type=nonempty, help="comma-separated op names (default: every op with variants "
                                                          "or knobs)")
     t.add_argument("--max-configs", type=integer(1), default=24,
-                   help="knob settings per variant (random sample beyond)")
+                   help="knob settings per variant (beyond: the default and the settings nearest it, a knob "
+                        "apart, then two)")
     t.add_argument("--reps", type=integer(1), default=5)
+    t.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="time in this dtype (float16: the variants a float16 model runs, kept apart in the table "
+                        "for float16 calls; their tiles differ from float32's)")
     t.add_argument("--trace-size", type=integer(8), metavar="SIZE",
                    help="tune, instead of the registry's SD cases, the shapes one text-encoder pass, UNet step and VAE "
                         "decode of --model at SIZE x SIZE send to each op (e.g. the GEMMs inside the conv variants) "
@@ -79,5 +83,5 @@ def run(args) -> int:
     rt = runtime_for(args.device)
     extra = traced_cases(rt, args.model, args.trace_size) if args.trace_size else None
     tune(rt, ops=ops, max_configs=args.max_configs, reps=args.reps, case_filter=shapes_of_model, extra_cases=extra,
-         variants=variants)
+         variants=variants, dtype=args.dtype)
     return 0

@@ -174,6 +174,8 @@ def test_async_copies_with_padded_rows_and_ragged_depth(rt):
     ((2, 8, 7, 6), (20, 8, 3, 3), 1, 1, "same"),             # R = 72: weight rows 16-byte aligned (ASYNC's copies)
     ((1, 24, 13, 10), (9, 24, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),  # NHWC: C % 8 == 0, C % KWG != 0, strided
     ((2, 48, 5, 7), (40, 48, 1, 1), 1, 0, None),             # NHWC pointwise, tiles across samples
+    ((1, 264, 5, 4), (16, 264, 3, 3), 1, 1, "same"),         # NHWC: C past the copies' blocks of 64 and 32, ragged
+    ((1, 8, 9, 9), (8, 8, 7, 7), 1, 3, None),                # NHWC: 49 taps a weight row
 ])
 def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     """conv2d implicit_mma_f16 (gathering its slices of the lowered matrix from x) against the float64 reference
@@ -211,6 +213,8 @@ def test_implicit_conv_equals_the_conv_of_half_rounded_operands(rt, shape):
     ((2, 8, 7, 6), (20, 8, 3, 3), 1, 1, "same"),             # R = 72: weight rows 16-byte aligned (ASYNC's copies)
     ((1, 24, 13, 10), (9, 24, 5, 3), (2, 1), (2, 1, 0, 3), "nc11"),  # NHWC: C % 8 == 0, C % KWG != 0, strided
     ((2, 48, 5, 7), (40, 48, 1, 1), 1, 0, None),             # NHWC pointwise, tiles across samples
+    ((1, 264, 5, 4), (16, 264, 3, 3), 1, 1, "same"),         # NHWC: C past the copies' blocks of 64 and 32, ragged
+    ((1, 8, 9, 9), (8, 8, 7, 7), 1, 3, None),                # NHWC: 49 taps a weight row
 ])
 def test_implicit_conv_in_float16(rt, shape):
     """conv2d implicit_mma_f16 in the float16 dtype (x, weight, bias and residual all half: the gather copies x's
@@ -240,12 +244,23 @@ def test_implicit_conv_in_float16(rt, shape):
 
 
 def test_split_k_fills_the_device_and_covers_the_depth_once():
-    """Split-K's plan: none where the work-groups already fill the compute units or when asked for none; auto fills
-    them while each split keeps >= 4 KWG steps; the splits tile the depth in KWG multiples with none empty."""
-    from sdcl.opencl_impl.variants.gemm import split_k
+    """Split-K's plan: none from twice as many work-groups as compute units on, or when asked for none; auto takes
+    the fewest splits within 10% of the cheapest in KWG steps (waves of one work-group per unit, times the steps of
+    a split, plus SPLIT_COST for splitting at all), each split keeping >= 4 KWG steps; the splits tile the depth in
+    KWG multiples with none empty."""
+    from sdcl.opencl_impl.variants.gemm import SPLIT_COST, split_k
+    assert SPLIT_COST == 24     # the figures below are worked with it
     k = {"KWG": 32, "SPLITK": 0}
-    assert split_k(k, 192, 2880, 132) == (1, 2880)          # the UNet's 3x3 320 at 64x64: 192 work-groups, none
-    assert split_k(k, 10, 11520, 132) == (13, 896)          # 1280 x 128 at 8x8: 10 work-groups, 13 of 28 steps
+    assert split_k(k, 264, 2880, 132) == (1, 2880)          # two full waves: none
+    # 10 work-groups on 132 units, 360 steps: 11 splits take one wave of 33 steps, + 24 = 57 (13: 28 + 24 = 52)
+    assert split_k(k, 10, 11520, 132) == (11, 1056)
+    # 80 (the 1280-channel 3x3 at 16x16, 360 steps): one wave of 360; 3 splits, two waves of 120, + 24 = 264
+    assert split_k(k, 80, 11520, 132) == (3, 3840)
+    # 80 at 40 steps (linear (512, 1280) x 1280): 40 unsplit against 2 * 14 + 24 = 52 in three: none
+    assert split_k(k, 80, 1280, 132) == (1, 1280)
+    # 192 (the 3x3 320 at 64x64, 90 steps): two waves, 180; 2 splits, three waves of 45, + 24 = 159
+    assert split_k(k, 192, 2880, 132) == (2, 1440)
+    assert split_k(k, 8, 256, 132) == (1, 256)              # 8 steps: a split costs more than it saves
     assert split_k({**k, "SPLITK": 1}, 10, 11520, 132) == (1, 11520)
     for want, depth in ((3, 108), (16, 100), (5, 33), (0, 4000)):
         splits, chunk = split_k({"KWG": 16, "SPLITK": want}, 4, depth, 132)
@@ -334,6 +349,45 @@ def test_flash_attention_in_float16(rt, d, causal):
                             f"{float(err.max() / np.abs(want).max()):.2e} of max|ref|")
         wide = run_variant(rt, "attention", "flash_mma_f16", knobs, *(rt.to_device(a.astype(np.float32))
                                                                       for a in (q, k, v)), heads, causal=causal).get()
+        differ = int(np.sum(got.view(np.uint16) != wide.astype(np.float16).view(np.uint16)))
+        if differ:
+            failures.append(f"{knobs}: {differ} element(s) differ from the float32 run rounded to half")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 70, 70, 1, 512, False),     # the VAE's single 512-wide head (no flash tile fits it), Lq not a tile
+    (2, 45, 77, 2, 40, False),      # heads permuted first and back; the text's 77 keys
+    (2, 33, 33, 3, 24, True),       # causal: the mask kernel between the products
+])
+def test_gemm_attention_on_tensor_cores(rt, shape):
+    """attention gemm_mma_f16 (both products by gemm_mma_f16): float32 against the float64 reference on the
+    half-rounded q, k, v within 2e-3 of max|ref| (its tolerance's own part: p rounded to half), and float16 within
+    the variant's float16 tolerance; the float16 run is the float32 run on the same half values rounded to half, bit
+    for bit (the same staged halves and sums: S and the softmax float32 in both, the output rounded once), at the
+    default tiles and at small ones (several k steps in both products, the register staging)."""
+    from sdcl.opencl_impl.dispatch import run_variant
+    from sdcl.reference import ops as R
+    b, lq, lk, heads, d, causal = shape
+    q, k, v = (a.astype(np.float16) for a in randn(25, (b, lq, heads * d), (b, lk, heads * d), (b, lk, heads * d)))
+    want = R.attention(*(a.astype(np.float64) for a in (q, k, v)), heads, causal=causal)
+    tol = REGISTRY["attention"].tolerance_of("gemm_mma_f16", "float16")
+    bound = tol.rtol * np.abs(want) + tol.atol * np.abs(want).max() + tol.floor
+    v16 = REGISTRY["attention"].variant("gemm_mma_f16")
+    failures = []
+    for knobs in ([v16.knobs, {**v16.knobs, "MWG": 64, "NWG": 64, "KWG": 16, "ASYNC": 0, "STAGES": 2}]):
+        knobs = {**knobs, **_extra(rt)}
+        wide = run_variant(rt, "attention", "gemm_mma_f16", knobs, *(rt.to_device(a.astype(np.float32))
+                                                                     for a in (q, k, v)), heads, causal=causal).get()
+        err = float(np.abs(wide - want).max() / np.abs(want).max())
+        if not err <= 2e-3:
+            failures.append(f"{knobs} float32: max error {err:.2e} of max|ref|")
+        got = run_variant(rt, "attention", "gemm_mma_f16", knobs, *(rt.to_device(a) for a in (q, k, v)), heads,
+                          causal=causal).get()
+        assert got.dtype == np.float16
+        past = np.abs(got.astype(np.float64) - want) > bound
+        if past.any():
+            failures.append(f"{knobs} float16: {int(past.sum())} element(s) past the float16 tolerance")
         differ = int(np.sum(got.view(np.uint16) != wide.astype(np.float16).view(np.uint16)))
         if differ:
             failures.append(f"{knobs}: {differ} element(s) differ from the float32 run rounded to half")

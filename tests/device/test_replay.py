@@ -178,3 +178,58 @@ def test_a_model_whose_weights_stream_is_not_recorded(prt):
     assert [replay.replayed(prt, m) is m for m in (unet, te, vae)] == [True, True, True]
     plain = VAE(cfg.vae, {k: prt.to_device(v) for k, v in w["vae"].items()}, ops=DeviceOps(prt))
     assert isinstance(replay.replayed(prt, plain), replay.ReplayedDecoder)
+
+
+def test_what_a_launcher_derives_from_a_weight_is_made_once_per_recording(prt):
+    """conv2d implicit_mma_f16's channels-last half copy of its weight (Runtime.derived; the PTX emulated where the
+    device has none): a model replayed with keep_derived makes it once per weight, while recording, so its replays
+    run one launch fewer than a plain call and still equal plain calls at new inputs (the copy lives outside the
+    recording's pool, whose blocks the replayed commands rewrite); a weight passed as an input of the recording (not
+    one of the model's) is copied at every replay; outside a recording, and without keep_derived, at every call."""
+    rt = Runtime(prt.device)
+    base, knobs = policy_for(rt), {"MMA_EMULATE": 0 if rt.info.get("nvidia_ptx") else 1}
+    rt.policy = lambda op, args, kwargs=None: (("implicit_mma_f16", knobs) if op == "conv2d"
+                                               else base(op, args, kwargs))
+    ops, rng = DeviceOps(rt), np.random.default_rng(3)
+
+    class Tiny:
+        def __init__(self, w):
+            self.w = w
+
+        def __call__(self, x, w_in=None):
+            # three arrays of the copy's 1152 bytes, freed before the conv: a pool would hand one to the conv's output
+            # and one to the copy
+            parts = [ops.silu(x) for _ in range(3)]
+            x = ops.add(parts[0], parts[1])
+            del parts
+            y = ops.conv2d(x, self.w["conv.weight"], self.w["conv.bias"], 1, 1)
+            return y if w_in is None else ops.conv2d(y, w_in, None, 1, 1)
+
+    w = {"conv.weight": rt.to_device(_f32(rng, 8, 8, 3, 3)), "conv.bias": rt.to_device(_f32(rng, 8))}
+    model, w_in = Tiny(w), rt.to_device(_f32(rng, 8, 8, 3, 3))
+
+    def launches(fn):
+        rt.events.clear()
+        rt.profile = True
+        try:
+            out = fn().get()
+        finally:
+            rt.profile = False
+        return out, len(rt.events)
+
+    replayed = replay.ReplayedModel(rt, model, keep_derived=True)
+    for i in range(3):
+        x = _f32(rng, 1, 8, 6, 6)
+        want, plain = launches(lambda: model(rt.to_device(x), w_in))
+        got, ran = launches(lambda: replayed(rt.to_device(x), w_in))
+        np.testing.assert_array_equal(got, want)
+        if i:     # replays: the model's weight copied at recording only, w_in at every replay
+            assert ran == plain - 1, (ran, plain)
+    (rec,) = replayed.recordings.values()
+    assert len(rec.made) == 1 and rec.launches == plain - 1
+    assert launches(lambda: model(rt.to_device(x), w_in))[1] == plain    # a plain call copies both
+    default = replay.ReplayedModel(rt, model)                              # without keep_derived: both, each replay
+    for i in range(2):
+        got, ran = launches(lambda: default(rt.to_device(x), w_in))
+        np.testing.assert_array_equal(got, want)
+    assert ran == plain and not next(iter(default.recordings.values())).made

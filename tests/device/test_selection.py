@@ -96,7 +96,9 @@ def test_the_shipped_tables_name_only_declared_variants_and_valid_knobs():
                                                if p.name != "default.json"]
     assert len(tables) >= 4
     for table in tables:
-        for op, entry in table["ops"].items():
+        entries = [(op, e) for op, top in table["ops"].items() for e in [top] + [top[d] for d in selection.TYPED
+                                                                               if d in top]]
+        for op, entry in entries:
             for name, knobs in entry["defaults"].items():
                 v = REGISTRY[op].variant(name)
                 assert set(knobs) <= set(v.knobs) | set(v.space), (op, name, knobs)
@@ -219,20 +221,88 @@ def test_float16_computing_variants_run_only_in_half_mode(rt):
 
 def test_a_float16_call_runs_a_tensor_core_variant_wherever_one_handles_it(rt):
     """The table's ranking is float32's: at a shape where tiled was timed faster than mma_f16_half, a float16 call on an
-    NVIDIA GPU (info says so) still gets mma_f16_half at its tuned knobs (tensor cores read its half inputs as they
-    are), and at its default knobs where the entry lacks it; a float32 call the ranking's first; a device without
-    NVIDIA PTX the ranking's first in float16 too."""
+    NVIDIA GPU (info says so) still gets mma_f16_half (tensor cores read its half inputs as they are), at its declared
+    knobs, not those float32 timed (float32 stages through registers, float16 by cp.async: other tiles win); a
+    float32 call the ranking's first; a device without NVIDIA PTX the ranking's first in float16 too. The op's
+    float16 entry (`sdcl tune --dtype float16`) serves float16 calls only: its ranking at the shape, else its
+    defaults."""
     info = {**rt.info, "type": "GPU", "nvidia_ptx": True}
     spec = REGISTRY["linear"]
+    declared = spec.variant("mma_f16_half").knobs
     entry = [["tiled", {"TS": 8}, 1.0], ["mma_f16_half", {"MWG": 64}, 2.0], ["naive", {}, 3.0]]
-    for dtype, want in ((np.float16, ("mma_f16_half", {"MWG": 64})), (np.float32, ("tiled", {"TS": 8}))):
+    for dtype, want in ((np.float16, ("mma_f16_half", declared)), (np.float32, ("tiled", {"TS": 8}))):
         args = _linear_args(rt, dtype)
-        table = {"ops": {"linear": {"shapes": {selection.call_key(spec.reference, args): entry}}}}
+        table = {"ops": {"linear": {"shapes": {selection.call_key(spec.reference, args): entry},
+                                    "defaults": {"mma_f16_half": {"MWG": 256}}}}}
         assert Policy(table, info=info)("linear", args) == want
     args = _linear_args(rt, np.float16)
-    table = {"ops": {"linear": {"shapes": {selection.call_key(spec.reference, args): [entry[0], entry[2]]}}}}
-    assert Policy(table, info=info)("linear", args) == ("mma_f16_half", spec.variant("mma_f16_half").knobs)
+    key = selection.call_key(spec.reference, args)
+    table = {"ops": {"linear": {"shapes": {key: [entry[0], entry[2]]}}}}
+    assert Policy(table, info=info)("linear", args) == ("mma_f16_half", declared)
     assert Policy(table, info={**info, "nvidia_ptx": False})("linear", args) == ("tiled", {"TS": 8})
+    # float16 timings: the ranking at the shape, else the float16 defaults; never for a float32 call
+    timed16 = {"shapes": {key: [["mma_f16_half", {"MWG": 64, "STAGES": 4}, 0.5]]},
+               "defaults": {"mma_f16_half": {"NWG": 128}}}
+    table = {"ops": {"linear": {"shapes": {key: [entry[0]]}, "float16": timed16}}}
+    assert Policy(table, info=info)("linear", args) == ("mma_f16_half", {"MWG": 64, "STAGES": 4})
+    assert Policy(table, info=info)("linear", _linear_args(rt)) == ("tiled", {"TS": 8})
+    table["ops"]["linear"]["float16"]["shapes"] = {}
+    assert Policy(table, info=info)("linear", args) == ("mma_f16_half", {"NWG": 128})
+
+
+def test_float16_timings_survive_the_table_overlays_and_default_json(tmp_path):
+    """A device's float16 entry passes through load_table's overlays (shipped type table < shipped device table <
+    the user's) entry by entry, and default.json keeps its defaults per device type; table_text writes it."""
+    gpu = {"device": "gpu-y", "device_type": "GPU", "ops": {"linear": {
+        "defaults": {"mma_f16_half": {"MWG": 128}}, "shapes": {},
+        "float16": {"defaults": {"mma_f16_half": {"MWG": 64}}, "shapes": {"s1": [["mma_f16_half", {}, 1.0]]}}}}}
+    (tmp_path / "default.json").write_text(json.dumps(default_table([gpu])))
+    info = {"platform": "P", "device": "Gpu", "type": "GPU"}
+    user = {"device": "gpu-y", "ops": {"linear": {"float16": {"shapes": {"s2": [["mma_f16_half", {"NWG": 64}, 2.0]]}}}}}
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / f"{selection.device_slug(info)}.json").write_text(selection.table_text(user))
+    got = load_table(info, (tmp_path / "user", tmp_path))["ops"]["linear"]
+    assert got["defaults"] == {"mma_f16_half": {"MWG": 128}}
+    assert got["float16"]["defaults"] == {"mma_f16_half": {"MWG": 64}}       # default.json's, per type
+    assert got["float16"]["shapes"] == {"s2": [["mma_f16_half", {"NWG": 64}, 2.0]]}   # not a device table's shapes
+    assert json.loads(selection.table_text(gpu)) == gpu
+    assert selection.table_configs([gpu], "linear", "mma_f16_half") == [{"MWG": 128}, {"MWG": 64}, {}]
+
+
+def test_tuning_in_float16_keeps_its_timings_apart(rt, tmp_path):
+    """`sdcl tune --dtype float16` times the variants that implement float16 on float16 inputs and writes them under
+    the op's float16 entry, leaving float32's as they were; the policy then takes them for float16 calls only."""
+    from sdcl.perf.tuner import tune
+    from sdcl.registry import Case
+    rt = Runtime(rt.device, tuning_dir=tmp_path / "tuning")
+    rng = np.random.default_rng(0)
+    case = Case("small", (rng.standard_normal((2, 24, 40)), rng.standard_normal((48, 40)), rng.standard_normal(48)), {})
+    quiet = dict(max_configs=2, reps=1, log=lambda *a: None, case_filter=lambda s, c: False)
+    before = Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)
+    table = tune(rt, ops=["linear"], extra_cases={"linear": [case]}, dtype="float16", **quiet)
+    key = selection.call_key(REGISTRY["linear"].reference, case.args)
+    entry = table["ops"]["linear"]
+    assert key not in entry["shapes"] and key in entry["float16"]["shapes"]
+    ranking = entry["float16"]["shapes"][key]
+    assert all("float16" in REGISTRY["linear"].variant(n).dtypes for n, _, _ in ranking)
+    assert [r[2] for r in ranking] == sorted(r[2] for r in ranking)
+    policy = Policy(load_table(rt.info, rt.tuning_dirs), info=rt.info)
+    half_args = tuple(rt.to_device(a.astype(np.float16)) for a in case.args)
+    assert policy("linear", half_args) == tuple(ranking[0][:2])
+    float_args = tuple(rt.to_device(a.astype(np.float32)) for a in case.args)
+    assert policy("linear", float_args) == before("linear", float_args)
+
+
+def test_the_tuner_samples_the_settings_nearest_the_default_first():
+    from sdcl.perf.tuner import sampled
+    import random
+    configs = [{"A": 1, "B": 1, "C": 1}] + [{"A": a, "B": b, "C": c} for a in (1, 2) for b in (1, 2) for c in (1, 2, 3)
+                                         if (a, b, c) != (1, 1, 1)]
+    got = sampled(configs, 5, random.Random(0))
+    assert got[0] == configs[0] and len(got) == 5
+    assert all(sum(k[n] != 1 for n in "ABC") == 1 for k in got[1:])     # four settings one knob away: all of them
+    assert len({str(k) for k in got}) == 5
+    assert sampled(configs, 50, random.Random(0)) == configs
 
 
 def test_a_shape_the_table_lacks_runs_the_ranking_of_the_nearest_tuned_shape(rt):
