@@ -45,7 +45,8 @@ def case_of(text: str, i: int):
     from sdcl.registry import Case
     from sdcl.registry.fuzz import randn
     args, kwargs = [], {}
-    for j, tok in enumerate(re.split(r"[\s_]+", text.strip())):     # "_" for a shell that splits on spaces
+    tokens = re.split(r"[\s_]+", text.strip())     # "_" for a shell that splits on spaces
+    for j, tok in enumerate(tokens):
         if re.fullmatch(r"\d+(x\d+)*x?", tok) and "x" in tok:
             args.append(randn(500 + 16 * i + j, tuple(int(d) for d in tok.split("x") if d))[0])
         elif "=" in tok:
@@ -53,8 +54,7 @@ def case_of(text: str, i: int):
             kwargs[name] = int(value)
         else:
             args.append(int(tok))
-    name = "_".join(re.split(r"[\s_]+", text.strip()))
-    return Case(f"case_{i}_{name}"[:38], tuple(args), kwargs)
+    return Case(f"case_{i}_{'_'.join(tokens)}"[:38], tuple(args), kwargs)
 
 
 def main() -> int:

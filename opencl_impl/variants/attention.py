@@ -47,10 +47,27 @@ def _scale(d: int, scale):
 
 
 def _heads_first(rt: Runtime, x, b: int, length: int, heads: int, d: int, transpose: bool = False):
-    """(B, L, H*D) -> (B*H, L, D), or (B*H, D, L) with transpose: a materialized permute (the public op)."""
+    """(B, L, H*D) -> (B*H, L, D), or (B*H, D, L) with transpose: a materialized permute (the public op); a
+    contiguous x of one head, untransposed, is (B, L, D) already: a view of it."""
+    if heads == 1 and not transpose and x.flags.c_contiguous:
+        return x.reshape(b, length, d)
     axes = (0, 2, 3, 1) if transpose else (0, 2, 1, 3)
     y = ops.permute(rt, x.reshape(b, length, heads, d), axes)          # (B, H, L, D) or (B, H, D, L)
     return y.reshape((b * heads,) + y.shape[2:])
+
+
+def _heads_back(rt: Runtime, o, b: int, length: int, heads: int, d: int):
+    """(B*H, L, D) -> (B, L, H*D): _heads_first's inverse (one head: a view)."""
+    if heads > 1:
+        o = ops.permute(rt, o.reshape(b, heads, length, d), (0, 2, 1, 3))
+    return o.reshape(b, length, heads * d)
+
+
+def _scale_mask(rt: Runtime, s, lq: int, lk: int, scale: float, causal: bool) -> None:
+    """S *= scale in place, -inf where a causal mask hides the key (attention/naive.cl attention_gemm_scale_mask)."""
+    knl = rt.kernel("attention/naive.cl", "attention_gemm_scale_mask", {}, s.dtype)
+    launch_flat(rt, "attention", knl, s.size, s.data, np.int64(s.size), np.int32(lq), np.int32(lk),
+                real(s.dtype, scale), np.int32(bool(causal)))
 
 
 def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str, names: tuple = TILE_KNOBS) -> dict:
@@ -97,11 +114,9 @@ def gemm(call: Call, q, k, v, heads, causal=False, scale=None):
         wide = [ops.astype(rt, x, np.float32) for x in (q, k, v)]
         return ops.astype(rt, gemm(call, *wide, heads, causal, scale), np.float16)
     s = ops.batched_matmul(rt, _heads_first(rt, q, b, lq, heads, d), _heads_first(rt, k, b, lk, heads, d, transpose=True))
-    knl = rt.kernel("attention/naive.cl", "attention_gemm_scale_mask", {}, q.dtype)
-    launch_flat(rt, "attention", knl, s.size, s.data, np.int64(s.size), np.int32(lq), np.int32(lk),
-                 real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
+    _scale_mask(rt, s, lq, lk, _scale(d, scale), causal)
     o = ops.batched_matmul(rt, ops.softmax(rt, s, -1), _heads_first(rt, v, b, lk, heads, d))      # (B*H, Lq, D)
-    return ops.permute(rt, o.reshape(b, heads, lq, d), (0, 2, 1, 3)).reshape(b, lq, heads * d)
+    return _heads_back(rt, o, b, lq, heads, d)
 
 
 # ---------------------------------------------------------------------------------------------- softmax_fused
@@ -211,26 +226,18 @@ def gemm_mma_f16(call: Call, q, k, v, heads, causal=False, scale=None):
         return rt.empty(q.shape, q.dtype)
     check_mma(rt, "mma_f16", call.knobs, what="attention gemm_mma_f16")
     half, z = q.dtype == np.float16, b * heads
-
-    def heads_first(x, length):     # (B, L, H*D) -> (B*H, L, D): one head is that already
-        return x.reshape(z, length, d) if heads == 1 else _heads_first(rt, x, b, length, heads, d)
-
-    qh, kh, vh = heads_first(q, lq), heads_first(k, lk), heads_first(v, lk)
+    qh, kh, vh = (_heads_first(rt, x, b, n, heads, d) for x, n in ((q, lq), (k, lk), (v, lk)))
     s = rt.empty((z, lq, lk), np.float32)
     gemm_kernel(rt, "attention", "mma_f16", call.knobs, buffer(rt, qh), buffer(rt, kh), s.data, lq, lk, d,
                 lda=d, ldb=d, ldc=lk, trans_b=True, alpha=_scale(d, scale), batch=z, a_strides=(lq * d, 0),
                 b_strides=(lk * d, 0), c_strides=(lq * lk, 0), a_half=half, b_half=half)
-    if causal:
-        knl = rt.kernel("attention/naive.cl", "attention_gemm_scale_mask", {}, np.float32)
-        launch_flat(rt, "attention", knl, s.size, s.data, np.int64(s.size), np.int32(lq), np.int32(lk),
-                    np.float32(1.0), np.int32(1))
+    if causal:      # S already scaled by the GEMM
+        _scale_mask(rt, s, lq, lk, 1.0, causal)
     p = ops.softmax(rt, s, -1)
     del s
     o = rt.empty((z, lq, d), np.float32)
     gemm_kernel(rt, "attention", "mma_f16", call.knobs, p.data, buffer(rt, vh), o.data, lq, d, lk,
                 lda=lk, ldb=d, ldc=d, batch=z, a_strides=(lq * lk, 0), b_strides=(lk * d, 0), c_strides=(lq * d, 0),
                 b_half=half)
-    if heads > 1:
-        o = ops.permute(rt, o.reshape(b, heads, lq, d), (0, 2, 1, 3))
-    o = o.reshape(b, lq, heads * d)
+    o = _heads_back(rt, o, b, lq, heads, d)
     return ops.astype(rt, o, np.float16) if half else o
