@@ -229,6 +229,40 @@ _ACT_VEC = Variant("vec", {"VEC": 4, "WG": 64}, space={"VEC": [1, 4, 16], "WG": 
                    constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 64),
                    launcher="sdcl.opencl_impl.variants.rowwise:activation_vec", tier="fused GELU", dtypes=DTYPES)
 
+# upsample_nearest2x rows (kernels/upsample.cl): a work-item per VEC inputs of a row, each written to its 2 x 2 block,
+# 32-bit indices (the naive kernel: three 64-bit divisions per output element). Exact, as naive. PoCL on 2 cores,
+# the VAE's 512 channels at 128x128: 18.7 ms against naive's 150.4 (one run, as permute's below); H100, float16, the
+# VAE's 256 channels at 256x256: 0.076 ms against 0.323 (docs/results/tune-float16-nvidia-h100-3.txt's call). Ladder
+# row: the elementwise work per work-item of the activations' vec.
+_UPSAMPLE_ROWS = Variant("rows", {"VEC": 2, "WG": 256}, space={"VEC": [1, 2, 4], "WG": [64, 256]},
+                         constraint=lambda k, info: k["WG"] <= info.get("max_work_group_size", 256),
+                         launcher="sdcl.opencl_impl.variants.layout:upsample_nearest2x", tier="fused GELU",
+                         dtypes=DTYPES)
+
+
+def batched_transpose(args, kwargs) -> bool:
+    """Whether permute's axes, size-1 axes of x left out, keep a run of leading axes in place and swap the two runs
+    of axes after it, x (B, Q, P) -> y (B, P, Q): the permutations permute `tiled` handles (NCHW <-> N(HW)C)."""
+    x, axes = args[0], (args[1] if len(args) > 1 else kwargs["axes"])
+    kept = sorted(a for a in axes if x.shape[a] != 1)
+    order = [kept.index(a) for a in axes if x.shape[a] != 1]
+    b = next((i for i, a in enumerate(order) if a != i), len(order))
+    if b == len(order):
+        return False                        # no axis moves: a copy
+    k = order[b]
+    return order[b:] == list(range(k, len(order))) + list(range(b, k))
+
+
+# permute tiled (kernels/transpose.cl): a batched transpose through TS x TS tiles in local memory, reads and writes
+# along rows (the naive kernel reads x with a stride where it transposes, and divides in 64 bits per element); PoCL
+# on 2 cores, UNet's NCHW <-> NHWC at 64x64: 10.7-13.4 ms against naive's 18.6-19.2 (`sdcl perf run -k "test_op and
+# permute"`, one run); H100, float16, the UNet's eleven: 0.007-0.012 ms against 0.008-0.030 (the tuner's call, as
+# above). Ladder row: local-memory tiles.
+_PERMUTE_TILED = Variant("tiled", {"TS": 32, "ROWS": 8}, space={"TS": [16, 32], "ROWS": [4, 8]},
+                         constraint=lambda k, info: k["TS"] * k["ROWS"] <= info.get("max_work_group_size", 256),
+                         applies=batched_transpose,
+                         launcher="sdcl.opencl_impl.variants.layout:permute", tier="tiled GEMM", dtypes=DTYPES)
+
 ROWS = [
     OpSpec("silu", R.silu, (_NAIVE16, _ACT_VEC), _any_shape, _sd_activation_cases, _ACT_TOL,
            flops=lambda c: 4 * c.args[0].size, bytes=elementwise_bytes),
@@ -261,8 +295,8 @@ ROWS = [
            flops=lambda c: c.args[0].size, bytes=elementwise_bytes),
     OpSpec("concat", R.concat, (_NAIVE16,), _concat_cases, _concat_sd, _EXACT_TOL,
            flops=lambda c: 0, bytes=_concat_bytes),
-    OpSpec("upsample_nearest2x", R.upsample_nearest2x, (_NAIVE16,), _upsample_cases, _upsample_sd,
+    OpSpec("upsample_nearest2x", R.upsample_nearest2x, (_NAIVE16, _UPSAMPLE_ROWS), _upsample_cases, _upsample_sd,
            _EXACT_TOL, flops=lambda c: 0, bytes=lambda c: 5 * c.args[0].nbytes),
-    OpSpec("permute", R.permute, (_NAIVE16,), _permute_cases, _permute_sd, _EXACT_TOL,
+    OpSpec("permute", R.permute, (_NAIVE16, _PERMUTE_TILED), _permute_cases, _permute_sd, _EXACT_TOL,
            flops=lambda c: 0, bytes=elementwise_bytes),
 ]

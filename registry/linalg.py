@@ -506,11 +506,13 @@ _CONV_VARIANTS = (
     # the gather): 1, with 128 x 64 tiles three buffers deep. H100, float16, the registry's SD shapes, one call
     # (docs/results/ab-knobs-nvidia-h100-5.txt): 1.557 ms against the gather's 2.839 (0.55x; 0.59x at the GEMM's
     # 128 x 128 two deep; 0.40x for the 3x3 320 at 64x64, 0.48x the VAE's 512x512, 0.87x-1.05x at 8x8 and 16x16,
-    # where the weight's channels-last copy weighs as much as the product).
+    # where the weight's channels-last copy weighs as much as the product). MWG 16 and 32 (WARPS_M 1): for few output
+    # channels: the VAE's conv_out (O = 3) 0.411 ms in 64-row tiles (61 of 64 rows idle), 0.299 in 32-row ones (H100,
+    # float16, docs/results/tune-float16-nvidia-h100-3.txt).
     Variant("implicit_mma_f16", {**{k: v for k, v in _MMA_F16_HALF.knobs.items() if k != "PREFETCH"}, "ASYNC": 0,
                                  "NHWC": 1, "WARPS_N": 4},
             space={**{k: v for k, v in _MMA_F16_HALF.space.items() if k != "PREFETCH"},
-                   "KWG": [32, 64], "NHWC": [0, 1]},
+                   "KWG": [32, 64], "NHWC": [0, 1], "MWG": [16, 32, 64, 128, 256], "WARPS_M": [1, 2, 4]},
             constraint=_implicit_mma_fits,
             needs=("nvidia_ptx",), devices=("GPU",), dtypes=("float32", "float16"), tolerance=_F16_TOL,
             half_args=(1,), half_compute=True, launcher=CONV + "implicit_mma_f16", tier="tensor-core float16"),

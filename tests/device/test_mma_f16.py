@@ -51,9 +51,11 @@ def _configs(rt, every: bool, op: str = "linear", variant: str = "mma_f16_half")
             configs.append(v.complete({"MWG": 32, "NWG": 24, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1}))
     small = v.complete({"MWG": 32, "NWG": 16, "KWG": 16, "WARPS_M": 2, "WARPS_N": 1})
     configs.append({**small, "ASYNC": 1, "STAGES": deep[-1], **gather})
-    if gather:      # the conv: its gather at the default tiles; its channels-last copies two deep, the small four
+    if gather:      # the conv: its gather at the default tiles; its channels-last copies two deep, the small four;
+        # one warp row of 16 (few output channels), both paths
         configs += [{**v.knobs, "NHWC": 0, "STAGES": 2}, {**v.knobs, "NHWC": 1, "STAGES": 2},
-                    {**small, "NHWC": 1, "STAGES": 4}]
+                    {**small, "NHWC": 1, "STAGES": 4}, v.complete({"MWG": 16, "WARPS_M": 1}),
+                    v.complete({"MWG": 16, "WARPS_M": 1, "NHWC": 0, "STAGES": 2})]
     return [{**k, **_extra(rt)} for k in configs + [small]]
 
 
