@@ -149,7 +149,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
     if dtype not in ("float32",) + TYPED:
         raise ValueError(f"tune: dtype {dtype!r} (float32 or {', '.join(TYPED)})")
     np_dtype = np.dtype(dtype)
-    known = load_table(rt.info, rt.tuning_dirs)
+    known = load_table(rt.info, rt.tuning_dirs, borrow=False)
     path = rt.tuning_dir / f"{device_slug(rt.info)}.json"
     table = json.loads(path.read_text()) if path.is_file() else {}     # the user's own entries
     if table.get("device") != device_key(rt.device):

@@ -54,6 +54,31 @@ def test_unknown_device_gets_the_default_table_of_its_type(tmp_path):
         "tiled_reg"] == {"MWG": 128}
 
 
+def test_a_device_without_a_table_borrows_its_nearest_siblings_but_the_tuner_does_not(tmp_path):
+    """PoCL names a CPU by its vector ISA: a device with no shipped table takes the shipped table of the device of its
+    platform and type whose name shares the longest start with its own (per-shape choices included), marked
+    borrowed; another platform's or type's never; the tuner's read (borrow=False) sees only the type's knobs."""
+    def table(platform, device, dtype, pick):
+        info = {"platform": platform, "device": device, "type": dtype}
+        t = {"device": f"{platform} / {device}", "device_type": dtype,
+             "ops": {"conv2d": {"defaults": {}, "shapes": {"x=1": [[pick, {}, 1.0]]}}}}
+        (tmp_path / (selection.device_slug(info) + ".json")).write_text(json.dumps(t))
+    table("Portable Computing Language", "pthread-skylake-avx512-AMD EPYC", "CPU", "winograd4x4")
+    table("Portable Computing Language", "pthread-zen4-Other", "CPU", "im2col")
+    table("Portable Computing Language", "pthread-skylake-GPUish", "GPU", "naive")
+    table("Other Platform", "pthread-haswell-AMD EPYC", "CPU", "direct_tiled")
+    dirs = (tmp_path / "user", tmp_path)
+    mine = {"platform": "Portable Computing Language", "device": "pthread-haswell-AMD EPYC", "type": "CPU"}
+    got = load_table(mine, dirs)
+    assert got["borrowed_from"] == "Portable Computing Language / pthread-skylake-avx512-AMD EPYC"
+    assert got["ops"]["conv2d"]["shapes"] == {"x=1": [["winograd4x4", {}, 1.0]]}
+    assert "borrowed_from" not in load_table(mine, dirs, borrow=False)
+    assert load_table(mine, dirs, borrow=False)["ops"].get("conv2d", {}).get("shapes", {}) == {}
+    gpu = load_table({"platform": "Portable Computing Language", "device": "pthread-haswell-GPU", "type": "GPU"}, dirs)
+    assert gpu["borrowed_from"].endswith("pthread-skylake-GPUish")       # its type's, not the nearer-named CPU's
+    assert "borrowed_from" not in load_table({"platform": "Third", "device": "x", "type": "CPU"}, dirs)
+
+
 def test_a_shipped_table_of_some_ops_leaves_the_others_at_its_types_knobs(tmp_path):
     """A device table tuned for one op (the H100's, group_norm_silu only) lies over default.json's knobs for its
     type: its op takes the device's entries, every other op keeps the type's (not the variants' declared CPU-style
