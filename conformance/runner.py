@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections import OrderedDict
 
@@ -25,6 +26,18 @@ from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCap
 from sdcl.registry import FEATURES, Case, OpSpec, Variant
 
 
+EMULATE_PTX = "SDCL_EMULATE_PTX"     # "1" (`sdcl conformance --emulate-ptx`; read by the worker processes too)
+
+
+def emulates_ptx(rt, v: Variant) -> bool:
+    """With SDCL_EMULATE_PTX=1, a tensor-core variant (NVIDIA PTX its one missing feature) runs its kernels with
+    MMA_EMULATE 1 instead of skipping: each PTX instruction (mma.sync, ldmatrix, cp.async) replaced by plain OpenCL C
+    that moves the same elements, so the tiles' index math, local-memory races and tails that the PTX path shares are
+    checked (under Oclgrind, against its access, race and uninitialized-value checks); not the instructions."""
+    return (os.environ.get(EMULATE_PTX) == "1" and "MMA_EMULATE" in v.knobs
+            and [n for n in v.needs if not rt.info.get(n)] == ["nvidia_ptx"])
+
+
 def skip_reason(rt, spec: OpSpec, v: Variant, dtype: str) -> str | None:
     """Why this row cannot run on this device, or None."""
     if dtype not in v.dtypes:
@@ -32,7 +45,7 @@ def skip_reason(rt, spec: OpSpec, v: Variant, dtype: str) -> str | None:
     if dtype == "float64" and not rt.info["fp64"]:
         return "device has no fp64 (cl_khr_fp64)"
     missing = [n for n in v.needs if not rt.info.get(n)]
-    if missing:
+    if missing and not emulates_ptx(rt, v):
         return f"device lacks {', '.join(FEATURES.get(n, n) for n in missing)}"
     return None
 
@@ -59,8 +72,16 @@ def row_configs(rt, spec: OpSpec, v: Variant, profile: str) -> list:
     the smallest setting (least product of its knob values), whose tiles tiny shapes fill and overrun."""
     from sdcl.opencl_impl.selection import load_table, shipped_tables, table_configs
 
+    size = lambda k: math.prod(x for x in k.values() if isinstance(x, int) and x > 0)   # noqa: E731
+    if emulates_ptx(rt, v):     # an NVIDIA GPU's default tiles may not fit this device: its paths (the 0/1 knobs:
+        # cp.async, channels-last copies, ldmatrix) at the smallest tiles that keep them, then the smallest setting
+        configs = v.configs(rt.info)
+        flags = [n for n, vals in v.space.items() if set(vals) <= {0, 1}]
+        like = [k for k in configs if all(k[n] == v.knobs[n] for n in flags)]
+        out = ([min(like, key=size)] if like else []) + [min(configs, key=size)]
+        return [{**k, "MMA_EMULATE": 1} for i, k in enumerate(out) if k not in out[:i]]
     if profile == "oclgrind":       # the defaults and the smallest tiles (full tiles and tails at tiny sizes)
-        smallest = min(v.configs(rt.info), key=lambda k: math.prod(x for x in k.values() if isinstance(x, int)))
+        smallest = min(v.configs(rt.info), key=size)
         return [v.complete(None)] + ([smallest] if smallest != v.complete(None) else [])
     # every shipped table, and the device's own as the policy reads it (the user's laid over the shipped one)
     tables = shipped_tables(rt.tuning_dirs[1]) + [load_table(rt.info, rt.tuning_dirs)]
@@ -182,6 +203,9 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
     row.skipped = skip_reason(rt, spec, v, dtype) or ""
     if row.skipped:
         return row
+    if emulates_ptx(rt, v):
+        _note(row, "NVIDIA PTX emulated (MMA_EMULATE 1): the tiles' indexing, local-memory races and tails checked, "
+                   "not mma.sync, ldmatrix or cp.async themselves")
     t0 = time.perf_counter()
     unfit, fuzzed = [], 0
     for i, kn in enumerate(configs):

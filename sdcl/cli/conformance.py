@@ -20,6 +20,10 @@ def add_parser(sub, parents) -> None:
     c.add_argument("--force", type=nonempty, metavar="OP:VARIANT[,...]",
                    help="run the model checks with these variants in place of the policy's choice (e.g. a "
                         "plugin's: --force add:vec,mul:vec)")
+    c.add_argument("--emulate-ptx", action="store_true",
+                   help="on a device without NVIDIA PTX, run the tensor-core variants through their emulation "
+                        "(MMA_EMULATE 1: their tiles, copies and tails, not the PTX instructions) instead of "
+                        "skipping them; slow under Oclgrind")
     c.add_argument("--jobs", "-j", type=int, default=0,
                    help="worker processes, each with its own context on the device (default: one per core, at most "
                         "4; 1: in this process)")
@@ -30,4 +34,8 @@ def run(args) -> int:
     from sdcl.cli.checks import writable_folder
     from sdcl.conformance.gate import main as gate_main
     writable_folder(args.report, "--report")
+    if args.emulate_ptx:        # an environment variable, so that the gate's worker processes see it too
+        import os
+        from sdcl.conformance.runner import EMULATE_PTX
+        os.environ[EMULATE_PTX] = "1"
     return gate_main(args)

@@ -57,3 +57,30 @@ def test_gate_tasks_are_ops_under_ci_and_rows_otherwise():
     assert rows == ["silu:naive:float32", "silu:naive:float64", "silu:naive:float16",
                     "silu:vec:float32", "silu:vec:float64", "silu:vec:float16"]  # each row
     # reported as it finishes
+
+
+def test_emulate_ptx_runs_the_tensor_core_variants_emulated_and_only_where_asked(monkeypatch):
+    """With --emulate-ptx (SDCL_EMULATE_PTX=1) a variant whose one missing feature is NVIDIA PTX runs with
+    MMA_EMULATE 1 at settings that fit the device (its tiles and copies checked through the emulation); without it,
+    it skips with the reason; a device with the PTX runs it as it is."""
+    from types import SimpleNamespace
+
+    from sdcl.conformance.runner import EMULATE_PTX, row_configs, skip_reason
+
+    cpu = SimpleNamespace(info={"fp64": True, "max_work_group_size": 1024, "local_mem_kib": 64},
+                          tuning_dirs=("/nonexistent", "/nonexistent"))
+    spec = REGISTRY["conv2d"]
+    v = spec.variant("implicit_mma_f16")
+    monkeypatch.delenv(EMULATE_PTX, raising=False)
+    assert "nvidia_ptx" in skip_reason(cpu, spec, v, "float16")
+    monkeypatch.setenv(EMULATE_PTX, "1")
+    assert skip_reason(cpu, spec, v, "float16") is None
+    assert "float32, float16 only" in skip_reason(cpu, spec, v, "float64")
+    for profile in ("oclgrind", "ci"):
+        configs = row_configs(cpu, spec, v, profile)
+        assert configs and all(k["MMA_EMULATE"] == 1 and v.constraint(k, cpu.info) for k in configs)
+        assert configs[0]["NHWC"] == v.knobs["NHWC"]         # the default's path first, at small tiles
+    naive = spec.variant("naive")
+    assert all("MMA_EMULATE" not in k for k in row_configs(cpu, spec, naive, "oclgrind"))
+    ptx = SimpleNamespace(info={**cpu.info, "nvidia_ptx": True}, tuning_dirs=cpu.tuning_dirs)
+    assert all(k["MMA_EMULATE"] == 0 for k in row_configs(ptx, spec, v, "oclgrind"))
