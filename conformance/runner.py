@@ -69,7 +69,8 @@ def row_configs(rt, spec: OpSpec, v: Variant, profile: str) -> list:
     tuning table (any device's) or the user's table for this device gives the variant; in dev and thorough every
     setting of the variant's space the device admits (Variant.configs) and those of the tables. A table's setting
     the device cannot build (the variant's constraint on this device) is left out. Under oclgrind: the default and
-    the smallest setting (least product of its knob values), whose tiles tiny shapes fill and overrun."""
+    the smallest setting (least product of its knob values above 0), whose tiles tiny shapes fill and overrun. A
+    variant run through its PTX emulation (emulates_ptx), in every profile: the two settings named there."""
     from sdcl.opencl_impl.selection import load_table, shipped_tables, table_configs
 
     size = lambda k: math.prod(x for x in k.values() if isinstance(x, int) and x > 0)   # noqa: E731

@@ -256,8 +256,8 @@ def batched_transpose(args, kwargs) -> bool:
 # permute tiled (kernels/transpose.cl): a batched transpose through TS x TS tiles in local memory, reads and writes
 # along rows (the naive kernel reads x with a stride where it transposes, and divides in 64 bits per element); PoCL
 # on 2 cores, UNet's NCHW <-> NHWC at 64x64: 10.7-13.4 ms against naive's 18.6-19.2 (`sdcl perf run -k "test_op and
-# permute"`, one run); H100, float16, the UNet's eleven: 0.007-0.012 ms against 0.008-0.030 (the tuner's call, as
-# above). Ladder row: local-memory tiles.
+# permute"`, one run); H100, float16, the eleven shapes of a 512 pass: 0.007-0.012 ms against 0.008-0.030 (the
+# tuner's call, as above). Ladder row: local-memory tiles.
 _PERMUTE_TILED = Variant("tiled", {"TS": 32, "ROWS": 8}, space={"TS": [16, 32], "ROWS": [4, 8]},
                          constraint=lambda k, info: k["TS"] * k["ROWS"] <= info.get("max_work_group_size", 256),
                          applies=batched_transpose,
