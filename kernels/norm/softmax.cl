@@ -26,6 +26,19 @@
 #error "VEC (elements per vector: 1, 2, 4, 8 or 16) must be set with -D"
 #endif
 #define LPW (WG / TPL) // lines per work-group
+#if defined(DATA_HALF) && VEC > 1
+// float16 vectors read element by element: PoCL 5 on an AVX2 CPU (pthread-haswell) segfaulted in this kernel's
+// vload_half8 / vload_half16 of rows that start off a vector boundary (float16, VEC 8 or 16, a last axis of 33, two
+// rows or more; one row, or L a multiple of VEC, ran), where vload_half needs only 2-byte alignment
+inline VREAL vload_half_elements(const __global half *p)
+{
+    VREAL r;
+    for (int j = 0; j < VEC; ++j) ((REAL *)&r)[j] = vload_half(j, p);
+    return r;
+}
+#undef VLOAD
+#define VLOAD(p) vload_half_elements(p)
+#endif
 
 __kernel __attribute__((reqd_work_group_size(TPL, LPW, 1)))
 void softmax_reduce(__global const DATA *x, __global DATA *y, const long lines, const int L, const long INNER)
