@@ -6,8 +6,6 @@ element; each launcher checks the bound."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from sdcl.opencl_impl.launch import Call, buffer, groups, i32
 from sdcl.opencl_impl.shapes import fold_permute
 
