@@ -35,8 +35,12 @@ def pytest_command(json_path: str, device: str | None = None, quick: bool = Fals
 
 
 def _call(cmd: list, cwd) -> int:
-    """Run a command and wait; on an interruption (Ctrl-C, SIGTERM) stop it too rather than leave it running."""
-    proc = subprocess.Popen(cmd, cwd=cwd)
+    """Run a command and wait; on an interruption (Ctrl-C, SIGTERM) stop it too rather than leave it running.
+    The benchmark suite is a pytest session of its own: run from inside a pytest-xdist worker (a user's test, or
+    this project's tests spread with -n), it must not inherit the worker's PYTEST_XDIST_* variables, from which
+    pytest-benchmark concludes that xdist is active and disables every benchmark."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
     try:
         return proc.wait()
     except BaseException:

@@ -68,6 +68,7 @@ def main() -> int:
     p.add_argument("--case", action="append", default=[], help="a shape of its own (see the module's text)")
     p.add_argument("--ptxas", action="store_true", help="NVIDIA: each setting's kernels' registers, spills and PTX "
                                                          "instruction counts")
+    p.add_argument("--ptx-dir", type=Path, help="with --ptxas: write each program's PTX here too")
     p.add_argument("settings", nargs="+", help="KNOB=VALUE[,KNOB=VALUE...]")
     args = p.parse_args()
 
@@ -107,12 +108,14 @@ def main() -> int:
     elif args.ptxas:
         for path, built in programs.items():
             for file, options in sorted(built):
-                ptxas(rt, path, file, options)
+                ptxas(rt, path, file, options, args.ptx_dir)
     return 0
 
 
-def ptxas(rt, path: tuple, file: str, options: tuple) -> None:
-    """One program rebuilt with -cl-nv-verbose: the assembler's lines of its build log, and its PTX's counts."""
+def ptxas(rt, path: tuple, file: str, options: tuple, ptx_dir: Path | None = None) -> None:
+    """One program rebuilt with -cl-nv-verbose: the assembler's lines of its build log, and its PTX's counts (the PTX
+    itself in ptx_dir, named by the file and a hash of the options and kernel folder)."""
+    import hashlib
     import re
 
     import pyopencl as cl
@@ -127,6 +130,12 @@ def ptxas(rt, path: tuple, file: str, options: tuple) -> None:
         ("mma.sync", r"\bmma\.sync"), ("ldmatrix", r"\bldmatrix"), ("cp.async", r"\bcp\.async\.c[ag]"),
         ("ld.local", r"\bld\.local"), ("st.local", r"\bst\.local"))}
     print(f"# {file} from {path[0]}: {' '.join(o for o in options if o.startswith('-D'))}")
+    if ptx_dir is not None:
+        ptx_dir.mkdir(parents=True, exist_ok=True)
+        tag = hashlib.sha1(repr((str(path[0]), options)).encode()).hexdigest()[:10]
+        out = ptx_dir / f"{file.replace('/', '-').removesuffix('.cl')}-{tag}.ptx"
+        out.write_text(ptx)
+        print(f"  PTX written to {out}")
     print("  PTX: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     for line in log.splitlines():
         if "ptxas" in line and ("registers" in line or "stack" in line or "spill" in line or "Compiling" in line):

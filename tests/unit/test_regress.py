@@ -155,3 +155,17 @@ def test_ratio_vs_torch_is_the_median_of_paired_rounds():
     assert ratio_vs_torch([1.0, 2.0, 3.0], [1.0, 4.0, 1.0]) == pytest.approx(1.0)
     # rounds without a pair each: the medians' ratio
     assert ratio_vs_torch([1.0, 2.0, 3.0], [1.0, 4.0]) == pytest.approx(2.0 / 2.5)
+
+
+def test_the_benchmark_suite_does_not_inherit_an_xdist_workers_variables(monkeypatch):
+    # pytest-benchmark disables every benchmark where PYTEST_XDIST_WORKER is set; a perf run started from inside an
+    # xdist worker (these tests with -n) then imported nothing
+    import sys
+
+    from sdcl.perf.cli import _call
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("SDCL_KEPT_FOR_THE_SUITE", "1")
+    code = ("import os, sys; sys.exit(3 if any(k.startswith('PYTEST_XDIST_') for k in os.environ) else "
+            "0 if os.environ.get('SDCL_KEPT_FOR_THE_SUITE') == '1' else 4)")
+    assert _call([sys.executable, "-c", code], ".") == 0
