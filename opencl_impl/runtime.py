@@ -6,6 +6,7 @@ are parameters of the Runtime, not module globals.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,8 @@ _REFUSED = (cl.status_code.OUT_OF_RESOURCES, cl.status_code.INVALID_WORK_GROUP_S
 
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
     """-D macros from a dict (True -> a bare define), plus the precision defines every kernel reads (common.h):
-    REAL, the arithmetic (double for float64, else float), and DATA_HALF for float16 (arrays stored in half)."""
+    REAL, the arithmetic (double for float64, else float), and DATA_HALF for float16 (arrays stored in half); then
+    the options in $SDCL_BUILD_OPTIONS, if set (e.g. NVIDIA's -cl-nv-maxrregcount=128), for a whole process."""
     opts = [f"-DREAL={'double' if np.dtype(dtype) == np.float64 else 'float'}"]
     if np.dtype(dtype) == np.float64:
         opts.append("-DREAL_IS_DOUBLE")
@@ -58,7 +60,7 @@ def build_options(defines: dict | None = None, dtype=np.float32) -> list:
         opts.append("-DDATA_HALF")
     for name, value in sorted((defines or {}).items()):
         opts.append(f"-D{name}" if value is True else f"-D{name}={value}")
-    return opts
+    return opts + os.environ.get("SDCL_BUILD_OPTIONS", "").split()
 
 
 _INCLUDE = re.compile(r'^#include "([\w./]+)"[ \t]*$', re.M)

@@ -306,6 +306,16 @@ _F16_TOL = {
 # each of the seven shapes: the declared default since (0.94x of the old one in a later call,
 # ab-knobs-nvidia-h100-7.txt; on NVIDIA GPUs tuning/default.json's type knobs, tuned in float32 half mode, still say
 # 128 x 128).
+# Registers (H100, ptxas through -cl-nv-verbose, `scripts/ab_knobs.py --ptxas`, docs/results/ab-knobs-ptxas-nvidia-h100.txt):
+# the float16 GEMM at the declared 128 x 64 tiles with 2 x 2 warps uses 242 registers a work-item (236 with LDSM 0), no
+# spills, so an SM holds 2 of its 128-item work-groups (8 warps) where local memory (46 KB) allows 4; 128 x 128 with
+# 2 x 2 warps spills (255 registers, 240 bytes of stack), with 2 x 4 warps 216; conv2d implicit_mma_f16's 2 x 4 warps
+# use 96-104. In that call the UNet's linear shapes at 64 x 64 latents ran at 36-82 TFLOP/s and 4096^3 at 174: what
+# caps them is likely this occupancy, not yet measured against a register cap (-cl-nv-maxrregcount, which
+# SDCL_BUILD_OPTIONS adds to every build). NVIDIA's OpenCL emits PTX for
+# .target sm_90, also with -cl-nv-arch sm_90a, and ptxas refuses Hopper's wgmma and setmaxnreg there
+# (scripts/wgmma_probe.py, docs/results/wgmma-probe-nvidia-h100.txt): mma.sync is the fastest tensor-core
+# instruction an OpenCL kernel reaches on these GPUs.
 _MMA_F16_HALF = Variant(
     "mma_f16_half", {"MWG": 128, "NWG": 64, "KWG": 32, "WARPS_M": 2, "WARPS_N": 2, "MMA_EMULATE": 0, "SPLITK": 0,
                      "STAGES": 3, "LDSM": 1, "PREFETCH": 0, "ASYNC": 1},

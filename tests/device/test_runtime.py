@@ -100,6 +100,20 @@ def test_programs_are_cached_per_file_and_options(tmp_path):
     assert rt.program("k.cl", {"WG": 3}) is not a
 
 
+def test_sdcl_build_options_reach_every_build(tmp_path, monkeypatch):
+    """SDCL_BUILD_OPTIONS (e.g. NVIDIA's -cl-nv-maxrregcount=128) is appended to every build's options: a macro given
+    there is seen by the kernel, and an option the compiler refuses fails the build naming it."""
+    rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
+    (tmp_path / "k.cl").write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = FROM_ENV; }\n")
+    monkeypatch.setenv("SDCL_BUILD_OPTIONS", "-DFROM_ENV=7")
+    y = rt.empty((4,))
+    rt.launch("k", rt.kernel("k.cl", "k_naive"), (4,), None, y.data)
+    assert (y.get() == 7).all()
+    monkeypatch.setenv("SDCL_BUILD_OPTIONS", "-cl-no-such-option")
+    with pytest.raises(KernelBuildError, match="-cl-no-such-option"):
+        rt.program("k.cl", {"WG": 1})
+
+
 def test_the_kernel_path_is_searched_in_order(tmp_path):
     """A folder before sdcl's kernels on the path replaces a file of the same name (an A/B overlay, a plugin)."""
     first, second = tmp_path / "a", tmp_path / "b"
