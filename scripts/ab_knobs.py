@@ -18,7 +18,8 @@ device time is the sum of the profiling events of the kernels one call launches 
 the median of --reps calls. --ptxas then rebuilds each program a setting built with NVIDIA's -cl-nv-verbose and
 prints, per kernel, what the driver's PTX assembler reports (registers, stack frame, spill stores and loads) and
 the PTX's counts of mma.sync, ldmatrix, cp.async and local-memory (stack) loads and stores: where a kernel's
-arrays did not stay in registers.
+arrays did not stay in registers; --ptx-dir DIR writes each program's PTX there. SDCL_BUILD_OPTIONS (e.g.
+-cl-nv-maxrregcount=128) applies to every setting of a run: compare runs for options.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def ptxas(rt, path: tuple, file: str, options: tuple, ptx_dir: Path | None = Non
     counts = {what: len(re.findall(pattern, ptx)) for what, pattern in (
         ("mma.sync", r"\bmma\.sync"), ("ldmatrix", r"\bldmatrix"), ("cp.async", r"\bcp\.async\.c[ag]"),
         ("ld.local", r"\bld\.local"), ("st.local", r"\bst\.local"))}
-    print(f"# {file} from {path[0]}: {' '.join(o for o in options if o.startswith('-D'))}")
+    print(f"# {file} from {path[0]}: {' '.join(options)}")    # SDCL_BUILD_OPTIONS's among them
     if ptx_dir is not None:
         ptx_dir.mkdir(parents=True, exist_ok=True)
         tag = hashlib.sha1(repr((str(path[0]), options)).encode()).hexdigest()[:10]
