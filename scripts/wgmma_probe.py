@@ -6,6 +6,7 @@ H100, driver 580.159.04 (docs/results/wgmma-probe-nvidia-h100.txt): the PTX says
     python scripts/wgmma_probe.py
 """
 import re
+import sys
 
 import pyopencl as cl
 
@@ -32,9 +33,12 @@ SRC = {
 }
 
 
-def main() -> None:
-    dev = [d for p in cl.get_platforms() for d in p.get_devices() if "NVIDIA" in p.name][0]
-    ctx = cl.Context([dev])
+def main() -> int:
+    nvidia = [d for p in cl.get_platforms() for d in p.get_devices() if "NVIDIA" in p.name]
+    if not nvidia:
+        print("wgmma_probe: no NVIDIA OpenCL device here (inline PTX builds only on NVIDIA's driver)")
+        return 2
+    ctx = cl.Context(nvidia[:1])
     for name, src in SRC.items():
         for opts in ([], ["-cl-nv-arch", "sm_90a"]):
             try:
@@ -46,7 +50,8 @@ def main() -> None:
                 lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln and "BUILD_PROGRAM_FAILURE" not in ln]
                 msg = " | ".join(lines) or str(e).splitlines()[0]
                 print(f"{name:14} {' '.join(opts):22} FAILED: {msg}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
