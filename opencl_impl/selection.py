@@ -148,14 +148,21 @@ def sibling_table(info: dict, shipped_dir) -> dict | None:
 
 def load_table(info: dict, dirs, borrow: bool = True) -> dict:
     """The device's tuning table: the shipped default for its type (else any type's), overlaid with the one shipped
-    for the device (a table tuned for some ops only leaves the others at their type's knobs) or, with `borrow` where
-    none is, a sibling's (sibling_table), then with the one in the first of `dirs` (the user's tuning folder).
-    dirs: (user dir, shipped dir). The tuner reads it without borrowing: a borrowed entry is not this device's."""
+    for the device, then with the one in the first of `dirs` (the user's tuning folder). With `borrow`, a sibling's
+    shipped table (sibling_table) stands in for the device's where sdcl ships none, and where the device's own covers
+    some ops only, gives it the ops it lacks (whole ops, never shapes within an op the device has; "borrowed_ops"
+    names them); without a sibling those ops keep their type's knobs. dirs: (user dir, shipped dir). The tuner reads
+    it without borrowing: a borrowed entry is not this device's."""
     user_dir, shipped_dir = (Path(d) for d in dirs)
     slug = f"{device_slug(info)}.json"
     by_type = (_read(shipped_dir / "default.json") or {}).get("by_type", {})
     base = by_type.get(info.get("type")) or next(iter(by_type.values()), None) or {"device": None, "ops": {}}
-    shipped = _read(shipped_dir / slug) or (sibling_table(info, shipped_dir) if borrow else None)
+    own, sibling = _read(shipped_dir / slug), sibling_table(info, shipped_dir) if borrow else None
+    if own and sibling:
+        lacks = {op: e for op, e in sibling.get("ops", {}).items() if op not in own.get("ops", {})}
+        sibling = {"ops": lacks, "borrowed_ops": {"from": sibling["borrowed_from"], "ops": sorted(lacks)}} if lacks \
+            else None
+    shipped = _overlay(sibling, own) if own and sibling else own or sibling
     base = _overlay(base, shipped) if shipped else base
     user = _read(user_dir / slug) if user_dir != shipped_dir else None
     return _overlay(base, user) if user else base

@@ -311,8 +311,11 @@ _F16_TOL = {
 # spills, so an SM holds 2 of its 128-item work-groups (8 warps) where local memory (46 KB) allows 4; 128 x 128 with
 # 2 x 2 warps spills (255 registers, 240 bytes of stack), with 2 x 4 warps 216; conv2d implicit_mma_f16's 2 x 4 warps
 # use 96-104. In that call the UNet's linear shapes at 64 x 64 latents ran at 36-82 TFLOP/s and 4096^3 at 174: what
-# caps them is likely this occupancy, not yet measured against a register cap (-cl-nv-maxrregcount, which
-# SDCL_BUILD_OPTIONS adds to every build). NVIDIA's OpenCL emits PTX for
+# caps them is likely this occupancy, not yet measured against a register cap: with SDCL_BUILD_OPTIONS
+# "-cl-nv-maxrregcount=128" (and 168; conv2d's at 64 and 80) the driver's ptxas reported the same registers and the
+# kernels ran in the same times (1.211 / 1.214 ms against 1.218 / 1.217 over two shapes, docs/results/
+# ab-knobs-regcap-nvidia-h100.txt): NVIDIA's compiler ignores that spelling; its extension (cl_nv_compiler_options)
+# spells "-cl-nv-maxrregcount <N>", two tokens, not yet run. NVIDIA's OpenCL emits PTX for
 # .target sm_90, also with -cl-nv-arch sm_90a, and ptxas refuses Hopper's wgmma and setmaxnreg there
 # (scripts/wgmma_probe.py, docs/results/wgmma-probe-nvidia-h100.txt): mma.sync is the fastest tensor-core
 # instruction an OpenCL kernel reaches on these GPUs.
@@ -632,6 +635,11 @@ _TILES = {"BQ": 32, "BK": 32, "WL": 1, "RQ": 4, "VEC": 16}
 # BQ 128: on a CPU the K tile's transposition into local memory is shared by more query rows (flash at SD 2.x's
 # 4096 tokens on PoCL, 2 cores: 460 ms at 32 x 32, 366 at 128 x 64)
 _TILE_SPACE = {"BQ": [32, 64, 128], "BK": [16, 32, 64], "WL": [1, 16], "VEC": [1, 16]}   # BK 16: 32 KiB devices
+# flash's RQ 1: a work-item's live vectors (RQ x D/VEC accumulators, RQ x BK/VEC scores) within AVX2's 16 vector
+# registers, which RQ 4 spills (SD 2.x's 4096 tokens, PoCL on the 2-core AVX2 EPYC, BQ 128, BK 64, VEC 16: 1042 ms
+# at RQ 4, 822 at RQ 2, 671 at RQ 1); RQ 2 left out, as softmax_fused's RQ: every setting of a space is built and
+# checked in the tests and the dev profile (CI's time)
+_FLASH_SPACE = {**_TILE_SPACE, "RQ": [1, 4]}
 # float16 (q, k, v and o in half, the arithmetic and every scratch array in float: kernels/common.h DATA) where the
 # kernels read and write DATA: naive (its own Variant: _NAIVE is shared with other rows), softmax_fused (q and k
 # widened to float32 for its GEMM, so S is float32), flash, flash_reg and flash_mma_f16; the float16 tolerance is
@@ -649,7 +657,7 @@ _ATTENTION_VARIANTS = (
             constraint=_tiles_fit("softmax_fused"), applies=_head_dim_at_most_max,
             launcher=ATTENTION + "softmax_fused", tier="partially fused softmax", dtypes=DTYPES),
     # flash (attention/tiled.cl): the same tiles, the online softmax in the work-group, no S in global memory
-    Variant("flash", dict(_TILES), space=_TILE_SPACE, constraint=_tiles_fit("flash"),
+    Variant("flash", dict(_TILES), space=_FLASH_SPACE, constraint=_tiles_fit("flash"),
             applies=_head_dim_at_most_max, launcher=ATTENTION + "flash", tier="FlashAttention",
             dtypes=DTYPES),
     # flash_reg (attention/flash_reg.cl): flash for GPUs: the query tile in local memory, a work-item's RQ query

@@ -19,7 +19,7 @@ the median of --reps calls. --ptxas then rebuilds each program a setting built w
 prints, per kernel, what the driver's PTX assembler reports (registers, stack frame, spill stores and loads) and
 the PTX's counts of mma.sync, ldmatrix, cp.async and local-memory (stack) loads and stores: where a kernel's
 arrays did not stay in registers; --ptx-dir DIR writes each program's PTX there. SDCL_BUILD_OPTIONS (e.g.
--cl-nv-maxrregcount=128) applies to every setting of a run: compare runs for options.
+"-cl-nv-maxrregcount 128") applies to every setting of a run: compare runs for options.
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def main() -> int:
     if args.ptxas and not rt.info.get("nvidia_ptx"):
         print(f"--ptxas: {rt.info['device']} is not an NVIDIA GPU (-cl-nv-verbose is NVIDIA's)")
     elif args.ptxas:
-        for path, built in programs.items():
-            for file, options in sorted(built):
-                ptxas(rt, path, file, options, args.ptx_dir)
+        for path, built in programs.items():     # rt.programs: (file, options) of each program built, beside the
+            for key in sorted(k for k in built if len(k) == 2 and isinstance(k[1], tuple)):   # kernels and limits
+                ptxas(rt, path, *key, args.ptx_dir)
     return 0
 
 

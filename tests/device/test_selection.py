@@ -79,6 +79,28 @@ def test_a_device_without_a_table_borrows_its_nearest_siblings_but_the_tuner_doe
     assert "borrowed_from" not in load_table({"platform": "Third", "device": "x", "type": "CPU"}, dirs)
 
 
+def test_a_shipped_table_of_some_ops_takes_the_ops_it_lacks_from_its_sibling_whole(tmp_path):
+    """PoCL on an AVX2 EPYC ships a table of its GEMM ops only (tuned there: the AVX-512 sibling's KV 16 x 4 x 4
+    register blocks spill AVX2's 16 vector registers) and takes every other op from the sibling: whole ops, never
+    the sibling's shapes inside an op it has (its ranking for a shape it did not time could beat its own nearest
+    one), with no "no table" warning; the tuner's read (borrow=False) still sees only its own."""
+    def table(device, ops):
+        info = {"platform": "Portable Computing Language", "device": device, "type": "CPU"}
+        (tmp_path / (selection.device_slug(info) + ".json")).write_text(json.dumps(
+            {"device": f"PoCL / {device}", "device_type": "CPU",
+             "ops": {op: {"defaults": {}, "shapes": {shape: [[pick, {}, 1.0]]}} for op, shape, pick in ops}}))
+        return info
+    table("pthread-skylake-avx512-AMD EPYC", [("conv2d", "x=1", "winograd4x4"), ("linear", "x=2", "tiled_reg")])
+    mine = table("pthread-haswell-AMD EPYC", [("linear", "x=1", "cpu_reg")])
+    got = load_table(mine, (tmp_path / "user", tmp_path))
+    assert got["ops"]["conv2d"]["shapes"] == {"x=1": [["winograd4x4", {}, 1.0]]}
+    assert got["ops"]["linear"]["shapes"] == {"x=1": [["cpu_reg", {}, 1.0]]}      # not the sibling's x=2
+    assert got["borrowed_ops"] == {"from": "PoCL / pthread-skylake-avx512-AMD EPYC", "ops": ["conv2d"]}
+    assert "borrowed_from" not in got and got["device"] == "PoCL / pthread-haswell-AMD EPYC"
+    own = load_table(mine, (tmp_path / "user", tmp_path), borrow=False)
+    assert "conv2d" not in own["ops"] and "borrowed_ops" not in own
+
+
 def test_a_shipped_table_of_some_ops_leaves_the_others_at_its_types_knobs(tmp_path):
     """A device table tuned for one op (the H100's, group_norm_silu only) lies over default.json's knobs for its
     type: its op takes the device's entries, every other op keeps the type's (not the variants' declared CPU-style
