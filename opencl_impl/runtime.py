@@ -52,7 +52,8 @@ _REFUSED = (cl.status_code.OUT_OF_RESOURCES, cl.status_code.INVALID_WORK_GROUP_S
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
     """-D macros from a dict (True -> a bare define), plus the precision defines every kernel reads (common.h):
     REAL, the arithmetic (double for float64, else float), and DATA_HALF for float16 (arrays stored in half); then
-    the options in $SDCL_BUILD_OPTIONS, if set (e.g. NVIDIA's "-cl-nv-maxrregcount 128", two tokens as its extension spells it), for a whole process."""
+    the options in $SDCL_BUILD_OPTIONS, if set (e.g. NVIDIA's "-cl-nv-maxrregcount 128", two tokens as its extension
+    spells it), for a whole process."""
     opts = [f"-DREAL={'double' if np.dtype(dtype) == np.float64 else 'float'}"]
     if np.dtype(dtype) == np.float64:
         opts.append("-DREAL_IS_DOUBLE")
