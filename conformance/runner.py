@@ -94,16 +94,25 @@ def row_configs(rt, spec: OpSpec, v: Variant, profile: str) -> list:
     return out
 
 
-def examples_per_config(profile: str, n: int, done: int = 0) -> int:
+def examples_per_config(profile: str, n: int, done: int = 0, default: bool = True) -> int:
     """Fuzzed examples for the next of n knob settings still to check, `done` examples run at the ones before: the
-    profile's number (ci: each setting gets it, the derandomized cases are shared), else what remains of that
-    number spread over the n settings, at least MIN_EXAMPLES_PER_CONFIG each (thorough: 2000 per row in all)."""
+    profile's number (oclgrind: each setting; ci: the declared default, then CI_EXAMPLES_PER_TABLE_SETTING for each
+    tuning table's setting, the first cases of the same derandomized sequence), else what remains of that number
+    spread over the n settings, at least MIN_EXAMPLES_PER_CONFIG each (thorough: 2000 per row in all)."""
     from hypothesis import settings
     total = settings.get_profile(profile).max_examples
+    if profile == "ci" and not default:
+        return min(total, CI_EXAMPLES_PER_TABLE_SETTING)
     return total if profile in ("ci", "oclgrind") else max(MIN_EXAMPLES_PER_CONFIG, -(-(total - done) // max(n, 1)))
 
 
 MIN_EXAMPLES_PER_CONFIG = 10
+# ci: a tuning table's setting (every shipped table's, checked on whatever device runs CI) at the first 4 fuzzed cases
+# of the default's 12, and at the SD shapes: a row's time on a fresh machine is almost all kernel builds, one per
+# setting and per shape parameter compiled in (attention's head dim, which each fuzzed case draws anew), so the
+# tables' settings multiplied the builds (attention flash float32 on PoCL: 132 s cold, 5.6 s warm, 2026-12-06). The
+# dev and thorough profiles spread their examples over every setting as before.
+CI_EXAMPLES_PER_TABLE_SETTING = 4
 
 
 def _digest(case: Case) -> bytes:
@@ -211,7 +220,7 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
     unfit, fuzzed = [], 0
     for i, kn in enumerate(configs):
         # the profile's fuzzed examples spread over the settings still to check (those that launch share it all)
-        examples = examples_per_config(profile, len(configs) - i, done=fuzzed) if fuzz else 0
+        examples = examples_per_config(profile, len(configs) - i, fuzzed, default=i == 0) if fuzz else 0
         ran, refused = _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
                                      sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
         fuzzed += ran

@@ -19,6 +19,8 @@ def test_thorough_spreads_at_least_2000_examples_over_the_settings():
             total += k
         assert total >= 2000 and total < 2000 + 10 * n
     assert examples_per_config("ci", 52) == settings.get_profile("ci").max_examples
+    assert examples_per_config("ci", 51, 12, default=False) == 4     # a table's setting: the first 4 cases
+    assert examples_per_config("oclgrind", 1, 4, default=False) == settings.get_profile("oclgrind").max_examples
     assert examples_per_config("dev", 52) == 10               # the floor per setting
 
 
