@@ -108,7 +108,7 @@ def examples_per_config(profile: str, n: int, done: int = 0, default: bool = Tru
 
 MIN_EXAMPLES_PER_CONFIG = 10
 # ci: a tuning table's setting (every shipped table's, checked on whatever device runs CI) at the first 4 fuzzed cases
-# of the default's 12, and at the SD shapes: a row's time on a fresh machine is almost all kernel builds, one per
+# of the default's 12 (no SD shapes: sd_cases): a row's time on a fresh machine is almost all kernel builds, one per
 # setting and per shape parameter compiled in (attention's head dim, which each fuzzed case draws anew), so the
 # tables' settings multiplied the builds (attention flash float32 on PoCL: 132 s cold, 5.6 s warm, 2026-12-06). The
 # dev and thorough profiles spread their examples over every setting as before.
