@@ -68,6 +68,7 @@ class Recording:
         self.commands = []      # (op, function, arguments, the kernel's retained buffers): enqueued in order
         self.kept = []          # arrays uploaded during the call (constants of the call)
         self.output = None
+        self.uploads = []       # the last replay's host-to-device copies (NannyEvents), until the next replay
 
     # --- called by the runtime while recording -----------------------------------------------------------------
     def launch(self, op: str, knl, global_size, local_size, args) -> None:
@@ -126,11 +127,16 @@ class Recording:
         rt = self.rt
         if len(inputs) != len(self.slots):
             raise ValueError(f"replay: recorded with {len(self.slots)} inputs, got {len(inputs)}")
+        uploads = []
         for i, (slot, a) in enumerate(zip(self.slots, inputs)):
             if isinstance(slot, cla.Array):
-                _fill(rt, i, slot, a)
+                uploads.append(_fill(rt, i, slot, a))
             elif a is not slot and a != slot:
                 raise ValueError(f"replay: input {i} was recorded as {slot!r}, got {a!r}: record the call again")
+        # the host inputs' uploads do not wait (a blocking one would drain the queue: on a GPU, the sampler loop's
+        # every step would wait for the last one's kernels before enqueuing its own); their events are kept until
+        # the next replay (dropping a pending NannyEvent waits for its transfer: the host runs at most a call ahead)
+        self.uploads = [ev for ev in uploads if ev is not None]
         events = rt.events if rt.profile else None
         for op, fn, args, _ in self.commands:
             ev = fn(*args)
@@ -155,8 +161,9 @@ def _copy_of(rt, a):
     return slot
 
 
-def _fill(rt, i, slot, a) -> None:
-    """Copy a host or device array into an input slot, refusing another shape or dtype."""
+def _fill(rt, i, slot, a):
+    """Copy a host or device array into an input slot, refusing another shape or dtype; a host array's copy is
+    enqueued without waiting, from a copy of it (the caller may change its array), and its event returned."""
     if not isinstance(a, cla.Array):
         a = np.asarray(a)
     if tuple(a.shape) != tuple(slot.shape) or a.dtype != slot.dtype:
@@ -169,7 +176,8 @@ def _fill(rt, i, slot, a) -> None:
         if a.nbytes:
             rt.copy(slot.data, a.base_data, a.offset, a.nbytes)
     elif a.size:
-        cl.enqueue_copy(rt.queue, slot.data, np.ascontiguousarray(a))
+        return cl.enqueue_copy(rt.queue, slot.data, np.array(a, order="C"), is_blocking=False)
+    return None
 
 
 def record(rt, fn, *inputs, constants=()) -> tuple:
