@@ -106,6 +106,22 @@ def examples_per_config(profile: str, n: int, done: int = 0, default: bool = Tru
     return total if profile in ("ci", "oclgrind") else max(MIN_EXAMPLES_PER_CONFIG, -(-(total - done) // max(n, 1)))
 
 
+def source_check_flags(rt, spec: OpSpec, v: Variant, profile: str, knobs: dict) -> tuple:
+    """The build options a knob setting is checked with beyond the kernel's own: SOURCE_CHECK_FLAGS under ci on a
+    CPU device for a setting only other devices' tuning tables give (not the declared default, not a setting of this
+    device's table as its policy reads it, not a PTX emulation's), else none."""
+    from sdcl.opencl_impl.selection import load_table, table_configs
+
+    if profile != "ci" or rt.info.get("type") != "CPU" or emulates_ptx(rt, v) or knobs == v.complete(None):
+        return ()
+    own = [v.complete(k) for k in table_configs([load_table(rt.info, rt.tuning_dirs)], spec.name, v.name)]
+    return () if knobs in own else SOURCE_CHECK_FLAGS
+
+
+# ci on a CPU device: another device's setting is checked for what its source computes, built without optimization
+# (this device never runs it; an optimizer does not change what a correct kernel computes). PoCL's code generation
+# for a GPU's register tiles was most of the tests' time on a fresh machine: docs/CONFORMANCE.md has the figures.
+SOURCE_CHECK_FLAGS = ("-cl-opt-disable",)
 MIN_EXAMPLES_PER_CONFIG = 10
 # ci: a tuning table's setting (every shipped table's, checked on whatever device runs CI) at the first 4 fuzzed cases
 # of the default's 12 (no SD shapes: sd_cases): a row's time on a fresh machine is almost all kernel builds, one per
@@ -217,13 +233,19 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
         _note(row, "NVIDIA PTX emulated (MMA_EMULATE 1): the tiles' indexing, local-memory races and tails checked, "
                    "not mma.sync, ldmatrix or cp.async themselves")
     t0 = time.perf_counter()
-    unfit, fuzzed = [], 0
+    unfit, fuzzed, source_only = [], 0, 0
     for i, kn in enumerate(configs):
         # the profile's fuzzed examples spread over the settings still to check (those that launch share it all)
         examples = examples_per_config(profile, len(configs) - i, fuzzed, default=i == 0) if fuzz else 0
-        ran, refused = _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
-                                     sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
+        flags, before = source_check_flags(rt, spec, v, profile, kn), rt.build_flags
+        rt.build_flags = before + flags
+        try:
+            ran, refused = _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
+                                         sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
+        finally:
+            rt.build_flags = before
         fuzzed += ran
+        source_only += bool(flags) and not refused
         if refused and i > 0:       # a setting other than the default that this device cannot launch: noted
             unfit.append((str(kn), refused))
             row.passed, row.failure = True, ""
@@ -233,6 +255,9 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
             if len(configs) > 1:
                 row.failure = f"knobs {kn}: {row.failure}"
             break
+    if source_only:
+        _note(row, f"{source_only} knob setting(s) of other devices' tuning tables checked at the source level "
+                   f"(built with {' '.join(SOURCE_CHECK_FLAGS)})")
     if unfit:
         _note(row, f"{len(unfit)} knob setting(s) this device cannot launch: {', '.join(k for k, _ in unfit)} "
                    f"(first: {unfit[0][1]})")

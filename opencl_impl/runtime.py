@@ -52,8 +52,8 @@ _REFUSED = (cl.status_code.OUT_OF_RESOURCES, cl.status_code.INVALID_WORK_GROUP_S
 def build_options(defines: dict | None = None, dtype=np.float32) -> list:
     """-D macros from a dict (True -> a bare define), plus the precision defines every kernel reads (common.h):
     REAL, the arithmetic (double for float64, else float), and DATA_HALF for float16 (arrays stored in half); then
-    the options in $SDCL_BUILD_OPTIONS, if set (e.g. NVIDIA's "-cl-nv-maxrregcount 128", two tokens as its extension
-    spells it), for a whole process."""
+    the options in $SDCL_BUILD_OPTIONS, if set (e.g. "-cl-opt-disable"), for a whole process. (NVIDIA's driver 580
+    refuses "-cl-nv-maxrregcount 128" and ignores "-cl-nv-maxrregcount=128": docs/results/ab-knobs-regcap-*.)"""
     opts = [f"-DREAL={'double' if np.dtype(dtype) == np.float64 else 'float'}"]
     if np.dtype(dtype) == np.float64:
         opts.append("-DREAL_IS_DOUBLE")
@@ -159,6 +159,8 @@ class Runtime:
     guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
     recording: object = None                      # the replay.Recording being recorded, if any
     collecting: dict | None = None                # prebuild: (file, options) -> (file, defines, dtype); launches off
+    build_flags: tuple = ()                       # more options for every program built while set (the gate's
+    # source-level check of another device's knob settings on a CPU device: conformance.runner.SOURCE_CHECK_FLAGS)
 
     def __post_init__(self):
         self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
@@ -184,7 +186,7 @@ class Runtime:
         disk."""
         if np.dtype(dtype) == np.float64 and not self.info["fp64"]:
             raise DeviceError(f"{self.info['device']}: float64 needs cl_khr_fp64, which this device lacks")
-        options = build_options(defines, dtype)
+        options = build_options(defines, dtype) + list(self.build_flags)
         key = (file, tuple(options))
         prg = self.programs.get(key)
         if prg is None:
@@ -207,11 +209,12 @@ class Runtime:
         """The kernel object `name` of <file> built with these defines (kept, not re-created per call)."""
         # keyed by the defines themselves: no option strings built per call (host time matters on a fast GPU);
         # program() shares the build between keys that give the same options
-        key = ("kernel", file, name, tuple(sorted(defines.items())) if defines else (), np.dtype(dtype).char)
+        key = ("kernel", file, name, tuple(sorted(defines.items())) if defines else (), np.dtype(dtype).char,
+               self.build_flags)
         knl = self.programs.get(key)
         if knl is None:
             if self.collecting is not None:      # prebuild's pass: note the program, build nothing yet
-                options = tuple(build_options(defines, dtype))
+                options = tuple(build_options(defines, dtype)) + self.build_flags
                 if (file, options) not in self.programs and (file, options) not in self.failed_builds:
                     self.collecting[(file, options)] = (file, defines, dtype)
                     return PendingKernel(file, name, defines, dtype)

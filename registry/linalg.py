@@ -315,7 +315,8 @@ _F16_TOL = {
 # "-cl-nv-maxrregcount=128" (and 168; conv2d's at 64 and 80) the driver's ptxas reported the same registers and the
 # kernels ran in the same times (1.211 / 1.214 ms against 1.218 / 1.217 over two shapes, docs/results/
 # ab-knobs-regcap-nvidia-h100.txt): NVIDIA's compiler ignores that spelling; its extension (cl_nv_compiler_options)
-# spells "-cl-nv-maxrregcount <N>", two tokens, not yet run. NVIDIA's OpenCL emits PTX for
+# spells "-cl-nv-maxrregcount <N>", two tokens, which driver 580 refuses: every build fails (docs/results/
+# ab-knobs-regcap-nvidia-h100-2.txt), so no register cap is reachable here. NVIDIA's OpenCL emits PTX for
 # .target sm_90, also with -cl-nv-arch sm_90a, and ptxas refuses Hopper's wgmma and setmaxnreg there
 # (scripts/wgmma_probe.py, docs/results/wgmma-probe-nvidia-h100.txt): mma.sync is the fastest tensor-core
 # instruction an OpenCL kernel reaches on these GPUs.

@@ -19,7 +19,7 @@ the median of --reps calls. --ptxas then rebuilds each program a setting built w
 prints, per kernel, what the driver's PTX assembler reports (registers, stack frame, spill stores and loads) and
 the PTX's counts of mma.sync, ldmatrix, cp.async and local-memory (stack) loads and stores: where a kernel's
 arrays did not stay in registers; --ptx-dir DIR writes each program's PTX there. SDCL_BUILD_OPTIONS (e.g.
-"-cl-nv-maxrregcount 128") applies to every setting of a run: compare runs for options.
+"-cl-opt-disable") applies to every setting of a run: compare runs for options.
 """
 
 from __future__ import annotations

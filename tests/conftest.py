@@ -52,6 +52,21 @@ def rt(request):
     return _RUNTIMES[key]
 
 
+@pytest.fixture
+def emulation_at_source_level(rt):
+    """Where NVIDIA's PTX does not run, the tensor-core kernels run their OpenCL C emulation of it (MMA_EMULATE 1),
+    which no user's device runs: what it checks is the source (fragment layouts, staging, tiling, tails), so it is
+    built without optimization, as the gate builds another device's knob settings (conformance.runner.
+    SOURCE_CHECK_FLAGS). PoCL's optimized code generation for these tiles was most of tests/device/test_mma_f16.py's
+    time: two of its tests 161 s with empty caches, 22 s built with -cl-opt-disable (2-core AVX2 EPYC, 2026-12-07)."""
+    from sdcl.conformance.runner import SOURCE_CHECK_FLAGS
+    before = rt.build_flags
+    if not rt.info.get("nvidia_ptx"):
+        rt.build_flags = before + SOURCE_CHECK_FLAGS
+    yield
+    rt.build_flags = before
+
+
 TIERS = ("unit", "device", "oracle", "integration")
 
 

@@ -77,3 +77,35 @@ def test_a_setting_the_device_refuses_is_noted_and_the_rest_checked(rt, monkeypa
     row = check_row(planted, spec, "tiled", "float32", "dev", configs=configs, sd=False)
     assert row.passed, row.failure
     assert row.configs == 2 and "{'TS': 32}" in row.notes and "planted: 32 x 32" in row.notes
+
+
+def test_another_devices_setting_is_checked_at_the_source_level(planted, tmp_path, monkeypatch):
+    """Under ci on a CPU device, a setting that only another device's tuning table gives is built with
+    -cl-opt-disable (its source checked, not this device's code for it) and still fails the row on the TS=32-only
+    bug; the default and this device's own table's setting are built as the device runs them. Elsewhere (a GPU,
+    or the dev profile) nothing is built with it. The shipped tables here: this device type's (TS 8) and another
+    device's (TS 32), read after the first (TS 8 is checked before the failing 32)."""
+    import json
+
+    import sdcl.opencl_impl.runtime as runtime
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    kind = planted.info["type"]
+    (shipped / "default.json").write_text(json.dumps(
+        {"by_type": {kind: {"device": None, "ops": {"matmul": {"defaults": {"tiled": {"TS": 8}}}}}}}))
+    (shipped / "z-another-device.json").write_text(json.dumps(
+        {"device": "another", "ops": {"matmul": {"defaults": {"tiled": {"TS": 32}}}}}))
+    monkeypatch.setattr(runtime, "shipped_tuning_dir", lambda: shipped)
+    spec = REGISTRY["matmul"]
+    v = spec.variant("tiled")
+    for profile in ("ci", "dev"):
+        planted.programs.clear()
+        configs = row_configs(planted, spec, v, profile)
+        assert {"TS": 8} in configs and {"TS": 32} in configs, configs
+        row = check_row(planted, spec, "tiled", "float32", profile, configs=configs, sd=False)
+        assert not row.passed and row.failure.startswith("knobs {'TS': 32}"), (profile, row.failure)
+        built = {key[1] for key in planted.programs if len(key) == 2 and key[0] == "gemm/tiled.cl"}     # programs
+        ts = {next(o for o in opts if o.startswith("-DTS=")): "-cl-opt-disable" in opts for opts in built}
+        source_level = profile == "ci" and kind == "CPU"
+        assert ts == {f"-DTS={v.knobs['TS']}": False, "-DTS=8": False, "-DTS=32": source_level}, (profile, ts)
+        assert ("checked at the source level" in row.notes) == source_level, row.notes

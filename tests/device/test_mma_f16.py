@@ -3,7 +3,8 @@ run it: linear's mma_f16_half and conv2d's implicit_mma_f16 (kernels/conv2d/impl
 flash_mma_f16 (kernels/attention/flash_mma_f16.cl: FlashAttention-2 on the same instruction).
 
 Where the device has NVIDIA PTX the real instruction runs; elsewhere the OpenCL C emulation of mma.sync
-(MMA_EMULATE=1), which checks the fragment layouts, staging, tiling and tails, not the PTX. The kernel rounds both
+(MMA_EMULATE=1), which checks the fragment layouts, staging, tiling and tails, not the PTX (built without
+optimization there: tests/conftest.py's emulation_at_source_level). The kernel rounds both
 operands to half (or reads them as half) and accumulates in float32, so against the float64 product of the
 half-rounded operands it is exact up to float32 accumulation: 1e-5 of max|C| here (K <= 52), far below what a
 missed rounding (~5e-4) or a misplaced fragment element (O(1)) would leave.
@@ -17,6 +18,7 @@ from sdcl.registry import REGISTRY, Case
 from sdcl.registry.fuzz import randn
 
 MMA_KNOBS = tuple(REGISTRY["linear"].variant("mma_f16_half").knobs)
+pytestmark = pytest.mark.usefixtures("emulation_at_source_level")     # tests/conftest.py
 
 
 def _extra(rt) -> dict:

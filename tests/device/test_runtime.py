@@ -101,7 +101,7 @@ def test_programs_are_cached_per_file_and_options(tmp_path):
 
 
 def test_sdcl_build_options_reach_every_build(tmp_path, monkeypatch):
-    """SDCL_BUILD_OPTIONS (e.g. NVIDIA's "-cl-nv-maxrregcount 128") is appended to every build's options: a macro given
+    """SDCL_BUILD_OPTIONS (e.g. "-cl-nv-verbose" on NVIDIA) is appended to every build's options: a macro given
     there is seen by the kernel, and an option the compiler refuses fails the build naming it."""
     rt = Runtime(devices.default_device(), kernel_path=[tmp_path])
     (tmp_path / "k.cl").write_text("__kernel void k_naive(__global float *y) { y[get_global_id(0)] = FROM_ENV; }\n")
