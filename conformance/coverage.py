@@ -204,7 +204,7 @@ def to_markdown(matrix: Matrix) -> str:
     lines = ["# Conformance coverage", "",
              ("Each cell: the row's verdict and the cases it ran (\"xK knobs\": at K knob settings), \"FAIL\" with "
               "the start of its failure, \"skip\" with its reason in short (the whole reason below, by footnote), "
-              "\"-\" where no report of that column has the row; \"(notes)\": what the row left out, under \"Notes\". Made by `sdcl report merge` from:"), ""]
+              "\"-\" where no report of that column has the row; \"(notes)\": what the row left out or checked another way, under \"Notes\". Made by `sdcl report merge` from:"), ""]
     lines += [f"- **{label}**: " + ", ".join(f"`{p}`" for p in c.reports) for label, c in zip(labels, matrix.columns)]
     for title, kind in (("Ops", "op"), ("Model checks", "model")):
         keys = [k for k in matrix.keys if (k[0] == "op") == (kind == "op")]

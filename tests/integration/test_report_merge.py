@@ -82,7 +82,8 @@ def test_gate_reports_merge_as_each_report_says(tmp_path):
             else:
                 knobs = f" x{r['configs']} knobs" if r["configs"] > 1 else ""
                 assert f"| {r['name']} | {r['variant']} | {r['dtype']} |" in md
-                assert cell["text"] == f"pass {r['cases']}{knobs}"
+                noted = " (notes)" if r["notes"] else ""       # e.g. settings checked at the source level
+                assert cell["text"] == f"pass {r['cases']}{knobs}{noted}"
     assert skips >= 2            # matmul mma_tf32: no NVIDIA PTX here, and float32 only
     line = next(x for x in md.splitlines() if x.startswith("| silu | naive | float32 |"))
     assert line.split(" | ")[3].startswith("FAIL ") and line.endswith("| - |")   # no silu row under oclgrind
