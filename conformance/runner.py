@@ -106,16 +106,17 @@ def examples_per_config(profile: str, n: int, done: int = 0, default: bool = Tru
     return total if profile in ("ci", "oclgrind") else max(MIN_EXAMPLES_PER_CONFIG, -(-(total - done) // max(n, 1)))
 
 
-def source_check_flags(rt, spec: OpSpec, v: Variant, profile: str, knobs: dict) -> tuple:
-    """The build options a knob setting is checked with beyond the kernel's own: SOURCE_CHECK_FLAGS under ci on a
-    CPU device for a setting only other devices' tuning tables give (not the declared default, not a setting of this
-    device's table as its policy reads it, not a PTX emulation's), else none."""
+def source_level(rt, spec: OpSpec, v: Variant, profile: str, configs: list) -> list:
+    """The settings of `configs` checked at the source level (built with SOURCE_CHECK_FLAGS): under ci on a CPU
+    device, those only other devices' tuning tables give (not the declared default, not a setting of this device's
+    table as its policy reads it, not a PTX emulation's); else none."""
     from sdcl.opencl_impl.selection import load_table, table_configs
 
-    if profile != "ci" or rt.info.get("type") != "CPU" or emulates_ptx(rt, v) or knobs == v.complete(None):
-        return ()
-    own = [v.complete(k) for k in table_configs([load_table(rt.info, rt.tuning_dirs)], spec.name, v.name)]
-    return () if knobs in own else SOURCE_CHECK_FLAGS
+    if profile != "ci" or rt.info.get("type") != "CPU" or emulates_ptx(rt, v):
+        return []
+    own = [v.complete(None)] + [v.complete(k) for k in table_configs([load_table(rt.info, rt.tuning_dirs)],
+                                                                     spec.name, v.name)]
+    return [k for k in configs if k not in own]
 
 
 # ci on a CPU device: another device's setting is checked for what its source computes, built without optimization
@@ -234,18 +235,15 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
                    "not mma.sync, ldmatrix or cp.async themselves")
     t0 = time.perf_counter()
     unfit, fuzzed, source_only = [], 0, 0
+    at_source = source_level(rt, spec, v, profile, configs)
     for i, kn in enumerate(configs):
         # the profile's fuzzed examples spread over the settings still to check (those that launch share it all)
         examples = examples_per_config(profile, len(configs) - i, fuzzed, default=i == 0) if fuzz else 0
-        flags, before = source_check_flags(rt, spec, v, profile, kn), rt.build_flags
-        rt.build_flags = before + flags
-        try:
+        with rt.built_with(SOURCE_CHECK_FLAGS if kn in at_source else ()):
             ran, refused = _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
                                          sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
-        finally:
-            rt.build_flags = before
         fuzzed += ran
-        source_only += bool(flags) and not refused
+        source_only += kn in at_source and not refused
         if refused and i > 0:       # a setting other than the default that this device cannot launch: noted
             unfit.append((str(kn), refused))
             row.passed, row.failure = True, ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -159,8 +160,8 @@ class Runtime:
     guarded: list = field(default_factory=list)   # (parent, guard bytes, payload bytes, poison) since last check
     recording: object = None                      # the replay.Recording being recorded, if any
     collecting: dict | None = None                # prebuild: (file, options) -> (file, defines, dtype); launches off
-    build_flags: tuple = ()                       # more options for every program built while set (the gate's
-    # source-level check of another device's knob settings on a CPU device: conformance.runner.SOURCE_CHECK_FLAGS)
+    build_flags: tuple = ()                       # more options for every program built while set (built_with:
+    # the gate's source-level check of another device's settings on a CPU device: conformance.runner.SOURCE_CHECK_FLAGS)
 
     def __post_init__(self):
         self.kernel_path = tuple(Path(p) for p in self.kernel_path) or (kernel_dir(),)
@@ -220,6 +221,16 @@ class Runtime:
                     return PendingKernel(file, name, defines, dtype)
             knl = self.programs[key] = getattr(self.program(file, defines, dtype), name)
         return knl
+
+    @contextmanager
+    def built_with(self, flags: tuple):
+        """Within the block, every program is built with these options too (build_flags); restored after."""
+        before = self.build_flags
+        self.build_flags = before + tuple(flags)
+        try:
+            yield
+        finally:
+            self.build_flags = before
 
     def kernel_limits(self, knl: "cl.Kernel") -> tuple:
         """(largest work-group, local bytes it uses itself, whether its work-group size is fixed at build time) of a

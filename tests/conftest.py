@@ -60,11 +60,8 @@ def emulation_at_source_level(rt):
     SOURCE_CHECK_FLAGS). PoCL's optimized code generation for these tiles was most of tests/device/test_mma_f16.py's
     time: two of its tests 161 s with empty caches, 22 s built with -cl-opt-disable (2-core AVX2 EPYC, 2026-12-07)."""
     from sdcl.conformance.runner import SOURCE_CHECK_FLAGS
-    before = rt.build_flags
-    if not rt.info.get("nvidia_ptx"):
-        rt.build_flags = before + SOURCE_CHECK_FLAGS
-    yield
-    rt.build_flags = before
+    with rt.built_with(() if rt.info.get("nvidia_ptx") else SOURCE_CHECK_FLAGS):
+        yield
 
 
 TIERS = ("unit", "device", "oracle", "integration")
