@@ -1,7 +1,8 @@
 // gemm/cpu_reg.cl, gemm_cpu_reg: CPU-style (PoCL), the GEMM of gemm/gemm.h (layout, arguments, flags). No local
-// memory, no barriers. Each work-item computes an MR x NR block of C in registers, streaming along k; the
-// work-group size is the driver's choice. NDRange (ceil(N/NR), ceil(M/MR), Z), the blocks dealt out in groups of
-// GM block rows.
+// memory, no barriers. Each work-item computes an MR x NR block of C in registers, streaming along k. NDRange
+// (ceil(N/NR), ceil(M/MR), Z) padded up to a whole number of fixed work-groups (the host's CPU_REG_LOCAL: a local
+// size the driver picked from each global size made PoCL generate code anew for every new shape); the work-items
+// past the blocks return at once. The blocks are dealt out in groups of GM block rows.
 //  B (K, N): the NR columns are one REALNR vector: per k, one vector load of B's row segment and MR fma with
 //            A's elements broadcast (an AVX-512 fma with a broadcast memory operand each).
 //  B^T (N, K) (GEMM_TRANS_B): B's rows are contiguous along k, so each of the MR x NR outputs is a dot product
@@ -154,7 +155,9 @@ inline void cpu_reg_nt(const __global A_T *const ar[MR], const __global B_T *b, 
 __kernel void gemm_cpu_reg(GEMM_ARGS)
 {
     // work-item pid (in the order the NDRange enumerates them) -> block (m, n), GM block rows at a time (see GM)
-    const int tn = get_global_size(0), tm = get_global_size(1);
+    const int tn = (N + NR - 1) / NR, tm = (M + MR - 1) / MR;     // blocks of C across and down
+    if (get_global_id(0) >= tn || get_global_id(1) >= tm)
+        return;                                                     // the padding of the NDRange
     const int pid = get_global_id(1) * tn + get_global_id(0), in_group = pid % (GM * tn);
     const int first_m = pid / (GM * tn) * GM, rows = min(tm - first_m, GM);
     const int n0 = in_group / rows * NR, m0 = (first_m + in_group % rows) * MR;

@@ -51,6 +51,16 @@ def _ceil_to(n: int, step: int) -> int:
     return (n + step - 1) // step * step
 
 
+# gemm_cpu_reg's work-group: fixed, so that PoCL generates one work-group function per build; left to the driver, the
+# local size followed the global one, and every new shape cost 1.0-1.3 s of code generation on a 2-core EPYC (the
+# gate's fuzzed shapes: most of a fresh machine's test time). The work-items of a group run in a loop on one thread.
+# PoCL, 2 cores, float32, 8 GEMMs from 5x7x3 to 320x2048x2880 (NN and B^T), the minimum of 5 calls, the median of
+# 3 passes: 4 x 4 within the driver's choice's noise or faster at each (2048x2560x320 B^T 92.8 -> 91.5 ms,
+# 320x2048x2880 101.5 -> 97.4), 16 x 16 faster on the largest and up to 2x slower on the small ones (77x1024x1024:
+# 3.2 -> 6.7 ms: a few large groups for two threads).
+CPU_REG_LOCAL = (4, 4)
+
+
 def ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
     """(global size, local size) of one launch of C (m, n) in z batch items (also the launch of conv2d's implicit GEMM
     on the mma tiles: variants.conv.implicit_mma_f16)."""
@@ -60,8 +70,9 @@ def ndrange(technique: str, k: dict, m: int, n: int, z: int) -> tuple:
     if technique == "tiled_reg":
         return ((_ceil_to(n, k["NWG"]) // k["NWG"] * k["NDIMC"], _ceil_to(m, k["MWG"]) // k["MWG"] * k["MDIMC"], z),
                 (k["NDIMC"], k["MDIMC"], 1))
-    if technique == "cpu_reg":
-        return (_ceil_to(n, k["NR"]) // k["NR"], _ceil_to(m, k["MR"]) // k["MR"], z), None
+    if technique == "cpu_reg":      # the blocks, padded to whole work-groups of CPU_REG_LOCAL (kernels/gemm/cpu_reg.cl)
+        lx, ly = CPU_REG_LOCAL
+        return (_ceil_to(-(-n // k["NR"]), lx), _ceil_to(-(-m // k["MR"]), ly), z), (lx, ly, 1)
     if technique in MMA:
         wn, wm = k["WARPS_N"], k["WARPS_M"]
         return ((_ceil_to(n, k["NWG"]) // k["NWG"] * 32 * wn, _ceil_to(m, k["MWG"]) // k["MWG"] * wm, z),

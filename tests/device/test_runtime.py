@@ -147,3 +147,41 @@ def test_headers_resolve_beside_the_including_file_then_at_the_top_each_once(tmp
     (tmp_path / "fam" / "k.cl").write_text('#include "common.h"\n#include "local.h"\nint x = TOP + LOCAL;\n')
     src = runtime.kernel_source("fam/k.cl", [tmp_path])
     assert src.count("#define TOP 1") == 1 and "#define LOCAL 2" in src and "#include" not in src
+
+
+_WG_FUNCTIONS = """
+import sys
+import numpy as np
+from sdcl.opencl_impl.devices import select_device
+from sdcl.opencl_impl.runtime import Runtime
+from sdcl.opencl_impl.variants.gemm import gemm
+from sdcl.registry import REGISTRY
+rt = Runtime(select_device("pocl"), cache_dir=sys.argv[1])
+for op in ("matmul", "linear"):                                 # B (K, N) and B^T (N, K)
+    knobs = REGISTRY[op].variant("cpu_reg").complete({})
+    for m, n, k in ((5, 7, 3), (13, 33, 9), (40, 100, 17)):    # three global sizes, three local sizes of PoCL's choice
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+        c = rt.empty((m, n))
+        bt = op == "linear"
+        gemm(rt, op, "cpu_reg", knobs, rt.to_device(a).data, rt.to_device(b.T.copy() if bt else b).data, c.data,
+             m, n, k, lda=k, ldb=k if bt else n, ldc=n, trans_b=bt)
+        assert np.allclose(c.get(), a @ b, atol=1e-4), (op, m, n, k)
+"""
+
+
+def test_gemm_cpu_reg_is_built_for_one_work_group_size_on_pocl(tmp_path):
+    # PoCL generates a kernel's work-group function for each local size it launches with: left to the driver, the
+    # local size followed each fuzzed shape, and code generation was most of a fresh machine's test time
+    import os
+    import subprocess
+    import sys
+    if not any("portable" in p.name.lower() for p in cl.get_platforms()):
+        pytest.skip("PoCL is not installed")
+    res = subprocess.run([sys.executable, "-c", _WG_FUNCTIONS, str(tmp_path / "programs")],
+                         env={**os.environ, "POCL_CACHE_DIR": str(tmp_path / "pocl")}, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    built = [d for d in (tmp_path / "pocl").rglob("gemm_cpu_reg") if d.is_dir()]
+    assert len(built) == 2, built           # the two declarations' knobs: two programs
+    for kernel in built:                    # each launched at three shapes, one work-group function
+        assert len([d for d in kernel.iterdir() if d.is_dir()]) == 1, sorted(kernel.iterdir())
