@@ -26,7 +26,8 @@ import sdcl.files as files
 real = files.os.replace
 def slow_replace(src, dst):
     open(os.environ["SDCL_TEST_MARKER"], "w").write(str(dst))
-    time.sleep(60)
+    for _ in range(600):    # short sleeps: a signal another thread (PoCL's) takes does not cut a sleep short, and is
+        time.sleep(0.1)     # handled at the next one (one sleep of 60 s outlasted the wait for the exit, 2026-12-07)
     real(src, dst)
 files.os.replace = slow_replace
 from sdcl.cli import main
