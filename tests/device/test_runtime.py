@@ -1,6 +1,10 @@
 """The runtime's errors and choices as a user meets them: no platform, a missing NVIDIA ICD, a bad selector,
 a kernel that does not build, the -D options and the program cache."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pyopencl as cl
 import pytest
@@ -159,7 +163,7 @@ from sdcl.registry import REGISTRY
 rt = Runtime(select_device("pocl"), cache_dir=sys.argv[1])
 for op in ("matmul", "linear"):                                 # B (K, N) and B^T (N, K)
     knobs = REGISTRY[op].variant("cpu_reg").complete({})
-    for m, n, k in ((5, 7, 3), (13, 33, 9), (40, 100, 17)):    # three global sizes, three local sizes of PoCL's choice
+    for m, n, k in ((5, 7, 3), (13, 33, 9), (40, 100, 17)):    # three global sizes (PoCL's choice: three local sizes)
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
         c = rt.empty((m, n))
@@ -173,9 +177,6 @@ for op in ("matmul", "linear"):                                 # B (K, N) and B
 def test_gemm_cpu_reg_is_built_for_one_work_group_size_on_pocl(tmp_path):
     # PoCL generates a kernel's work-group function for each local size it launches with: left to the driver, the
     # local size followed each fuzzed shape, and code generation was most of a fresh machine's test time
-    import os
-    import subprocess
-    import sys
     if not any("portable" in p.name.lower() for p in cl.get_platforms()):
         pytest.skip("PoCL is not installed")
     res = subprocess.run([sys.executable, "-c", _WG_FUNCTIONS, str(tmp_path / "programs")],
