@@ -667,6 +667,18 @@ _ATTENTION_VARIANTS = (
             space={"BQ": [32, 64], "BK": [32, 64], "WL": [8, 16], "RQ": [4, 8]}, constraint=_flash_reg_fits,
             applies=_head_dim_at_most_max, devices=("GPU",), launcher=ATTENTION + "flash_reg", tier="FlashAttention",
             dtypes=DTYPES),
+    # flash_cpu_reg (attention/flash_cpu_reg.cl): flash for CPUs: K and V packed into blocks of VEC keys, then each
+    # work-item BQ query rows with no local memory and no barriers; per chunk of KC keys (read from cache by every
+    # group of RQ rows) the group's scores as VEC-wide fmas (no horizontal sums), one max, rescale and sum a chunk
+    # (not a tile), then P V with RQ rows x VEC columns in registers. PoCL, 2-core AVX2 EPYC, SD 2.x's 4096-token
+    # self-attention, interleaved rounds: 352-374 ms at VEC 16, BQ 32-64, KC 512, against flash's 842 (its table
+    # pick) and torch SDPA's 355 (docs/PERF.md); KC 1024 and VEC 8 with RQ 8 were slower. A work-item's loop trips
+    # grow with Lk x BQ (the 77-key cross-attention at BQ 64 ended early on llvmpipe: its output unwritten), so it
+    # needs long_loops
+    Variant("flash_cpu_reg", {"VEC": 16, "RQ": 4, "BQ": 64, "KC": 512},
+            space={"VEC": [8, 16], "RQ": [4, 8], "BQ": [32, 64], "KC": [256, 512]},
+            constraint=lambda k, info: k["BQ"] % k["RQ"] == 0 and k["KC"] % k["VEC"] == 0, needs=("long_loops",),
+            devices=("CPU",), launcher=ATTENTION + "flash_cpu_reg", tier="FlashAttention", dtypes=DTYPES),
     # flash_mma_f16 (attention/flash_mma_f16.cl): FlashAttention-2 on NVIDIA tensor cores (mma.sync m16n8k16 f16 x
     # f16 -> f32): a warp's 16 query rows x BK keys of scores, the softmax in float32 registers, P V from the score
     # registers; q, k, v and p rounded to half, so a candidate only in half mode (Variant.half_compute) for float32;

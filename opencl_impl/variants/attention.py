@@ -1,20 +1,23 @@
 """Variants of attention: `gemm` (scores by the GEMM, softmax, P V by the GEMM), `softmax_fused` (scores by the
 GEMM, the softmax's normalization fused into the P V product), `flash` (FlashAttention: key tiles, online
 softmax, no score matrix in global memory), `flash_reg` (the same, for GPUs, with the query tile in local memory
-and both products register-blocked), `flash_mma_f16` (the same on NVIDIA tensor cores in float16) and
-`gemm_mma_f16` (gemm's three steps with both products on NVIDIA tensor cores, for head dims no flash tile fits).
+and both products register-blocked), `flash_cpu_reg` (the same for CPUs: K and V packed into key blocks, each
+work-item a barrier-free register block of query rows), `flash_mma_f16` (the same on NVIDIA tensor cores in
+float16) and `gemm_mma_f16` (gemm's three steps with both products on NVIDIA tensor cores, for head dims no flash
+tile fits).
 
 Each is the launcher its registry declaration names (the attention row, sdcl.registry.linalg), called with a Call
 holding every knob. The head dimension D is compiled into the tiled kernels (-D HEAD_DIM, one build per D: 40, 64, 80,
 160 in SD). Kernels: kernels/attention/naive.cl (gemm's scale-and-mask), attention/softmax_fused_stats.cl,
 attention/tiled.cl (flash and softmax_fused's P V: one build of a tile setting and D serves both),
-attention/flash_reg.cl, attention/flash_mma_f16.cl.
+attention/flash_reg.cl, attention/flash_cpu_reg.cl, attention/flash_mma_f16.cl.
 
 float16 (q, k, v and o in half, the arithmetic in float: kernels/common.h DATA): naive, softmax_fused, flash,
-flash_reg, flash_mma_f16 and gemm_mma_f16 implement it. Their scratch (softmax_fused's scores S and row statistics,
-gemm_mma_f16's S and P) and local tiles are of the compute type (launch.compute_type: float32 for float16), so the
-output's rounding to half is the only one besides the tensor-core variants' own (q, k, v, p to half); gemm widens
-its float16 inputs to float32 (its scores would otherwise be the GEMM's, rounded to half, and exp amplifies that).
+flash_reg, flash_cpu_reg, flash_mma_f16 and gemm_mma_f16 implement it. Their scratch (softmax_fused's scores S and
+row statistics, gemm_mma_f16's S and P, flash_cpu_reg's packed K and V) and local tiles are of the compute type
+(launch.compute_type: float32 for float16), so the output's rounding to half is the only one besides the tensor-core
+variants' own (q, k, v, p to half); gemm widens its float16 inputs to float32 (its scores would otherwise be the
+GEMM's, rounded to half, and exp amplifies that).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ TILE_KNOBS = ("BQ", "BK", "WL", "RQ", "VEC")     # the tile knobs of flash and s
 STATS_KNOBS = ("WG", "TPR", "VEC")               # softmax_fused's row statistics
 FLASH_REG_KNOBS = ("BQ", "BK", "WL", "RQ")       # flash_reg's tiles
 FLASH_MMA_KNOBS = ("WARPS", "BK", "MMA_EMULATE", "ASYNC")  # flash_mma_f16's: WARPS*16 query rows x BK keys a tile
+FLASH_CPU_KNOBS = ("VEC", "RQ", "BQ", "KC")      # flash_cpu_reg's: key blocks, register rows, rows a work-item, chunk
 _FILES = {"flash": "attention/tiled.cl", "flash_reg": "attention/flash_reg.cl"}
 
 
@@ -174,6 +178,30 @@ def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, 
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),
               real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
+    return o
+
+
+# ---------------------------------------------------------------------------------------------- flash_cpu_reg
+
+def flash_cpu_reg(call: Call, q, k, v, heads, causal=False, scale=None):
+    """FlashAttention for CPUs (attention/flash_cpu_reg.cl): K and V packed once per call into key blocks of the
+    compute type (attention_pack_kv), then one barrier-free work-item per BQ query rows of a head."""
+    rt, knobs = call.rt, call.knobs
+    b, lq, lk, d = _geometry(q, k, heads)
+    o = rt.empty(q.shape, q.dtype)
+    if not o.size:
+        return o
+    tile = {n: int(knobs[n]) for n in FLASH_CPU_KNOBS}
+    vec, bh = tile["VEC"], b * heads
+    lkp, dp = -(-lk // vec) * vec, -(-d // vec) * vec
+    kp = rt.empty((bh, lkp, d), compute_type(q.dtype))
+    vp = rt.empty((bh, lkp, dp), compute_type(q.dtype))
+    build = {**tile, "HEAD_DIM": d}
+    rt.launch("attention", rt.kernel("attention/flash_cpu_reg.cl", "attention_pack_kv", build, q.dtype),
+              (lkp, bh), (vec, 1), buffer(rt, k), buffer(rt, v), kp.data, vp.data, np.int32(heads), np.int32(lk))
+    rt.launch("attention", rt.kernel("attention/flash_cpu_reg.cl", "attention_flash_cpu_reg", build, q.dtype),
+              (-(-lq // tile["BQ"]), bh), (1, 1), buffer(rt, q), kp.data, vp.data, o.data, np.int32(heads),
+              np.int32(lq), np.int32(lk), real(q.dtype, _scale(d, scale)), np.int32(bool(causal)))
     return o
 
 

@@ -3,7 +3,8 @@
 test_conformance_ops fuzzes each variant at its default knobs; here every config of `Variant.configs(rt.info)`
 runs on a few small shapes chosen to hit the tails of its tiles and vectors: sizes 1 and primes, rows and
 channels that are not multiples of VEC, groups split into several chunks, query and key counts that cross a
-64-row tile (Lk = 77 as in cross-attention), causal masks across tiles, a softmax along an inner axis, -inf
+64-row tile (Lk = 77 as in cross-attention), causal masks across tiles and across flash_cpu_reg's chunks of
+keys (300 > KC), a softmax along an inner axis, -inf
 entries and a line of only -inf. float32 for every config; float64 too for the default one.
 """
 
@@ -56,7 +57,8 @@ def _attention_cases():
                     kw)
     return [case("cross_lk_77", 12, 2, 65, 77, 2, 13),                     # 2 query tiles of 64, key tail
             case("causal_70", 13, 1, 70, 70, 3, 13, causal=True, scale=0.125),
-            case("one_token", 14, 1, 1, 1, 1, 13)]
+            case("one_token", 14, 1, 1, 1, 1, 13),
+            case("causal_300", 15, 1, 300, 300, 2, 8, causal=True)]             # keys past flash_cpu_reg's chunks
 
 
 CASES = {"group_norm": _group_norm_cases, "group_norm_silu": _group_norm_cases, "layer_norm": _layer_norm_cases,
