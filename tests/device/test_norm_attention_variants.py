@@ -58,7 +58,7 @@ def _attention_cases():
     return [case("cross_lk_77", 12, 2, 65, 77, 2, 13),                     # 2 query tiles of 64, key tail
             case("causal_70", 13, 1, 70, 70, 3, 13, causal=True, scale=0.125),
             case("one_token", 14, 1, 1, 1, 1, 13),
-            case("causal_300", 15, 1, 300, 300, 2, 8, causal=True)]             # keys past flash_cpu_reg's chunks
+            case("causal_300", 15, 1, 300, 300, 2, 13, causal=True)]            # keys past flash_cpu_reg's chunks
 
 
 CASES = {"group_norm": _group_norm_cases, "group_norm_silu": _group_norm_cases, "layer_norm": _layer_norm_cases,
