@@ -193,7 +193,7 @@ def flash_cpu_reg(call: Call, q, k, v, heads, causal=False, scale=None):
         return o
     tile = {n: int(knobs[n]) for n in FLASH_CPU_KNOBS}
     vec, bh = tile["VEC"], b * heads
-    lkp, dp = -(-lk // vec) * vec, -(-d // vec) * vec
+    lkp, dp = groups(lk, vec), groups(d, vec)     # keys and head dim rounded up to whole vectors (the kernel's LkP, DP)
     kp = rt.empty((bh, lkp, d), compute_type(q.dtype))
     vp = rt.empty((bh, lkp, dp), compute_type(q.dtype))
     build = {**tile, "HEAD_DIM": d}

@@ -3,9 +3,9 @@
 test_conformance_ops fuzzes each variant at its default knobs; here every config of `Variant.configs(rt.info)`
 runs on a few small shapes chosen to hit the tails of its tiles and vectors: sizes 1 and primes, rows and
 channels that are not multiples of VEC, groups split into several chunks, query and key counts that cross a
-64-row tile (Lk = 77 as in cross-attention), causal masks across tiles and across flash_cpu_reg's chunks of
-keys (300 > KC), a softmax along an inner axis, -inf
-entries and a line of only -inf. float32 for every config; float64 too for the default one.
+64-row tile (Lk = 77 as in cross-attention), causal masks across tiles and across flash_cpu_reg's chunks of keys
+(300 > KC), a softmax along an inner axis, -inf entries and a line of only -inf. float32 for every config; float64
+too for the default one.
 """
 
 import numpy as np
