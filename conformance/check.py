@@ -57,10 +57,10 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
     """Fill res's error measures of got against the float64 reference, chunk by chunk; the problems found:
     output words still holding the poison (never written) and elements outside |got - ref| <= rtol |ref| +
     atol scale. A NaN where the reference has one too counts as equal. elem_scale: a function giving a
-    per-element scale (flat, float64) that replaces `scale` where larger (Tolerance's "dot"); called only when
-    some element fails with `scale` alone, as no element that passes with it can fail with the larger one.
-    elem_extra: a function giving a per-element allowance (flat, float64) added to the bound (Tolerance's
-    "half_inputs"), likewise called only when some element fails without it."""
+    per-element scale (flat, float64) that replaces `scale` where larger (Tolerance's "dot" and "half_inputs");
+    called only when some element fails with `scale` alone, as no element that passes with it can fail with the
+    larger one. elem_extra: a function giving a per-element allowance (flat, float64) added to the bound
+    (Tolerance's "half_inputs"), likewise called only when some element fails without it."""
     g_all, e_all = got.reshape(-1), expected.reshape(-1)
     tiny, subnormal = np.finfo(np.float64).tiny, np.finfo(dtype).smallest_subnormal
     unwritten = first_unwritten = bad_count = poisoned = 0
@@ -87,11 +87,12 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
             spacing = np.spacing(abs_e.astype(dtype)).astype(np.float64)
             res.max_ulp = max(res.max_ulp, float(np.max(err / np.maximum(spacing, subnormal), initial=0.0)))
         bad = ~(err <= tol.rtol * abs_e + tol.atol * scale + tol.floor) & ~both_nan
+        wide = scale
         if elem_scale is not None and bad.any():
             wide = np.maximum(elem_scale()[sl], scale)
             bad &= ~(err <= tol.rtol * abs_e + tol.atol * wide + tol.floor)
         if elem_extra is not None and bad.any():
-            bad &= ~(err <= tol.rtol * abs_e + tol.atol * scale + tol.floor + elem_extra()[sl])
+            bad &= ~(err <= tol.rtol * abs_e + tol.atol * wide + tol.floor + elem_extra()[sl])
         hit = _poisoned(gc, sl.start)
         if gc.dtype == np.float16:
             hit &= bad | g_nan      # 0xDBAD is a half value (-245.6): an element the reference has is not flagged
@@ -135,15 +136,19 @@ def _poisoned(g: np.ndarray, start: int) -> np.ndarray:
 
 
 _SCALE_NAME = {"ref": "max|ref|", "input": "max|input|", "dot": "max(max|ref|, sqrt(sum (a_k b_k)^2))",
-               "half_inputs": "max|ref| + |ref(inputs in float16) - ref|"}
+               "half_inputs": "max(max|ref|, sqrt(sum terms^2)) + |ref(inputs in float16) - ref|"}
 
 
 def dot_scale(spec: OpSpec, case: Case, size: int):
-    """Tolerance "dot": a function giving sqrt(sum_k (a_k b_k)^2) per output element (flat), the reference on the
-    squared float inputs (of the case already rounded to the dtype), computed on first call."""
+    """Tolerances "dot" and "half_inputs": a function giving sqrt(sum_k t_k^2) per output element (flat) over the
+    terms t_k of its last sum: spec.terms where the op declares it, else the reference on the squared float inputs
+    (sqrt(sum_k (a_k b_k)^2) for a bilinear op), of the case already rounded to the dtype; computed on first call."""
     memo = []
 
     def get():
+        if not memo and spec.terms is not None:
+            f64 = cast_case(case, np.float64)
+            memo.append(np.asarray(spec.terms(*f64.args, **f64.kwargs), dtype=np.float64).reshape(size))
         if not memo:
             def sq(a):
                 if isinstance(a, np.ndarray):
@@ -254,7 +259,7 @@ def run_case(rt: Runtime, spec: OpSpec, variant: str, knobs: dict, case: Case, d
     else:
         first = expected
     scale = _finite_absmax(first)
-    elem = dot_scale(spec, case, expected.size) if tol.atol_scale == "dot" else None
+    elem = dot_scale(spec, case, expected.size) if tol.atol_scale in ("dot", "half_inputs") else None
     extra = half_input_effect(spec, case, expected) if tol.atol_scale == "half_inputs" else None
     problems += compare(got, expected, dtype, tol, scale, res, elem, extra)
     res.passed = not problems

@@ -77,10 +77,12 @@ class Tolerance:
       rounding of a dot product follows the size of its terms and partial sums, and a sum of terms that cancels
       (a small result) keeps the error of the terms. That magnitude is what a sum of those terms with random
       signs reaches, so an atol calibrated on random data relative to max|ref| holds there too;
-    - with atol_scale="half_inputs", atol * max|ref| plus, per element, |ref(the inputs rounded to float16) - ref|:
-      for variants that declare the rounding of their inputs to half (tensor-core float16), whose effect on the
-      result depends on the op's conditioning (attention's exp amplifies the scores' rounding by scale*|q||k|), so
-      the allowance is that effect computed exactly and atol bounds the variant's own arithmetic."""
+    - with atol_scale="half_inputs", atol times the "dot" scale (per element the larger of max|ref| and the size of
+      the terms its last sum adds, OpSpec.terms) plus, per element, |ref(the inputs rounded to float16) - ref|: for
+      variants that declare the rounding of their inputs to half (tensor-core float16), whose effect on the result
+      depends on the op's conditioning (attention's exp amplifies the scores' rounding by scale*|q||k|), so the
+      allowance is that effect computed exactly and atol bounds the variant's own arithmetic, which, like a dot
+      product's, follows the size of the terms summed (attention's p_j v_j, whose sum can cancel)."""
 
     rtol: float
     atol: float
@@ -178,6 +180,10 @@ class OpSpec:
     # Arguments a kernel adds in its epilogue (linear's residual): they leave the product's best kernel and knobs as
     # they are, so a call with them looks up the tuning table's entry for the call without them.
     epilogue_args: tuple = ()
+    # (the case's args, kwargs) -> per output element sqrt(sum_j t_j^2) over the terms t_j of the op's last sum, the
+    # size its rounding follows (Tolerance "dot" and "half_inputs"); None: the reference on the squared inputs, which
+    # is that for ops bilinear in their inputs (matmul, linear, conv2d)
+    terms: Callable | None = None
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:

@@ -125,6 +125,37 @@ def test_half_inputs_allows_exactly_what_rounding_the_inputs_to_half_moves():
     assert C.compare(on_half.astype(np.float32), expected, f32, tol, scale, _result())
 
 
+def test_half_inputs_scale_follows_the_terms_of_a_cancelling_attention_output():
+    """The tensor-core attention's own error (weights p rounded to half for P V) follows sqrt(sum_j p_j^2 v_j^2), the
+    size of P V's terms (OpSpec.terms), not max|ref|: diffuse attention over keys whose v average out gives outputs
+    far smaller than their terms (an H100's thorough run failed correct kernels so). Those terms' scale passes the
+    half-rounded weights, while a kernel that drops a key still fails."""
+    from sdcl.registry import REGISTRY, Case
+    from sdcl.registry.fuzz import randn
+    from sdcl.reference import ops as R
+    spec = REGISTRY["attention"]
+    tol = spec.tolerance_of("gemm_mma_f16", "float32")
+    q, k, v = randn(5, (1, 24, 3), (1, 15, 3), (1, 15, 3))
+    v = v - v.mean(axis=1, keepdims=True)                  # the keys' values average out: outputs near 0
+    q, k, v = (a.astype(np.float16).astype(np.float64) for a in (q, k, v))   # half already: no inputs' allowance
+    case = Case("cancelling", (q, k, v, 1), {"scale": 0.05})
+    expected = R.attention(q, k, v, 1, scale=0.05)
+    s = q[0] @ k[0].T * 0.05
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32).astype(np.float16).astype(np.float64)
+    got = (p @ v[0])[None].astype(np.float32)              # P in half, exact sums: what gemm_mma_f16 computes
+    scale = float(np.abs(expected).max())
+    terms = C.dot_scale(spec, case, expected.size)
+    want = np.sqrt(np.square(p) @ np.square(v[0])).reshape(-1)
+    assert np.allclose(terms(), want, rtol=2e-3, atol=0)   # p before its rounding to half there
+    extra = C.half_input_effect(spec, case, expected)
+    f32 = np.dtype(np.float32)
+    assert C.compare(got, expected, f32, tol, scale, _result(), elem_extra=extra)        # max|ref| alone: fails
+    assert C.compare(got, expected, f32, tol, scale, _result(), terms, extra) == []
+    dropped = ((p[:, :-1] @ v[0, :-1]) / p[:, :-1].sum(axis=1, keepdims=True))[None].astype(np.float32)
+    assert C.compare(dropped, expected, f32, tol, scale, _result(), terms, extra)    # one key left out: fails
+
+
 def test_float16_tolerance_takes_one_rounding_of_the_output_and_not_two():
     """The float16 rows' tolerance (derived from float32's: spec.float16_tolerance) passes a float32 result
     rounded to half to nearest, and fails the same result truncated (round toward zero: up to twice the error),
