@@ -16,10 +16,12 @@ candidate's time beside it (<device>.log.json).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from sdcl.opencl_impl.dispatch import run_variant
 from sdcl.opencl_impl.runtime import KernelBuildError, LaunchLimitError, LoopCapError, Runtime
 from sdcl.opencl_impl.selection import DEVICE_TYPE_KEY, TYPED, Policy, call_key, device_slug, load_table, save_table
 from sdcl.registry import REGISTRY, Case
+from sdcl.registry.fuzz import randn
 
 
 def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np.float32, reps: int = 5) -> float:
@@ -51,7 +54,7 @@ def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np
 
 
 def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
-    """op -> Cases of the shapes that one text-encoder pass (batch 2), one UNet step (batch 2, CFG) and one VAE
+    """op -> Cases (TracedCases: each made when read) of the shapes that one text-encoder pass (batch 2), one UNet step (batch 2, CFG) and one VAE
     decode of `model` at size x size send to each op on this device, under its current database: e.g. the GEMMs
     that the conv variants run (im2col's chunks, Winograd's batched products), which the registry's SD cases do
     not list. Inputs are random of the traced shapes, scalars as they were; calls on half-stored arrays are left
@@ -59,7 +62,6 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
     import gc
 
     from sdcl.perf.ladder import _inputs, stage_calls
-    from sdcl.registry.fuzz import randn
     from sdcl.reference import text_encoder, unet, vae
     from sdcl.reference.configs import get_config
 
@@ -108,15 +110,32 @@ def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
 
     out: dict = {}
     for i, ((op, _), (args, kwargs)) in enumerate(sorted(seen.items(), key=elements)):
+        out.setdefault(op, []).append((f"{model}_{size}_traced_{i}", i, args, kwargs))
+    log(f"traced {sum(map(len, out.values()))} distinct op shapes of {model} at {size}x{size}: "
+        + ", ".join(f"{op} {len(cs)}" for op, cs in sorted(out.items())))
+    return {op: TracedCases(shapes) for op, shapes in out.items()}
+
+
+class TracedCases(Sequence):
+    """One op's traced shapes as Cases, each made when it is read (its random inputs drawn from a seed of its own,
+    so the same every time) and not kept: sd21-base's 512 x 512 pass sends 194 shapes, whose inputs in float64 are
+    17.9 GiB together (batched_matmul's 8.6, conv2d's 5.5), and made all at once beside the references of the shapes
+    being tuned they outgrew 24 GiB (`--trace-size 512 --ops attention` was killed for memory at its 14th shape)."""
+
+    def __init__(self, shapes: list):
+        self._shapes = shapes       # (name, seed index, args' metas, kwargs' metas)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def __getitem__(self, index: int) -> Case:
+        name, i, args, kwargs = self._shapes[index]
+
         def make(m, j):
             if isinstance(m, list):
                 return [make(x, j * 8 + n) for n, x in enumerate(m)]
             return randn(1000 + i * 64 + j, m[1])[0] if isinstance(m, tuple) and m and m[0] == "array" else m
-        out.setdefault(op, []).append(Case(f"{model}_{size}_traced_{i}", tuple(make(m, j) for j, m in enumerate(args)),
-                                           {k: make(m, 99) for k, m in kwargs.items()}))
-    log(f"traced {sum(map(len, out.values()))} distinct op shapes of {model} at {size}x{size}: "
-        + ", ".join(f"{op} {len(cs)}" for op, cs in sorted(out.items())))
-    return out
+        return Case(name, tuple(make(m, j) for j, m in enumerate(args)), {k: make(m, 99) for k, m in kwargs.items()})
 
 
 def _meta(a):
@@ -182,7 +201,7 @@ def tune(rt: Runtime, ops=None, max_configs: int = 24, reps: int = 5, seed: int 
                 if bad:
                     log(f"  {op:18} {name:16} {knobs}  rejected: {checked[key]}")
             return checked[key]
-        for traced, case in [(False, c) for c in spec.sd_cases()] + [(True, c) for c in extra]:
+        for traced, case in itertools.chain(((False, c) for c in spec.sd_cases()), ((True, c) for c in extra)):
             if case_filter and not traced and not case_filter(spec, case):
                 continue
             key = call_key(spec.reference, case.args, case.kwargs, spec.epilogue_args)

@@ -210,6 +210,8 @@ def test_tune_with_traced_shapes_covers_the_gemms_inside_the_conv_variants(rt, t
     rt.profile = True                  # every launch would leave its event
     traced = traced_cases(rt, "tiny-sd2", 64, log=lambda *a: None)
     assert traced["matmul"] and traced["batched_matmul"] and traced["attention"]
+    first, again = traced["matmul"][0], traced["matmul"][0]     # made when read, from a seed of its own: not kept
+    assert first is not again and all(np.array_equal(a, b) for a, b in zip(first.arrays(), again.arrays()))
     assert not rt.events, "tracing reads shapes only: it launches nothing (a 512 x 512 trace ran out of memory)"
     rt.profile = False
     spec = REGISTRY["matmul"]
