@@ -54,11 +54,11 @@ def time_variant(rt: Runtime, op: str, variant: str, knobs: dict, case, dtype=np
 
 
 def traced_cases(rt: Runtime, model: str, size: int, log=print) -> dict:
-    """op -> Cases (TracedCases: each made when read) of the shapes that one text-encoder pass (batch 2), one UNet step (batch 2, CFG) and one VAE
-    decode of `model` at size x size send to each op on this device, under its current database: e.g. the GEMMs
-    that the conv variants run (im2col's chunks, Winograd's batched products), which the registry's SD cases do
-    not list. Inputs are random of the traced shapes, scalars as they were; calls on half-stored arrays are left
-    out (float32 tuning)."""
+    """op -> Cases (TracedCases: each made when read) of the shapes that one text-encoder pass (batch 2), one UNet
+    step (batch 2, CFG) and one VAE decode of `model` at size x size send to each op on this device, under its
+    current database: e.g. the GEMMs that the conv variants run (im2col's chunks, Winograd's batched products),
+    which the registry's SD cases do not list. Inputs are random of the traced shapes, scalars as they were; calls
+    on half-stored arrays are left out (float32 tuning)."""
     import gc
 
     from sdcl.perf.ladder import _inputs, stage_calls
