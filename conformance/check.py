@@ -146,16 +146,18 @@ def dot_scale(spec: OpSpec, case: Case, size: int):
     memo = []
 
     def get():
-        if not memo and spec.terms is not None:
-            f64 = cast_case(case, np.float64)
-            memo.append(np.asarray(spec.terms(*f64.args, **f64.kwargs), dtype=np.float64).reshape(size))
         if not memo:
-            def sq(a):
-                if isinstance(a, np.ndarray):
-                    return np.square(a.astype(np.float64)) if a.dtype.kind == "f" else a
-                return [sq(x) for x in a] if isinstance(a, list) else a
-            out = spec.reference(*(sq(a) for a in case.args), **{k: sq(v) for k, v in case.kwargs.items()})
-            memo.append(np.sqrt(np.asarray(out, dtype=np.float64)).reshape(size))
+            if spec.terms is not None:
+                f64 = cast_case(case, np.float64)
+                out = np.asarray(spec.terms(*f64.args, **f64.kwargs), dtype=np.float64)
+            else:
+                def sq(a):
+                    if isinstance(a, np.ndarray):
+                        return np.square(a.astype(np.float64)) if a.dtype.kind == "f" else a
+                    return [sq(x) for x in a] if isinstance(a, list) else a
+                out = spec.reference(*(sq(a) for a in case.args), **{k: sq(v) for k, v in case.kwargs.items()})
+                out = np.sqrt(np.asarray(out, dtype=np.float64))
+            memo.append(out.reshape(size))
         return memo[0]
     return get
 

@@ -228,14 +228,31 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, causal: b
         _fail("attention", f"expected q (B, Lq, H*D), k = v (B, Lk, H*D) with H={heads} dividing H*D", q, k, v)
     if causal and q.shape[1] != k.shape[1]:
         _fail("attention", "a causal mask needs Lq == Lk", q, k)
-    b, lq, hd = q.shape
-    lk, d = k.shape[1], hd // heads
-    split = lambda t, n: t.reshape(b, n, heads, d).transpose(0, 2, 1, 3)  # (B, H, L, D)
-    s = np.matmul(split(q, lq), split(k, lk).transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d) if scale is None else scale)
+    o = np.matmul(attention_weights(q, k, heads, causal, scale), split_heads(v, heads))  # (B, H, Lq, D)
+    return merge_heads(o).astype(dt)
+
+
+def attention_weights(q: np.ndarray, k: np.ndarray, heads: int, causal: bool = False,
+                      scale: float | None = None) -> np.ndarray:
+    """P = softmax(Q K^T * scale [+ causal mask]) per head, (B, H, Lq, Lk), for attention's (checked) inputs."""
+    lq, lk, d = q.shape[1], k.shape[1], q.shape[2] // heads
+    s = np.matmul(split_heads(q, heads), split_heads(k, heads).transpose(0, 1, 3, 2)) \
+        * (1.0 / math.sqrt(d) if scale is None else scale)
     if causal:
         s = np.where(np.triu(np.ones((lq, lk), dtype=bool), 1), -np.inf, s)
-    o = np.matmul(softmax(s, axis=-1), split(v, lk))  # (B, H, Lq, D)
-    return o.transpose(0, 2, 1, 3).reshape(b, lq, hd).astype(dt)
+    return softmax(s, axis=-1)
+
+
+def split_heads(t: np.ndarray, heads: int) -> np.ndarray:
+    """(B, L, H*D) -> (B, H, L, D)."""
+    b, n, hd = t.shape
+    return t.reshape(b, n, heads, hd // heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(t: np.ndarray) -> np.ndarray:
+    """(B, H, L, D) -> (B, L, H*D)."""
+    b, h, n, d = t.shape
+    return t.transpose(0, 2, 1, 3).reshape(b, n, h * d)
 
 
 # -------------------------------------------------------------------------------------------------- embeddings

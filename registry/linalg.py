@@ -566,16 +566,10 @@ def _attention_sd():
 
 
 def _attention_terms(q, k, v, heads, causal=False, scale=None):
-    """sqrt(sum_j (p_j v_j)^2) per output element: the size of the terms of P V's sum over the keys, with P =
-    softmax(Q K^T * scale [+ causal mask]) per head as R.attention computes it."""
-    b, lq, hd = q.shape
-    lk, d = k.shape[1], hd // heads
-    split = lambda t, n: t.reshape(b, n, heads, d).transpose(0, 2, 1, 3)  # noqa: E731  (B, H, L, D)
-    s = np.matmul(split(q, lq), split(k, lk).transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d) if scale is None else scale)
-    if causal:
-        s = np.where(np.triu(np.ones((lq, lk), dtype=bool), 1), -np.inf, s)
-    o = np.sqrt(np.matmul(np.square(R.softmax(s, axis=-1)), np.square(split(v, lk))))
-    return o.transpose(0, 2, 1, 3).reshape(b, lq, hd)
+    """sqrt(sum_j (p_j v_j)^2) per output element: the size of the terms of P V's sum over the keys, with P the
+    reference's attention weights."""
+    p = R.attention_weights(q, k, heads, causal, scale)
+    return R.merge_heads(np.sqrt(np.matmul(np.square(p), np.square(R.split_heads(v, heads)))))
 
 
 def _attention_flops(c: Case) -> int:
