@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from sdcl.conformance.report import Row, write_reports
-from sdcl.conformance.runner import References, check_row, row_configs
+from sdcl.conformance.runner import References, check_row, merge_parts, row_configs, skip_reason
 from sdcl.registry import DTYPES, REGISTRY
 
 
@@ -80,12 +80,42 @@ def run_task(selector: str | None, task: str, profile: str, force: dict | None =
         finally:
             rt.policy = None
     refs = _WORKER.setdefault("refs", References())
+    task, _, part = task.partition("@")
     spec = REGISTRY[task.split(":")[0]]
     rows = [(v, d) for v in spec.variants for d in v.row_dtypes()]
-    if ":" in task:     # one row of the op: "op:variant:dtype"
+    if ":" in task:     # one row of the op: "op:variant:dtype", or one knob setting of it: "op:variant:dtype@k"
         rows = [(spec.variant(task.split(":")[1]), task.split(":")[2])]
     return [check_row(rt, spec, v.name, dtype, profile, refs=refs, device=device,
-                      configs=row_configs(rt, spec, v, profile)) for v, dtype in rows]
+                      configs=row_configs(rt, spec, v, profile), part=int(part) if part else None)
+            for v, dtype in rows]
+
+
+def splits_rows(rt) -> bool:
+    """Whether the gate spreads a row's knob settings over its workers on this device: not on a CPU device."""
+    return rt.info.get("type") != "CPU"
+
+
+def setting_counts(selector: str | None, tasks: list, profile: str) -> dict:
+    """Row task ("op:variant:dtype") -> how many knob settings it checks on this device (row_configs), for each row
+    of `tasks` with more than one that the device does not skip; none on a CPU device, whose kernels run on every
+    core already (one dev row split over two processes on 2 cores: 37.4 s against 31.8 s in one)."""
+    from sdcl.opencl_impl.devices import select_device
+    from sdcl.opencl_impl.runtime import Runtime
+
+    rt = Runtime(select_device(selector))
+    counts = {}
+    if not splits_rows(rt):
+        return counts
+    for task in tasks:
+        if task.count(":") != 2:
+            continue
+        op, variant, dtype = task.split(":")
+        spec = REGISTRY[op]
+        v = spec.variant(variant)
+        n = 0 if skip_reason(rt, spec, v, dtype) else len(row_configs(rt, spec, v, profile))
+        if n > 1:
+            counts[task] = n
+    return counts
 
 
 def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models: bool = False, jobs: int = 1,
@@ -101,8 +131,21 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     done: dict = {}
     t0 = time.perf_counter()
     order = (["models"] if not skip_models else []) + [t for op in ops for t in tasks if t.split(":")[0] == op]
+    # Outside ci, over several workers on a GPU, a row with several knob settings is a task per setting
+    # ("op:variant:dtype@k"), so that no row takes longer than its slowest setting (the host's cores share it)
+    parts = setting_counts(selector, tasks, profile) if jobs > 1 and profile != "ci" else {}
+    work = [p for t in tasks for p in ([f"{t}@{k}" for k in range(parts[t])] if t in parts else [t])]
+    pieces: dict = {}
+    finished: set = set()       # the tasks of `work` that reported
 
     def arrived(task: str, rows: list) -> None:
+        finished.add(task)
+        if "@" in task:         # one knob setting of a row: the row is reported once all its settings are in
+            row, k = task.split("@")
+            pieces.setdefault(row, {})[int(k)] = rows[0]
+            if len(pieces[row]) < parts[row]:
+                return
+            task, rows = row, [merge_parts([pieces[row][i] for i in range(parts[row])])]
         done[task] = rows
         for row in rows:
             log(f"[{time.perf_counter() - t0:5.0f} s, {len(done)}/{len(tasks)} tasks]" + _line(row))
@@ -115,7 +158,7 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
             arrived(task, run_task(selector, task, profile, force))
         pending = []
     else:
-        pending = list(tasks)
+        pending = work
     while pending:
         crashed = _pool_round(selector, pending, profile, force, jobs, arrived)
         if crashed is None:
@@ -123,9 +166,9 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         # A worker died (a kernel or driver crash, memory): the pool is gone with the tasks it was running. Each
         # task that had started and not finished runs again alone, row by row, so the row that kills its process
         # is named and fails, and the rest of the run goes on.
-        for task in crashed or [t for t in pending if t not in done][:1]:     # (none marked: died starting up)
+        for task in crashed or [t for t in pending if t not in finished][:1]:     # (none marked: died starting up)
             arrived(task, [r for t in _split(task) for r in _run_alone(selector, t, profile, force)])
-        pending = [t for t in pending if t not in done]
+        pending = [t for t in pending if t not in finished]
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
 
 
@@ -217,6 +260,9 @@ def crash_rows(task: str, device: str, exitcode: int | None) -> list:
            "implementation, or the host out of memory; the row ran alone when this happened")
     if task == "models":
         return [Row("model", "models", "policy", "-", device, passed=False, failure=why)]
+    task, _, part = task.partition("@")
+    if part:
+        why = why.replace("this row", f"this row's knob setting {part} (from 0, in its settings' order)", 1)
     op, variant, dtype = task.split(":")
     return [Row("op", op, variant, dtype, device, passed=False, failure=why)]
 

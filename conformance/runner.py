@@ -219,10 +219,12 @@ class _Stop(BaseException):
 
 def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", knobs: dict | None = None,
               refs: References | None = None, device: str = "", fuzz: bool = True, sd: bool = True,
-              configs: list | None = None) -> Row:
+              configs: list | None = None, part: int | None = None) -> Row:
     """Check one variant at one dtype at each knob setting of `configs` (default: [knobs], the declared defaults
     completed by the given ones): Hypothesis-fuzzed cases (examples_per_config), then the SD shapes. The row
-    stops at the first setting that fails, and its failure names that setting's knobs."""
+    stops at the first setting that fails, and its failure names that setting's knobs. `part`: the setting
+    configs[part] alone (the gate spreads a long row's settings over its worker processes, then merge_parts), with
+    the profile's examples spread evenly over all the settings."""
     v = spec.variant(variant)
     configs = [v.complete(k) for k in (configs or [knobs])]
     refs = refs if refs is not None else References()
@@ -237,8 +239,11 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
     unfit, fuzzed, source_only = [], 0, 0
     at_source = source_level(rt, spec, v, profile, configs)
     for i, kn in enumerate(configs):
+        if part is not None and i != part:
+            continue
         # the profile's fuzzed examples spread over the settings still to check (those that launch share it all)
-        examples = examples_per_config(profile, len(configs) - i, fuzzed, default=i == 0) if fuzz else 0
+        examples = (examples_per_config(profile, len(configs) - i, fuzzed, default=i == 0) if part is None else
+                    examples_per_config(profile, len(configs), default=i == 0)) if fuzz else 0
         with rt.built_with(SOURCE_CHECK_FLAGS if kn in at_source else ()):
             ran, refused = _check_config(rt, spec, v, dtype, profile, kn, refs, row, examples,
                                          sd_cases(spec, v, profile, refs, default=i == 0) if sd else [])
@@ -261,6 +266,23 @@ def check_row(rt, spec: OpSpec, variant: str, dtype: str, profile: str = "ci", k
                    f"(first: {unfit[0][1]})")
     row.seconds = time.perf_counter() - t0
     return row
+
+
+def merge_parts(parts: list) -> Row:
+    """One row from its knob settings checked apart (check_row's `part`, in the settings' order): the cases, settings
+    and seconds summed, the worst errors the largest, the failure the first failing setting's (each failing part
+    names its knobs), the notes each once. Unlike a row checked in one process, the settings after a failing one
+    are checked too."""
+    first = parts[0]
+    if first.skipped:
+        return first
+    failed = [p for p in parts if not p.passed]
+    notes = dict.fromkeys(n for p in parts for n in p.notes.split("; ") if n)
+    return Row(first.kind, first.name, first.variant, first.dtype, first.device,
+               cases=sum(p.cases for p in parts), configs=sum(p.configs for p in parts), passed=not failed,
+               worst_rel_l2=max(p.worst_rel_l2 for p in parts), worst_max_abs=max(p.worst_max_abs for p in parts),
+               worst_ulp=max(p.worst_ulp for p in parts), failure=failed[0].failure if failed else "",
+               seconds=sum(p.seconds for p in parts), notes="; ".join(notes))
 
 
 def _check_config(rt, spec: OpSpec, v: Variant, dtype: str, profile: str, knobs: dict, refs: References, row: Row,

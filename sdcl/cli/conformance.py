@@ -26,7 +26,7 @@ def add_parser(sub, parents) -> None:
                         "skipping them; slow under Oclgrind")
     c.add_argument("--jobs", "-j", type=int, default=0,
                    help="worker processes, each with its own context on the device (default: one per core, at most "
-                        "4; 1: in this process)")
+                        "4; 1: in this process); under dev and thorough on a GPU they share a row's knob settings")
     c.set_defaults(run=run)
 
 

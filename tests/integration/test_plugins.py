@@ -119,3 +119,42 @@ def test_a_variant_that_kills_its_worker_fails_its_rows_and_the_gate_goes_on(tmp
         assert dead["verdict"] == "FAIL" and "died (killed by SIGSEGV)" in dead["failure"], dead
         for ok in (("silu", "naive", dtype), ("gelu", "naive", dtype)):
             assert got[ok]["verdict"] == "pass" and got[ok]["cases"] > 10, got[ok]
+
+
+def test_a_rows_knob_settings_checked_in_parallel_come_back_as_one_row(tmp_path):
+    # outside ci, over several workers, each knob setting of a row is a task of its own: the row is reported once,
+    # with every setting's cases, and the failure of a wrong setting or a setting that kills its worker names it
+    plugin = write_plugin(tmp_path / "knobbed", (
+        "import os, signal\n\nfrom sdcl.opencl_impl.variants import naive\n\n\n"
+        "def silu(call, x):\n"
+        "    if call.knobs['MODE'] == 3 and os.environ.get('KILL_AT_3'):\n"
+        "        os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "    y = naive.silu(call, x)\n"
+        "    return y * 1.5 if call.knobs['MODE'] == 2 and os.environ.get('WRONG_AT_2') else y\n\n\n"
+        "VARIANTS = {'silu': [Variant('knobbed', {'MODE': 0}, space={'MODE': [0, 1, 2, 3]}, launcher=silu)]}\n"))
+
+    def gate(name, split=True, **env):
+        # the gate splits rows on a GPU only (a CPU device's kernels use every core already): switched on here
+        args = ["--plugin", str(plugin), "conformance", "--rows", "silu:knobbed:float32", "--profile", "dev",
+                "--skip-models", "--jobs", "2", "--report", str(tmp_path / name)]
+        res = subprocess.run([sys.executable, "-c", "import sys; import sdcl.conformance.gate as g; "
+                              f"g.splits_rows = lambda rt: {split}; from sdcl.cli import main; "
+                              "sys.exit(main(sys.argv[1:]))", *args], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300, env={**os.environ, **env})
+        rows = json.loads((tmp_path / name / "report.json").read_text())["rows"]
+        assert len(rows) == 1, rows
+        return res, rows[0]
+
+    res, row = gate("right")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert row["verdict"] == "pass" and row["configs"] == 4, row
+    assert row["cases"] >= 4 * 10, row                  # each setting's share of dev's examples, at least 10 each
+    res, row = gate("wrong", WRONG_AT_2="1")
+    assert res.returncode == 1 and row["verdict"] == "FAIL", row
+    assert row["failure"].startswith("knobs {'MODE': 2}: minimal failing case"), row["failure"]
+    assert row["configs"] == 4, row                     # the other settings were checked too, and counted
+    res, row = gate("wrong-whole", split=False, WRONG_AT_2="1")      # one process: stops at the failing setting
+    assert row["verdict"] == "FAIL" and row["failure"].startswith("knobs {'MODE': 2}") and row["configs"] == 3, row
+    res, row = gate("killed", KILL_AT_3="1")
+    assert res.returncode == 1 and row["verdict"] == "FAIL", row
+    assert "knob setting 3" in row["failure"] and "died (killed by SIGSEGV)" in row["failure"], row["failure"]
