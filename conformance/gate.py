@@ -90,22 +90,24 @@ def run_task(selector: str | None, task: str, profile: str, force: dict | None =
             for v, dtype in rows]
 
 
-def splits_rows(rt) -> bool:
-    """Whether the gate spreads a row's knob settings over its workers on this device: not on a CPU device."""
-    return rt.info.get("type") != "CPU"
+def splits_rows(info: dict) -> bool:
+    """Whether the gate spreads a row's knob settings over its workers on this device (its device_info): not on a
+    CPU device."""
+    return info.get("type") != "CPU"
 
 
 def setting_counts(selector: str | None, tasks: list, profile: str) -> dict:
     """Row task ("op:variant:dtype") -> how many knob settings it checks on this device (row_configs), for each row
     of `tasks` with more than one that the device does not skip; none on a CPU device, whose kernels run on every
     core already (one dev row split over two processes on 2 cores: 37.4 s against 31.8 s in one)."""
-    from sdcl.opencl_impl.devices import select_device
+    from sdcl.opencl_impl.devices import device_info, select_device
     from sdcl.opencl_impl.runtime import Runtime
 
-    rt = Runtime(select_device(selector))
+    device = select_device(selector)
     counts = {}
-    if not splits_rows(rt):
+    if not splits_rows(device_info(device)):     # (no context made for a device whose rows are not split)
         return counts
+    rt = Runtime(device)
     for task in tasks:
         if task.count(":") != 2:
             continue

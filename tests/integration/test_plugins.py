@@ -138,7 +138,7 @@ def test_a_rows_knob_settings_checked_in_parallel_come_back_as_one_row(tmp_path)
         args = ["--plugin", str(plugin), "conformance", "--rows", "silu:knobbed:float32", "--profile", "dev",
                 "--skip-models", "--jobs", "2", "--report", str(tmp_path / name)]
         res = subprocess.run([sys.executable, "-c", "import sys; import sdcl.conformance.gate as g; "
-                              f"g.splits_rows = lambda rt: {split}; from sdcl.cli import main; "
+                              f"g.splits_rows = lambda info: {split}; from sdcl.cli import main; "
                               "sys.exit(main(sys.argv[1:]))", *args], cwd=tmp_path, capture_output=True, text=True,
                              timeout=300, env={**os.environ, **env})
         rows = json.loads((tmp_path / name / "report.json").read_text())["rows"]
