@@ -98,6 +98,33 @@ def _tile_knobs(rt: Runtime, knobs: dict, d: int, dtype, which: str, names: tupl
     return {**tile, "HEAD_DIM": d}
 
 
+def _tile_trips(which: str, tile: dict, lq: int, lk: int, causal: bool) -> int:
+    """Loop iterations of one work-item of attention_<which> (flash, flash_reg, softmax_fused_pv) at these tiles
+    (HEAD_DIM among them), every loop counted, none assumed unrolled: an upper bound for Runtime.check_loops. A key
+    tile's loops (the K/V and P staging, the scores over D, the softmax over the lanes, P V over the tile's keys)
+    run once per tile, and a work-group sees at most min(Lk, its last query row + 1) keys when causal."""
+    d, bq, bk, wl, rq = (tile[n] for n in ("HEAD_DIM", "BQ", "BK", "WL", "RQ"))
+    vec = tile.get("VEC", 1)
+    wg = wl * (bq // rq)
+    cd = -(-d // (wl * vec))                        # output columns (vectors) per work-item
+    dp = cd * wl * vec                              # the head dimension padded
+    ck = bk // (wl * vec)                           # scores (vectors) per work-item in a key tile
+    tiles = -(-(min(lk, -(-lq // bq) * bq) if causal else lk) // bk)
+    pv = bk * (1 + cd + rq * (1 + cd))              # acc += P V over the tile's keys
+    if which == "flash_reg":
+        per_tile = (-(-bk * dp // wg) + 2 * rq * (1 + ck) + d * (1 + rq // 4 + ck + rq * (1 + ck))
+                    + rq * (1 + wl + ck) + rq * (1 + wl + cd) + pv + rq // 4 * bk)
+        once = -(-bq * d // wg) + 2 * rq * (1 + cd)
+    elif which == "flash":
+        per_tile = (-(-bk * (dp // vec) // wg) * (1 + 3 * vec) + 2 * rq * (1 + ck) + d * (1 + ck + rq * (1 + ck))
+                    + rq * (1 + wl + ck) + rq * (1 + wl + cd) + pv)
+        once = rq * (1 + cd) + rq + rq * (1 + cd * (1 + vec))
+    else:       # softmax_fused_pv: the P tile (a partial vector's keys one by one), the V tile, P V
+        per_tile = -(-bq * (bk // vec) // wg) * (1 + vec) + -(-bk * (dp // vec) // wg) * (1 + vec) + pv
+        once = rq * (1 + cd) + rq * (1 + cd * (1 + vec))
+    return once + tiles * (1 + per_tile)
+
+
 def _tile_grid(tile: dict, lq: int, bh: int) -> tuple:
     """(global, local) of the tiled kernels: one work-group of (WL, BQ/RQ) per (query tile, b*H + h)."""
     wq = tile["BQ"] // tile["RQ"]
@@ -136,6 +163,12 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
         return o
     tile = _tile_knobs(rt, knobs, d, q.dtype, "softmax_fused")
     stats_knobs = {n: int(knobs[n]) for n in STATS_KNOBS}
+    tpr, vec = stats_knobs["TPR"], stats_knobs["VEC"]
+    # the statistics kernel: two passes over a row's keys (vectors, then the tail one by one) and two trees
+    rt.check_loops(f"attention softmax_fused's row statistics ({lk} keys, {stats_knobs})",
+                   2 * (1 + -(-(lk // vec) // tpr) + -(-vec // tpr) + tpr.bit_length()))
+    rt.check_loops(f"attention softmax_fused's P V ({lq} x {lk} keys, head dim {d}, tiles {tile})",
+                   _tile_trips("softmax_fused_pv", tile, lq, lk, causal))
     qs, ks = (ops.astype(rt, x, np.float32) for x in (q, k)) if q.dtype == np.float16 else (q, k)   # exact
     s = ops.batched_matmul(rt, _heads_first(rt, qs, b, lq, heads, d),
                            _heads_first(rt, ks, b, lk, heads, d, transpose=True))
@@ -143,7 +176,7 @@ def softmax_fused(call: Call, q, k, v, heads, causal=False, scale=None):
     stats = rt.empty((rows, 2), compute_type(q.dtype))
     sc, cz = real(q.dtype, _scale(d, scale)), np.int32(bool(causal))
     knl = rt.kernel("attention/softmax_fused_stats.cl", "attention_softmax_fused_stats", stats_knobs, q.dtype)
-    tpr, rpw = stats_knobs["TPR"], stats_knobs["WG"] // stats_knobs["TPR"]
+    rpw = stats_knobs["WG"] // tpr
     rt.launch("attention", knl, (tpr, groups(rows, rpw)), (tpr, rpw),
               s.data, stats.data, np.int64(rows), np.int32(lq), np.int32(lk), sc, cz)
     knl = rt.kernel("attention/tiled.cl", "attention_softmax_fused_pv", tile, q.dtype)
@@ -174,6 +207,8 @@ def _flash(rt: Runtime, knobs: dict, q, k, v, heads, causal, scale, which: str, 
     if not o.size:
         return o
     tile = _tile_knobs(rt, knobs, d, q.dtype, which, names)
+    rt.check_loops(f"attention {which} ({lq} x {lk} keys, head dim {d}, tiles {tile})",
+                   _tile_trips(which, tile, lq, lk, causal))
     knl = rt.kernel(_FILES[which], f"attention_{which}", tile, q.dtype)
     rt.launch("attention", knl, *_tile_grid(tile, lq, b * heads),
               buffer(rt, q), buffer(rt, k), buffer(rt, v), o.data, np.int32(heads), np.int32(lq), np.int32(lk),

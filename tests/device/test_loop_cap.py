@@ -1,5 +1,6 @@
 """The loop cap of Mesa's llvmpipe (rusticl, Clover): a work-item's loops end, silently, after 65535 trips in all.
-Launchers whose loop trips grow with the shape (gemm cpu_reg's narrow path, the naive attention, im2win) bound them
+Launchers whose loop trips grow with the shape (gemm cpu_reg's narrow path, the naive attention, im2win, the tiled
+attention kernels: flash, flash_reg, softmax_fused) bound them
 and refuse a launch past the cap on such a device; the dispatcher then runs the naive kernel; the gate leaves the
 refused shapes out of the row, by name, instead of failing a correct kernel or passing a wrong answer.
 
@@ -68,6 +69,22 @@ def test_the_gate_leaves_refused_shapes_out_by_name(capped, monkeypatch):
     assert "100032" in row.notes
 
 
+@pytest.mark.parametrize("variant", ["flash", "flash_reg", "softmax_fused"])
+def test_tiled_attention_past_the_cap_is_refused_by_name(capped, variant):
+    """Found by the thorough profile on llvmpipe: flash_reg at SD 2.x's 4096-token self-attention (head dim 64) came
+    back with 7 of 8 outputs unwritten and the rest wrong; its key-tile loop runs once per tile of keys."""
+    rng = np.random.default_rng(3)
+    q = capped.to_device(rng.standard_normal((1, 16, 64)).astype(np.float32))
+    long_ = capped.to_device(rng.standard_normal((1, 4096, 64)).astype(np.float32))
+    with pytest.raises(LoopCapError, match=f"attention {variant}.*16 x 4096 keys, head dim 64.* after {LOOP_CAP}"):
+        run_variant(capped, "attention", variant, {}, q, long_, long_, 1)
+    k, v = rng.standard_normal((2, 1, 40, 64))       # 40 keys: within the cap, and right
+    got = run_variant(capped, "attention", variant, {}, q, capped.to_device(k.astype(np.float32)),
+                      capped.to_device(v.astype(np.float32)), 1).get()
+    want = ref.attention(q.get().astype(np.float64), k, v, 1)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 _LLVMPIPE = """
 import numpy as np, pyopencl as cl
 from sdcl.opencl_impl.devices import select_device
@@ -111,6 +128,42 @@ def test_on_llvmpipe_the_bound_sits_where_answers_go_wrong():
     assert res.returncode == 0, res.stderr[-2000:]
     fine, refused, launched, wide = res.stdout.split()
     assert (fine, refused, wide) == ("0", "refused", "0") and int(launched) > 0, res.stdout
+
+
+_LLVMPIPE_FLASH_REG = """
+import numpy as np
+from sdcl.opencl_impl.devices import select_device
+from sdcl.opencl_impl.dispatch import run_variant
+from sdcl.opencl_impl.runtime import LoopCapError, Runtime
+from sdcl.reference import ops as ref
+rt = Runtime(select_device("rusticl"))
+def wrong(lk, check=True):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, n, 64)) for n in (64, lk, lk))
+    if not check:
+        rt.check_loops = lambda what, trips: None
+    try:
+        got = run_variant(rt, "attention", "flash_reg", {}, *(rt.to_device(x.astype(np.float32)) for x in (q, k, v)), 1)
+    except LoopCapError:
+        return "refused"
+    finally:
+        rt.check_loops = Runtime.check_loops.__get__(rt)
+    want = ref.attention(q, k, v, 1)
+    return int((np.abs(got.get() - want) > 1e-4 * np.abs(want).max()).sum())
+print(wrong(232), wrong(458), wrong(458, check=False))
+"""
+
+
+@pytest.mark.skipif(not _has_llvmpipe(), reason="Mesa's rusticl on llvmpipe is not installed (mesa-opencl-icd)")
+def test_on_llvmpipe_flash_reg_is_refused_before_its_answers_go_wrong():
+    # flash_reg's default tiles at head dim 64 (its key tile shrunk to 8 keys for llvmpipe's 32 KiB of local memory):
+    # 232 keys within the bound, right; 458 keys refused, and wrong when launched anyway (the bound counts every
+    # loop, none unrolled, so it refuses some lengths llvmpipe would still finish: 384 keys came back right)
+    res = subprocess.run([sys.executable, "-c", _LLVMPIPE_FLASH_REG], capture_output=True, text=True,
+                         env={**os.environ, "RUSTICL_ENABLE": "llvmpipe"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    fine, refused, launched = res.stdout.split()
+    assert (fine, refused) == ("0", "refused") and int(launched) > 0, res.stdout
 
 
 def test_naive_group_norm_past_the_cap_is_refused_by_name(capped):
