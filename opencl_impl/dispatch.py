@@ -84,13 +84,26 @@ def choose(rt: Runtime, op: str, args, kwargs=None) -> tuple:
 
 
 def dispatch(rt: Runtime, op: str, *args, **kwargs):
-    """Run the op call through the variant the runtime chooses."""
+    """Run the op call through the variant the runtime chooses; where that variant's loops would run past this
+    device's cap at this shape (Mesa llvmpipe: LoopCapError), through the first of the op's other variants that
+    takes it: naive, then the others in declaration order that run on this device at their default knobs (the
+    attention at 4096 keys on llvmpipe: flash and naive refuse, gemm's GEMMs and softmax run)."""
     variant, knobs = choose(rt, op, args, kwargs)
     try:
         return run_variant(rt, op, variant, knobs, *args, **kwargs)
-    except LoopCapError:
-        if variant == "naive":
-            raise
-        # its loops would run past this device's cap at this shape (Mesa llvmpipe): the naive kernel, which
-        # refuses too where its own would
-        return run_variant(rt, op, "naive", {}, *args, **kwargs)
+    except LoopCapError as refused:
+        spec = REGISTRY[op]
+        others = [v for v in sorted(spec.variants, key=lambda v: v.name != "naive") if v.name != variant
+                  and v.runs_on(rt.info) and not v.half_compute
+                  and (v.applies is None or v.applies(args, kwargs))
+                  and (v.constraint is None or v.constraint(v.complete(None), rt.info))]
+        for v in others:
+            try:
+                check_call(spec, v, args)
+            except ValueError:
+                continue
+            try:
+                return run(rt, spec, v, None, *args, **kwargs)
+            except LoopCapError:
+                continue
+        raise refused

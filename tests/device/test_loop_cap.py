@@ -57,6 +57,20 @@ def test_the_dispatcher_runs_naive_where_the_pick_would_pass_the_cap(capped):
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+def test_where_naive_refuses_too_the_dispatcher_runs_another_variant(capped):
+    # SD 2.x's 4096-token self-attention at head dim 64: flash (the pick) and naive loop past the cap; gemm's GEMMs
+    # and softmax do not
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((1, n, 64)) for n in (16, 4096, 4096))
+    capped.policy = policy_for(capped, {"attention": "flash"})
+    for variant in ("flash", "naive"):
+        with pytest.raises(LoopCapError):
+            run_variant(capped, "attention", variant, {}, *(capped.to_device(x.astype(np.float32)) for x in (q, k, v)), 1)
+    got = ops.attention(capped, *(capped.to_device(x.astype(np.float32)) for x in (q, k, v)), 1).get()
+    want = ref.attention(q, k, v, 1)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 def test_the_gate_leaves_refused_shapes_out_by_name(capped, monkeypatch):
     rng = np.random.default_rng(2)
     short, long_ = (Case(f"keys{n}", (rng.standard_normal((1, 4, 16)),) + tuple(rng.standard_normal((1, n, 16))
