@@ -145,7 +145,9 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         if "@" in task:         # one knob setting of a row: the row is reported once all its settings are in
             row, k = task.split("@")
             pieces.setdefault(row, {})[int(k)] = rows[0]
-            if len(pieces[row]) < parts[row]:
+            if len(pieces[row]) < parts[row]:     # (its progress, for a run stopped before the row is whole)
+                log(f"[{time.perf_counter() - t0:5.0f} s] {row} knob setting {k}: {len(pieces[row])} of {parts[row]} "
+                    f"in, {rows[0].verdict} at {rows[0].cases} cases, {rows[0].seconds:.1f} s")
                 return
             task, rows = row, [merge_parts([pieces[row][i] for i in range(parts[row])])]
         done[task] = rows
