@@ -8,6 +8,7 @@ found; returns non-zero when anything failed.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,8 +164,11 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         pending = []
     else:
         pending = work
+    # the knob settings of a row share their SD cases' references through a folder (each computed once, by the
+    # first worker to need it)
+    shared = tempfile.TemporaryDirectory(prefix="sdcl-gate-refs-") if parts else None
     while pending:
-        crashed = _pool_round(selector, pending, profile, force, jobs, arrived)
+        crashed = _pool_round(selector, pending, profile, force, jobs, arrived, shared and shared.name)
         if crashed is None:
             break
         # A worker died (a kernel or driver crash, memory): the pool is gone with the tasks it was running. Each
@@ -173,6 +177,8 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         for task in crashed or [t for t in pending if t not in finished][:1]:     # (none marked: died starting up)
             arrived(task, [r for t in _split(task) for r in _run_alone(selector, t, profile, force)])
         pending = [t for t in pending if t not in finished]
+    if shared:
+        shared.cleanup()
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
 
 
@@ -189,15 +195,21 @@ def _mark_name(task: str) -> str:
     return task.replace(":", "__")
 
 
-def _pool_round(selector, pending: list, profile: str, force, jobs: int, arrived) -> list:
+def _share_references(folder: str) -> None:
+    """A pool worker's initializer: its references of SD cases shared through `folder` (References)."""
+    _WORKER["refs"] = References(shared=folder)
+
+
+def _pool_round(selector, pending: list, profile: str, force, jobs: int, arrived, shared: str | None = None) -> list:
     """The pending tasks over `jobs` worker processes, each task's rows handed to `arrived` as they come; returns
-    the tasks that were running in a worker when one died (None when none did)."""
+    the tasks that were running in a worker when one died (None when none did). `shared`: a folder through which
+    the workers share their SD cases' references."""
     import multiprocessing
-    import tempfile
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     with tempfile.TemporaryDirectory(prefix="sdcl-gate-") as marks:
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   **({"initializer": _share_references, "initargs": (shared,)} if shared else {}))
         try:
             futures = {pool.submit(_marked, marks, selector, task, profile, force): task for task in pending}
             got = set()

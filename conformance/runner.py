@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -154,10 +155,15 @@ def _digest(case: Case) -> bytes:
 class References:
     """float64 references by (op, dtype, case contents), computed once; least recently used dropped beyond
     max_bytes. Also the SD-shape cases of the op checked last (made once for all its rows, so their digests are
-    computed once too: hashing a 33M-element case costs as much as checking it)."""
+    computed once too: hashing a 33M-element case costs as much as checking it). With `shared` (a folder), the
+    references of SD cases are shared with the other processes given the same folder: the first to need one
+    computes it and saves it there while the others wait for it, then each reads it memory-mapped (the gate's
+    workers checking the knob settings of one row: 16 of them computing SD 2.x's 4096-token float64 attention at
+    once, 5.4 GB each, ran a 128 GiB host out of memory)."""
 
-    def __init__(self, max_bytes: int = 2 << 30):
+    def __init__(self, max_bytes: int = 2 << 30, shared: str | None = None):
         self.max_bytes = max_bytes
+        self.shared = shared
         self._memo: OrderedDict = OrderedDict()
         self._bytes = 0
         self._sd_source = None          # the sd_cases function whose cases are held
@@ -188,13 +194,34 @@ class References:
             self.hits += 1
             return hit
         self.misses += 1
-        ref = reference_output(spec, case, dtype)
+        if self.shared and id(case) in self._sd_digests:
+            ref = self._shared(key, lambda: reference_output(spec, case, dtype))
+        else:
+            ref = reference_output(spec, case, dtype)
         self._memo[key] = ref
         self._bytes += ref.nbytes
         while self._bytes > self.max_bytes and len(self._memo) > 1:
             _, old = self._memo.popitem(last=False)
             self._bytes -= old.nbytes
         return ref
+
+
+    def _shared(self, key: tuple, compute) -> np.ndarray:
+        """The reference of `key` from the shared folder, computed and saved there first by whichever process holds
+        its lock first (a lock file per reference: the others wait, then read)."""
+        name = Path(self.shared) / f"{key[0]}-{key[1]}-{key[2].hex()}"
+        npy = name.with_suffix(".npy")
+        with open(name.with_suffix(".lock"), "w") as lock:
+            try:
+                import fcntl
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except ImportError:     # (no fcntl: each process may compute it too)
+                pass
+            if not npy.exists():
+                tmp = name.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, compute())
+                os.replace(tmp, npy)
+        return np.load(npy, mmap_mode="r")
 
 
 def _fold(row: Row, res: Result) -> None:
