@@ -148,7 +148,8 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
             pieces.setdefault(row, {})[int(k)] = rows[0]
             if len(pieces[row]) < parts[row]:     # (its progress, for a run stopped before the row is whole)
                 log(f"[{time.perf_counter() - t0:5.0f} s] {row} knob setting {k}: {len(pieces[row])} of {parts[row]} "
-                    f"in, {rows[0].verdict} at {rows[0].cases} cases, {rows[0].seconds:.1f} s")
+                    f"in, {rows[0].verdict} at {rows[0].cases} cases, {rows[0].seconds:.1f} s"
+                    + (f": {rows[0].failure[:300]}" if rows[0].failure else ""))
                 return
             task, rows = row, [merge_parts([pieces[row][i] for i in range(parts[row])])]
         done[task] = rows
