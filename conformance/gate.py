@@ -7,6 +7,7 @@ found; returns non-zero when anything failed.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -122,10 +123,13 @@ def setting_counts(selector: str | None, tasks: list, profile: str) -> dict:
 
 
 def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models: bool = False, jobs: int = 1,
-        log=print, force: dict | None = None, rows: list | None = None) -> list:
+        log=print, force: dict | None = None, rows: list | None = None, resume: bool = False) -> list:
     """Every row of these ops (and the model checks) on the selected device, in `jobs` worker processes (1: in
     this process); the reports rewritten as each task's rows arrive, in registry order. `rows`
-    ("op:variant:dtype", ...): these rows only, in place of every row of `ops`."""
+    ("op:variant:dtype", ...): these rows only, in place of every row of `ops`. A row split over the workers by
+    knob setting keeps each setting's result in the folder's SETTINGS_FILE as it arrives; `resume`: the settings a
+    stopped run into this folder checked (same device, profile and number of settings) are taken from there
+    instead of checked again."""
     if rows:
         ops = list(dict.fromkeys(r.split(":")[0] for r in rows))
         tasks = ([] if skip_models else ["models"]) + list(rows)
@@ -140,11 +144,17 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     work = [p for t in tasks for p in ([f"{t}@{k}" for k in range(parts[t])] if t in parts else [t])]
     pieces: dict = {}
     finished: set = set()       # the tasks of `work` that reported
+    device = device_name(selector) if parts else ""
+    kept = _kept_settings(folder, device, profile, parts) if resume else {}
+    if parts and not resume:
+        (Path(folder) / SETTINGS_FILE).unlink(missing_ok=True)
 
     def arrived(task: str, rows: list) -> None:
         finished.add(task)
         if "@" in task:         # one knob setting of a row: the row is reported once all its settings are in
             row, k = task.split("@")
+            if task not in kept:
+                _keep_setting(folder, device, profile, task, parts[row], rows[0])
             pieces.setdefault(row, {})[int(k)] = rows[0]
             if len(pieces[row]) < parts[row]:     # (its progress, for a run stopped before the row is whole)
                 log(f"[{time.perf_counter() - t0:5.0f} s] {row} knob setting {k}: {len(pieces[row])} of {parts[row]} "
@@ -159,6 +169,11 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
             [r for t in order if t in done for r in done[t] if r.kind != "op"]
         write_reports(ordered, folder, device_name(selector), profile)
 
+    if kept:
+        log(f"{len(kept)} knob setting(s) taken from {Path(folder) / SETTINGS_FILE} (--resume)")
+        for task in kept:
+            arrived(task, [kept[task]])
+        work = [t for t in work if t not in kept]
     if jobs <= 1:
         for task in tasks:
             arrived(task, run_task(selector, task, profile, force))
@@ -181,6 +196,27 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     if shared:
         shared.cleanup()
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
+
+
+SETTINGS_FILE = "settings.jsonl"   # a split row's knob settings as they arrive: one JSON line each
+
+
+def _keep_setting(folder, device: str, profile: str, task: str, of: int, row: Row) -> None:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / SETTINGS_FILE, "a") as f:
+        f.write(json.dumps({"device": device, "profile": profile, "task": task, "of": of, "row": row.__dict__}) + "\n")
+
+
+def _kept_settings(folder, device: str, profile: str, parts: dict) -> dict:
+    """Task ("op:variant:dtype@k") -> its Row, of the settings a run into this folder kept for this device and
+    profile, for the rows still split into as many settings."""
+    path = Path(folder) / SETTINGS_FILE
+    kept = {}
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        d = json.loads(line)
+        if d["device"] == device and d["profile"] == profile and parts.get(d["task"].split("@")[0]) == d["of"]:
+            kept[d["task"]] = Row(**d["row"])
+    return kept
 
 
 def _marked(marks: str, selector: str | None, task: str, profile: str, force: dict | None) -> list:
@@ -350,7 +386,7 @@ def main(args) -> int:
     print(f"conformance on {device_key(select_device(args.device))}, profile {args.profile}, {jobs} worker "
           f"process(es); reports in {folder}/", flush=True)
     rows = run(args.device, names, args.profile, folder, args.skip_models, jobs, log=lambda s: print(s, flush=True),
-               force=force, rows=rows)
+               force=force, rows=rows, resume=getattr(args, "resume", False))
     failed = [r for r in rows if r.verdict == "FAIL"]
     print(f"{len(rows) - len(failed)} passed or skipped, {len(failed)} failed; "
           f"report in {folder}/report.md, report.json, junit.xml")

@@ -55,11 +55,14 @@ for stage in "$@"; do
                PYOPENCL_TEST="$DEV" timeout ${TESTS_TIMEOUT:-400} python3 -m pytest -q -p no:cacheprovider \
                  ${TEST_ARGS:-} $REPO/${TESTS:-tests/device} 2>&1 | tail -25 | tee "$OUT/devtests${TESTS:+-$(basename $TESTS .py)}.txt" ;;
     deep)     # the gate at a deeper profile (PROFILE: thorough or dev), every knob setting; OPS: a subset; reports grow
-              # row by row, so a run stopped at DEEP_TIMEOUT keeps what it checked
+              # row by row, and a split row's settings.jsonl setting by setting, so a run stopped at DEEP_TIMEOUT keeps
+              # what it checked; RESUME: an earlier call's settings.jsonl (carried in .whl) whose settings are taken
+              # (--resume) instead of checked again
+              deep="$OUT/deep-${PROFILE:-thorough}${DEEP_NAME:+-$DEEP_NAME}"
+              [ -n "${RESUME:-}" ] && mkdir -p "$deep" && cp "$REPO/$RESUME" "$deep/settings.jsonl"
               timeout ${DEEP_TIMEOUT:-500} python3 -m sdcl.cli conformance --device "$DEV" --profile ${PROFILE:-thorough} \
-                --skip-models ${OPS:+--ops $OPS} ${ROWS:+--rows $ROWS} --jobs ${JOBS:-12} \
-                --report "$OUT/deep-${PROFILE:-thorough}${DEEP_NAME:+-$DEEP_NAME}" \
-                | tail -40 ;;
+                --skip-models ${OPS:+--ops $OPS} ${ROWS:+--rows $ROWS} --jobs ${JOBS:-12} ${RESUME:+--resume} \
+                --report "$deep" | tail -40 ;;
     xdist)    # the gate as a pytest plugin (pytest --sdcl) over N xdist workers, for each N of XDIST_N, each run cold (its
               # own kernel cache), in an empty folder as another repository runs it; wall times in xdist.txt
               for n in ${XDIST_N:-1 8}; do

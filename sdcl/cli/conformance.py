@@ -27,6 +27,10 @@ def add_parser(sub, parents) -> None:
     c.add_argument("--jobs", "-j", type=int, default=0,
                    help="worker processes, each with its own context on the device (default: one per core, at most "
                         "4; 1: in this process); under dev and thorough on a GPU they share a row's knob settings")
+    c.add_argument("--resume", action="store_true",
+                   help="take the knob settings that a stopped run into this --report folder checked (rows split "
+                        "over the workers on a GPU; same device and profile) from its settings.jsonl instead of "
+                        "checking them again")
     c.set_defaults(run=run)
 
 

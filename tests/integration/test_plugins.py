@@ -133,10 +133,10 @@ def test_a_rows_knob_settings_checked_in_parallel_come_back_as_one_row(tmp_path)
         "    return y * 1.5 if call.knobs['MODE'] == 2 and os.environ.get('WRONG_AT_2') else y\n\n\n"
         "VARIANTS = {'silu': [Variant('knobbed', {'MODE': 0}, space={'MODE': [0, 1, 2, 3]}, launcher=silu)]}\n"))
 
-    def gate(name, split=True, **env):
+    def gate(name, split=True, more=(), **env):
         # the gate splits rows on a GPU only (a CPU device's kernels use every core already): switched on here
         args = ["--plugin", str(plugin), "conformance", "--rows", "silu:knobbed:float32", "--profile", "dev",
-                "--skip-models", "--jobs", "2", "--report", str(tmp_path / name)]
+                "--skip-models", "--jobs", "2", "--report", str(tmp_path / name), *more]
         res = subprocess.run([sys.executable, "-c", "import sys; import sdcl.conformance.gate as g; "
                               f"g.splits_rows = lambda info: {split}; from sdcl.cli import main; "
                               "sys.exit(main(sys.argv[1:]))", *args], cwd=tmp_path, capture_output=True, text=True,
@@ -158,3 +158,14 @@ def test_a_rows_knob_settings_checked_in_parallel_come_back_as_one_row(tmp_path)
     res, row = gate("killed", KILL_AT_3="1")
     assert res.returncode == 1 and row["verdict"] == "FAIL", row
     assert "knob setting 3" in row["failure"] and "died (killed by SIGSEGV)" in row["failure"], row["failure"]
+    # a run stopped before its row was whole keeps the settings that came in; --resume takes them instead of checking
+    # them again (setting 2, wrong now, is not run again), and checks the rest
+    res, row = gate("right")
+    kept = (tmp_path / "right" / "settings.jsonl").read_text().splitlines()
+    assert len(kept) == 4, kept
+    (tmp_path / "right" / "settings.jsonl").write_text("".join(x + "\n" for x in kept if '@3"' not in x))
+    res, row = gate("right", more=["--resume"], WRONG_AT_2="1")
+    assert res.returncode == 0 and row["verdict"] == "pass" and row["configs"] == 4, res.stdout + res.stderr
+    assert "3 knob setting(s) taken from" in res.stdout, res.stdout
+    res, row = gate("right", WRONG_AT_2="1")        # without --resume every setting is checked again
+    assert row["verdict"] == "FAIL" and row["failure"].startswith("knobs {'MODE': 2}"), row
