@@ -202,6 +202,7 @@ SETTINGS_FILE = "settings.jsonl"   # a split row's knob settings as they arrive:
 
 
 def _keep_setting(folder, device: str, profile: str, task: str, of: int, row: Row) -> None:
+    """Append one knob setting's row (task "op:variant:dtype@k", one of `of`) to the folder's SETTINGS_FILE."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     with open(Path(folder) / SETTINGS_FILE, "a") as f:
         f.write(json.dumps({"device": device, "profile": profile, "task": task, "of": of, "row": row.__dict__}) + "\n")
