@@ -205,7 +205,6 @@ class References:
             self._bytes -= old.nbytes
         return ref
 
-
     def _shared(self, key: tuple, compute) -> np.ndarray:
         """The reference of `key` from the shared folder, computed and saved there first by whichever process holds
         its lock first (a lock file per reference: the others wait, then read)."""
