@@ -144,7 +144,7 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     work = [p for t in tasks for p in ([f"{t}@{k}" for k in range(parts[t])] if t in parts else [t])]
     pieces: dict = {}
     finished: set = set()       # the tasks of `work` that reported
-    device = device_name(selector) if parts else ""
+    device = device_name(selector)
     kept = _kept_settings(folder, device, profile, parts) if resume else {}
     if parts and not resume:
         (Path(folder) / SETTINGS_FILE).unlink(missing_ok=True)
@@ -167,7 +167,7 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
             log(f"[{time.perf_counter() - t0:5.0f} s, {len(done)}/{len(tasks)} tasks]" + _line(row))
         ordered = [r for t in order if t in done for r in done[t] if r.kind == "op"] + \
             [r for t in order if t in done for r in done[t] if r.kind != "op"]
-        write_reports(ordered, folder, device_name(selector), profile)
+        write_reports(ordered, folder, device, profile)
 
     if kept:
         log(f"{len(kept)} knob setting(s) taken from {Path(folder) / SETTINGS_FILE} (--resume)")
