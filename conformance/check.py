@@ -70,23 +70,34 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
         gc = g_all[sl]
         with np.errstate(invalid="ignore"):                 # the poison is a signalling NaN
             g, e = gc.astype(np.float64), e_all[sl].astype(np.float64, copy=False)
-        err = np.abs(g - e)
+        err = np.subtract(g, e)
+        np.abs(err, out=err)
         g_nan, e_nan = np.isnan(g), np.isnan(e)
         both_nan = g_nan & e_nan
-        err[both_nan] = 0.0
-        err[np.isnan(err)] = np.inf
+        if both_nan.any():
+            err[both_nan] = 0.0
+        err_nan = np.isnan(err)
+        if err_nan.any():
+            err[err_nan] = np.inf
         abs_e = np.abs(e)
-        res.max_abs = max(res.max_abs, float(err.max(initial=0.0)))
-        res.max_rel = max(res.max_rel, float(np.max(err / np.maximum(abs_e, tiny), initial=0.0)))
-        finite_err = np.where(np.isfinite(err), err, 1e300)
-        finite_e = np.where(np.isfinite(e), e, 0.0)
+        err_max, e_max = float(err.max(initial=0.0)), float(abs_e.max(initial=0.0))
+        res.max_abs = max(res.max_abs, err_max)
+        tmp = np.maximum(abs_e, tiny)
+        res.max_rel = max(res.max_rel, float(np.divide(err, tmp, out=tmp).max(initial=0.0)))
+        # the sums of squares of the finite values (a pass to pick them only where some are not)
+        finite_err = err if np.isfinite(err_max) else np.where(np.isfinite(err), err, 1e300)
+        finite_e = e if np.isfinite(e_max) else np.where(np.isfinite(e), e, 0.0)
         with np.errstate(over="ignore"):
             err_sq += float(finite_err @ finite_err)
         ref_sq += float(finite_e @ finite_e)
         with np.errstate(over="ignore", invalid="ignore"):
             spacing = np.spacing(abs_e.astype(dtype)).astype(np.float64)
-            res.max_ulp = max(res.max_ulp, float(np.max(err / np.maximum(spacing, subnormal), initial=0.0)))
-        bad = ~(err <= tol.rtol * abs_e + tol.atol * scale + tol.floor) & ~both_nan
+            np.maximum(spacing, subnormal, out=spacing)
+            res.max_ulp = max(res.max_ulp, float(np.divide(err, spacing, out=spacing).max(initial=0.0)))
+        bad = ~(err <= tol.rtol * abs_e + tol.atol * scale + tol.floor) if tol.rtol else \
+            ~(err <= tol.atol * scale + tol.floor)
+        if both_nan.any():
+            bad &= ~both_nan
         wide = scale
         if elem_scale is not None and bad.any():
             wide = np.maximum(elem_scale()[sl], scale)
@@ -130,9 +141,12 @@ def _poisoned(g: np.ndarray, start: int) -> np.ndarray:
         return g.view(np.uint32) == POISON
     if g.dtype == np.float64:
         return (g.view(np.uint64) >> np.uint64(32)) == POISON
-    odd = (np.arange(g.size) + start) % 2 == 1
-    words = g.view(np.uint16)
-    return np.where(odd, words == (POISON >> 16), words == (POISON & 0xFFFF))
+    words, hit = g.view(np.uint16), np.empty(g.size, bool)
+    lo, hi = POISON & 0xFFFF, POISON >> 16                  # the word's halves, at even and odd flat indices
+    first, second = (lo, hi) if start % 2 == 0 else (hi, lo)
+    np.equal(words[0::2], first, out=hit[0::2])
+    np.equal(words[1::2], second, out=hit[1::2])
+    return hit
 
 
 _SCALE_NAME = {"ref": "max|ref|", "input": "max|input|", "dot": "max(max|ref|, sqrt(sum (a_k b_k)^2))",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from sdcl.conformance.report import Row, write_reports
-from sdcl.conformance.runner import References, check_row, merge_parts, row_configs, skip_reason
+from sdcl.conformance.runner import References, _note, check_row, merge_parts, row_configs, skip_reason
 from sdcl.registry import DTYPES, REGISTRY
 
 
@@ -149,8 +149,13 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     if parts and not resume:
         (Path(folder) / SETTINGS_FILE).unlink(missing_ok=True)
 
-    def arrived(task: str, rows: list) -> None:
+    again: dict = {}       # tasks that failed for the host's or device's resources beside the other workers
+
+    def arrived(task: str, rows: list, alone: bool = False) -> None:
         finished.add(task)
+        if jobs > 1 and not alone and any(_starved(r) for r in rows):
+            again[task] = next(r.failure for r in rows if _starved(r))
+            return
         if "@" in task:         # one knob setting of a row: the row is reported once all its settings are in
             row, k = task.split("@")
             if task not in kept:
@@ -193,6 +198,14 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         for task in crashed or [t for t in pending if t not in finished][:1]:     # (none marked: died starting up)
             arrived(task, [r for t in _split(task) for r in _run_alone(selector, t, profile, force)])
         pending = [t for t in pending if t not in finished]
+    # A task that ran out of memory or resources while the other workers held theirs (16 contexts of a CPU-style
+    # kernel's private arrays on one GPU) runs again alone once the rest is done: what it finds alone is its result.
+    for task, why in again.items():
+        log(f"{task}: checked again alone, after running out of resources beside {jobs - 1} other workers: {why[:200]}")
+        rows = [r for t in _split(task) for r in _run_alone(selector, t, profile, force)]
+        for r in rows:
+            _note(r, f"ran out of resources beside {jobs - 1} other worker processes ({why[:160]}); checked again alone")
+        arrived(task, rows, alone=True)
     if shared:
         shared.cleanup()
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]
@@ -231,6 +244,16 @@ def _marked(marks: str, selector: str | None, task: str, profile: str, force: di
 
 def _mark_name(task: str) -> str:
     return task.replace(":", "__")
+
+
+# What a check that ran short of the host's or the device's memory says (pyopencl's status names, numpy's
+# MemoryError), and Hypothesis's verdict on a failure that did not recur when replayed (one that depended on what
+# the other workers held at the time)
+_STARVED = ("OUT_OF_HOST_MEMORY", "OUT_OF_RESOURCES", "MEM_OBJECT_ALLOCATION_FAILURE", "MemoryError", "FlakyFailure")
+
+
+def _starved(row: Row) -> bool:
+    return not row.passed and any(s in row.failure for s in _STARVED)
 
 
 def _share_references(folder: str) -> None:

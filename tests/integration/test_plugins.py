@@ -169,3 +169,39 @@ def test_a_rows_knob_settings_checked_in_parallel_come_back_as_one_row(tmp_path)
     assert "3 knob setting(s) taken from" in res.stdout, res.stdout
     res, row = gate("right", WRONG_AT_2="1")        # without --resume every setting is checked again
     assert row["verdict"] == "FAIL" and row["failure"].startswith("knobs {'MODE': 2}"), row
+
+
+def test_a_setting_that_runs_out_of_memory_beside_the_other_workers_runs_again_alone(tmp_path):
+    # 16 workers' contexts of one CPU-style kernel ran an H100's host out of memory (OUT_OF_HOST_MEMORY at a
+    # 1-element case): such a failure is not the kernel's answer; the setting runs again alone, after the others,
+    # and what it does alone is its result (noted)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    plugin = write_plugin(tmp_path / "starved", (
+        "import os\nfrom pathlib import Path\n\nfrom sdcl.opencl_impl.variants import naive\n\n\n"
+        "def silu(call, x):\n"
+        "    mark = Path(os.environ['MARKS']) / str(call.knobs['MODE'])\n"
+        "    if call.knobs['MODE'] == 1 and (os.environ.get('ALWAYS') or not mark.exists()):\n"
+        "        mark.touch()\n"
+        "        raise RuntimeError('clEnqueueFillBuffer failed: OUT_OF_HOST_MEMORY')\n"
+        "    return naive.silu(call, x)\n\n\n"
+        "VARIANTS = {'silu': [Variant('starved', {'MODE': 0}, space={'MODE': [0, 1, 2]}, launcher=silu)]}\n"))
+
+    def gate(name, **env):
+        args = ["--plugin", str(plugin), "conformance", "--rows", "silu:starved:float32", "--profile", "dev",
+                "--skip-models", "--jobs", "2", "--report", str(tmp_path / name)]
+        res = subprocess.run([sys.executable, "-c", "import sys; import sdcl.conformance.gate as g; "
+                              "g.splits_rows = lambda info: True; from sdcl.cli import main; "
+                              "sys.exit(main(sys.argv[1:]))", *args], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "MARKS": str(marks), **env})
+        rows = json.loads((tmp_path / name / "report.json").read_text())["rows"]
+        assert len(rows) == 1, rows
+        return res, rows[0]
+
+    res, row = gate("once")       # out of memory at its first call only
+    assert res.returncode == 0 and row["verdict"] == "pass" and row["configs"] == 3, res.stdout + res.stderr
+    assert "silu:starved:float32@1: checked again alone" in res.stdout, res.stdout
+    assert "checked again alone" in row["notes"], row
+    res, row = gate("always", ALWAYS="1")        # alone too: the failure stands
+    assert res.returncode == 1 and row["verdict"] == "FAIL", row
+    assert row["failure"].startswith("knobs {'MODE': 1}") and "OUT_OF_HOST_MEMORY" in row["failure"], row
