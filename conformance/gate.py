@@ -7,6 +7,7 @@ found; returns non-zero when anything failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -268,7 +269,8 @@ def _pool_round(selector, pending: list, profile: str, force, jobs: int, arrived
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
-    with tempfile.TemporaryDirectory(prefix="sdcl-gate-") as marks:
+    threads = worker_threads(jobs)
+    with tempfile.TemporaryDirectory(prefix="sdcl-gate-") as marks, _environ(threads):
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                    **({"initializer": _share_references, "initargs": (shared,)} if shared else {}))
         try:
@@ -292,6 +294,29 @@ def _pool_round(selector, pending: list, profile: str, force, jobs: int, arrived
         except BaseException:       # an interruption or a failed worker: stop the workers, do not wait for them
             _stop(pool)
             raise
+
+
+# The BLAS and OpenMP thread counts a worker process reads as it starts (numpy's OpenBLAS, MKL, torch)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_threads(jobs: int) -> dict:
+    """The thread counts of `jobs` workers: the host's cores shared among them, where the user set none. Else each
+    worker's OpenBLAS starts a thread per core, and its idle threads spin a while after each call: 16 workers on a
+    16-core GPU host would run 256 threads."""
+    n = str(max(1, (os.cpu_count() or 1) // max(jobs, 1)))
+    return {k: n for k in THREAD_VARIABLES if k not in os.environ}
+
+
+@contextlib.contextmanager
+def _environ(values: dict):
+    """os.environ with `values` added while the block runs (the worker processes started in it inherit them)."""
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k in values:
+            os.environ.pop(k, None)
 
 
 def _stop(pool) -> None:

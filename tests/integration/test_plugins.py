@@ -205,3 +205,21 @@ def test_a_setting_that_runs_out_of_memory_beside_the_other_workers_runs_again_a
     res, row = gate("always", ALWAYS="1")        # alone too: the failure stands
     assert res.returncode == 1 and row["verdict"] == "FAIL", row
     assert row["failure"].startswith("knobs {'MODE': 1}") and "OUT_OF_HOST_MEMORY" in row["failure"], row
+
+
+def test_the_workers_share_the_hosts_cores_among_their_blas_threads(tmp_path):
+    # each worker's BLAS (numpy's OpenBLAS) would start a thread per core: over --jobs workers they get a share each
+    seen = tmp_path / "seen"
+    plugin = write_plugin(tmp_path / "threads", (
+        "import os\n\nfrom sdcl.opencl_impl.variants import naive\n\n\n"
+        "def silu(call, x):\n"
+        f"    open({str(seen)!r}, 'a').write(os.environ.get('OPENBLAS_NUM_THREADS', '-') + '\\n')\n"
+        "    return naive.silu(call, x)\n\n\n"
+        "VARIANTS = {'silu': [Variant('threads', launcher=silu)]}\n"))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    res = subprocess.run([sys.executable, "-m", "sdcl.cli", "--plugin", str(plugin), "conformance", "--rows",
+                          "silu:threads:float32,silu:naive:float32", "--skip-models", "--jobs", "2",
+                          "--report", str(tmp_path / "r")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(seen.read_text().split()) == {str(max(1, os.cpu_count() // 2))}
