@@ -151,10 +151,15 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         (Path(folder) / SETTINGS_FILE).unlink(missing_ok=True)
 
     again: dict = {}       # tasks that failed for the host's or device's resources beside the other workers
+    retrying = []          # (true while they are checked again)
 
-    def arrived(task: str, rows: list, alone: bool = False) -> None:
+    def arrived(task: str, rows: list) -> None:
         finished.add(task)
-        if jobs > 1 and not alone and any(_starved(r) for r in rows):
+        if retrying and task in again:
+            for r in rows:
+                _note(r, f"ran out of resources beside {jobs - 1} other worker processes ({again[task][:160]}); "
+                         f"checked again alone")
+        elif jobs > 1 and any(_starved(r) for r in rows):
             again[task] = next(r.failure for r in rows if _starved(r))
             return
         if "@" in task:         # one knob setting of a row: the row is reported once all its settings are in
@@ -189,24 +194,29 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     # the knob settings of a row share their SD cases' references through a folder (each computed once, by the
     # first worker to need it)
     shared = tempfile.TemporaryDirectory(prefix="sdcl-gate-refs-") if parts else None
-    while pending:
-        crashed = _pool_round(selector, pending, profile, force, jobs, arrived, shared and shared.name)
-        if crashed is None:
-            break
-        # A worker died (a kernel or driver crash, memory): the pool is gone with the tasks it was running. Each
-        # task that had started and not finished runs again alone, row by row, so the row that kills its process
-        # is named and fails, and the rest of the run goes on.
-        for task in crashed or [t for t in pending if t not in finished][:1]:     # (none marked: died starting up)
-            arrived(task, [r for t in _split(task) for r in _run_alone(selector, t, profile, force)])
-        pending = [t for t in pending if t not in finished]
+
+    def over_workers(pending: list, n: int) -> None:
+        while pending:
+            crashed = _pool_round(selector, pending, profile, force, n, arrived, shared and shared.name)
+            if crashed is None:
+                break
+            # A worker died (a kernel or driver crash, memory): the pool is gone with the tasks it was running. Each
+            # task that had started and not finished runs again alone, row by row, so the row that kills its process
+            # is named and fails, and the rest of the run goes on.
+            for task in crashed or [t for t in pending if t not in finished][:1]:   # (none marked: died starting up)
+                arrived(task, [r for t in _split(task) for r in _run_alone(selector, t, profile, force)])
+            pending = [t for t in pending if t not in finished]
+
+    over_workers(pending, jobs)
     # A task that ran out of memory or resources while the other workers held theirs (16 contexts of a CPU-style
-    # kernel's private arrays on one GPU) runs again alone once the rest is done: what it finds alone is its result.
-    for task, why in again.items():
-        log(f"{task}: checked again alone, after running out of resources beside {jobs - 1} other workers: {why[:200]}")
-        rows = [r for t in _split(task) for r in _run_alone(selector, t, profile, force)]
-        for r in rows:
-            _note(r, f"ran out of resources beside {jobs - 1} other worker processes ({why[:160]}); checked again alone")
-        arrived(task, rows, alone=True)
+    # kernel's private arrays on one GPU) is checked again once the rest is done, in one worker process with none
+    # beside it: what it does alone is its result.
+    if again:
+        log(f"{len(again)} task(s) ran out of resources beside the other workers, checked again alone: "
+            + ", ".join(again)[:300] + f" (first: {next(iter(again.values()))[:200]})")
+        retrying.append(True)
+        finished.difference_update(again)
+        over_workers(list(again), 1)
     if shared:
         shared.cleanup()
     return [r for t in order for r in done[t] if r.kind == "op"] + [r for t in order for r in done[t] if r.kind != "op"]

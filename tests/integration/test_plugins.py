@@ -200,7 +200,7 @@ def test_a_setting_that_runs_out_of_memory_beside_the_other_workers_runs_again_a
 
     res, row = gate("once")       # out of memory at its first call only
     assert res.returncode == 0 and row["verdict"] == "pass" and row["configs"] == 3, res.stdout + res.stderr
-    assert "silu:starved:float32@1: checked again alone" in res.stdout, res.stdout
+    assert "checked again alone: silu:starved:float32@1" in res.stdout, res.stdout
     assert "checked again alone" in row["notes"], row
     res, row = gate("always", ALWAYS="1")        # alone too: the failure stands
     assert res.returncode == 1 and row["verdict"] == "FAIL", row
