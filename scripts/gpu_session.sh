@@ -5,7 +5,7 @@
 #   bash scripts/gpu_session.sh STAGE...
 # Everything runs from a scratch folder, not the checkout: the checkout's sdcl/ folder on sys.path would shadow the
 # installed namespace (its sdcl.reference, sdcl.kernels ... live in other folders of the checkout).
-# stages: gate deep xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf halfpsnr abknobs keep generate pack (pack: $OUT as one all.tgz, since
+# stages: gate deep profsetting xdist devtests attncheck gemmcheck tune tunetrace gemm gemmsd gemmsdhalf ladder profile perf halfpsnr abknobs keep generate pack (pack: $OUT as one all.tgz, since
 # the device tool brings back only a few files)
 # Everything a stage writes goes under $OUT (the device tool brings it back).
 set -uo pipefail
@@ -73,6 +73,10 @@ for stage in "$@"; do
                 echo "pytest --sdcl --sdcl-device ${XDIST_DEVICES:-$DEV} -n $n: $(python3 -c "print(round($(date +%s.%N) - $s0, 1))") s" \
                   | tee -a "$OUT/xdist.txt"
               done ;;
+    profsetting) # where a split row's knob setting spends its time: PROF_ROW (op:variant:dtype), PROF_PARTS (0,1,2)
+              python3 $REPO/scripts/profile_setting.py --device "$DEV" ${PROF_ROW:-linear:mma_f16_half:float16} \
+                ${PROF_PARTS:-0,1,2} --profile ${PROFILE:-thorough} 2>&1 | grep -v CompilerWarning \
+                | tee -a "$OUT/profile-setting.txt" ;;
     abknobs)  # AB_ARGS: scripts/ab_knobs.py's arguments (op, variant, dtype, the knob settings to compare at SD shapes)
               python3 $REPO/scripts/ab_knobs.py --device "$DEV" $AB_ARGS | tee -a "$OUT/ab-knobs.txt" ;;
     pack)     (cd "$OUT" && tar czf /tmp/all.tgz . && rm -rf ./* && mv /tmp/all.tgz .) ;;
