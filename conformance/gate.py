@@ -99,18 +99,19 @@ def splits_rows(info: dict) -> bool:
     return info.get("type") != "CPU"
 
 
-def setting_counts(selector: str | None, tasks: list, profile: str) -> dict:
+def setting_counts(selector: str | None, tasks: list, profile: str, every_device: bool = False) -> dict:
     """Row task ("op:variant:dtype") -> how many knob settings it checks on this device (row_configs), for each row
     of `tasks` with more than one that the device does not skip; none on a CPU device, whose kernels run on every
-    core already (one dev row split over two processes on 2 cores: 37.4 s against 31.8 s in one)."""
+    core already (one dev row split over two processes on 2 cores: 37.4 s against 31.8 s in one), unless
+    `every_device` (the settings checked one after another in this process, whose Runtime this one becomes)."""
     from sdcl.opencl_impl.devices import device_info, select_device
     from sdcl.opencl_impl.runtime import Runtime
 
     device = select_device(selector)
     counts = {}
-    if not splits_rows(device_info(device)):     # (no context made for a device whose rows are not split)
+    if not every_device and not splits_rows(device_info(device)):   # (no context made for rows not split)
         return counts
-    rt = Runtime(device)
+    rt = (_WORKER.get(selector) or _WORKER.setdefault(selector, Runtime(device))) if every_device else Runtime(device)
     for task in tasks:
         if task.count(":") != 2:
             continue
@@ -139,9 +140,11 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     done: dict = {}
     t0 = time.perf_counter()
     order = (["models"] if not skip_models else []) + [t for op in ops for t in tasks if t.split(":")[0] == op]
-    # Outside ci, over several workers on a GPU, a row with several knob settings is a task per setting
-    # ("op:variant:dtype@k"), so that no row takes longer than its slowest setting (the host's cores share it)
-    parts = setting_counts(selector, tasks, profile) if jobs > 1 and profile != "ci" else {}
+    # Outside ci a row with several knob settings is a task per setting ("op:variant:dtype@k"): over several workers
+    # on a GPU, so that no row takes longer than its slowest setting (the host's cores share it); in one process
+    # (jobs 1), on any device, one after another, so that each setting is kept as it arrives (SETTINGS_FILE) and a
+    # stopped run is continued with --resume (a thorough conv2d row ran for over 90 minutes on llvmpipe)
+    parts = setting_counts(selector, tasks, profile, every_device=jobs <= 1) if profile != "ci" else {}
     work = [p for t in tasks for p in ([f"{t}@{k}" for k in range(parts[t])] if t in parts else [t])]
     pieces: dict = {}
     finished: set = set()       # the tasks of `work` that reported
@@ -186,7 +189,7 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
             arrived(task, [kept[task]])
         work = [t for t in work if t not in kept]
     if jobs <= 1:
-        for task in tasks:
+        for task in work:
             arrived(task, run_task(selector, task, profile, force))
         pending = []
     else:

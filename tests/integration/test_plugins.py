@@ -169,6 +169,17 @@ def test_a_rows_knob_settings_checked_in_parallel_come_back_as_one_row(tmp_path)
     assert "3 knob setting(s) taken from" in res.stdout, res.stdout
     res, row = gate("right", WRONG_AT_2="1")        # without --resume every setting is checked again
     assert row["verdict"] == "FAIL" and row["failure"].startswith("knobs {'MODE': 2}"), row
+    # in one process (--jobs 1), on any device (a CPU's rows are not spread over workers), the settings are checked
+    # one after another and kept as they arrive, so --resume continues a stopped run there too
+    res, row = gate("one", split=False, more=["--jobs", "1"])
+    assert res.returncode == 0 and row["verdict"] == "pass" and row["configs"] == 4, res.stdout + res.stderr
+    assert "silu:knobbed:float32 knob setting 1: 2 of 4 in, pass" in res.stdout, res.stdout
+    kept = (tmp_path / "one" / "settings.jsonl").read_text().splitlines()
+    assert len(kept) == 4, kept
+    (tmp_path / "one" / "settings.jsonl").write_text("".join(x + "\n" for x in kept if '@3"' not in x))
+    res, row = gate("one", split=False, more=["--jobs", "1", "--resume"], WRONG_AT_2="1")
+    assert res.returncode == 0 and row["verdict"] == "pass" and row["configs"] == 4, res.stdout + res.stderr
+    assert "3 knob setting(s) taken from" in res.stdout, res.stdout
 
 
 def test_a_setting_that_runs_out_of_memory_beside_the_other_workers_runs_again_alone(tmp_path):
