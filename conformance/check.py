@@ -74,7 +74,8 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
         np.abs(err, out=err)
         g_nan, e_nan = np.isnan(g), np.isnan(e)
         both_nan = g_nan & e_nan
-        if both_nan.any():
+        any_both_nan = bool(both_nan.any())
+        if any_both_nan:
             err[both_nan] = 0.0
         err_nan = np.isnan(err)
         if err_nan.any():
@@ -96,7 +97,7 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
             res.max_ulp = max(res.max_ulp, float(np.divide(err, spacing, out=spacing).max(initial=0.0)))
         bad = ~(err <= tol.rtol * abs_e + tol.atol * scale + tol.floor) if tol.rtol else \
             ~(err <= tol.atol * scale + tol.floor)
-        if both_nan.any():
+        if any_both_nan:
             bad &= ~both_nan
         wide = scale
         if elem_scale is not None and bad.any():

@@ -60,17 +60,23 @@ def row_tasks(ops: list, skip_models: bool) -> list:
 _WORKER: dict = {}     # a worker process's Runtime, made once
 
 
-def run_task(selector: str | None, task: str, profile: str, force: dict | None = None) -> list:
-    """The rows of one task (an op's variants x dtypes, or "models") on the selected device, in this process."""
+def worker_runtime(selector: str | None):
+    """This process's Runtime of the selected device, made at its first use."""
     from sdcl.opencl_impl.devices import select_device
     from sdcl.opencl_impl.runtime import Runtime
+
+    if _WORKER.get(selector) is None:
+        _WORKER[selector] = Runtime(select_device(selector))
+    return _WORKER[selector]
+
+
+def run_task(selector: str | None, task: str, profile: str, force: dict | None = None) -> list:
+    """The rows of one task (an op's variants x dtypes, or "models") on the selected device, in this process."""
     from sdcl.opencl_impl.selection import policy_for
 
     import sdcl.conformance.profiles  # noqa: F401  (registers the profiles in a fresh worker process)
 
-    rt = _WORKER.get(selector)
-    if rt is None:
-        rt = _WORKER[selector] = Runtime(select_device(selector))
+    rt = worker_runtime(selector)
     device = f"{rt.info['platform']} / {rt.info['device']}"
     if task == "models":
         from sdcl.conformance.models import check_models
@@ -111,7 +117,7 @@ def setting_counts(selector: str | None, tasks: list, profile: str, every_device
     counts = {}
     if not every_device and not splits_rows(device_info(device)):   # (no context made for rows not split)
         return counts
-    rt = (_WORKER.get(selector) or _WORKER.setdefault(selector, Runtime(device))) if every_device else Runtime(device)
+    rt = worker_runtime(selector) if every_device else Runtime(device)
     for task in tasks:
         if task.count(":") != 2:
             continue
@@ -154,11 +160,10 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
         (Path(folder) / SETTINGS_FILE).unlink(missing_ok=True)
 
     again: dict = {}       # tasks that failed for the host's or device's resources beside the other workers
-    retrying = []          # (true while they are checked again)
 
     def arrived(task: str, rows: list) -> None:
         finished.add(task)
-        if retrying and task in again:
+        if task in again:       # (it arrives a second time only from its check alone, below)
             for r in rows:
                 _note(r, f"ran out of resources beside {jobs - 1} other worker processes ({again[task][:160]}); "
                          f"checked again alone")
@@ -217,7 +222,6 @@ def run(selector: str | None, ops: list, profile: str, folder: Path, skip_models
     if again:
         log(f"{len(again)} task(s) ran out of resources beside the other workers, checked again alone: "
             + ", ".join(again)[:300] + f" (first: {next(iter(again.values()))[:200]})")
-        retrying.append(True)
         finished.difference_update(again)
         over_workers(list(again), 1)
     if shared:
