@@ -53,13 +53,13 @@ def _float64(a: np.ndarray) -> np.ndarray:
     return _HALF_VALUES.take(a.view(np.uint16))
 
 
-def _rounded_spacing(abs_e: np.ndarray, dtype) -> np.ndarray:
-    """np.spacing(abs_e.astype(dtype)) in float64, at least dtype's smallest subnormal, for abs_e >= 0: the gap at the
-    reference rounded to dtype, from its binary exponent (numpy's float16 conversion and spacing cost about 25 ns an
-    element)."""
+def _rounded_spacing(abs_e: np.ndarray, dtype, abs_max: float) -> np.ndarray:
+    """np.spacing(abs_e.astype(dtype)) in float64, at least dtype's smallest subnormal, for abs_e >= 0 whose largest
+    value (NaN if any is) is abs_max: the gap at the reference rounded to dtype, from its binary exponent (numpy's
+    float16 conversion and spacing cost about 25 ns an element)."""
     fi = np.finfo(dtype)
     top = float(fi.max) - float(fi.max - np.nextafter(fi.max, fi.dtype.type(0))) / 2     # above it, x rounds to max or inf
-    if not float(abs_e.max(initial=0.0)) < top:     # rare (those, inf, NaN): numpy's own, inf at max, NaN past it
+    if not abs_max < top:                           # rare (those, inf, NaN): numpy's own, inf at max, NaN past it
         with np.errstate(over="ignore", invalid="ignore"):
             return np.maximum(np.spacing(abs_e.astype(dtype)).astype(np.float64), fi.smallest_subnormal)
     m, ex = np.frexp(np.maximum(abs_e, fi.tiny))            # x = m 2^ex, m in [0.5, 1); below tiny the gap is the
@@ -120,7 +120,7 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype, tol, scale: float, res
             err_sq += float(finite_err @ finite_err)
         ref_sq += float(finite_e @ finite_e)
         with np.errstate(over="ignore", invalid="ignore"):
-            spacing = _rounded_spacing(abs_e, dtype)
+            spacing = _rounded_spacing(abs_e, dtype, e_max)
             res.max_ulp = max(res.max_ulp, float(np.divide(err, spacing, out=spacing).max(initial=0.0)))
         bad = ~(err <= tol.rtol * abs_e + tol.atol * scale + tol.floor) if tol.rtol else \
             ~(err <= tol.atol * scale + tol.floor)

@@ -196,16 +196,20 @@ def test_rounded_spacing_is_numpys_at_the_edges(dtype):
     """The ulp measure's gap, taken from the exponent instead of numpy's conversion and np.spacing: the same at
     powers of two and the ties just below them (which round up), subnormals, zero, max, past max, inf and NaN."""
     fi, rng = np.finfo(dtype), np.random.default_rng(0)
-    xs = [0.0, 5e-324, float(fi.smallest_subnormal), float(fi.tiny), float(fi.max), np.inf, np.nan]
     tie = 2.0 ** -(fi.nmant + 2)          # 1 - tie rounds up to 1 in dtype
+    edges = [0.0, 5e-324, float(fi.smallest_subnormal), float(fi.tiny)]
     for k in range(int(fi.minexp) - 3, int(fi.maxexp)):
         p = float(np.ldexp(1.0, k))
-        xs += [p, p * (1 - tie), np.nextafter(p * (1 - tie), 0), np.nextafter(p * (1 - tie), 2 * p), p * (1 + tie)]
-    xs = np.abs(np.array(xs + list(rng.standard_normal(5000) * 10.0 ** rng.integers(-40, 40, 5000))))
-    with np.errstate(all="ignore"):
-        want = np.maximum(np.spacing(xs.astype(dtype)).astype(np.float64), fi.smallest_subnormal)
-    got = np.concatenate([C._rounded_spacing(c, dtype) for c in np.array_split(xs, 50)])
-    np.testing.assert_array_equal(got, want)       # NaN where numpy gives NaN
+        edges += [p, p * (1 - tie), np.nextafter(p * (1 - tie), 0), np.nextafter(p * (1 - tie), 2 * p), p * (1 + tie)]
+    top = float(np.nextafter(fi.max, fi.dtype.type(0)))
+    parts = [np.array(edges),                                           # each part checked in one call, so the
+             np.array([top, float(fi.max), np.inf, np.nan, 2.0 * top]),  # edges take the exponent's way
+             np.abs(rng.standard_normal(5000) * 10.0 ** rng.integers(-40, 40, 5000))]
+    for xs in parts + np.array_split(parts[2], 50):
+        with np.errstate(all="ignore"):
+            want = np.maximum(np.spacing(xs.astype(dtype)).astype(np.float64), fi.smallest_subnormal)
+            abs_max = float(xs.max())
+        np.testing.assert_array_equal(C._rounded_spacing(xs, dtype, abs_max), want)   # NaN where numpy's is
 
 
 def test_half_values_read_through_the_table_are_numpys():
